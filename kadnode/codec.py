@@ -1,0 +1,294 @@
+"""The wire: rpcudp framing, msgpack bodies, strict decoding. Pure, no I/O.
+
+A datagram is ``type byte | 20-byte message id | msgpack body`` (rpcudp 5.0.1):
+type 0x00 is a request whose body is ``[method, [args...]]``, type 0x01 a
+response whose body is whatever the handler returned. The argument and reply
+shapes of ``ping``, ``store``, ``find_node`` and ``find_value`` are
+bmuller/kademlia 2.2.3's, so stock nodes interoperate.
+
+Native mode. kadnode starts the message id of its requests with
+:data:`NATIVE_MAGIC`. A kadnode responder that sees it knows the requester is
+kadnode and may answer in the richer native shapes (dicts that carry a TTL,
+and contacts flagged as native); a plain rpcudp requester (random ids) gets
+exactly the shapes bmuller/kademlia expects. A native requester may send
+``store`` a fourth argument, the remaining lifetime in seconds.
+
+Everything a peer can send is checked here: any datagram that is not exactly
+one of these shapes raises :class:`~kadnode.errors.DecodeError`, and nothing
+else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+import msgpack
+
+from .errors import DecodeError
+from .ids import ID_BYTES
+
+REQUEST = 0x00
+RESPONSE = 0x01
+HEADER = 1 + 20
+NATIVE_MAGIC = b"kdn\x01"
+MAX_CONTACTS_PER_REPLY = 32
+
+# Values bmuller/kademlia accepts (kademlia.utils.check_dht_value_type).
+Value = Union[int, float, bool, str, bytes]
+VALUE_TYPES = (int, float, bool, str, bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A node as others see it. Equality is (id, host, port)."""
+
+    node_id: int
+    host: str
+    port: int
+    native: bool = field(default=False, compare=False)
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+# ---- messages (requests, decoded) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    sender_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    sender_id: int
+    key: bytes
+    value: Value
+    ttl: float | None = None  # native only: remaining lifetime
+
+
+@dataclass(frozen=True, slots=True)
+class FindNode:
+    sender_id: int
+    target: int
+
+
+@dataclass(frozen=True, slots=True)
+class FindValue:
+    sender_id: int
+    key: bytes
+
+
+Message = Union[Ping, Store, FindNode, FindValue]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    msg_id: bytes
+    message: Message
+
+    @property
+    def native(self) -> bool:
+        return self.msg_id.startswith(NATIVE_MAGIC)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    msg_id: bytes
+    body: object
+
+
+# ---- limits for the msgpack decoder -------------------------------------
+
+_UNPACK_LIMITS = dict(
+    raw=False,
+    strict_map_key=True,
+    use_list=True,
+    max_bin_len=8192,
+    max_str_len=8192,
+    max_array_len=256,
+    max_map_len=16,
+    max_ext_len=0,
+)
+
+
+def _unpack(body: bytes) -> object:
+    try:
+        return msgpack.unpackb(body, **_UNPACK_LIMITS)
+    except Exception as exc:  # msgpack raises many types; all mean "bad datagram"
+        raise DecodeError(f"undecodable msgpack body: {type(exc).__name__}") from None
+
+
+def pack(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+# ---- decoding --------------------------------------------------------------
+
+
+def decode_datagram(data: bytes, max_size: int) -> Request | Response:
+    """Decode one datagram; raise DecodeError for anything malformed."""
+    if len(data) > max_size:
+        raise DecodeError(f"datagram of {len(data)} bytes over the {max_size} limit")
+    if len(data) < HEADER + 1:
+        raise DecodeError(f"datagram of {len(data)} bytes is too short")
+    kind = data[0]
+    msg_id = bytes(data[1:HEADER])
+    body = _unpack(data[HEADER:])
+    if kind == RESPONSE:
+        return Response(msg_id, body)
+    if kind != REQUEST:
+        raise DecodeError(f"unknown datagram type 0x{kind:02x}")
+    if not (isinstance(body, list) and len(body) == 2):
+        raise DecodeError("request body is not [method, args]")
+    method, args = body
+    if not isinstance(method, str) or not isinstance(args, list):
+        raise DecodeError("request body is not [method, args]")
+    parse = _REQUEST_PARSERS.get(method)
+    if parse is None:
+        raise DecodeError(f"unknown method {method[:32]!r}")
+    return Request(msg_id, parse(args))
+
+
+def _id(raw: object) -> int:
+    if not isinstance(raw, bytes) or len(raw) != ID_BYTES:
+        raise DecodeError("id is not 20 bytes")
+    return int.from_bytes(raw, "big")
+
+
+def _key(raw: object) -> bytes:
+    _id(raw)
+    return raw  # type: ignore[return-value]
+
+
+def check_value(value: object) -> Value:
+    if not isinstance(value, VALUE_TYPES):
+        raise DecodeError(f"value of type {type(value).__name__} is not storable")
+    return value
+
+
+def _arity(args: list, *counts: int) -> None:
+    if len(args) not in counts:
+        raise DecodeError(f"{len(args)} arguments where {counts} expected")
+
+
+def _parse_ping(args: list) -> Ping:
+    _arity(args, 1)
+    return Ping(_id(args[0]))
+
+
+def _parse_store(args: list) -> Store:
+    _arity(args, 3, 4)
+    ttl = None
+    if len(args) == 4:
+        ttl = args[3]
+        if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not ttl >= 0:
+            raise DecodeError("store ttl is not a non-negative number")
+        ttl = float(ttl)
+    return Store(_id(args[0]), _key(args[1]), check_value(args[2]), ttl)
+
+
+def _parse_find_node(args: list) -> FindNode:
+    _arity(args, 2)
+    return FindNode(_id(args[0]), _id(args[1]))
+
+
+def _parse_find_value(args: list) -> FindValue:
+    _arity(args, 2)
+    return FindValue(_id(args[0]), _key(args[1]))
+
+
+_REQUEST_PARSERS = {
+    "ping": _parse_ping,
+    "store": _parse_store,
+    "find_node": _parse_find_node,
+    "find_value": _parse_find_value,
+}
+
+
+# ---- replies ----------------------------------------------------------------
+
+
+def parse_contacts(raw: object) -> list[Contact]:
+    """A list of [id, host, port] (bmuller) or [id, host, port, flags] (native)."""
+    if not isinstance(raw, list) or len(raw) > MAX_CONTACTS_PER_REPLY:
+        raise DecodeError("contact list is not a short list")
+    contacts = []
+    for item in raw:
+        if not isinstance(item, list) or len(item) not in (3, 4):
+            raise DecodeError("contact is not [id, host, port]")
+        host, port = item[1], item[2]
+        if not isinstance(host, str) or not 0 < len(host) <= 64:
+            raise DecodeError("contact host is not a short string")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise DecodeError("contact port is out of range")
+        flags = item[3] if len(item) == 4 else 0
+        if not isinstance(flags, int):
+            raise DecodeError("contact flags are not an integer")
+        contacts.append(Contact(_id(item[0]), host, port, native=bool(flags & 1)))
+    return contacts
+
+
+@dataclass(frozen=True, slots=True)
+class FindReply:
+    """What a find_node / find_value reply says, in either dialect."""
+
+    contacts: list[Contact]
+    native: bool
+    found: bool = False
+    value: Value | None = None
+    ttl: float | None = None
+
+
+def parse_find_reply(body: object) -> FindReply:
+    if isinstance(body, list):  # bmuller: a bare contact list
+        return FindReply(parse_contacts(body), native=False)
+    if not isinstance(body, dict):
+        raise DecodeError("find reply is neither a list nor a map")
+    native = "nodes" in body or "ttl" in body
+    if "value" in body:
+        ttl = body.get("ttl")
+        if ttl is not None and (not isinstance(ttl, (int, float)) or ttl < 0):
+            raise DecodeError("reply ttl is not a non-negative number")
+        return FindReply([], native, True, check_value(body["value"]), ttl)
+    if "nodes" in body:
+        return FindReply(parse_contacts(body["nodes"]), native=True)
+    raise DecodeError("find reply map has neither value nor nodes")
+
+
+def parse_ping_reply(body: object) -> int:
+    return _id(body)
+
+
+def parse_store_reply(body: object) -> bool:
+    if body is not True:
+        raise DecodeError("store reply is not true")
+    return True
+
+
+# ---- encoding ---------------------------------------------------------------
+
+
+def encode_request(msg_id: bytes, method: str, args: list) -> bytes:
+    return bytes((REQUEST,)) + msg_id + pack([method, args])
+
+
+def encode_response(msg_id: bytes, body: object) -> bytes:
+    return bytes((RESPONSE,)) + msg_id + pack(body)
+
+
+def contact_entries(contacts: list[Contact], native: bool) -> list[list]:
+    if native:
+        return [[c.node_id.to_bytes(ID_BYTES, "big"), c.host, c.port, int(c.native)] for c in contacts]
+    return [[c.node_id.to_bytes(ID_BYTES, "big"), c.host, c.port] for c in contacts]
+
+
+def find_reply_body(
+    contacts: list[Contact], native: bool, value: Value | None = None, ttl: float | None = None
+) -> object:
+    if value is not None:
+        return {"value": value, "ttl": ttl} if native else {"value": value}
+    entries = contact_entries(contacts, native)
+    return {"nodes": entries} if native else entries

@@ -1,0 +1,94 @@
+"""Every protocol constant in one place, each with its source. No I/O.
+
+A :class:`Config` instance carries them into the core, so tests and the
+simulator can shrink intervals without monkeypatching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Kademlia paper (Maymounkov & Mazieres 2002), section 2.2 and 4: k = 20.
+K = 20
+# Kademlia paper, section 2.3: alpha = 3 concurrent requests per lookup.
+ALPHA = 3
+# Kademlia paper, section 4.1: a replacement cache beside each bucket.
+# Size: go-ethereum p2p/discover uses 10 (maxReplacements).
+REPLACEMENT_CACHE = 10
+# "Dropped after several consecutive failures, not one": the paper (4.1)
+# suggests 5 failed RPCs mark a contact stale; libtorrent and Mainline DHT
+# use 2 to 3. We drop on the 3rd consecutive failure.
+STALE_LIMIT = 3
+# BEP 5 (Mainline DHT): a node heard from in the last 15 minutes is "good";
+# a full bucket whose oldest contact is good needs no ping-before-evict.
+GOOD_FOR = 900.0
+
+# Kademlia paper, section 2.3 / 2.5: intervals in seconds.
+REFRESH_INTERVAL = 3600.0  # a bucket with no lookup in this long is refreshed
+REPLICATE_INTERVAL = 3600.0  # replicas re-send what they hold hourly
+REPUBLISH_INTERVAL = 86400.0  # the original publisher re-publishes daily
+EXPIRE_AFTER = 86400.0  # a value lives this long after publication
+# bmuller/kademlia ForgetfulStorage keeps values 604800 s; we follow the paper.
+
+# Request timeouts: RFC 6298 (TCP RTO) estimator, with a floor for loopback
+# and LAN where the RTT is far below what scheduling noise adds.
+RTO_INITIAL = 1.0  # RFC 6298 section 2.1: 1 s before any sample
+RTO_FLOOR = 0.25
+RTO_CEIL = 5.0  # rpcudp's fixed wait_timeout is 5 s
+RTO_K = 4  # RFC 6298: RTO = SRTT + 4 * RTTVAR
+RTO_ALPHA = 1 / 8
+RTO_BETA = 1 / 4
+# Sends per request: a lookup moves on to other contacts instead of
+# retrying (1); ping and store retransmit once with the same message id.
+LOOKUP_ATTEMPTS = 1
+REQUEST_ATTEMPTS = 2
+
+# Sizes. rpcudp refuses to send a request body over 8 KiB; we accept up to
+# that plus the 21-byte header, and refuse to send replies over it.
+MAX_DATAGRAM = 8192 + 21
+# Internet paths: keep what we originate near the 1200-byte QUIC minimum MTU.
+MAX_VALUE_BYTES = 1000
+MAX_KEY_BYTES = 512
+# Bound on outstanding requests one node keeps (memory bound under load).
+MAX_PENDING_REQUESTS = 4096
+# Bound on concurrent client operations (lookups, puts) one node runs.
+MAX_OPERATIONS = 1024
+
+# Values a node holds for others: bound the store (memory and disk bound).
+MAX_STORED_VALUES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    k: int = K
+    alpha: int = ALPHA
+    replacement_cache: int = REPLACEMENT_CACHE
+    stale_limit: int = STALE_LIMIT
+    good_for: float = GOOD_FOR
+    refresh_interval: float = REFRESH_INTERVAL
+    replicate_interval: float = REPLICATE_INTERVAL
+    republish_interval: float = REPUBLISH_INTERVAL
+    expire_after: float = EXPIRE_AFTER
+    rto_initial: float = RTO_INITIAL
+    rto_floor: float = RTO_FLOOR
+    rto_ceil: float = RTO_CEIL
+    lookup_attempts: int = LOOKUP_ATTEMPTS
+    request_attempts: int = REQUEST_ATTEMPTS
+    max_datagram: int = MAX_DATAGRAM
+    max_value_bytes: int = MAX_VALUE_BYTES
+    max_pending_requests: int = MAX_PENDING_REQUESTS
+    max_operations: int = MAX_OPERATIONS
+    max_stored_values: int = MAX_STORED_VALUES
+
+
+# Bootstrap by DNS name (kadnode.dns).
+# RFC 1035 section 4.2.1: DNS servers listen on port 53.
+DNS_PORT = 53
+# RFC 2782: an SRV owner name is _Service._Proto.Name; seeds publish
+# _kadnode._udp.<name> with each node's host and UDP port.
+DNS_SEED_SRV_PREFIX = "_kadnode._udp"
+# Whole budget for one seed name (SRV, then A/AAAA). resolv.conf(5) waits
+# 5 s per try; a daemon starting up should give up sooner and log the seed.
+DNS_SEED_TIMEOUT = 3.0
+# Sends per DNS question; resolv.conf(5) default "attempts" is 2.
+DNS_SEED_TRIES = 2

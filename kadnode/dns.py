@@ -1,0 +1,230 @@
+"""Bootstrap by DNS name. Does network I/O: DNS queries through aiodns (c-ares).
+
+A seed name is looked up as ``_kadnode._udp.<name>`` SRV first (RFC 2782), so
+an operator can publish nodes with their own UDP ports; without SRV records
+the name's own A and AAAA records are used with the default port. Every
+failure comes back as one line in a :class:`SeedResolutionError`, and each
+seed is bounded in time, so the daemon logs a bad seed and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiodns
+import pycares
+
+from .config import DNS_PORT, DNS_SEED_SRV_PREFIX, DNS_SEED_TIMEOUT, DNS_SEED_TRIES
+from .errors import KadnodeError, LocalProtocolError
+
+Address = tuple[str, int]
+
+# RFC 1123 section 2.1 host names, plus "_" for SRV-style labels.
+_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_MAX_NAME = 253  # RFC 1035 section 2.3.4, in text form without the final dot
+# c-ares errors meaning "this name or type has no records", not a failure.
+_NO_RECORDS = frozenset({pycares.errno.ARES_ENOTFOUND, pycares.errno.ARES_ENODATA})
+_RECORD_TYPES = {
+    "A": pycares.QUERY_TYPE_A,
+    "AAAA": pycares.QUERY_TYPE_AAAA,
+    "SRV": pycares.QUERY_TYPE_SRV,
+}
+_ADDRESS_TYPES = ("A", "AAAA")  # IPv4 first, then IPv6
+
+
+class SeedResolutionError(KadnodeError):
+    """A seed name gave no address; the message is one line naming the seed."""
+
+
+def parse_hostport(text: str, default_port: int | None = None) -> Address:
+    """Parse ``host:port``, ``[v6]:port``, ``[v6]``, a bare IPv6 or a host name.
+
+    The port may be left out only when ``default_port`` is given. Raises
+    :class:`LocalProtocolError` with one line on anything else.
+    """
+    text = text.strip()
+    host, sep, port_text = text, "", ""
+    if text.startswith("["):
+        inner, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise LocalProtocolError(f"bad address {text!r}: expected [IPv6]:PORT")
+        host, sep, port_text = inner, rest[:1], rest[1:]
+        if not _is_ip(host, version=6):
+            raise LocalProtocolError(f"bad address {text!r}: {host!r} is not an IPv6 address")
+    elif text.count(":") == 1:
+        host, sep, port_text = text.partition(":")
+    elif ":" in text and not _is_ip(text, version=6):
+        raise LocalProtocolError(f"bad address {text!r}: write an IPv6 address as [IPv6]:PORT")
+    if not host:
+        raise LocalProtocolError(f"bad address {text!r}: empty host")
+    if ":" not in host and not _is_host_name(host):
+        raise LocalProtocolError(f"bad address {text!r}: {host!r} is not a host name")
+    if sep:
+        return host, _parse_port(text, port_text)
+    if default_port is None:
+        raise LocalProtocolError(f"bad address {text!r}: no port (expected HOST:PORT)")
+    return host, _parse_port(text, str(default_port))
+
+
+async def resolve_seed(
+    name: str,
+    default_port: int,
+    *,
+    nameservers: Sequence[str] | None = None,
+    timeout: float = DNS_SEED_TIMEOUT,
+) -> list[Address]:
+    """The deduplicated addresses of one seed name, SRV targets first if any.
+
+    A literal IP address comes back as is, without DNS. ``nameservers`` are
+    "ip" or "ip:port" ("[v6]:port") strings; None uses the system resolver
+    configuration. Raises :class:`SeedResolutionError` (no records, timeout,
+    server failure) or :class:`LocalProtocolError` (bad ``nameservers``).
+    """
+    return await _resolve_seed(name, default_port, _server_list(nameservers), timeout)
+
+
+async def resolve_seeds(
+    names: Iterable[str],
+    default_port: int,
+    *,
+    nameservers: Sequence[str] | None = None,
+    timeout: float = DNS_SEED_TIMEOUT,
+) -> tuple[list[Address], list[str]]:
+    """Resolve several seed names concurrently: (all addresses, one error line per bad seed).
+
+    Only a bad ``nameservers`` list raises (:class:`LocalProtocolError`),
+    since it would fail every seed alike.
+    """
+    servers = _server_list(nameservers)
+    results = await asyncio.gather(
+        *(_resolve_seed(name, default_port, servers, timeout) for name in names),
+        return_exceptions=True,
+    )
+    addresses: list[Address] = []
+    errors: list[str] = []
+    for result in results:
+        if isinstance(result, SeedResolutionError):
+            errors.append(str(result))
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            addresses.extend(result)
+    return _unique(addresses), errors
+
+
+async def _resolve_seed(
+    name: str, default_port: int, servers: list[str] | None, timeout: float
+) -> list[Address]:
+    if _is_ip(name):
+        return [(name, default_port)]
+    if not _is_host_name(name):
+        raise SeedResolutionError(f"dns seed {name!r}: not a valid host name")
+    try:
+        # c-ares doubles its wait on each retry: timeout/3 then 2*timeout/3
+        # spends the budget on DNS_SEED_TRIES (2) sends; wait_for is the bound.
+        async with aiodns.DNSResolver(
+            nameservers=servers, timeout=timeout / 3, tries=DNS_SEED_TRIES
+        ) as resolver:
+            return await asyncio.wait_for(_lookup(resolver, name, default_port), timeout)
+    except (TimeoutError, aiodns.error.DNSError, pycares.AresError) as exc:
+        raise _failure(name, exc, timeout) from None
+
+
+async def _lookup(resolver: aiodns.DNSResolver, name: str, default_port: int) -> list[Address]:
+    """SRV records if the name has them, else its own A and AAAA records."""
+    srv = await _records(resolver, f"{DNS_SEED_SRV_PREFIX}.{name}", "SRV")
+    # RFC 2782: lower priority first; higher weight first is our
+    # deterministic stand-in for the weighted random choice. Target "." means
+    # "no service here".
+    srv.sort(key=lambda rec: (rec.priority, -rec.weight))
+    targets = (
+        [(rec.target, rec.port) for rec in srv if rec.target.rstrip(".")]
+        if srv
+        else [(name, default_port)]
+    )
+    found = await asyncio.gather(
+        *(_host_addresses(resolver, host, port) for host, port in targets),
+        return_exceptions=True,
+    )
+    addresses = _unique(addr for result in found if isinstance(result, list) for addr in result)
+    if addresses:
+        return addresses
+    for result in found:
+        if isinstance(result, BaseException):
+            raise result
+    what = "SRV targets with no A/AAAA records" if srv else "no A/AAAA/SRV records"
+    raise SeedResolutionError(f"dns seed {name!r}: {what}")
+
+
+async def _host_addresses(resolver: aiodns.DNSResolver, host: str, port: int) -> list[Address]:
+    """IPv4 then IPv6 addresses of ``host``; raises only if both queries fail."""
+    results = await asyncio.gather(
+        *(_records(resolver, host, qtype) for qtype in _ADDRESS_TYPES), return_exceptions=True
+    )
+    addresses = [
+        (rec.addr, port) for result in results if isinstance(result, list) for rec in result
+    ]
+    errors = [result for result in results if isinstance(result, BaseException)]
+    if errors and not addresses:
+        raise errors[0]
+    return addresses
+
+
+async def _records(resolver: aiodns.DNSResolver, host: str, qtype: str) -> list[Any]:
+    """The answer records of ``qtype`` for ``host`` (CNAMEs dropped), [] if none exist."""
+    try:
+        result = await resolver.query_dns(host, qtype)
+    except aiodns.error.DNSError as exc:
+        if exc.args and exc.args[0] in _NO_RECORDS:
+            return []
+        raise
+    return [record.data for record in result.answer if record.type == _RECORD_TYPES[qtype]]
+
+
+def _failure(name: str, exc: Exception, timeout: float) -> SeedResolutionError:
+    """One line for a failed lookup: our own deadline or c-ares's read the same."""
+    code = exc.args[0] if exc.args else None
+    if isinstance(exc, TimeoutError) or code == pycares.errno.ARES_ETIMEOUT:
+        return SeedResolutionError(f"dns seed {name!r}: timed out after {timeout} s")
+    reason = pycares.errno.strerror(code) if isinstance(code, int) else str(exc)
+    return SeedResolutionError(f"dns seed {name!r}: {reason}")
+
+
+def _server_list(nameservers: Sequence[str] | None) -> list[str] | None:
+    """Name servers in c-ares "ip:port" / "[v6]:port" form, or None for the system ones."""
+    if nameservers is None:
+        return None
+    servers = []
+    for entry in nameservers:
+        host, port = parse_hostport(entry, DNS_PORT)
+        if not _is_ip(host):
+            raise LocalProtocolError(f"name server {entry!r}: not an IP address")
+        servers.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return servers or None
+
+
+def _parse_port(text: str, port_text: str) -> int:
+    if port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535:
+        return int(port_text)
+    raise LocalProtocolError(f"bad address {text!r}: port must be 1..65535, not {port_text!r}")
+
+
+def _is_ip(text: str, version: int | None = None) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return version is None or address.version == version
+
+
+def _is_host_name(name: str) -> bool:
+    labels = name.removesuffix(".").split(".")
+    return len(name) <= _MAX_NAME and all(_LABEL.fullmatch(label) for label in labels)
+
+
+def _unique(addresses: Iterable[Address]) -> list[Address]:
+    return list(dict.fromkeys(addresses))

@@ -1,0 +1,33 @@
+"""The one error family of kadnode. No I/O.
+
+Every error kadnode raises on purpose derives from :class:`KadnodeError`, so a
+caller (the CLI, the HTTP API) can turn any of them into one clear line.
+The split follows h11: :class:`LocalProtocolError` is "you misused the API",
+:class:`RemoteProtocolError` is "a peer broke the protocol".
+"""
+
+from __future__ import annotations
+
+
+class KadnodeError(Exception):
+    """Base class: its message is one line a user can read."""
+
+
+class LocalProtocolError(KadnodeError):
+    """The caller asked for something invalid (bad id, oversized value...)."""
+
+
+class RemoteProtocolError(KadnodeError):
+    """A peer sent something that breaks the protocol."""
+
+
+class DecodeError(RemoteProtocolError):
+    """A datagram could not be decoded; it is counted and dropped."""
+
+
+class StorageError(KadnodeError):
+    """The data directory cannot be used."""
+
+
+class ApiError(KadnodeError):
+    """The control API could not answer (daemon down, bad reply...)."""

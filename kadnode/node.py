@@ -1,0 +1,576 @@
+"""The node core: Kademlia as a state machine. Pure, no I/O.
+
+Shaped like aioquic's connection: the caller feeds it datagrams and time
+(``receive_datagram(data, addr, now)``, ``handle_timer(now)``) and collects
+what it decided (``datagrams_to_send()``, ``get_timer()``, ``next_event()``).
+Operations (``ping``, ``bootstrap``, ``lookup``, ``get``, ``put``) return an
+operation id at once; their result arrives later as an
+:class:`OperationCompleted` event. The same code runs in the asyncio daemon,
+in unit tests with exact timers, and in the simulator.
+
+Maintenance also lives here, driven by the same timer: request timeouts and
+retransmissions, bucket refresh (paper 2.3), replication of held values
+hourly with their *remaining* lifetime, republication by the original
+publisher daily with a fresh one (paper 2.5), and expiry.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+
+from . import codec
+from .codec import (
+    NATIVE_MAGIC,
+    Contact,
+    DecodeError,
+    FindNode,
+    FindReply,
+    FindValue,
+    Ping,
+    Request,
+    Response,
+    Store,
+    Value,
+)
+from .config import RTO_ALPHA, RTO_BETA, RTO_K, Config
+from .errors import LocalProtocolError
+from .ids import ID_BITS, ID_BYTES
+from .lookup import Lookup, LookupOutcome
+from .routing import RoutingTable, rtt_update
+from .storage import Record
+
+Addr = tuple[str, int]
+
+# How many due records one timer tick handles before yielding (bounded work).
+DUE_BATCH = 64
+
+
+# ---- results and events ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    addr: Addr
+    node_id: int | None  # None: no answer
+    rtt: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapResult:
+    seeds: int
+    answered: int
+    table_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    target: int
+    closest: list[Contact]
+    peer: Contact | None  # the node with the target id, when it answered
+    queried: int
+    answered: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    key: bytes
+    value: Value | None
+    found: bool
+    source: Contact | None  # None: this node's own store
+    queried: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    key: bytes
+    acks: int
+    replicas: list[Contact]  # the nodes that acknowledged
+    asked: int
+    queried: int
+
+
+@dataclass(frozen=True, slots=True)
+class OperationCompleted:
+    op_id: int
+    result: PingResult | BootstrapResult | LookupResult | GetResult | PutResult
+
+
+# ---- outstanding requests ----------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Pending:
+    msg_id: bytes
+    addr: Addr
+    contact: Contact | None  # None when we only know an address (bootstrap)
+    datagram: bytes
+    attempts_left: int
+    sent_at: float
+    deadline: float
+    rto: float
+    retransmitted: bool
+    parse: Callable[[object], object]
+    on_reply: Callable[[object, float], None]
+    on_fail: Callable[[float], None]
+
+
+class NodeCore:
+    def __init__(
+        self,
+        node_id: int,
+        store,
+        *,
+        config: Config | None = None,
+        rng: random.Random | None = None,
+        now: float = 0.0,
+    ):
+        self.id = node_id
+        self.id_bytes = node_id.to_bytes(ID_BYTES, "big")
+        self.config = config or Config()
+        self.store = store
+        self.rng = rng or random.Random()
+        self.table = RoutingTable(
+            node_id, self.config.k, self.config.replacement_cache, self.config.stale_limit,
+            self.config.good_for, now,
+        )
+        self.stats: Counter[str] = Counter()
+        self._out: list[tuple[bytes, Addr]] = []
+        self._events: deque[OperationCompleted] = deque()
+        self._pending: dict[bytes, _Pending] = {}
+        self._deadlines: list[tuple[float, bytes]] = []
+        self._ops: set[int] = set()
+        self._next_op = 1
+        self._evicting: set[int] = set()
+        self._srtt: float | None = None  # over all contacts, for unknown ones
+        self._rttvar = 0.0
+        self._refresh_at = now + self.config.refresh_interval
+
+    # ---- the I/O interface ----------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        self.stats["datagrams_in"] += 1
+        try:
+            message = codec.decode_datagram(data, self.config.max_datagram)
+        except DecodeError:
+            self.stats["bad_datagrams"] += 1
+            return
+        if type(message) is Response:
+            self._handle_response(message, addr, now)
+        else:
+            self._handle_request(message, addr, now)
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
+        out, self._out = self._out, []
+        self.stats["datagrams_out"] += len(out)
+        return out
+
+    def next_event(self) -> OperationCompleted | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float:
+        timer = self._refresh_at
+        if self._deadlines and self._deadlines[0][0] < timer:
+            timer = self._deadlines[0][0]
+        due = self.store.next_due()
+        if due is not None and due < timer:
+            timer = due
+        return timer
+
+    def handle_timer(self, now: float) -> None:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline, msg_id = heapq.heappop(deadlines)
+            pending = self._pending.get(msg_id)
+            if pending is not None and pending.deadline == deadline:
+                self._expire_request(pending, now)
+        due = self.store.next_due()
+        if due is not None and due <= now:
+            for record in self.store.due(now, DUE_BATCH):
+                self._maintain_record(record, now)
+        if now >= self._refresh_at:
+            self._refresh(now)
+
+    # ---- operations -------------------------------------------------------------
+
+    def ping(self, addr: Addr, now: float) -> int:
+        op = self._new_op()
+
+        def replied(node_id: int, at: float) -> None:
+            self._saw(Contact(node_id, addr[0], addr[1]), at)
+            self._complete(op, PingResult(addr, node_id, at - sent))
+
+        sent = now
+        self._request(
+            addr, None, "ping", [self.id_bytes], codec.parse_ping_reply, replied,
+            lambda at: self._complete(op, PingResult(addr, None, None)),
+            now, self.config.request_attempts,
+        )
+        return op
+
+    def bootstrap(self, addrs: Iterable[Addr], now: float) -> int:
+        """Join (paper 2.3): ping the seeds, look up our own id, then refresh
+        every bucket farther away than our closest neighbour."""
+        op = self._new_op()
+        seeds = list(dict.fromkeys(addrs))
+        state = {"left": len(seeds), "answered": 0}
+
+        def finish(at: float) -> None:
+            self._complete(op, BootstrapResult(len(seeds), state["answered"], len(self.table)))
+
+        def joined(_outcome: LookupOutcome, at: float) -> None:
+            nearest = self.table.closest(self.id, 1)
+            first = self.table.bucket_index(nearest[0].node_id) + 1 if nearest else ID_BITS
+            self._lookup_all(self._bucket_targets(range(first, ID_BITS)), at, finish)
+
+        def settled(answered: bool, at: float) -> None:
+            state["left"] -= 1
+            state["answered"] += answered
+            if state["left"] == 0:
+                self._run_lookup(self.id, False, at, joined)
+
+        for addr in seeds:
+            self._request(
+                addr, None, "ping", [self.id_bytes], codec.parse_ping_reply,
+                lambda node_id, at, addr=addr: (
+                    self._saw(Contact(node_id, addr[0], addr[1]), at), settled(True, at)),
+                partial(settled, False), now, self.config.request_attempts,
+            )
+        if not seeds:
+            finish(now)
+        return op
+
+    def lookup(self, target: int, now: float) -> int:
+        op = self._new_op()
+
+        def done(outcome: LookupOutcome, at: float) -> None:
+            peer = next((c for c in outcome.closest if c.node_id == target), None)
+            self._complete(op, LookupResult(
+                target, outcome.closest, peer, outcome.queried, outcome.answered, outcome.failed))
+
+        self._run_lookup(target, False, now, done)
+        return op
+
+    def get(self, key: bytes, now: float) -> int:
+        op = self._new_op()
+        record = self.store.get(key)
+        if record is not None and record.expires_at > now:
+            self._complete(op, GetResult(key, record.value, True, None, 0))
+            return op
+
+        def done(outcome: LookupOutcome, at: float) -> None:
+            found = outcome.value is not None
+            if found and outcome.nearest_without_value is not None:
+                # Paper 2.3: cache at the nearest node that lacked it, with the
+                # remaining lifetime so caching never extends it.
+                ttl = outcome.ttl if outcome.ttl is not None else self.config.expire_after
+                self._send_store(outcome.nearest_without_value, key, outcome.value, ttl, at, None)
+            self._complete(op, GetResult(key, outcome.value, found, outcome.value_from, outcome.queried))
+
+        self._run_lookup(int.from_bytes(key, "big"), True, now, done)
+        return op
+
+    def put(self, key: bytes, value: Value, now: float, ttl: float | None = None) -> int:
+        """Store on the k closest and keep the duty to republish it."""
+        codec.check_value(value)
+        size = len(codec.pack(value))
+        if size > self.config.max_value_bytes:
+            raise LocalProtocolError(
+                f"value of {size} bytes is over the {self.config.max_value_bytes}-byte limit")
+        ttl = self.config.expire_after if ttl is None else min(ttl, self.config.expire_after)
+        self.store.put(Record(key, value, now + ttl, True, now + self.config.republish_interval))
+        return self._publish(key, value, ttl, now)
+
+    # ---- operation plumbing ----------------------------------------------------
+
+    def _new_op(self) -> int:
+        if len(self._ops) >= self.config.max_operations:
+            raise LocalProtocolError(
+                f"{len(self._ops)} operations already in progress; try again shortly")
+        op = self._next_op
+        self._next_op += 1
+        self._ops.add(op)
+        return op
+
+    def _complete(self, op: int, result) -> None:
+        self._ops.discard(op)
+        self._events.append(OperationCompleted(op, result))
+
+    def _publish(self, key: bytes, value: Value, ttl: float, now: float) -> int:
+        op = self._new_op()
+
+        def stored(outcome: LookupOutcome, at: float) -> None:
+            targets = outcome.closest
+            acks: list[Contact] = []
+            state = {"left": len(targets)}
+
+            def settled(contact: Contact, ok: bool, t: float) -> None:
+                state["left"] -= 1
+                if ok:
+                    acks.append(contact)
+                if state["left"] == 0:
+                    self._complete(op, PutResult(key, len(acks), acks, len(targets), outcome.queried))
+
+            for contact in targets:
+                self._send_store(contact, key, value, ttl, at, partial(settled, contact))
+            if not targets:
+                self._complete(op, PutResult(key, 0, [], 0, outcome.queried))
+
+        self._run_lookup(int.from_bytes(key, "big"), False, now, stored)
+        return op
+
+    def _send_store(self, contact: Contact, key: bytes, value: Value, ttl: float, now: float,
+                    settled: Callable[[bool, float], None] | None) -> None:
+        args = [self.id_bytes, key, value]
+        if contact.native:
+            args.append(ttl)
+        self._request(
+            contact.addr, contact, "store", args, codec.parse_store_reply,
+            (lambda ok, at: settled(True, at)) if settled else _ignore,
+            (lambda at: settled(False, at)) if settled else _ignore,
+            now, self.config.request_attempts,
+        )
+
+    def _run_lookup(self, target: int, want_value: bool, now: float,
+                    done: Callable[[LookupOutcome, float], None]) -> None:
+        cfg = self.config
+        lookup = Lookup(target, self.table.closest(target, cfg.k), k=cfg.k, alpha=cfg.alpha,
+                        self_id=self.id, want_value=want_value)
+        self.table.touch(self.table.bucket_index(target), now)
+        method = "find_value" if want_value else "find_node"
+        args = [self.id_bytes, target.to_bytes(ID_BYTES, "big")]
+        finished = [False]
+
+        def pump(at: float) -> None:
+            if finished[0]:
+                return
+            for contact in lookup.next_requests():
+                self._request(contact.addr, contact, method, args, codec.parse_find_reply,
+                              partial(replied, contact), partial(failed, contact),
+                              at, cfg.lookup_attempts)
+            if lookup.finished and not finished[0]:
+                finished[0] = True
+                done(lookup.outcome(), at)
+
+        def replied(contact: Contact, reply: FindReply, at: float) -> None:
+            if reply.native and not contact.native:
+                contact = Contact(contact.node_id, contact.host, contact.port, native=True)
+            if reply.found:
+                lookup.answered_value(contact, reply.value, reply.ttl)
+            else:
+                lookup.answered_nodes(contact, reply.contacts)
+            pump(at)
+
+        def failed(contact: Contact, at: float) -> None:
+            lookup.failed_request(contact.node_id)
+            pump(at)
+
+        pump(now)
+
+    # ---- requests out ------------------------------------------------------------
+
+    def _rto(self, contact: Contact | None) -> float:
+        cfg = self.config
+        entry = self.table.get(contact.node_id) if contact is not None else None
+        if entry is not None and entry.srtt is not None:
+            rto = entry.srtt + RTO_K * entry.rttvar
+        elif self._srtt is not None:
+            rto = self._srtt + RTO_K * self._rttvar
+        else:
+            rto = cfg.rto_initial
+        return min(max(rto, cfg.rto_floor), cfg.rto_ceil)
+
+    def _request(self, addr: Addr, contact: Contact | None, method: str, args: list,
+                 parse: Callable[[object], object], on_reply: Callable[[object, float], None],
+                 on_fail: Callable[[float], None], now: float, attempts: int) -> None:
+        if len(self._pending) >= self.config.max_pending_requests:
+            self.stats["requests_refused"] += 1
+            on_fail(now)
+            return
+        msg_id = NATIVE_MAGIC + self.rng.getrandbits(128).to_bytes(16, "big")
+        datagram = codec.encode_request(msg_id, method, args)
+        rto = self._rto(contact)
+        pending = _Pending(msg_id, addr, contact, datagram, attempts - 1, now, now + rto, rto,
+                           False, parse, on_reply, on_fail)
+        self._pending[msg_id] = pending
+        heapq.heappush(self._deadlines, (pending.deadline, msg_id))
+        self._out.append((datagram, addr))
+        self.stats["requests_out"] += 1
+
+    def _expire_request(self, pending: _Pending, now: float) -> None:
+        if pending.attempts_left > 0:
+            # Retransmit with the same message id; back off (RFC 6298 5.5).
+            pending.attempts_left -= 1
+            pending.retransmitted = True
+            pending.rto = min(pending.rto * 2, self.config.rto_ceil)
+            pending.deadline = now + pending.rto
+            heapq.heappush(self._deadlines, (pending.deadline, pending.msg_id))
+            self._out.append((pending.datagram, pending.addr))
+            self.stats["retransmits"] += 1
+            return
+        del self._pending[pending.msg_id]
+        self.stats["timeouts"] += 1
+        if pending.contact is not None and self.table.failed(pending.contact.node_id):
+            self.stats["contacts_dropped"] += 1
+        pending.on_fail(now)
+
+    def _handle_response(self, response: Response, addr: Addr, now: float) -> None:
+        pending = self._pending.get(response.msg_id)
+        if pending is None or pending.addr != addr:
+            self.stats["unexpected_responses"] += 1
+            return
+        del self._pending[response.msg_id]
+        self.stats["responses_in"] += 1
+        try:
+            parsed = pending.parse(response.body)
+        except DecodeError:
+            self.stats["bad_replies"] += 1
+            if pending.contact is not None and self.table.failed(pending.contact.node_id):
+                self.stats["contacts_dropped"] += 1
+            pending.on_fail(now)
+            return
+        contact = pending.contact
+        if not pending.retransmitted:  # Karn's rule: no samples from retransmissions
+            sample = now - pending.sent_at
+            self._srtt, self._rttvar = rtt_update(self._srtt, self._rttvar, sample, RTO_ALPHA, RTO_BETA)
+            if contact is not None:
+                self.table.record_rtt(contact.node_id, sample, RTO_ALPHA, RTO_BETA)
+        if contact is not None:
+            if isinstance(parsed, FindReply) and parsed.native and not contact.native:
+                contact = Contact(contact.node_id, contact.host, contact.port, native=True)
+            self._saw(contact, now)
+        pending.on_reply(parsed, now)
+
+    # ---- requests in ----------------------------------------------------------------
+
+    def _handle_request(self, request: Request, addr: Addr, now: float) -> None:
+        message = request.message
+        if message.sender_id == self.id:
+            self.stats["bad_datagrams"] += 1  # someone claims our id
+            return
+        self.stats["requests_in"] += 1
+        native = request.native
+        kind = type(message)
+        if kind is FindNode:
+            contacts = self.table.closest(message.target, self.config.k, exclude=message.sender_id)
+            body = codec.find_reply_body(contacts, native)
+        elif kind is FindValue:
+            body = self._find_value_body(message, native, now)
+        elif kind is Ping:
+            body = self.id_bytes
+        else:
+            body = self._accept_store(message, now)
+        data = codec.encode_response(request.msg_id, body)
+        if len(data) > self.config.max_datagram:
+            self.stats["replies_too_large"] += 1
+            return
+        self._out.append((data, addr))
+        self._saw(Contact(message.sender_id, addr[0], addr[1], native=native), now)
+
+    def _find_value_body(self, message: FindValue, native: bool, now: float) -> object:
+        record = self.store.get(message.key)
+        if record is not None and record.expires_at > now:
+            return codec.find_reply_body([], native, record.value, record.expires_at - now)
+        target = int.from_bytes(message.key, "big")
+        contacts = self.table.closest(target, self.config.k, exclude=message.sender_id)
+        return codec.find_reply_body(contacts, native)
+
+    def _accept_store(self, message: Store, now: float) -> bool:
+        cfg = self.config
+        held = self.store.get(message.key)
+        if held is None and len(self.store) >= cfg.max_stored_values:
+            self.stats["stores_refused"] += 1
+            return False
+        ttl = cfg.expire_after if message.ttl is None else min(message.ttl, cfg.expire_after)
+        expires_at = now + ttl
+        if held is not None:
+            expires_at = max(expires_at, held.expires_at)
+            if held.origin:
+                self.store.put(Record(message.key, message.value, expires_at, True, held.resend_at))
+                self.stats["stores_in"] += 1
+                return True
+        # Paper 2.5: a node that just received a STORE skips its own
+        # replication of that key for the next interval.
+        self.store.put(Record(message.key, message.value, expires_at, False,
+                              now + cfg.replicate_interval))
+        self.stats["stores_in"] += 1
+        return True
+
+    # ---- routing upkeep ---------------------------------------------------------------
+
+    def _saw(self, contact: Contact, now: float) -> None:
+        oldest = self.table.seen(contact, now)
+        if oldest is None or oldest.node_id in self._evicting:
+            return
+        # Full bucket: ping its least recently seen contact before anyone is
+        # evicted. A reply moves it to the tail; failures count toward its
+        # drop, after which the newest replacement moves in.
+        self._evicting.add(oldest.node_id)
+        done = lambda *_: self._evicting.discard(oldest.node_id)  # noqa: E731
+        self._request(oldest.addr, oldest, "ping", [self.id_bytes], codec.parse_ping_reply,
+                      done, done, now, self.config.request_attempts)
+
+    def _bucket_targets(self, indices: Iterable[int]) -> list[int]:
+        return [self.id ^ ((1 << i) | self.rng.getrandbits(i)) for i in indices]
+
+    def _lookup_all(self, targets: list[int], now: float, done: Callable[[float], None]) -> None:
+        """Run node lookups for all targets at once; ``done`` when all ended."""
+        left = [len(targets)]
+
+        def ended(_outcome: LookupOutcome, at: float) -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                done(at)
+
+        for target in targets:
+            self._run_lookup(target, False, now, ended)
+        if not targets:
+            done(now)
+
+    def _refresh(self, now: float) -> None:
+        """Look up a random id in every bucket idle for the refresh interval."""
+        interval = self.config.refresh_interval
+        stale = self.table.stale_buckets(now, interval)
+        self.stats["bucket_refreshes"] += len(stale)
+        self._lookup_all(self._bucket_targets(stale), now, _ignore)
+        self._refresh_at = min(self.table.refreshed_at) + interval
+        if self._refresh_at <= now:
+            self._refresh_at = now + interval
+
+    def _maintain_record(self, record: Record, now: float) -> None:
+        cfg = self.config
+        if record.origin and record.resend_at <= now:
+            # Republish (paper 2.5): a fresh lifetime from the publisher.
+            self.store.put(record.with_schedule(expires_at=now + cfg.expire_after,
+                                                resend_at=now + cfg.republish_interval))
+            if len(self._ops) < cfg.max_operations:
+                self._publish(record.key, record.value, cfg.expire_after, now)
+                self.stats["republished"] += 1
+        elif record.expires_at <= now and not record.origin:
+            self.store.delete(record.key)
+            self.stats["expired"] += 1
+        elif record.resend_at <= now:
+            # Replicate what we hold to the k closest we know, with its
+            # remaining lifetime, so replication never extends it.
+            remaining = record.expires_at - now
+            target = int.from_bytes(record.key, "big")
+            for contact in self.table.closest(target, cfg.k):
+                if contact.native:
+                    self._send_store(contact, record.key, record.value, remaining, now, None)
+            self.store.put(record.with_schedule(resend_at=now + cfg.replicate_interval))
+            self.stats["replicated"] += 1
+        else:
+            # Origin record whose republish is not due, yet due_at passed:
+            # cannot happen (origin expiry is renewed with each republish).
+            self.store.put(record.with_schedule(expires_at=max(record.expires_at, record.resend_at)))
+
+
+def _ignore(*_args) -> None:
+    return None
+
+

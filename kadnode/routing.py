@@ -1,0 +1,187 @@
+"""k-buckets: the XOR-metric routing table. Pure, no I/O.
+
+One bucket per log distance (go-ethereum's layout): bucket ``i`` holds up to
+k contacts at distance ``[2**i, 2**(i+1))`` from the owner, least recently
+seen first (Kademlia paper, section 2.2). The table never sends anything:
+when a full bucket meets a new contact, :meth:`RoutingTable.seen` puts the
+newcomer in the bucket's replacement cache and *returns* the least recently
+seen contact, which the caller pings (ping-before-evict). A contact leaves
+only after ``stale_limit`` consecutive failures (paper, section 4.1), and a
+cached replacement then takes its place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .codec import Contact
+from .ids import ID_BITS
+
+
+@dataclass(slots=True)
+class Entry:
+    """Mutable per-contact state kept by the table."""
+
+    contact: Contact
+    last_seen: float
+    failures: int = 0
+    srtt: float | None = None  # RFC 6298 smoothed RTT, seconds
+    rttvar: float = 0.0
+
+
+class RoutingTable:
+    def __init__(self, owner: int, k: int, replacement_cache: int, stale_limit: int,
+                 good_for: float, now: float):
+        self.owner = owner
+        self.k = k
+        self.replacement_cache = replacement_cache
+        self.stale_limit = stale_limit
+        self.good_for = good_for
+        self._buckets: list[list[Entry]] = [[] for _ in range(ID_BITS)]
+        self._replacements: list[list[Contact]] = [[] for _ in range(ID_BITS)]
+        self._by_id: dict[int, Entry] = {}
+        self.refreshed_at: list[float] = [now] * ID_BITS
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, node_id: int) -> bool:
+        return node_id in self._by_id
+
+    def get(self, node_id: int) -> Entry | None:
+        return self._by_id.get(node_id)
+
+    def entries(self) -> Iterator[Entry]:
+        for bucket in self._buckets:
+            yield from bucket
+
+    def contacts(self) -> list[Contact]:
+        return [e.contact for e in self.entries()]
+
+    def bucket_index(self, node_id: int) -> int:
+        return (self.owner ^ node_id).bit_length() - 1
+
+    def seen(self, contact: Contact, now: float) -> Contact | None:
+        """Record that ``contact`` was heard from; maybe return one to ping.
+
+        The return value is the least recently seen contact of a full bucket,
+        to be pinged before anyone is evicted; None when nothing is needed
+        (it has room, or its oldest contact was heard from within
+        ``good_for`` and has not failed since).
+        """
+        node_id = contact.node_id
+        if node_id == self.owner:
+            return None
+        index = (self.owner ^ node_id).bit_length() - 1
+        bucket = self._buckets[index]
+        self.refreshed_at[index] = now
+        entry = self._by_id.get(node_id)
+        if entry is not None:
+            if entry.contact != contact and entry.failures == 0:
+                # Same id from another address while the known one answers:
+                # keep the proven address (no hijack by claiming an id).
+                return None
+            if entry.contact != contact or (contact.native and not entry.contact.native):
+                entry.contact = contact
+            entry.last_seen = now
+            entry.failures = 0
+            bucket.remove(entry)
+            bucket.append(entry)
+            return None
+        if len(bucket) < self.k:
+            entry = Entry(contact, now)
+            bucket.append(entry)
+            self._by_id[node_id] = entry
+            return None
+        cache = self._replacements[index]
+        if contact in cache:
+            cache.remove(contact)
+        cache.append(contact)
+        if len(cache) > self.replacement_cache:
+            del cache[0]
+        oldest = bucket[0]
+        if oldest.failures == 0 and now - oldest.last_seen < self.good_for:
+            return None
+        return oldest.contact
+
+    def failed(self, node_id: int) -> bool:
+        """Count one failed request; return True if the contact was dropped."""
+        entry = self._by_id.get(node_id)
+        if entry is None:
+            return False
+        entry.failures += 1
+        if entry.failures < self.stale_limit:
+            return False
+        self.remove(node_id)
+        return True
+
+    def remove(self, node_id: int) -> None:
+        entry = self._by_id.pop(node_id, None)
+        if entry is None:
+            return
+        index = (self.owner ^ node_id).bit_length() - 1
+        self._buckets[index].remove(entry)
+        cache = self._replacements[index]
+        if cache:
+            # The most recently seen replacement moves in (paper, section 4.1).
+            promoted = cache.pop()
+            self._buckets[index].insert(0, Entry(promoted, self.refreshed_at[index]))
+            self._by_id[promoted.node_id] = self._buckets[index][0]
+
+    def record_rtt(self, node_id: int, rtt: float, alpha: float, beta: float) -> None:
+        entry = self._by_id.get(node_id)
+        if entry is not None:
+            entry.srtt, entry.rttvar = rtt_update(entry.srtt, entry.rttvar, rtt, alpha, beta)
+
+    def closest(self, target: int, n: int, exclude: int | None = None) -> list[Contact]:
+        """The ``n`` known contacts closest to ``target`` by XOR, nearest first.
+
+        Exact without sorting the whole table. With ``x = target ^ owner``
+        whose top bit is ``i``, contacts of bucket ``i`` are nearer than all
+        of buckets ``j < i`` (their distances share x's top bit), which are
+        nearer than buckets ``i+1, i+2, ...`` in turn. So sorted groups,
+        concatenated in that order, are sorted overall.
+        """
+        top = (target ^ self.owner).bit_length() - 1
+        groups: list[list[Entry]] = []
+        if top >= 0:
+            groups.append(self._buckets[top])
+            groups.append([e for j in range(top) for e in self._buckets[j]])
+        groups.extend(self._buckets[top + 1 :])
+        out: list[Contact] = []
+        for group in groups:
+            if not group:
+                continue
+            for entry in sorted(group, key=lambda e: e.contact.node_id ^ target):
+                if entry.contact.node_id != exclude:
+                    out.append(entry.contact)
+            if len(out) >= n:
+                return out[:n]
+        return out
+
+    def stale_buckets(self, now: float, interval: float) -> list[int]:
+        """Buckets not touched for ``interval``, from the nearest occupied one out.
+
+        Buckets nearer than the nearest occupied one are empty by the id
+        distribution (there is nobody that close); the join lookup for our
+        own id covers them.
+        """
+        occupied = [i for i, b in enumerate(self._buckets) if b]
+        if not occupied:
+            return []
+        return [i for i in range(occupied[0], ID_BITS) if now - self.refreshed_at[i] >= interval]
+
+    def touch(self, index: int, now: float) -> None:
+        if 0 <= index < ID_BITS:
+            self.refreshed_at[index] = now
+
+
+def rtt_update(
+    srtt: float | None, rttvar: float, sample: float, alpha: float, beta: float
+) -> tuple[float, float]:
+    """RFC 6298 section 2: the smoothed RTT and its variation."""
+    if srtt is None:
+        return sample, sample / 2
+    rttvar = (1 - beta) * rttvar + beta * abs(srtt - sample)
+    return (1 - alpha) * srtt + alpha * sample, rttvar

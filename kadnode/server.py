@@ -1,0 +1,76 @@
+"""The library API: one kadnode node inside an asyncio program. I/O.
+
+    server = await Server.start("127.0.0.1", 0)
+    await server.bootstrap([("127.0.0.1", 8467)])
+    await server.put("my-id", "203.0.113.5:30303")
+    result = await server.get("my-id")
+
+Keys are hashed with SHA-1 as bmuller/kademlia does (``put("foo", ...)``
+here and ``set("foo", ...)`` there name the same key).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from .codec import Value
+from .config import Config
+from .ids import key_digest
+from .node import Addr, BootstrapResult, GetResult, LookupResult, NodeCore, PingResult, PutResult
+from .storage import MemoryStore
+from .transport import UdpNode, open_udp_node
+
+
+class Server:
+    def __init__(self, udp: UdpNode):
+        self.udp = udp
+        self.core: NodeCore = udp.core
+        self.started = time.monotonic()
+
+    @classmethod
+    async def start(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        node_id: int | None = None,
+        store=None,
+        config: Config | None = None,
+        rng: random.Random | None = None,
+    ) -> Server:
+        # Message ids guard against off-path reply spoofing: unpredictable
+        # by default; a seeded rng is for tests.
+        rng = rng or random.SystemRandom()
+        node_id = rng.getrandbits(160) if node_id is None else node_id
+        core = NodeCore(node_id, store if store is not None else MemoryStore(),
+                        config=config, rng=rng, now=time.time())
+        return cls(await open_udp_node(core, host, port))
+
+    @property
+    def id(self) -> int:
+        return self.core.id
+
+    @property
+    def address(self) -> Addr:
+        return (self.udp.host, self.udp.port)
+
+    async def bootstrap(self, addrs: list[Addr]) -> BootstrapResult:
+        return await self.udp.run(lambda core, now: core.bootstrap(addrs, now))
+
+    async def ping(self, addr: Addr) -> PingResult:
+        return await self.udp.run(lambda core, now: core.ping(addr, now))
+
+    async def lookup(self, target: int) -> LookupResult:
+        return await self.udp.run(lambda core, now: core.lookup(target, now))
+
+    async def put(self, key: str | bytes, value: Value, ttl: float | None = None) -> PutResult:
+        digest = key_digest(key)
+        return await self.udp.run(lambda core, now: core.put(digest, value, now, ttl))
+
+    async def get(self, key: str | bytes) -> GetResult:
+        digest = key_digest(key)
+        return await self.udp.run(lambda core, now: core.get(digest, now))
+
+    def close(self) -> None:
+        self.udp.close()

@@ -1,0 +1,131 @@
+"""The asyncio shell around the node core: one UDP socket, one timer. I/O.
+
+aioquic's shape: ``datagram_received`` hands the datagram to the core with
+the time, then :meth:`UdpNode._transmit` sends what the core decided,
+resolves finished operations and re-arms a single ``call_later`` for the
+core's next timer. Nothing raised while handling one datagram reaches the
+event loop: it is counted (``internal_errors``) and logged at most once a
+minute.
+
+The core's clock here is wall-clock seconds (``time.time``), so expiry
+times stored on disk stay meaningful across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import socket
+import time
+from collections.abc import Callable
+
+from .node import Addr, NodeCore
+
+log = logging.getLogger(__name__)
+
+ERROR_LOG_INTERVAL = 60.0
+
+
+class UdpNode(asyncio.DatagramProtocol):
+    def __init__(self, core: NodeCore, clock: Callable[[], float] = time.time):
+        self.core = core
+        self.clock = clock
+        self.transport: asyncio.DatagramTransport | None = None
+        self._ops: dict[int, asyncio.Future] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._last_error_log = -ERROR_LOG_INTERVAL
+        self.host = ""
+        self.port = 0
+
+    # ---- asyncio callbacks ----
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        self.host, self.port = transport.get_extra_info("sockname")[:2]
+
+    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
+        try:
+            self.core.receive_datagram(data, (addr[0], addr[1]), self.clock())
+        except Exception:
+            self._internal_error("handling a datagram")
+        self._transmit()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and friends: the request will time out.
+        self.core.stats["socket_errors"] += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for fut in self._ops.values():
+            if not fut.done():
+                fut.cancel()
+        self._ops.clear()
+
+    # ---- plumbing ----
+
+    def _internal_error(self, what: str) -> None:
+        self.core.stats["internal_errors"] += 1
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_INTERVAL:
+            self._last_error_log = now
+            log.exception("internal error while %s (counted; further ones are not logged for %d s)",
+                          what, ERROR_LOG_INTERVAL)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.core.handle_timer(self.clock())
+        except Exception:
+            self._internal_error("handling a timer")
+        self._transmit()
+
+    def _transmit(self) -> None:
+        core = self.core
+        transport = self.transport
+        for data, addr in core.datagrams_to_send():
+            if transport is not None:
+                try:
+                    transport.sendto(data, addr)
+                except OSError:
+                    core.stats["send_errors"] += 1
+        while (event := core.next_event()) is not None:
+            fut = self._ops.pop(event.op_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(event.result)
+        if transport is None or transport.is_closing():
+            return
+        at = core.get_timer()
+        if at != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = at
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, at - self.clock()),
+                                                               self._on_timer)
+
+    async def run(self, start: Callable[[NodeCore, float], int]):
+        """Start an operation on the core and wait for its result."""
+        op = start(self.core, self.clock())
+        fut = asyncio.get_running_loop().create_future()
+        self._ops[op] = fut
+        self._transmit()
+        return await fut
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_udp_node(core: NodeCore, host: str, port: int) -> UdpNode:
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    _, protocol = await loop.create_datagram_endpoint(
+        lambda: UdpNode(core), local_addr=(host, port), family=family
+    )
+    return protocol
+
+
+
