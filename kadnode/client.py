@@ -1,0 +1,230 @@
+"""Talk to a running daemon's control API, and the CLI commands that do. Does network I/O.
+
+:class:`ApiClient` is a blocking urllib client returning the API's JSON dicts,
+each checked against the route's schema (``kadnode.api``), so a reply from an
+incompatible daemon is one clear error rather than a KeyError later.
+:func:`add_client_commands` and :func:`run_client_command` plug the commands
+into the main argument parser; every failure is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.client import HTTPException
+from typing import Any
+from urllib.parse import quote
+
+from . import api
+from .dns import parse_hostport
+from .errors import ApiError, KadnodeError, LocalProtocolError
+from .httpserver import ERROR_SCHEMA, JsonSchema, check_schema, one_line
+
+DEFAULT_API = "127.0.0.1:8468"
+EXIT_OK, EXIT_MISSED, EXIT_ERROR = 0, 1, 2
+
+
+class ApiClient:
+    """A client for one daemon; ``base`` is its API address, HOST:PORT."""
+
+    def __init__(self, base: str = DEFAULT_API, timeout: float = 30.0) -> None:
+        host, port = parse_hostport(base)
+        self.base = base
+        self.timeout = timeout
+        self._url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def info(self) -> dict[str, Any]:
+        return self._call("GET", "/info", api.INFO_SCHEMA)
+
+    def lookup(self, id_hex: str) -> dict[str, Any]:
+        return self._call("GET", f"/lookup/{_segment(id_hex, 'id')}", api.LOOKUP_SCHEMA)
+
+    def put(self, key: str, value: str) -> dict[str, Any]:
+        path = f"/values/{_segment(key, 'key')}"
+        return self._call("PUT", path, api.PUT_SCHEMA, {"value": value})
+
+    def get(self, key: str) -> dict[str, Any]:
+        """The value dict; ``found`` is false (not an error) for an unknown key."""
+        path = f"/values/{_segment(key, 'key')}"
+        return self._call("GET", path, api.VALUE_SCHEMA, found_statuses=(200, 404))
+
+    def peers(self) -> dict[str, Any]:
+        return self._call("GET", "/peers", api.PEERS_SCHEMA)
+
+    def ping(self, address: str) -> dict[str, Any]:
+        return self._call("POST", "/ping", api.PING_SCHEMA, {"address": address})
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        schema: JsonSchema,
+        body: dict[str, Any] | None = None,
+        found_statuses: tuple[int, ...] = (200,),
+    ) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self._url + path, data, headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+                status, raw = reply.status, reply.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        except (OSError, HTTPException) as exc:
+            raise self._unreachable(exc) from None
+        try:
+            payload = json.loads(raw)
+            check_schema(schema if status in found_statuses else ERROR_SCHEMA, payload, "reply")
+        except (ValueError, LocalProtocolError) as exc:
+            raise ApiError(f"unexpected reply from {self.base} (HTTP {status}): {exc}") from None
+        if status in found_statuses:
+            return payload
+        raise (LocalProtocolError if status == 400 else ApiError)(payload["error"])
+
+    def _unreachable(self, exc: OSError | HTTPException) -> ApiError:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ConnectionRefusedError):
+            return ApiError(
+                f"no kadnode daemon answering at {self.base} (start one with 'kadnode run')"
+            )
+        if isinstance(reason, TimeoutError):
+            return ApiError(f"the daemon at {self.base} did not answer within {self.timeout:g} s")
+        return ApiError(f"cannot talk to the daemon at {self.base}: {reason}")
+
+
+def _segment(text: str, what: str) -> str:
+    if not text:
+        raise LocalProtocolError(f"the {what} cannot be empty")
+    return quote(text, safe="")
+
+
+# -- CLI commands ----------------------------------------------------------------------------
+
+
+def _address(contact: dict[str, Any]) -> str:
+    host = contact["host"]
+    return f"[{host}]:{contact['port']}" if ":" in host else f"{host}:{contact['port']}"
+
+
+def _contacts(contacts: list[dict[str, Any]]) -> list[str]:
+    return [f"  {c['id']}  {_address(c)}" for c in contacts]
+
+
+def _show_info(r: dict[str, Any]) -> str:
+    rows = {
+        "id": r["id"],
+        "address": _address(r),
+        "peers": r["peers"],
+        "values": r["values"],
+        "uptime": f"{r['uptime_s']:.0f} s",
+        **dict(sorted(r["stats"].items())),
+    }
+    width = max(map(len, rows))
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows.items())
+
+
+def _show_lookup(r: dict[str, Any]) -> str:
+    took = f"{r['queried']} queried, {r['elapsed_ms']:.1f} ms"
+    if r["found"]:
+        return f"found {r['peer']['id']} at {_address(r['peer'])} ({took})"
+    return "\n".join([f"not found: {r['target']} ({took}); closest:", *_contacts(r["closest"])])
+
+
+def _show_put(r: dict[str, Any]) -> str:
+    head = f"stored {r['key']!r} on {r['stored']} nodes ({r['elapsed_ms']:.1f} ms); replicas:"
+    return "\n".join([head, *_contacts(r["replicas"])])
+
+
+def _show_get(r: dict[str, Any]) -> str:
+    if not r["found"]:
+        return f"not found: {r['key']!r}"
+    return r["value"] if isinstance(r["value"], str) else json.dumps(r["value"])
+
+
+def _show_peers(r: dict[str, Any]) -> str:
+    lines = [
+        f"{line}  failures {p['failures']}  seen {p['last_seen_s']:.0f} s ago"
+        for line, p in zip(_contacts(r["peers"]), r["peers"], strict=True)
+    ]
+    return "\n".join([f"{r['count']} peers", *lines])
+
+
+def _show_ping(r: dict[str, Any]) -> str:
+    if not r["alive"]:
+        return f"no reply from {_address(r)}"
+    return f"reply from {_address(r)}: id {r['id']}, {r['rtt_ms']:.2f} ms"
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    help: str
+    args: tuple[tuple[str, str], ...]
+    call: Callable[[ApiClient, argparse.Namespace], dict[str, Any]]
+    show: Callable[[dict[str, Any]], str]
+
+
+_COMMANDS = {
+    "info": _Command(
+        "show this node's id, address and counters", (), lambda c, a: c.info(), _show_info
+    ),
+    "lookup": _Command(
+        "find a node by id",
+        (("id", "160-bit id, 40 hex digits"),),
+        lambda c, a: c.lookup(a.id),
+        _show_lookup,
+    ),
+    "put": _Command(
+        "store a value under a key",
+        (("key", "any text"), ("value", "the value to store")),
+        lambda c, a: c.put(a.key, a.value),
+        _show_put,
+    ),
+    "get": _Command(
+        "fetch the value of a key", (("key", "any text"),), lambda c, a: c.get(a.key), _show_get
+    ),
+    "peers": _Command("list the routing table's contacts", (), lambda c, a: c.peers(), _show_peers),
+    "ping": _Command(
+        "ping a node",
+        (("address", "HOST:PORT or [IPv6]:PORT"),),
+        lambda c, a: c.ping(a.address),
+        _show_ping,
+    ),
+}
+
+
+def add_client_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the API commands; each sets ``client_command`` for :func:`run_client_command`."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--api",
+        default=os.environ.get("KADNODE_API", DEFAULT_API),
+        metavar="HOST:PORT",
+        help="the daemon's control API (default: $KADNODE_API or %(default)s)",
+    )
+    common.add_argument("--json", action="store_true", help="print the API's JSON reply")
+    for name, command in _COMMANDS.items():
+        parser = subparsers.add_parser(name, parents=[common], help=command.help)
+        for arg, arg_help in command.args:
+            parser.add_argument(arg, help=arg_help)
+        parser.set_defaults(client_command=name)
+
+
+def run_client_command(args: argparse.Namespace) -> int:
+    """Run one API command: 0 done, 1 not found (or no reply to ping), 2 error."""
+    command = _COMMANDS[args.client_command]
+    try:
+        result = command.call(ApiClient(args.api), args)
+    except KadnodeError as exc:
+        print(f"kadnode: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(result, indent=2) if args.json else command.show(result))
+    missed = result.get("found") is False or result.get("alive") is False
+    return EXIT_MISSED if missed else EXIT_OK

@@ -1,0 +1,279 @@
+"""``kadnode run``: the daemon. I/O.
+
+Owns, under one TaskGroup: the UDP node, the HTTP control API, joining
+(seeds from ``--bootstrap``, ``--dns-seed`` and the contacts persisted in the
+data directory), periodic saving of contacts, and a periodic status line.
+SIGINT / SIGTERM stop it cleanly: contacts saved, sockets and the database
+closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .api import build_routes
+from .codec import Contact, Value
+from .config import Config
+from .dns import resolve_seeds
+from .errors import KadnodeError, LocalProtocolError
+from .httpserver import serve
+from .ids import ID_BYTES, to_hex
+from .node import Addr
+from .server import Server
+from .storage import SqliteStore
+
+log = logging.getLogger("kadnode")
+
+DEFAULT_PORT = 8467
+DEFAULT_API_PORT = 8468
+DATA_FILE = "kadnode.sqlite3"
+# Contacts are saved this often (and after joining), so a SIGKILLed node
+# restarts with a recent view of the network.
+CONTACT_SAVE_INTERVAL = 15.0
+# A node that knows nobody retries its seeds this often.
+REJOIN_INTERVAL = 30.0
+STATUS_INTERVAL = 600.0
+# Persisted contacts tried at a restart (nearest-seen first).
+REJOIN_CONTACTS = 64
+
+
+@dataclass
+class DaemonOptions:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path("kadnode-data")
+    bootstrap: list[Addr] = field(default_factory=list)
+    dns_seeds: list[str] = field(default_factory=list)
+    dns_nameservers: list[str] | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = DEFAULT_API_PORT
+    config: Config = field(default_factory=Config)
+
+
+def contact_json(contact: Contact) -> dict[str, Any]:
+    return {"id": to_hex(contact.node_id), "host": contact.host, "port": contact.port}
+
+
+def value_json(value: Value | None) -> Any:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+def load_node_id(store: SqliteStore) -> int:
+    raw = store.get_meta("node_id")
+    if raw is None or len(raw) != ID_BYTES:
+        raw = random.SystemRandom().getrandbits(ID_BYTES * 8).to_bytes(ID_BYTES, "big")
+        store.set_meta("node_id", raw)
+    return int.from_bytes(raw, "big")
+
+
+async def resolve_host(host: str) -> str:
+    """A numeric address for ``host`` (the core matches replies by address)."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return host
+    except OSError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise LocalProtocolError(f"cannot resolve {host!r}: {exc.strerror or exc}") from None
+    return infos[0][4][0]
+
+
+class Daemon:
+    """One running node plus what it takes to serve and persist it."""
+
+    def __init__(self, server: Server, store: SqliteStore, options: DaemonOptions):
+        self.server = server
+        self.store = store
+        self.options = options
+        self.started = time.time()
+
+    # ---- NodeService (the HTTP API calls these) ----
+
+    async def info(self) -> dict[str, Any]:
+        core = self.server.core
+        host, port = self.server.address
+        return {
+            "id": to_hex(core.id),
+            "host": host,
+            "port": port,
+            "version": __version__,
+            "peers": len(core.table),
+            "values": len(self.store),
+            "uptime_s": round(time.time() - self.started, 3),
+            "data_dir": str(self.options.data_dir),
+            "stats": dict(core.stats),
+        }
+
+    async def lookup(self, target: int) -> dict[str, Any]:
+        t = time.perf_counter()
+        result = await self.server.lookup(target)
+        peer = result.peer
+        if target == self.server.id:
+            host, port = self.server.address
+            peer = Contact(target, host, port)
+        return {
+            "target": to_hex(target),
+            "found": peer is not None,
+            "peer": contact_json(peer) if peer else None,
+            "closest": [contact_json(c) for c in result.closest],
+            "queried": result.queried,
+            "elapsed_ms": round((time.perf_counter() - t) * 1000, 3),
+        }
+
+    async def put(self, key: str, value: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        result = await self.server.put(key, value)
+        return {
+            "key": key,
+            "stored": result.acks,
+            "asked": result.asked,
+            "replicas": [contact_json(c) for c in result.replicas],
+            "elapsed_ms": round((time.perf_counter() - t) * 1000, 3),
+        }
+
+    async def get(self, key: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        result = await self.server.get(key)
+        return {
+            "key": key,
+            "found": result.found,
+            "value": value_json(result.value),
+            "source": contact_json(result.source) if result.source else "local",
+            "elapsed_ms": round((time.perf_counter() - t) * 1000, 3),
+        }
+
+    async def peers(self) -> dict[str, Any]:
+        now = time.time()
+        entries = sorted(self.server.core.table.entries(), key=lambda e: -e.last_seen)
+        return {
+            "count": len(entries),
+            "peers": [
+                {**contact_json(e.contact), "failures": e.failures,
+                 "last_seen_s": round(now - e.last_seen, 3)}
+                for e in entries
+            ],
+        }
+
+    async def ping(self, host: str, port: int) -> dict[str, Any]:
+        result = await self.server.ping((await resolve_host(host), port))
+        return {
+            "host": host,
+            "port": port,
+            "alive": result.node_id is not None,
+            "id": to_hex(result.node_id) if result.node_id is not None else None,
+            "rtt_ms": round(result.rtt * 1000, 3) if result.rtt is not None else None,
+        }
+
+    async def metrics(self) -> str:
+        core = self.server.core
+        lines = [
+            "# TYPE kadnode_peers gauge", f"kadnode_peers {len(core.table)}",
+            "# TYPE kadnode_values gauge", f"kadnode_values {len(self.store)}",
+        ]
+        for name, count in sorted(core.stats.items()):
+            lines += [f"# TYPE kadnode_{name}_total counter", f"kadnode_{name}_total {count}"]
+        return "\n".join(lines) + "\n"
+
+    # ---- background work ----
+
+    def save_contacts(self) -> None:
+        entries = list(self.server.core.table.entries())
+        self.store.save_contacts([(e.contact, e.last_seen) for e in entries])
+
+    async def seeds(self) -> list[Addr]:
+        opts = self.options
+        seeds = []
+        for host, port in opts.bootstrap:
+            try:
+                seeds.append((await resolve_host(host), port))
+            except KadnodeError as exc:
+                log.warning("bootstrap %s:%d: %s", host, port, exc)
+        if opts.dns_seeds:
+            found, errors = await resolve_seeds(opts.dns_seeds, DEFAULT_PORT,
+                                                nameservers=opts.dns_nameservers)
+            for line in errors:
+                log.warning("%s", line)
+            seeds += found
+        seeds += [c.addr for c in self.store.load_contacts()[:REJOIN_CONTACTS]]
+        own = self.server.address
+        return [s for s in dict.fromkeys(seeds) if s != own]
+
+    async def join(self) -> None:
+        """Join at start, and again whenever the table runs empty."""
+        while True:
+            if len(self.server.core.table) == 0:
+                seeds = await self.seeds()
+                if seeds:
+                    result = await self.server.bootstrap(seeds)
+                    log.info("joined: %d of %d seeds answered, %d contacts known",
+                             result.answered, result.seeds, result.table_size)
+                    if result.table_size:
+                        self.save_contacts()
+                elif not self.options.bootstrap and not self.options.dns_seeds:
+                    log.info("no seeds: this node starts a new network")
+            await asyncio.sleep(REJOIN_INTERVAL)
+
+    async def persist(self) -> None:
+        while True:
+            await asyncio.sleep(CONTACT_SAVE_INTERVAL)
+            self.save_contacts()
+
+    async def status(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL)
+            s = self.server.core.stats
+            log.info("status: %d contacts, %d values, %d requests served, %d bad datagrams",
+                     len(self.server.core.table), len(self.store), s["requests_in"],
+                     s["bad_datagrams"])
+
+
+async def run_daemon(options: DaemonOptions, ready: asyncio.Event | None = None) -> None:
+    store = SqliteStore(options.data_dir / DATA_FILE)
+    server = None
+    try:
+        server = await Server.start(options.host, options.port, node_id=load_node_id(store),
+                                    store=store, config=options.config)
+        daemon = Daemon(server, store, options)
+        api = await serve(build_routes(daemon), options.api_host, options.api_port)
+        api_port = api.sockets[0].getsockname()[1]
+        log.info("kadnode %s node %s on udp %s:%d, control api http://%s:%d (docs at /docs)",
+                 __version__, to_hex(server.id), *server.address, options.api_host, api_port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready.set()
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(c) for c in
+                         (daemon.join(), daemon.persist(), daemon.status())]
+                await stop.wait()
+                log.info("stopping")
+                for task in tasks:
+                    task.cancel()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            api.close()
+            await api.wait_closed()
+            daemon.save_contacts()
+    except OSError as exc:
+        raise KadnodeError(f"cannot listen: {exc.strerror or exc}") from None
+    finally:
+        if server is not None:
+            server.close()
+        store.close()
+    log.info("stopped")

@@ -1,0 +1,617 @@
+"""The control API over real HTTP on 127.0.0.1, against a fake NodeService."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kadnode import api
+from kadnode.api import build_routes
+from kadnode.dns import parse_hostport
+from kadnode.errors import ApiError, LocalProtocolError
+from kadnode.httpserver import (
+    MAX_BODY_BYTES,
+    MAX_HEAD_BYTES,
+    HttpError,
+    Param,
+    Payload,
+    Request,
+    Response,
+    Route,
+    check_schema,
+    json_response,
+    parse_head,
+    serve,
+)
+from kadnode.ids import parse_hex, to_hex
+
+NODE_ID = "ab" * 20
+PEER = {"id": "cd" * 20, "host": "127.0.0.1", "port": 4001}
+INFO = {
+    "id": NODE_ID,
+    "host": "127.0.0.1",
+    "port": 8468,
+    "peers": 1,
+    "values": 1,
+    "uptime_s": 12.25,
+    "stats": {"rpc_sent": 5, "rpc_timeouts": 0},
+}
+METRICS_TEXT = "# TYPE kadnode_peers gauge\nkadnode_peers 1\n"
+
+
+class FakeService:
+    """A NodeService with canned answers; ``error`` makes every call raise it."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {"greeting": "hello"}
+        self.error: Exception | None = None
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    async def info(self) -> dict[str, Any]:
+        self._check()
+        return dict(INFO)
+
+    async def lookup(self, target: int) -> dict[str, Any]:
+        self._check()
+        found = to_hex(target) == PEER["id"]
+        return {
+            "target": to_hex(target),
+            "found": found,
+            "peer": PEER if found else None,
+            "closest": [PEER],
+            "queried": 4,
+            "elapsed_ms": 12.5,
+        }
+
+    async def put(self, key: str, value: str) -> dict[str, Any]:
+        self._check()
+        self.values[key] = value
+        return {"key": key, "stored": 2, "replicas": [PEER], "elapsed_ms": 3.0}
+
+    async def get(self, key: str) -> dict[str, Any]:
+        self._check()
+        value = self.values.get(key)
+        return {"key": key, "found": value is not None, "value": value, "elapsed_ms": 1.5}
+
+    async def peers(self) -> dict[str, Any]:
+        self._check()
+        return {"count": 1, "peers": [{**PEER, "failures": 1, "last_seen_s": 2.5}]}
+
+    async def ping(self, host: str, port: int) -> dict[str, Any]:
+        self._check()
+        alive = port == PEER["port"]
+        return {
+            "host": host,
+            "port": port,
+            "alive": alive,
+            "id": PEER["id"] if alive else None,
+            "rtt_ms": 0.75 if alive else None,
+        }
+
+    async def metrics(self) -> str:
+        self._check()
+        return METRICS_TEXT
+
+
+def message_of(parse: Callable[[str], object], text: str) -> str:
+    """The one-line error a parser the API relies on gives for ``text``."""
+    with pytest.raises(LocalProtocolError) as caught:
+        parse(text)
+    return str(caught.value)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self) -> Any:
+        assert self.headers["Content-Type"] == "application/json"
+        return json.loads(self.body)
+
+
+def _http(port: int, method: str, path: str, body: bytes | None, headers: dict[str, str]):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, body, headers)
+        reply = conn.getresponse()
+        return Reply(reply.status, reply.headers, reply.read())
+    finally:
+        conn.close()
+
+
+async def call(port: int, method: str, path: str, data: Any = None, **kw: Any) -> Reply:
+    """One request through http.client; ``data`` is sent as a JSON body."""
+    body = kw.pop("raw", None if data is None else json.dumps(data).encode())
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    return await asyncio.to_thread(_http, port, method, path, body, {**headers, **kw})
+
+
+async def raw(port: int, data: bytes, *, half_close: bool = False) -> bytes:
+    """Send bytes as they are and read the whole answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    if half_close:
+        writer.write_eof()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return answer
+
+
+def status_of(answer: bytes) -> tuple[int, Any]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+@dataclass
+class Node:
+    fake: FakeService
+    port: int
+    routes: list[Route]
+
+
+@pytest.fixture
+async def node():
+    fake = FakeService()
+    routes = build_routes(fake)
+    server = await serve(routes, "127.0.0.1", 0)
+    async with server:
+        yield Node(fake, server.sockets[0].getsockname()[1], routes)
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data", "status", "expected"),
+    [
+        ("GET", "/info", None, 200, INFO),
+        ("GET", "/health", None, 200, {"ok": True}),
+        (
+            "GET",
+            f"/lookup/0x{PEER['id'].upper()}",
+            None,
+            200,
+            {
+                "target": PEER["id"],
+                "found": True,
+                "peer": PEER,
+                "closest": [PEER],
+                "queried": 4,
+                "elapsed_ms": 12.5,
+            },
+        ),
+        (
+            "GET",
+            f"/lookup/{NODE_ID}",
+            None,
+            200,
+            {
+                "target": NODE_ID,
+                "found": False,
+                "peer": None,
+                "closest": [PEER],
+                "queried": 4,
+                "elapsed_ms": 12.5,
+            },
+        ),
+        (
+            "GET",
+            "/values/greeting",
+            None,
+            200,
+            {"key": "greeting", "found": True, "value": "hello", "elapsed_ms": 1.5},
+        ),
+        (
+            "GET",
+            "/values/nothing",
+            None,
+            404,
+            {"key": "nothing", "found": False, "value": None, "elapsed_ms": 1.5},
+        ),
+        (
+            "PUT",
+            "/values/k",
+            {"value": "v"},
+            200,
+            {"key": "k", "stored": 2, "replicas": [PEER], "elapsed_ms": 3.0},
+        ),
+        (
+            "GET",
+            "/peers",
+            None,
+            200,
+            {"count": 1, "peers": [{**PEER, "failures": 1, "last_seen_s": 2.5}]},
+        ),
+        (
+            "POST",
+            "/ping",
+            {"address": "127.0.0.1:4001"},
+            200,
+            {"host": "127.0.0.1", "port": 4001, "alive": True, "id": PEER["id"], "rtt_ms": 0.75},
+        ),
+        (
+            "POST",
+            "/ping",
+            {"address": "[::1]:9"},
+            200,
+            {"host": "::1", "port": 9, "alive": False, "id": None, "rtt_ms": None},
+        ),
+    ],
+)
+async def test_route_answers_with_the_service_result(node, method, path, data, status, expected):
+    reply = await call(node.port, method, path, data)
+    assert (reply.status, reply.json()) == (status, expected)
+    assert reply.headers["Connection"] == "close"
+
+
+async def test_metrics_are_prometheus_text(node):
+    reply = await call(node.port, "GET", "/metrics")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert reply.body.decode() == METRICS_TEXT
+
+
+async def test_keys_are_percent_decoded_and_stored_values_come_back(node):
+    key = "a b/ü?#%"
+    path = f"/values/{quote(key, safe='')}"
+    assert (await call(node.port, "PUT", path, {"value": "ünïcode"})).status == 200
+    assert node.fake.values[key] == "ünïcode"
+    assert (await call(node.port, "GET", path)).json()["value"] == "ünïcode"
+
+
+async def test_fake_service_honours_the_declared_schemas():
+    fake = FakeService()
+    for schema, result in [
+        (api.INFO_SCHEMA, await fake.info()),
+        (api.LOOKUP_SCHEMA, await fake.lookup(int(PEER["id"], 16))),
+        (api.LOOKUP_SCHEMA, await fake.lookup(0)),
+        (api.PUT_SCHEMA, await fake.put("k", "v")),
+        (api.VALUE_SCHEMA, await fake.get("k")),
+        (api.VALUE_SCHEMA, await fake.get("missing")),
+        (api.PEERS_SCHEMA, await fake.peers()),
+        (api.PING_SCHEMA, await fake.ping("127.0.0.1", 4001)),
+        (api.PING_SCHEMA, await fake.ping("127.0.0.1", 9)),
+    ]:
+        check_schema(schema, result)
+
+
+# -- client errors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kw", "status", "error"),
+    [
+        ("GET", "/lookup/xyz", {}, 400, message_of(parse_hex, "xyz")),
+        ("PUT", "/values/k", {"raw": b"{not json"}, 400, "request body is not valid JSON"),
+        ("PUT", "/values/k", {"raw": b'{"value": NaN}'}, 400, "request body is not valid JSON"),
+        ("PUT", "/values/k", {"raw": b'{"value": "\xff"}'}, 400, "request body is not valid JSON"),
+        ("PUT", "/values/k", {"data": {"value": 5}}, 400, "body.value: expected string"),
+        ("PUT", "/values/k", {"data": {}}, 400, "body: missing 'value'"),
+        ("PUT", "/values/k", {"data": {"value": "v", "ttl": 1}}, 400, "body: unexpected 'ttl'"),
+        ("PUT", "/values/k", {"data": ["v"]}, 400, "body: expected object"),
+        (
+            "PUT",
+            "/values/k",
+            {"raw": b'{"value": "v"}', "Content-Type": "text/plain"},
+            415,
+            "send the body as application/json",
+        ),
+        ("GET", "/info", {"data": {}}, 400, "GET /info takes no body"),
+        ("GET", "/info?verbose=1", {}, 400, "unknown or repeated query parameter 'verbose'"),
+        (
+            "POST",
+            "/ping",
+            {"data": {"address": "nocolon"}},
+            400,
+            message_of(parse_hostport, "nocolon"),
+        ),
+        (
+            "POST",
+            "/ping",
+            {"data": {"address": "h:0"}},
+            400,
+            message_of(parse_hostport, "h:0"),
+        ),
+        ("GET", "/nope", {}, 404, "no such endpoint: /nope"),
+        ("GET", "/info/", {}, 404, "no such endpoint: /info/"),
+        ("GET", "/values/", {}, 404, "no such endpoint: /values/"),
+        ("GET", "/values/%ff", {}, 400, "path is not percent-encoded UTF-8"),
+    ],
+)
+async def test_bad_requests_get_one_line_errors(node, method, path, kw, status, error):
+    reply = await call(node.port, method, path, **kw)
+    assert (reply.status, reply.json()) == (status, {"error": error})
+    assert node.fake.values == {"greeting": "hello"}  # nothing reached the service
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"), [("DELETE", "/values/k", "GET, PUT"), ("POST", "/info", "GET")]
+)
+async def test_wrong_method_is_405_with_allow(node, method, path, allow):
+    reply = await call(node.port, method, path)
+    assert reply.status == 405
+    assert reply.headers["Allow"] == allow
+    assert reply.json() == {"error": f"{method} not allowed on {path}; use {allow}"}
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "message"),
+    [
+        (ApiError("node is shutting down\nsecond line"), 503, "node is shutting down"),
+        (LocalProtocolError("value over 1000 bytes"), 400, "value over 1000 bytes"),
+    ],
+)
+async def test_kadnode_errors_map_to_status_and_one_line(node, error, status, message):
+    node.fake.error = error
+    reply = await call(node.port, "GET", "/info")
+    assert (reply.status, reply.json()) == (status, {"error": message})
+
+
+async def test_unexpected_exception_is_a_bare_500_logged_once(node, caplog):
+    node.fake.error = RuntimeError("secret detail")
+    with caplog.at_level(logging.ERROR, logger="kadnode.httpserver"):
+        reply = await call(node.port, "GET", "/peers")
+    assert (reply.status, reply.json()) == (500, {"error": "internal error"})
+    assert b"secret" not in reply.body
+    [record] = caplog.records
+    assert record.getMessage() == "GET /peers failed"
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
+# -- framing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "error"),
+    [
+        (b"GARBAGE\r\n\r\n", 400, "malformed request line"),
+        (b"GET /info HTTP/2.0\r\n\r\n", 400, "malformed request line"),
+        (b"GET info HTTP/1.1\r\n\r\n", 400, "malformed request line"),
+        (b"get /info HTTP/1.1\r\n\r\n", 400, "malformed request line"),
+        (b"GET /info  HTTP/1.1\r\n\r\n", 400, "malformed request line"),
+        (b"GET /info HTTP/1.1\r\nNo Colon\r\n\r\n", 400, "malformed header line"),
+        (b"GET /info HTTP/1.1\r\nHost : x\r\n\r\n", 400, "malformed header line"),
+        (b"GET /\xff HTTP/1.1\r\n\r\n", 400, "request head is not ASCII"),
+        (b"GET /info HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, "bad Content-Length"),
+        (
+            b"PUT /values/k HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+            400,
+            "repeated content-length header",
+        ),
+        (
+            b"PUT /values/k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            411,
+            "chunked bodies are not supported; send Content-Length",
+        ),
+        (
+            b"PUT /values/k HTTP/1.1\r\nContent-Type: application/json\r\n\r\n",
+            411,
+            "send the JSON body with a Content-Length header",
+        ),
+        (
+            f"PUT /values/k HTTP/1.1\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode(),
+            413,
+            f"request body over {MAX_BODY_BYTES} bytes",
+        ),
+        (
+            b"GET /info HTTP/1.1\r\nX-Big: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n",
+            431,
+            f"request head over {MAX_HEAD_BYTES} bytes",
+        ),
+    ],
+)
+async def test_malformed_requests_are_refused_and_the_server_lives_on(
+    node, request_bytes, status, error
+):
+    assert status_of(await raw(node.port, request_bytes)) == (status, {"error": error})
+    assert (await call(node.port, "GET", "/health")).json() == {"ok": True}
+
+
+async def test_truncated_requests_are_400(node):
+    head_only = await raw(node.port, b"GET /info HTTP/1.1\r\n", half_close=True)
+    assert status_of(head_only) == (400, {"error": "incomplete request head"})
+    short_body = b"PUT /values/k HTTP/1.1\r\nContent-Length: 10\r\n\r\n{}"
+    assert status_of(await raw(node.port, short_body, half_close=True)) == (
+        400,
+        {"error": "request body shorter than Content-Length"},
+    )
+
+
+async def test_oversized_body_sent_in_full_still_gets_its_413(node):
+    reply = await call(node.port, "PUT", "/values/k", {"value": "x" * (16 * MAX_BODY_BYTES)})
+    assert (reply.status, reply.json()) == (
+        413,
+        {"error": f"request body over {MAX_BODY_BYTES} bytes"},
+    )
+
+
+async def test_silent_and_closing_clients(node):
+    _, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    writer.close()  # connect and leave: nothing to answer
+    assert (await call(node.port, "GET", "/health")).status == 200
+    server = await serve(node.routes, "127.0.0.1", 0, read_timeout=0.1)
+    async with server:
+        answer = await raw(server.sockets[0].getsockname()[1], b"GET /info HTTP/1.1\r\n")
+    assert status_of(answer) == (408, {"error": "request not received in time"})
+
+
+@given(st.binary(max_size=300))
+def test_parse_head_raises_only_http_error(data):
+    try:
+        head = parse_head(data)
+    except HttpError as exc:
+        assert 400 <= exc.status < 500
+    else:
+        assert re.fullmatch(r"[A-Z]+", head.method)
+        assert head.target.startswith("/")
+
+
+@given(
+    st.sampled_from(["GET", "PUT", "POST"]),
+    st.from_regex(r"/[!-~]{0,30}", fullmatch=True),
+    st.dictionaries(
+        st.from_regex(r"x-[a-z0-9-]{1,10}", fullmatch=True),
+        st.from_regex(r"[!-~]([ -~]{0,20}[!-~])?", fullmatch=True),
+        max_size=5,
+    ),
+)
+def test_parse_head_reads_valid_heads_exactly(method, target, headers):
+    lines = [f"{method} {target} HTTP/1.1", *(f"{k.upper()}:  {v} " for k, v in headers.items())]
+    head = parse_head("\r\n".join([*lines, "", ""]).encode())
+    assert (head.method, head.target, dict(head.headers)) == (method, target, headers)
+
+
+# -- route table, OpenAPI and docs -----------------------------------------------------------
+
+
+async def echo(request: Request) -> Response:
+    return json_response({"params": dict(request.params), "query": dict(request.query)})
+
+
+QUERY_ROUTE = Route(
+    "GET",
+    "/echo/{name}",
+    echo,
+    "echo",
+    {200: Payload({"type": "object"}, {})},
+    path_params=(Param("name", "a name", "x"),),
+    query_params=(Param("q", "required", "a"), Param("n", "optional", "1", required=False)),
+)
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "body"),
+    [
+        ("?q=a%20b+c", 200, {"params": {"name": "x y"}, "query": {"q": "a b c"}}),
+        ("?n=2&q=", 200, {"params": {"name": "x y"}, "query": {"n": "2", "q": ""}}),
+        ("", 400, {"error": "missing query parameter 'q'"}),
+        ("?q=1&q=2", 400, {"error": "unknown or repeated query parameter 'q'"}),
+        ("?q=1&z=2", 400, {"error": "unknown or repeated query parameter 'z'"}),
+        ("?q", 400, {"error": "malformed query string"}),
+    ],
+)
+async def test_query_parameters_are_declared_decoded_and_required(query, status, body):
+    server = await serve([QUERY_ROUTE], "127.0.0.1", 0)
+    async with server:
+        reply = await call(server.sockets[0].getsockname()[1], "GET", f"/echo/x%20y{query}")
+    assert (reply.status, reply.json()) == (status, body)
+
+
+def test_route_tables_are_checked():
+    with pytest.raises(LocalProtocolError, match="declare each"):
+        Route("GET", "/values/{key}", echo, "x", {200: Payload({}, {})})
+    with pytest.raises(LocalProtocolError, match="declare each"):
+        Route("GET", "/a{b}", echo, "x", {200: Payload({}, {})}, path_params=(Param("b", "", ""),))
+
+
+async def test_duplicate_routes_are_refused():
+    with pytest.raises(LocalProtocolError, match=r"duplicate routes: GET /echo/\{name\}"):
+        await serve([QUERY_ROUTE, QUERY_ROUTE], "127.0.0.1", 0)
+
+
+async def test_openapi_document_is_structurally_valid_openapi_3_1(node):
+    doc = (await call(node.port, "GET", "/openapi.json")).json()
+    assert doc["openapi"] == "3.1.0"
+    assert doc["info"] == {"title": "kadnode control API", "version": "0.1.0"}
+    operation_ids = []
+    for path, operations in doc["paths"].items():
+        assert path.startswith("/")
+        for method, op in operations.items():
+            assert method in {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+            operation_ids.append(op["operationId"])
+            assert op["summary"] and op["responses"]
+            for status, response in op["responses"].items():
+                assert status == "default" or re.fullmatch(r"[1-5]\d\d", status)
+                assert isinstance(response["description"], str)
+                for media in response["content"].values():
+                    check_schema(media["schema"], media["example"])
+            params = op.get("parameters", [])
+            declared = [p["name"] for p in params if p["in"] == "path"]
+            assert declared == re.findall(r"{(\w+)}", path)
+            for p in params:
+                assert p["in"] in {"path", "query"} and isinstance(p["schema"], dict)
+                assert p["required"] or p["in"] == "query"
+                check_schema(p["schema"], p["example"])
+            if "requestBody" in op:
+                [media] = op["requestBody"]["content"].values()
+                check_schema(media["schema"], media["example"])
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+async def test_openapi_document_matches_the_route_table_exactly(node):
+    doc = (await call(node.port, "GET", "/openapi.json")).json()
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == {(r.method, r.path) for r in node.routes}
+    assert {p for _, p in documented} == {
+        "/info",
+        "/lookup/{id}",
+        "/values/{key}",
+        "/peers",
+        "/ping",
+        "/metrics",
+        "/health",
+        "/openapi.json",
+        "/docs",
+    }
+    assert len(documented) == 10
+
+
+async def test_every_documented_operation_answers_its_examples(node):
+    doc = (await call(node.port, "GET", "/openapi.json")).json()
+    for template, operations in doc["paths"].items():
+        for method, op in operations.items():
+            path = template
+            for p in op.get("parameters", []):
+                path = path.replace("{" + p["name"] + "}", quote(p["example"], safe=""))
+            body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            reply = await call(node.port, method.upper(), path, body and body["example"])
+            assert reply.status == 200, (method, path, reply.body)
+            [(media, declared)] = op["responses"]["200"]["content"].items()
+            assert reply.headers["Content-Type"] == media
+            got = reply.json() if media == "application/json" else reply.body.decode()
+            check_schema(declared["schema"], got, f"{method} {path}")
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+async def test_docs_page_lists_every_route_with_examples(node):
+    reply = await call(node.port, "GET", "/docs")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "text/html; charset=utf-8"
+    page = _Text()
+    page.feed(reply.body.decode())
+    text = "\n".join(page.text)
+    for route in node.routes:
+        assert f"{route.method} {route.path}" in text
+        assert route.summary in text
+    assert '"address": "192.0.2.7:8468"' in text  # a request body example
+    assert "kadnode_peers 42" in text  # a text response example
+    assert "script" not in page.tags and b"://" not in reply.body  # self-contained

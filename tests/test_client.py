@@ -1,0 +1,254 @@
+"""ApiClient and the CLI commands against a real API server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import queue
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from test_api import INFO, PEER, FakeService, message_of
+
+from kadnode.api import build_routes
+from kadnode.client import ApiClient, add_client_commands, run_client_command
+from kadnode.dns import parse_hostport
+from kadnode.errors import ApiError, LocalProtocolError
+from kadnode.httpserver import Route, serve
+from kadnode.ids import parse_hex
+
+
+@contextmanager
+def running(routes: list[Route]) -> Iterator[str]:
+    """Serve ``routes`` from an event loop in a thread; yield HOST:PORT."""
+    started: queue.Queue[tuple[asyncio.AbstractEventLoop, asyncio.Event, int]] = queue.Queue()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        async with await serve(routes, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            started.put((asyncio.get_running_loop(), stop, port))
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),))
+    thread.start()
+    loop, stop, port = started.get(timeout=5)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(5)
+
+
+@pytest.fixture
+def fake() -> FakeService:
+    return FakeService()
+
+
+@pytest.fixture
+def address(fake: FakeService) -> Iterator[str]:
+    with running(build_routes(fake)) as address:
+        yield address
+
+
+@pytest.fixture
+def dead_address() -> str:
+    """An address nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def down(address: str) -> str:
+    return f"no kadnode daemon answering at {address} (start one with 'kadnode run')"
+
+
+# -- ApiClient ---------------------------------------------------------------------------------
+
+
+def test_client_returns_the_api_dicts(address, fake):
+    client = ApiClient(address)
+    assert client.info() == INFO
+    assert client.lookup(PEER["id"])["peer"] == PEER
+    assert client.lookup("00" * 20)["found"] is False
+    assert client.put("k/ü", "v") == {
+        "key": "k/ü",
+        "stored": 2,
+        "replicas": [PEER],
+        "elapsed_ms": 3.0,
+    }
+    assert fake.values["k/ü"] == "v"
+    assert client.get("k/ü") == {"key": "k/ü", "found": True, "value": "v", "elapsed_ms": 1.5}
+    assert client.peers()["peers"] == [{**PEER, "failures": 1, "last_seen_s": 2.5}]
+    assert client.ping("127.0.0.1:4001")["alive"] is True
+
+
+def test_get_of_unknown_key_is_a_result_not_an_error(address):
+    assert ApiClient(address).get("missing") == {
+        "key": "missing",
+        "found": False,
+        "value": None,
+        "elapsed_ms": 1.5,
+    }
+
+
+def test_no_daemon_is_one_clear_api_error(dead_address):
+    with pytest.raises(ApiError) as caught:
+        ApiClient(dead_address).info()
+    assert str(caught.value) == down(dead_address)
+
+
+def test_default_address_is_the_documented_one():
+    assert ApiClient().base == "127.0.0.1:8468"
+
+
+def test_silent_daemon_times_out():
+    with socket.socket() as s:  # listening, never accepting: the kernel completes the connect
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        base = f"127.0.0.1:{s.getsockname()[1]}"
+        with pytest.raises(ApiError) as caught:
+            ApiClient(base, timeout=0.2).info()
+    assert str(caught.value) == f"the daemon at {base} did not answer within 0.2 s"
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "message"),
+    [
+        (LocalProtocolError("value over 1000 bytes"), LocalProtocolError, "value over 1000 bytes"),
+        (ApiError("node is shutting down"), ApiError, "node is shutting down"),
+        (RuntimeError("secret"), ApiError, "internal error"),
+    ],
+)
+def test_server_errors_become_their_one_line(address, fake, error, kind, message):
+    fake.error = error
+    with pytest.raises(kind) as caught:
+        ApiClient(address).put("k", "v")
+    assert type(caught.value) is kind
+    assert str(caught.value) == message
+
+
+def test_reply_not_matching_the_schema_is_an_api_error(address, fake):
+    async def broken_info():
+        return {**INFO, "id": "not hex"}
+
+    fake.info = broken_info
+    with pytest.raises(ApiError) as caught:
+        ApiClient(address).info()
+    assert str(caught.value) == (
+        f"unexpected reply from {address} (HTTP 200): reply.id: does not match ^[0-9a-f]{{40}}$"
+    )
+
+
+@pytest.mark.parametrize(
+    ("base", "message"),
+    [
+        ("nocolon", message_of(parse_hostport, "nocolon")),
+        ("127.0.0.1:99999", message_of(parse_hostport, "127.0.0.1:99999")),
+    ],
+)
+def test_bad_api_address_is_a_local_error(base, message):
+    with pytest.raises(LocalProtocolError) as caught:
+        ApiClient(base)
+    assert str(caught.value) == message
+
+
+# -- CLI commands ------------------------------------------------------------------------------
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="kadnode")
+    add_client_commands(parser.add_subparsers(dest="command", required=True))
+    code = run_client_command(parser.parse_args(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_info_json_and_human(capsys, address):
+    code, out, err = run(capsys, "info", "--json", "--api", address)
+    assert (code, json.loads(out), err) == (0, INFO, "")
+    code, out, _ = run(capsys, "info", "--api", address)
+    assert code == 0
+    assert out.splitlines() == [
+        f"id            {INFO['id']}",
+        "address       127.0.0.1:8468",
+        "peers         1",
+        "values        1",
+        "uptime        12 s",
+        "rpc_sent      5",
+        "rpc_timeouts  0",
+    ]
+
+
+def test_lookup_found_and_not_found(capsys, address):
+    code, out, _ = run(capsys, "lookup", PEER["id"], "--api", address)
+    assert (code, out) == (0, f"found {PEER['id']} at 127.0.0.1:4001 (4 queried, 12.5 ms)\n")
+    code, out, _ = run(capsys, "lookup", "00" * 20, "--json", "--api", address)
+    assert code == 1
+    assert json.loads(out) == {
+        "target": "00" * 20,
+        "found": False,
+        "peer": None,
+        "closest": [PEER],
+        "queried": 4,
+        "elapsed_ms": 12.5,
+    }
+    code, out, _ = run(capsys, "lookup", "00" * 20, "--api", address)
+    assert (code, out.splitlines()) == (
+        1,
+        [
+            f"not found: {'00' * 20} (4 queried, 12.5 ms); closest:",
+            f"  {PEER['id']}  127.0.0.1:4001",
+        ],
+    )
+
+
+def test_put_then_get(capsys, address):
+    code, out, _ = run(capsys, "put", "colour", "blue", "--api", address)
+    assert (code, out.splitlines()) == (
+        0,
+        ["stored 'colour' on 2 nodes (3.0 ms); replicas:", f"  {PEER['id']}  127.0.0.1:4001"],
+    )
+    assert run(capsys, "get", "colour", "--api", address) == (0, "blue\n", "")
+    code, out, _ = run(capsys, "get", "colour", "--json", "--api", address)
+    assert (code, json.loads(out)["value"]) == (0, "blue")
+
+
+def test_get_unknown_key_exits_1(capsys, address):
+    code, out, err = run(capsys, "get", "missing", "--json", "--api", address)
+    assert (code, err) == (1, "")
+    assert json.loads(out) == {"key": "missing", "found": False, "value": None, "elapsed_ms": 1.5}
+    assert run(capsys, "get", "missing", "--api", address) == (1, "not found: 'missing'\n", "")
+
+
+def test_peers_and_ping(capsys, address):
+    code, out, _ = run(capsys, "peers", "--api", address)
+    assert (code, out.splitlines()) == (
+        0,
+        ["1 peers", f"  {PEER['id']}  127.0.0.1:4001  failures 1  seen 2 s ago"],
+    )
+    code, out, _ = run(capsys, "ping", "127.0.0.1:4001", "--api", address)
+    assert (code, out) == (0, f"reply from 127.0.0.1:4001: id {PEER['id']}, 0.75 ms\n")
+    assert run(capsys, "ping", "[::1]:9", "--api", address) == (1, "no reply from [::1]:9\n", "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (("lookup", "xyz"), message_of(parse_hex, "xyz")),
+        (("ping", "nocolon"), message_of(parse_hostport, "nocolon")),
+        (("get", ""), "the key cannot be empty"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, address, argv, error):
+    assert run(capsys, *argv, "--json", "--api", address) == (2, "", f"kadnode: error: {error}\n")
+
+
+def test_no_daemon_is_one_line_and_exit_2(capsys, dead_address, monkeypatch):
+    monkeypatch.setenv("KADNODE_API", dead_address)  # --api defaults to $KADNODE_API
+    code, out, err = run(capsys, "info")
+    assert (code, out, err) == (2, "", f"kadnode: error: {down(dead_address)}\n")
