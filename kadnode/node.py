@@ -175,8 +175,15 @@ class NodeCore:
 
     def get_timer(self) -> float:
         timer = self._refresh_at
-        if self._deadlines and self._deadlines[0][0] < timer:
-            timer = self._deadlines[0][0]
+        deadlines = self._deadlines
+        while deadlines:  # drop answered requests' deadlines (lazy deletion)
+            deadline, msg_id = deadlines[0]
+            pending = self._pending.get(msg_id)
+            if pending is not None and pending.deadline == deadline:
+                break
+            heapq.heappop(deadlines)
+        if deadlines and deadlines[0][0] < timer:
+            timer = deadlines[0][0]
         due = self.store.next_due()
         if due is not None and due < timer:
             timer = due
@@ -328,7 +335,10 @@ class NodeCore:
                     settled: Callable[[bool, float], None] | None) -> None:
         args = [self.id_bytes, key, value]
         if contact.native:
-            args.append(ttl)
+            # The receiver counts the lifetime from when the STORE arrives;
+            # less the RTT (more than the one-way transit), it never ends
+            # later than ours.
+            args.append(max(0.0, ttl - self._rtt_estimate(contact)))
         self._request(
             contact.addr, contact, "store", args, codec.parse_store_reply,
             (lambda ok, at: settled(True, at)) if settled else _ignore,
@@ -373,6 +383,12 @@ class NodeCore:
         pump(now)
 
     # ---- requests out ------------------------------------------------------------
+
+    def _rtt_estimate(self, contact: Contact) -> float:
+        entry = self.table.get(contact.node_id)
+        if entry is not None and entry.srtt is not None:
+            return entry.srtt
+        return self._srtt if self._srtt is not None else self.config.rto_initial
 
     def _rto(self, contact: Contact | None) -> float:
         cfg = self.config

@@ -85,17 +85,18 @@ class MemoryStore:
         return self._heap[0][0] if self._heap else None
 
     def due(self, now: float, limit: int) -> list[Record]:
-        out: list[Record] = []
+        out: dict[bytes, Record] = {}
+        heap = self._heap
         while len(out) < limit:
             self._clean_top()
-            if not self._heap or self._heap[0][0] > now:
+            if not heap or heap[0][0] > now:
                 break
-            _, key = heapq.heappop(self._heap)
-            out.append(self._records[key])
+            _, key = heapq.heappop(heap)
+            out[key] = self._records[key]  # a key put twice at one due time comes once
         # Put them back: the caller reschedules or deletes each one.
-        for record in out:
-            heapq.heappush(self._heap, (record.due_at, record.key))
-        return out
+        for record in out.values():
+            heapq.heappush(heap, (record.due_at, record.key))
+        return list(out.values())
 
     def close(self) -> None:
         pass
