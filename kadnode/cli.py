@@ -58,25 +58,60 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a node (the daemon)")
-    run.add_argument("--host", default="0.0.0.0", help="UDP address to listen on (default %(default)s)")
-    run.add_argument("--port", type=_port, default=DEFAULT_PORT,
-                     help="UDP port (default %(default)s; 0 picks a free one)")
-    run.add_argument("--data-dir", type=Path, default=Path("kadnode-data"),
-                     help="where values, identity and contacts persist (default %(default)s)")
-    run.add_argument("--bootstrap", type=_hostport, action="append", default=[], metavar="HOST:PORT",
-                     help="a node to join through (repeatable)")
-    run.add_argument("--dns-seed", action="append", default=[], metavar="NAME",
-                     help="a DNS name whose SRV/A/AAAA records list seed nodes (repeatable)")
-    run.add_argument("--dns-server", action="append", default=None, metavar="IP[:PORT]",
-                     help="DNS server for --dns-seed (default: the system's)")
-    run.add_argument("--api", type=_hostport, default=("127.0.0.1", DEFAULT_API_PORT),
-                     metavar="HOST:PORT", help=f"control API address (default 127.0.0.1:{DEFAULT_API_PORT})")
+    run.add_argument(
+        "--host", default="0.0.0.0", help="UDP address to listen on (default %(default)s)"
+    )
+    run.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help="UDP port (default %(default)s; 0 picks a free one)",
+    )
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("kadnode-data"),
+        help="where values, identity and contacts persist (default %(default)s)",
+    )
+    run.add_argument(
+        "--bootstrap",
+        type=_hostport,
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a node to join through (repeatable)",
+    )
+    run.add_argument(
+        "--dns-seed",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a DNS name whose SRV/A/AAAA records list seed nodes (repeatable)",
+    )
+    run.add_argument(
+        "--dns-server",
+        action="append",
+        default=None,
+        metavar="IP[:PORT]",
+        help="DNS server for --dns-seed (default: the system's)",
+    )
+    run.add_argument(
+        "--api",
+        type=_hostport,
+        default=("127.0.0.1", DEFAULT_API_PORT),
+        metavar="HOST:PORT",
+        help=f"control API address (default 127.0.0.1:{DEFAULT_API_PORT})",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     demo = sub.add_parser("demo", help="start a local network on loopback and show it working")
     demo.add_argument("--nodes", type=_positive, default=50, help="nodes (default %(default)s)")
-    demo.add_argument("--values", type=_positive, default=None,
-                      help="values to store and read back (default: as many as nodes, at most 200)")
+    demo.add_argument(
+        "--values",
+        type=_positive,
+        default=None,
+        help="values to store and read back (default: as many as nodes, at most 200)",
+    )
     demo.add_argument("--seed", type=int, default=None, help="seed for the choice of nodes")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -85,11 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
     host, api_port = args.api
     options = DaemonOptions(
-        host=args.host, port=args.port, data_dir=args.data_dir, bootstrap=args.bootstrap,
-        dns_seeds=args.dns_seed, dns_nameservers=args.dns_server, api_host=host, api_port=api_port,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        bootstrap=args.bootstrap,
+        dns_seeds=args.dns_seed,
+        dns_nameservers=args.dns_server,
+        api_host=host,
+        api_port=api_port,
     )
     asyncio.run(run_daemon(options))
     return 0

@@ -15,6 +15,7 @@ import random
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,8 +161,11 @@ class Daemon:
         return {
             "count": len(entries),
             "peers": [
-                {**contact_json(e.contact), "failures": e.failures,
-                 "last_seen_s": round(now - e.last_seen, 3)}
+                {
+                    **contact_json(e.contact),
+                    "failures": e.failures,
+                    "last_seen_s": round(now - e.last_seen, 3),
+                }
                 for e in entries
             ],
         }
@@ -179,8 +183,10 @@ class Daemon:
     async def metrics(self) -> str:
         core = self.server.core
         lines = [
-            "# TYPE kadnode_peers gauge", f"kadnode_peers {len(core.table)}",
-            "# TYPE kadnode_values gauge", f"kadnode_values {len(self.store)}",
+            "# TYPE kadnode_peers gauge",
+            f"kadnode_peers {len(core.table)}",
+            "# TYPE kadnode_values gauge",
+            f"kadnode_values {len(self.store)}",
         ]
         for name, count in sorted(core.stats.items()):
             lines += [f"# TYPE kadnode_{name}_total counter", f"kadnode_{name}_total {count}"]
@@ -201,8 +207,9 @@ class Daemon:
             except KadnodeError as exc:
                 log.warning("bootstrap %s:%d: %s", host, port, exc)
         if opts.dns_seeds:
-            found, errors = await resolve_seeds(opts.dns_seeds, DEFAULT_PORT,
-                                                nameservers=opts.dns_nameservers)
+            found, errors = await resolve_seeds(
+                opts.dns_seeds, DEFAULT_PORT, nameservers=opts.dns_nameservers
+            )
             for line in errors:
                 log.warning("%s", line)
             seeds += found
@@ -217,8 +224,12 @@ class Daemon:
                 seeds = await self.seeds()
                 if seeds:
                     result = await self.server.bootstrap(seeds)
-                    log.info("joined: %d of %d seeds answered, %d contacts known",
-                             result.answered, result.seeds, result.table_size)
+                    log.info(
+                        "joined: %d of %d seeds answered, %d contacts known",
+                        result.answered,
+                        result.seeds,
+                        result.table_size,
+                    )
                     if result.table_size:
                         self.save_contacts()
                 elif not self.options.bootstrap and not self.options.dns_seeds:
@@ -234,39 +245,67 @@ class Daemon:
         while True:
             await asyncio.sleep(STATUS_INTERVAL)
             s = self.server.core.stats
-            log.info("status: %d contacts, %d values, %d requests served, %d bad datagrams",
-                     len(self.server.core.table), len(self.store), s["requests_in"],
-                     s["bad_datagrams"])
+            log.info(
+                "status: %d contacts, %d values, %d requests served, %d bad datagrams",
+                len(self.server.core.table),
+                len(self.store),
+                s["requests_in"],
+                s["bad_datagrams"],
+            )
 
 
-async def run_daemon(options: DaemonOptions, ready: asyncio.Event | None = None) -> None:
+async def run_daemon(
+    options: DaemonOptions,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Daemon, int], None] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, or until ``stop`` is set (embedding, tests).
+
+    ``on_ready(daemon, api_port)`` is called once the node and the API listen.
+    """
     store = SqliteStore(options.data_dir / DATA_FILE)
     server = None
     try:
-        server = await Server.start(options.host, options.port, node_id=load_node_id(store),
-                                    store=store, config=options.config)
+        server = await Server.start(
+            options.host,
+            options.port,
+            node_id=load_node_id(store),
+            store=store,
+            config=options.config,
+        )
         daemon = Daemon(server, store, options)
         api = await serve(build_routes(daemon), options.api_host, options.api_port)
         api_port = api.sockets[0].getsockname()[1]
-        log.info("kadnode %s node %s on udp %s:%d, control api http://%s:%d (docs at /docs)",
-                 __version__, to_hex(server.id), *server.address, options.api_host, api_port)
-        stop = asyncio.Event()
+        log.info(
+            "kadnode %s node %s on udp %s:%d, control api http://%s:%d (docs at /docs)",
+            __version__,
+            to_hex(server.id),
+            *server.address,
+            options.api_host,
+            api_port,
+        )
+        signals = stop is None
+        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        if ready is not None:
-            ready.set()
+        if signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+        if on_ready is not None:
+            on_ready(daemon, api_port)
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(c) for c in
-                         (daemon.join(), daemon.persist(), daemon.status())]
+                tasks = [
+                    group.create_task(c) for c in (daemon.join(), daemon.persist(), daemon.status())
+                ]
                 await stop.wait()
                 log.info("stopping")
                 for task in tasks:
                     task.cancel()
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            if signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
             api.close()
             await api.wait_closed()
             daemon.save_contacts()

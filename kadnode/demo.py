@@ -103,7 +103,8 @@ async def run_demo(nodes: int, values: int, seed: int | None = None, progress=No
             result = await asker.lookup(target.id)
             truth = sorted((i for i in ids if i != asker.id), key=lambda i: i ^ target.id)
             exact += [c.node_id for c in result.closest] == truth[: len(result.closest)] and (
-                result.peer is not None or nodes == 1)
+                result.peer is not None or nodes == 1
+            )
 
         stats = [s.core.stats for s in servers]
         return DemoReport(
@@ -127,16 +128,18 @@ async def run_demo(nodes: int, values: int, seed: int | None = None, progress=No
 
 def render(report: DemoReport) -> str:
     verdict = "OK" if report.ok else "FAILED"
-    return "\n".join([
-        f"kadnode demo: {report.nodes} nodes on 127.0.0.1, joined in {report.join_s:.2f} s",
-        f"  stored  {report.stored} values, each acknowledged by {report.replicas_mean:.1f} "
-        f"replicas on average (k=20)",
-        f"  found   {report.found}/{report.stored} values, each read from a different node",
-        f"  lookups {report.lookups_exact}/{report.lookups} node lookups returned exactly "
-        "the true closest nodes",
-        f"  put     p50 {report.put_ms['p50']:.2f} ms   p99 {report.put_ms['p99']:.2f} ms",
-        f"  get     p50 {report.get_ms['p50']:.2f} ms   p99 {report.get_ms['p99']:.2f} ms",
-        f"  traffic {report.datagrams} datagrams, {report.timeouts} timeouts, "
-        f"{report.bad_datagrams} bad datagrams",
-        f"{verdict}",
-    ])
+    return "\n".join(
+        [
+            f"kadnode demo: {report.nodes} nodes on 127.0.0.1, joined in {report.join_s:.2f} s",
+            f"  stored  {report.stored} values, each acknowledged by {report.replicas_mean:.1f} "
+            f"replicas on average (k=20)",
+            f"  found   {report.found}/{report.stored} values, each read from a different node",
+            f"  lookups {report.lookups_exact}/{report.lookups} node lookups returned exactly "
+            "the true closest nodes",
+            f"  put     p50 {report.put_ms['p50']:.2f} ms   p99 {report.put_ms['p99']:.2f} ms",
+            f"  get     p50 {report.get_ms['p50']:.2f} ms   p99 {report.get_ms['p99']:.2f} ms",
+            f"  traffic {report.datagrams} datagrams, {report.timeouts} timeouts, "
+            f"{report.bad_datagrams} bad datagrams",
+            f"{verdict}",
+        ]
+    )

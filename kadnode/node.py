@@ -136,8 +136,12 @@ class NodeCore:
         self.store = store
         self.rng = rng or random.Random()
         self.table = RoutingTable(
-            node_id, self.config.k, self.config.replacement_cache, self.config.stale_limit,
-            self.config.good_for, now,
+            node_id,
+            self.config.k,
+            self.config.replacement_cache,
+            self.config.stale_limit,
+            self.config.good_for,
+            now,
         )
         self.stats: Counter[str] = Counter()
         self._out: list[tuple[bytes, Addr]] = []
@@ -214,9 +218,15 @@ class NodeCore:
 
         sent = now
         self._request(
-            addr, None, "ping", [self.id_bytes], codec.parse_ping_reply, replied,
+            addr,
+            None,
+            "ping",
+            [self.id_bytes],
+            codec.parse_ping_reply,
+            replied,
             lambda at: self._complete(op, PingResult(addr, None, None)),
-            now, self.config.request_attempts,
+            now,
+            self.config.request_attempts,
         )
         return op
 
@@ -243,10 +253,18 @@ class NodeCore:
 
         for addr in seeds:
             self._request(
-                addr, None, "ping", [self.id_bytes], codec.parse_ping_reply,
+                addr,
+                None,
+                "ping",
+                [self.id_bytes],
+                codec.parse_ping_reply,
                 lambda node_id, at, addr=addr: (
-                    self._saw(Contact(node_id, addr[0], addr[1]), at), settled(True, at)),
-                partial(settled, False), now, self.config.request_attempts,
+                    self._saw(Contact(node_id, addr[0], addr[1]), at),
+                    settled(True, at),
+                ),
+                partial(settled, False),
+                now,
+                self.config.request_attempts,
             )
         if not seeds:
             finish(now)
@@ -257,8 +275,12 @@ class NodeCore:
 
         def done(outcome: LookupOutcome, at: float) -> None:
             peer = next((c for c in outcome.closest if c.node_id == target), None)
-            self._complete(op, LookupResult(
-                target, outcome.closest, peer, outcome.queried, outcome.answered, outcome.failed))
+            self._complete(
+                op,
+                LookupResult(
+                    target, outcome.closest, peer, outcome.queried, outcome.answered, outcome.failed
+                ),
+            )
 
         self._run_lookup(target, False, now, done)
         return op
@@ -277,7 +299,9 @@ class NodeCore:
                 # remaining lifetime so caching never extends it.
                 ttl = outcome.ttl if outcome.ttl is not None else self.config.expire_after
                 self._send_store(outcome.nearest_without_value, key, outcome.value, ttl, at, None)
-            self._complete(op, GetResult(key, outcome.value, found, outcome.value_from, outcome.queried))
+            self._complete(
+                op, GetResult(key, outcome.value, found, outcome.value_from, outcome.queried)
+            )
 
         self._run_lookup(int.from_bytes(key, "big"), True, now, done)
         return op
@@ -288,7 +312,8 @@ class NodeCore:
         size = len(codec.pack(value))
         if size > self.config.max_value_bytes:
             raise LocalProtocolError(
-                f"value of {size} bytes is over the {self.config.max_value_bytes}-byte limit")
+                f"value of {size} bytes is over the {self.config.max_value_bytes}-byte limit"
+            )
         ttl = self.config.expire_after if ttl is None else min(ttl, self.config.expire_after)
         self.store.put(Record(key, value, now + ttl, True, now + self.config.republish_interval))
         return self._publish(key, value, ttl, now)
@@ -298,7 +323,8 @@ class NodeCore:
     def _new_op(self) -> int:
         if len(self._ops) >= self.config.max_operations:
             raise LocalProtocolError(
-                f"{len(self._ops)} operations already in progress; try again shortly")
+                f"{len(self._ops)} operations already in progress; try again shortly"
+            )
         op = self._next_op
         self._next_op += 1
         self._ops.add(op)
@@ -321,7 +347,9 @@ class NodeCore:
                 if ok:
                     acks.append(contact)
                 if state["left"] == 0:
-                    self._complete(op, PutResult(key, len(acks), acks, len(targets), outcome.queried))
+                    self._complete(
+                        op, PutResult(key, len(acks), acks, len(targets), outcome.queried)
+                    )
 
             for contact in targets:
                 self._send_store(contact, key, value, ttl, at, partial(settled, contact))
@@ -331,8 +359,15 @@ class NodeCore:
         self._run_lookup(int.from_bytes(key, "big"), False, now, stored)
         return op
 
-    def _send_store(self, contact: Contact, key: bytes, value: Value, ttl: float, now: float,
-                    settled: Callable[[bool, float], None] | None) -> None:
+    def _send_store(
+        self,
+        contact: Contact,
+        key: bytes,
+        value: Value,
+        ttl: float,
+        now: float,
+        settled: Callable[[bool, float], None] | None,
+    ) -> None:
         args = [self.id_bytes, key, value]
         if contact.native:
             # The receiver counts the lifetime from when the STORE arrives;
@@ -340,17 +375,33 @@ class NodeCore:
             # later than ours.
             args.append(max(0.0, ttl - self._rtt_estimate(contact)))
         self._request(
-            contact.addr, contact, "store", args, codec.parse_store_reply,
+            contact.addr,
+            contact,
+            "store",
+            args,
+            codec.parse_store_reply,
             (lambda ok, at: settled(True, at)) if settled else _ignore,
             (lambda at: settled(False, at)) if settled else _ignore,
-            now, self.config.request_attempts,
+            now,
+            self.config.request_attempts,
         )
 
-    def _run_lookup(self, target: int, want_value: bool, now: float,
-                    done: Callable[[LookupOutcome, float], None]) -> None:
+    def _run_lookup(
+        self,
+        target: int,
+        want_value: bool,
+        now: float,
+        done: Callable[[LookupOutcome, float], None],
+    ) -> None:
         cfg = self.config
-        lookup = Lookup(target, self.table.closest(target, cfg.k), k=cfg.k, alpha=cfg.alpha,
-                        self_id=self.id, want_value=want_value)
+        lookup = Lookup(
+            target,
+            self.table.closest(target, cfg.k),
+            k=cfg.k,
+            alpha=cfg.alpha,
+            self_id=self.id,
+            want_value=want_value,
+        )
         self.table.touch(self.table.bucket_index(target), now)
         method = "find_value" if want_value else "find_node"
         args = [self.id_bytes, target.to_bytes(ID_BYTES, "big")]
@@ -360,9 +411,17 @@ class NodeCore:
             if finished[0]:
                 return
             for contact in lookup.next_requests():
-                self._request(contact.addr, contact, method, args, codec.parse_find_reply,
-                              partial(replied, contact), partial(failed, contact),
-                              at, cfg.lookup_attempts)
+                self._request(
+                    contact.addr,
+                    contact,
+                    method,
+                    args,
+                    codec.parse_find_reply,
+                    partial(replied, contact),
+                    partial(failed, contact),
+                    at,
+                    cfg.lookup_attempts,
+                )
             if lookup.finished and not finished[0]:
                 finished[0] = True
                 done(lookup.outcome(), at)
@@ -401,9 +460,18 @@ class NodeCore:
             rto = cfg.rto_initial
         return min(max(rto, cfg.rto_floor), cfg.rto_ceil)
 
-    def _request(self, addr: Addr, contact: Contact | None, method: str, args: list,
-                 parse: Callable[[object], object], on_reply: Callable[[object, float], None],
-                 on_fail: Callable[[float], None], now: float, attempts: int) -> None:
+    def _request(
+        self,
+        addr: Addr,
+        contact: Contact | None,
+        method: str,
+        args: list,
+        parse: Callable[[object], object],
+        on_reply: Callable[[object, float], None],
+        on_fail: Callable[[float], None],
+        now: float,
+        attempts: int,
+    ) -> None:
         if len(self._pending) >= self.config.max_pending_requests:
             self.stats["requests_refused"] += 1
             on_fail(now)
@@ -411,8 +479,20 @@ class NodeCore:
         msg_id = NATIVE_MAGIC + self.rng.getrandbits(128).to_bytes(16, "big")
         datagram = codec.encode_request(msg_id, method, args)
         rto = self._rto(contact)
-        pending = _Pending(msg_id, addr, contact, datagram, attempts - 1, now, now + rto, rto,
-                           False, parse, on_reply, on_fail)
+        pending = _Pending(
+            msg_id,
+            addr,
+            contact,
+            datagram,
+            attempts - 1,
+            now,
+            now + rto,
+            rto,
+            False,
+            parse,
+            on_reply,
+            on_fail,
+        )
         self._pending[msg_id] = pending
         heapq.heappush(self._deadlines, (pending.deadline, msg_id))
         self._out.append((datagram, addr))
@@ -453,7 +533,9 @@ class NodeCore:
         contact = pending.contact
         if not pending.retransmitted:  # Karn's rule: no samples from retransmissions
             sample = now - pending.sent_at
-            self._srtt, self._rttvar = rtt_update(self._srtt, self._rttvar, sample, RTO_ALPHA, RTO_BETA)
+            self._srtt, self._rttvar = rtt_update(
+                self._srtt, self._rttvar, sample, RTO_ALPHA, RTO_BETA
+            )
             if contact is not None:
                 self.table.record_rtt(contact.node_id, sample, RTO_ALPHA, RTO_BETA)
         if contact is not None:
@@ -512,8 +594,9 @@ class NodeCore:
                 return True
         # Paper 2.5: a node that just received a STORE skips its own
         # replication of that key for the next interval.
-        self.store.put(Record(message.key, message.value, expires_at, False,
-                              now + cfg.replicate_interval))
+        self.store.put(
+            Record(message.key, message.value, expires_at, False, now + cfg.replicate_interval)
+        )
         self.stats["stores_in"] += 1
         return True
 
@@ -528,8 +611,17 @@ class NodeCore:
         # drop, after which the newest replacement moves in.
         self._evicting.add(oldest.node_id)
         done = lambda *_: self._evicting.discard(oldest.node_id)  # noqa: E731
-        self._request(oldest.addr, oldest, "ping", [self.id_bytes], codec.parse_ping_reply,
-                      done, done, now, self.config.request_attempts)
+        self._request(
+            oldest.addr,
+            oldest,
+            "ping",
+            [self.id_bytes],
+            codec.parse_ping_reply,
+            done,
+            done,
+            now,
+            self.config.request_attempts,
+        )
 
     def _bucket_targets(self, indices: Iterable[int]) -> list[int]:
         return [self.id ^ ((1 << i) | self.rng.getrandbits(i)) for i in indices]
@@ -562,8 +654,11 @@ class NodeCore:
         cfg = self.config
         if record.origin and record.resend_at <= now:
             # Republish (paper 2.5): a fresh lifetime from the publisher.
-            self.store.put(record.with_schedule(expires_at=now + cfg.expire_after,
-                                                resend_at=now + cfg.republish_interval))
+            self.store.put(
+                record.with_schedule(
+                    expires_at=now + cfg.expire_after, resend_at=now + cfg.republish_interval
+                )
+            )
             if len(self._ops) < cfg.max_operations:
                 self._publish(record.key, record.value, cfg.expire_after, now)
                 self.stats["republished"] += 1
@@ -583,10 +678,10 @@ class NodeCore:
         else:
             # Origin record whose republish is not due, yet due_at passed:
             # cannot happen (origin expiry is renewed with each republish).
-            self.store.put(record.with_schedule(expires_at=max(record.expires_at, record.resend_at)))
+            self.store.put(
+                record.with_schedule(expires_at=max(record.expires_at, record.resend_at))
+            )
 
 
 def _ignore(*_args) -> None:
     return None
-
-

@@ -31,8 +31,15 @@ class Entry:
 
 
 class RoutingTable:
-    def __init__(self, owner: int, k: int, replacement_cache: int, stale_limit: int,
-                 good_for: float, now: float):
+    def __init__(
+        self,
+        owner: int,
+        k: int,
+        replacement_cache: int,
+        stale_limit: int,
+        good_for: float,
+        now: float,
+    ):
         self.owner = owner
         self.k = k
         self.replacement_cache = replacement_cache

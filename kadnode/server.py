@@ -43,8 +43,13 @@ class Server:
         # by default; a seeded rng is for tests.
         rng = rng or random.SystemRandom()
         node_id = rng.getrandbits(160) if node_id is None else node_id
-        core = NodeCore(node_id, store if store is not None else MemoryStore(),
-                        config=config, rng=rng, now=time.time())
+        core = NodeCore(
+            node_id,
+            store if store is not None else MemoryStore(),
+            config=config,
+            rng=rng,
+            now=time.time(),
+        )
         return cls(await open_udp_node(core, host, port))
 
     @property

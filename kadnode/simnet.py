@@ -44,8 +44,13 @@ class SimNetwork:
         index = len(self.nodes)
         addr = (f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}", 4000)
         node_id = self.rng.getrandbits(160) if node_id is None else node_id
-        core = NodeCore(node_id, store if store is not None else MemoryStore(), config=self.config,
-                        rng=random.Random(self.rng.getrandbits(64)), now=self.now)
+        core = NodeCore(
+            node_id,
+            store if store is not None else MemoryStore(),
+            config=self.config,
+            rng=random.Random(self.rng.getrandbits(64)),
+            now=self.now,
+        )
         core.addr = addr  # type: ignore[attr-defined]
         self.nodes[addr] = core
         self._schedule_timer(addr, core)

@@ -40,7 +40,9 @@ class Record:
     def due_at(self) -> float:
         return min(self.expires_at, self.resend_at)
 
-    def with_schedule(self, *, expires_at: float | None = None, resend_at: float | None = None) -> Record:
+    def with_schedule(
+        self, *, expires_at: float | None = None, resend_at: float | None = None
+    ) -> Record:
         return replace(
             self,
             expires_at=self.expires_at if expires_at is None else expires_at,
@@ -145,7 +147,9 @@ class SqliteStore:
     @staticmethod
     def _row(row: tuple) -> Record:
         key, value, expires_at, origin, resend_at = row
-        return Record(bytes(key), msgpack.unpackb(value, raw=False), expires_at, bool(origin), resend_at)
+        return Record(
+            bytes(key), msgpack.unpackb(value, raw=False), expires_at, bool(origin), resend_at
+        )
 
     def get(self, key: bytes) -> Record | None:
         row = self._db.execute(
@@ -160,8 +164,14 @@ class SqliteStore:
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value,"
             " expires_at=excluded.expires_at, origin=excluded.origin,"
             " resend_at=excluded.resend_at, due_at=excluded.due_at",
-            (record.key, pack(record.value), record.expires_at, int(record.origin),
-             record.resend_at, record.due_at),
+            (
+                record.key,
+                pack(record.value),
+                record.expires_at,
+                int(record.origin),
+                record.resend_at,
+                record.due_at,
+            ),
         )
         self._count += existed is None
         if self._next_due_known and (self._next_due is None or record.due_at <= self._next_due):

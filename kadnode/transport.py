@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
 import socket
 import time
 from collections.abc import Callable
 
-from .node import Addr, NodeCore
+from .node import NodeCore
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +70,11 @@ class UdpNode(asyncio.DatagramProtocol):
         now = time.monotonic()
         if now - self._last_error_log >= ERROR_LOG_INTERVAL:
             self._last_error_log = now
-            log.exception("internal error while %s (counted; further ones are not logged for %d s)",
-                          what, ERROR_LOG_INTERVAL)
+            log.exception(
+                "internal error while %s (counted; further ones are not logged for %d s)",
+                what,
+                ERROR_LOG_INTERVAL,
+            )
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -103,8 +105,9 @@ class UdpNode(asyncio.DatagramProtocol):
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_at = at
-            self._timer = asyncio.get_running_loop().call_later(max(0.0, at - self.clock()),
-                                                               self._on_timer)
+            self._timer = asyncio.get_running_loop().call_later(
+                max(0.0, at - self.clock()), self._on_timer
+            )
 
     async def run(self, start: Callable[[NodeCore, float], int]):
         """Start an operation on the core and wait for its result."""
@@ -126,6 +129,3 @@ async def open_udp_node(core: NodeCore, host: str, port: int) -> UdpNode:
         lambda: UdpNode(core), local_addr=(host, port), family=family
     )
     return protocol
-
-
-

@@ -81,8 +81,17 @@ def test_a_contact_is_dropped_on_the_third_consecutive_failure_not_the_first():
     node.table.seen(contact, 0.0)
     for attempt in range(3):
         assert PEER_ID in node.table, attempt
-        node._request(PEER, contact, "ping", [node.id_bytes], codec.parse_ping_reply,
-                      lambda *_: None, lambda *_: None, 10.0 * attempt, 1)
+        node._request(
+            PEER,
+            contact,
+            "ping",
+            [node.id_bytes],
+            codec.parse_ping_reply,
+            lambda *_: None,
+            lambda *_: None,
+            10.0 * attempt,
+            1,
+        )
         node.handle_timer(10.0 * attempt + 5.0)
     assert PEER_ID not in node.table
     assert node.stats["contacts_dropped"] == 1
@@ -103,8 +112,14 @@ def test_requests_are_answered_in_the_dialect_of_the_asker():
 
 def test_bad_datagrams_are_counted_and_dropped():
     node = core()
-    for junk in (b"", b"\x00" * 21, b"\x02" + b"\x00" * 25, request("nope", []),
-                 request("ping", []), request("store", [b"x", b"y", "z"])):
+    for junk in (
+        b"",
+        b"\x00" * 21,
+        b"\x02" + b"\x00" * 25,
+        request("nope", []),
+        request("ping", []),
+        request("store", [b"x", b"y", "z"]),
+    ):
         node.receive_datagram(junk, PEER, 0.0)
     assert node.stats["bad_datagrams"] == 6
     assert node.datagrams_to_send() == []
@@ -208,8 +223,9 @@ def test_a_lookup_routes_around_dead_nodes():
     target = nodes[20].id
     result = net.call(nodes[1], lambda c, now: c.lookup(target, now))
     assert result.peer is not None and result.peer.node_id == target
-    alive = sorted((n.id for n in nodes if n not in dead and n is not nodes[1]),
-                   key=lambda i: i ^ target)
+    alive = sorted(
+        (n.id for n in nodes if n not in dead and n is not nodes[1]), key=lambda i: i ^ target
+    )
     got = [c.node_id for c in result.closest]
     # Only live nodes, nearest first. Responders still list the dead among
     # their k closest, so the farthest live ones may go unmentioned.
