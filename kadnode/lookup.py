@@ -28,6 +28,9 @@ class State(Enum):
 @dataclass(slots=True)
 class Candidate:
     contact: Contact
+    # Hops from us: 1 for contacts we knew, n + 1 for those learned from a
+    # node n hops away. The lookup's hop count is its nearest answer's.
+    hops: int = 1
     state: State = State.FRESH
 
 
@@ -38,6 +41,7 @@ class LookupOutcome:
     queried: int  # requests sent
     answered: int
     failed: int
+    hops: int  # of the nearest node that answered (0: nobody answered)
     value: Value | None = None
     value_from: Contact | None = None
     ttl: float | None = None
@@ -72,9 +76,10 @@ class Lookup:
         self.value_from: Contact | None = None
         self.ttl: float | None = None
         self.values: list[tuple[Contact, Value]] = []
+        self.value_hops = 0
         self.add(seeds)
 
-    def add(self, contacts: Iterable[Contact]) -> None:
+    def add(self, contacts: Iterable[Contact], hops: int = 1) -> None:
         for contact in contacts:
             node_id = contact.node_id
             if node_id == self.self_id:
@@ -84,7 +89,7 @@ class Lookup:
                 if contact.native and not known.contact.native and known.contact == contact:
                     known.contact = contact
                 continue
-            self._candidates[node_id] = Candidate(contact)
+            self._candidates[node_id] = Candidate(contact, hops)
             bisect.insort(self._order, (node_id ^ self.target, node_id))
 
     def next_requests(self) -> list[Contact]:
@@ -122,7 +127,7 @@ class Lookup:
         if responder.native:
             cand.contact = responder
         self.answered += 1
-        self.add(contacts)
+        self.add(contacts, cand.hops + 1)
 
     def answered_value(self, responder: Contact, value: Value, ttl: float | None) -> None:
         cand = self._settle(responder.node_id, State.ANSWERED)
@@ -132,6 +137,7 @@ class Lookup:
         self.values.append((responder, value))
         if self.value is None:
             self.value, self.value_from, self.ttl = value, responder, ttl
+            self.value_hops = cand.hops
 
     def failed_request(self, node_id: int) -> None:
         if self._settle(node_id, State.FAILED) is not None:
@@ -158,11 +164,13 @@ class Lookup:
     def outcome(self) -> LookupOutcome:
         closest: list[Contact] = []
         nearest_without = None
+        hops = 0
         holders = {c.node_id for c, _ in self.values}
         for _, node_id in self._order:
             cand = self._candidates[node_id]
             if cand.state is not State.ANSWERED:
                 continue
+            hops = hops or cand.hops
             if node_id not in holders and nearest_without is None:
                 nearest_without = cand.contact
             if len(closest) < self.k:
@@ -173,6 +181,7 @@ class Lookup:
             queried=self.queried,
             answered=self.answered,
             failed=self.failed,
+            hops=self.value_hops if self.value is not None else hops,
             value=self.value,
             value_from=self.value_from,
             ttl=self.ttl,

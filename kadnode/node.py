@@ -75,6 +75,7 @@ class LookupResult:
     queried: int
     answered: int
     failed: int
+    hops: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class GetResult:
     found: bool
     source: Contact | None  # None: this node's own store
     queried: int
+    hops: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +280,13 @@ class NodeCore:
             self._complete(
                 op,
                 LookupResult(
-                    target, outcome.closest, peer, outcome.queried, outcome.answered, outcome.failed
+                    target,
+                    outcome.closest,
+                    peer,
+                    outcome.queried,
+                    outcome.answered,
+                    outcome.failed,
+                    outcome.hops,
                 ),
             )
 
@@ -289,7 +297,7 @@ class NodeCore:
         op = self._new_op()
         record = self.store.get(key)
         if record is not None and record.expires_at > now:
-            self._complete(op, GetResult(key, record.value, True, None, 0))
+            self._complete(op, GetResult(key, record.value, True, None, 0, 0))
             return op
 
         def done(outcome: LookupOutcome, at: float) -> None:
@@ -299,9 +307,10 @@ class NodeCore:
                 # remaining lifetime so caching never extends it.
                 ttl = outcome.ttl if outcome.ttl is not None else self.config.expire_after
                 self._send_store(outcome.nearest_without_value, key, outcome.value, ttl, at, None)
-            self._complete(
-                op, GetResult(key, outcome.value, found, outcome.value_from, outcome.queried)
+            result = GetResult(
+                key, outcome.value, found, outcome.value_from, outcome.queried, outcome.hops
             )
+            self._complete(op, result)
 
         self._run_lookup(int.from_bytes(key, "big"), True, now, done)
         return op
