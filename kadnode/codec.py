@@ -80,7 +80,26 @@ class FindValue:
     key: bytes
 
 
-Message = Ping | Store | FindNode | FindValue
+@dataclass(frozen=True, slots=True)
+class RingQuery:
+    """Native: "who are your predecessor and successors?" (Chord stabilize).
+
+    Being asked is also Chord's notify: the receiver offers the sender to its
+    own ring view, as it does with every request.
+    """
+
+    sender_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class FindSuccessor:
+    """Native: one step of Chord routing towards the successor of ``key``."""
+
+    sender_id: int
+    key: int
+
+
+Message = Ping | Store | FindNode | FindValue | RingQuery | FindSuccessor
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +218,23 @@ def _parse_find_value(args: list) -> FindValue:
     return FindValue(_id(args[0]), _key(args[1]))
 
 
+def _parse_ring_query(args: list) -> RingQuery:
+    _arity(args, 1)
+    return RingQuery(_id(args[0]))
+
+
+def _parse_find_successor(args: list) -> FindSuccessor:
+    _arity(args, 2)
+    return FindSuccessor(_id(args[0]), _id(args[1]))
+
+
 _REQUEST_PARSERS = {
     "ping": _parse_ping,
     "store": _parse_store,
     "find_node": _parse_find_node,
     "find_value": _parse_find_value,
+    "kn_ring": _parse_ring_query,
+    "kn_find_successor": _parse_find_successor,
 }
 
 
@@ -267,6 +298,47 @@ def parse_find_reply(body: object) -> FindReply:
     if "nodes" in body:
         return FindReply(parse_contacts(body["nodes"]), native=True)
     raise DecodeError("find reply map has neither value nor nodes")
+
+
+@dataclass(frozen=True, slots=True)
+class RingReply:
+    predecessor: Contact | None
+    successors: list[Contact]
+
+
+def parse_ring_reply(body: object) -> RingReply:
+    if type(body) is not dict or set(body) != {"pred", "succ"}:
+        raise DecodeError("ring reply is not {pred, succ}")
+    pred = body["pred"]
+    preds = parse_contacts([] if pred is None else [pred])
+    return RingReply(preds[0] if preds else None, parse_contacts(body["succ"]))
+
+
+def ring_reply_body(predecessor: Contact | None, successors: list[Contact]) -> object:
+    pred = contact_entries([predecessor], True)[0] if predecessor is not None else None
+    return {"pred": pred, "succ": contact_entries(successors, True)}
+
+
+@dataclass(frozen=True, slots=True)
+class SuccessorReply:
+    done: bool  # True: ``node`` is the key's successor; False: ask ``node`` next
+    node: Contact | None  # None: the responder itself
+
+
+def parse_successor_reply(body: object) -> SuccessorReply:
+    if type(body) is not dict or set(body) != {"done", "node"} or type(body["done"]) is not bool:
+        raise DecodeError("find_successor reply is not {done, node}")
+    node = body["node"]
+    if node is None:
+        if not body["done"]:
+            raise DecodeError("find_successor reply names no next hop")
+        return SuccessorReply(True, None)
+    [contact] = parse_contacts([node])
+    return SuccessorReply(body["done"], contact)
+
+
+def successor_reply_body(done: bool, node: Contact | None) -> object:
+    return {"done": done, "node": None if node is None else contact_entries([node], True)[0]}
 
 
 def parse_ping_reply(body: object) -> int:

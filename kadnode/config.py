@@ -30,6 +30,16 @@ REPUBLISH_INTERVAL = 86400.0  # the original publisher re-publishes daily
 EXPIRE_AFTER = 86400.0  # a value lives this long after publication
 # bmuller/kademlia ForgetfulStorage keeps values 604800 s; we follow the paper.
 
+# Chord (Stoica et al. 2001), section 4.6: a successor list of length
+# r = log2 N survives any r-1 failures; 16 covers networks of ~65,000 nodes.
+SUCCESSORS = 16
+# Chord's stabilize / check_predecessor period. The paper leaves it to the
+# deployment; 15 s costs one small request per node per period.
+STABILIZE_INTERVAL = 15.0
+# Chord routing takes about 1/2 log2 N hops; a route longer than this has
+# looped through inconsistent views and is abandoned.
+MAX_ROUTE_HOPS = 64
+
 # Request timeouts: RFC 6298 (TCP RTO) estimator, with a floor for loopback
 # and LAN where the RTT is far below what scheduling noise adds.
 RTO_INITIAL = 1.0  # RFC 6298 section 2.1: 1 s before any sample
@@ -65,6 +75,9 @@ class Config:
     replacement_cache: int = REPLACEMENT_CACHE
     stale_limit: int = STALE_LIMIT
     good_for: float = GOOD_FOR
+    successors: int = SUCCESSORS
+    stabilize_interval: float = STABILIZE_INTERVAL
+    max_route_hops: int = MAX_ROUTE_HOPS
     refresh_interval: float = REFRESH_INTERVAL
     replicate_interval: float = REPLICATE_INTERVAL
     republish_interval: float = REPUBLISH_INTERVAL

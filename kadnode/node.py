@@ -34,13 +34,16 @@ from .codec import (
     Ping,
     Request,
     Response,
+    RingQuery,
+    RingReply,
     Store,
     Value,
 )
 from .config import RTO_ALPHA, RTO_BETA, RTO_K, Config
 from .errors import LocalProtocolError
-from .ids import ID_BITS, ID_BYTES
+from .ids import ID_BITS, ID_BYTES, ID_SPACE, in_half_open
 from .lookup import Lookup, LookupOutcome
+from .ring import Fingers, RingView
 from .routing import RoutingTable, rtt_update
 from .storage import Record
 
@@ -98,9 +101,19 @@ class PutResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteResult:
+    """Chord routing to the successor of ``key``."""
+
+    key: int
+    successor: Contact | None  # None: this node owns the key (or routing failed)
+    ok: bool
+    hops: int  # requests along the route (0: answered from our own view)
+
+
+@dataclass(frozen=True, slots=True)
 class OperationCompleted:
     op_id: int
-    result: PingResult | BootstrapResult | LookupResult | GetResult | PutResult
+    result: PingResult | BootstrapResult | LookupResult | GetResult | PutResult | RouteResult
 
 
 # ---- outstanding requests ----------------------------------------------------
@@ -156,6 +169,10 @@ class NodeCore:
         self._srtt: float | None = None  # over all contacts, for unknown ones
         self._rttvar = 0.0
         self._refresh_at = now + self.config.refresh_interval
+        self.ring = RingView(node_id, self.config.successors)
+        self._ring_version = 0
+        self._fingers: tuple[tuple[int, int], Fingers] | None = None
+        self._stabilize_at = now + self.config.stabilize_interval
 
     # ---- the I/O interface ----------------------------------------------------
 
@@ -180,7 +197,7 @@ class NodeCore:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float:
-        timer = self._refresh_at
+        timer = min(self._refresh_at, self._stabilize_at)
         deadlines = self._deadlines
         while deadlines:  # drop answered requests' deadlines (lazy deletion)
             deadline, msg_id = deadlines[0]
@@ -208,6 +225,8 @@ class NodeCore:
                 self._maintain_record(record, now)
         if now >= self._refresh_at:
             self._refresh(now)
+        if now >= self._stabilize_at:
+            self._stabilize(now)
 
     # ---- operations -------------------------------------------------------------
 
@@ -242,10 +261,21 @@ class NodeCore:
         def finish(at: float) -> None:
             self._complete(op, BootstrapResult(len(seeds), state["answered"], len(self.table)))
 
+        def placed(route: RouteResult, at: float) -> None:
+            # Chord join: our successor is whoever owns id + 1 in others' view;
+            # stabilizing with it right away makes it take us as predecessor.
+            if route.successor is not None:
+                self._offer_ring(route.successor)
+            self._stabilize(at)
+            finish(at)
+
+        def refreshed(at: float) -> None:
+            self._route((self.id + 1) % ID_SPACE, at, placed)
+
         def joined(_outcome: LookupOutcome, at: float) -> None:
             nearest = self.table.closest(self.id, 1)
             first = self.table.bucket_index(nearest[0].node_id) + 1 if nearest else ID_BITS
-            self._lookup_all(self._bucket_targets(range(first, ID_BITS)), at, finish)
+            self._lookup_all(self._bucket_targets(range(first, ID_BITS)), at, refreshed)
 
         def settled(answered: bool, at: float) -> None:
             state["left"] -= 1
@@ -520,9 +550,18 @@ class NodeCore:
             return
         del self._pending[pending.msg_id]
         self.stats["timeouts"] += 1
-        if pending.contact is not None and self.table.failed(pending.contact.node_id):
-            self.stats["contacts_dropped"] += 1
+        self._contact_failed(pending.contact)
         pending.on_fail(now)
+
+    def _contact_failed(self, contact: Contact | None) -> None:
+        """One failed request: counts toward a table drop; leaves the ring at once
+        (Chord: the next successor in the list takes over)."""
+        if contact is None:
+            return
+        if self.table.failed(contact.node_id):
+            self.stats["contacts_dropped"] += 1
+        if self.ring.remove(contact.node_id):
+            self._ring_version += 1
 
     def _handle_response(self, response: Response, addr: Addr, now: float) -> None:
         pending = self._pending.get(response.msg_id)
@@ -535,8 +574,7 @@ class NodeCore:
             parsed = pending.parse(response.body)
         except DecodeError:
             self.stats["bad_replies"] += 1
-            if pending.contact is not None and self.table.failed(pending.contact.node_id):
-                self.stats["contacts_dropped"] += 1
+            self._contact_failed(pending.contact)
             pending.on_fail(now)
             return
         contact = pending.contact
@@ -570,8 +608,13 @@ class NodeCore:
             body = self._find_value_body(message, native, now)
         elif kind is Ping:
             body = self.id_bytes
-        else:
+        elif kind is Store:
             body = self._accept_store(message, now)
+        elif kind is RingQuery:
+            body = codec.ring_reply_body(self.ring.predecessor, self.ring.successors)
+        else:
+            done, node = self._route_step(message.key)
+            body = codec.successor_reply_body(done, node)
         data = codec.encode_response(request.msg_id, body)
         if len(data) > self.config.max_datagram:
             self.stats["replies_too_large"] += 1
@@ -612,6 +655,7 @@ class NodeCore:
     # ---- routing upkeep ---------------------------------------------------------------
 
     def _saw(self, contact: Contact, now: float) -> None:
+        self._offer_ring(contact)
         oldest = self.table.seen(contact, now)
         if oldest is None or oldest.node_id in self._evicting:
             return
@@ -631,6 +675,115 @@ class NodeCore:
             now,
             self.config.request_attempts,
         )
+
+    # ---- the ring view (Chord) --------------------------------------------------------
+
+    def fingers(self) -> Fingers:
+        """Fingers derived from every contact we know (cached per change)."""
+        version = (self.table.version, self._ring_version)
+        if self._fingers is None or self._fingers[0] != version:
+            known = self.table.contacts() + self.ring.successors
+            if self.ring.predecessor is not None:
+                known.append(self.ring.predecessor)
+            self._fingers = (version, Fingers(self.id, known))
+        return self._fingers[1]
+
+    def _route_step(self, key: int) -> tuple[bool, Contact | None]:
+        """Chord's find_successor at this node: (done, node); node None is us."""
+        succ = self.ring.successor
+        if succ is None or self.ring.owns(key):
+            return True, None
+        if in_half_open(key, self.id, succ.node_id):
+            return True, succ
+        hop = self.fingers().closest_preceding(key)
+        return (True, succ) if hop is None else (False, hop)
+
+    def find_successor(self, key: int, now: float) -> int:
+        """Route Chord-style to the node that owns ``key`` on the ring."""
+        op = self._new_op()
+        self._route(key, now, lambda result, _at: self._complete(op, result))
+        return op
+
+    def _route(self, key: int, now: float, done: Callable[[RouteResult, float], None]) -> None:
+        asked: set[int] = set()
+
+        def step(finished: bool, node: Contact | None, hops: int, at: float) -> None:
+            if finished:
+                done(RouteResult(key, node, True, hops), at)
+            elif node.node_id in asked or hops >= self.config.max_route_hops:
+                self.stats["routes_abandoned"] += 1
+                done(RouteResult(key, None, False, hops), at)
+            else:
+                asked.add(node.node_id)
+                self._request(
+                    node.addr,
+                    node,
+                    "kn_find_successor",
+                    [self.id_bytes, key.to_bytes(ID_BYTES, "big")],
+                    codec.parse_successor_reply,
+                    lambda r, t, asked_node=node: step(r.done, r.node or asked_node, hops + 1, t),
+                    lambda t: done(RouteResult(key, None, False, hops + 1), t),
+                    at,
+                    self.config.request_attempts,
+                )
+
+        step(*self._route_step(key), 0, now)
+
+    def _stabilize(self, now: float) -> None:
+        """Chord's stabilize and check_predecessor (paper, figure 7).
+
+        One change to the paper: when our successor's predecessor lies between
+        us and it, we adopt it and ask it at once, in the same round (bounded),
+        so a node whose first guess was many nodes off is placed in one round
+        rather than one step per period.
+        """
+        self._stabilize_at = now + self.config.stabilize_interval
+        self._ask_successor(now, self.config.max_route_hops)
+        pred = self.ring.predecessor
+        if pred is not None and pred != self.ring.successor:
+            self._request(
+                pred.addr,
+                pred,
+                "ping",
+                [self.id_bytes],
+                codec.parse_ping_reply,
+                _ignore,
+                _ignore,
+                now,
+                self.config.request_attempts,
+            )
+
+    def _ask_successor(self, now: float, budget: int) -> None:
+        succ = self.ring.successor
+        if succ is None:
+            return
+
+        def learned(reply: RingReply, at: float) -> None:
+            closer = reply.predecessor
+            for contact in reply.successors:
+                self._offer_ring(contact)
+            if closer is not None and closer.node_id != self.id:
+                self._offer_ring(closer)
+                if budget > 1 and in_half_open(closer.node_id, self.id, succ.node_id - 1):
+                    self._ask_successor(at, budget - 1)
+
+        self._request(
+            succ.addr,
+            succ,
+            "kn_ring",
+            [self.id_bytes],
+            codec.parse_ring_reply,
+            learned,
+            _ignore,
+            now,
+            self.config.request_attempts,
+        )
+
+    def _offer_ring(self, contact: Contact) -> None:
+        # Only kadnode nodes speak the ring RPCs; a bmuller node would
+        # never answer them and would be dropped as failing.
+        if contact.native and self.ring.offer(contact):
+            self._ring_version += 1
 
     def _bucket_targets(self, indices: Iterable[int]) -> list[int]:
         return [self.id ^ ((1 << i) | self.rng.getrandbits(i)) for i in indices]

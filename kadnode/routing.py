@@ -48,6 +48,7 @@ class RoutingTable:
         self._buckets: list[list[Entry]] = [[] for _ in range(ID_BITS)]
         self._replacements: list[list[Contact]] = [[] for _ in range(ID_BITS)]
         self._by_id: dict[int, Entry] = {}
+        self.version = 0  # bumped on every change of membership
         self.refreshed_at: list[float] = [now] * ID_BITS
 
     def __len__(self) -> int:
@@ -100,6 +101,7 @@ class RoutingTable:
             entry = Entry(contact, now)
             bucket.append(entry)
             self._by_id[node_id] = entry
+            self.version += 1
             return None
         cache = self._replacements[index]
         if contact in cache:
@@ -127,6 +129,7 @@ class RoutingTable:
         entry = self._by_id.pop(node_id, None)
         if entry is None:
             return
+        self.version += 1
         index = (self.owner ^ node_id).bit_length() - 1
         self._buckets[index].remove(entry)
         cache = self._replacements[index]
