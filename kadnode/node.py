@@ -111,9 +111,26 @@ class RouteResult:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaveResult:
+    """A graceful leave: every held value handed to the k closest remaining."""
+
+    keys: int
+    stores: int
+    acks: int
+
+
+@dataclass(frozen=True, slots=True)
 class OperationCompleted:
     op_id: int
-    result: PingResult | BootstrapResult | LookupResult | GetResult | PutResult | RouteResult
+    result: (
+        PingResult
+        | BootstrapResult
+        | LookupResult
+        | GetResult
+        | PutResult
+        | RouteResult
+        | LeaveResult
+    )
 
 
 # ---- outstanding requests ----------------------------------------------------
@@ -600,6 +617,9 @@ class NodeCore:
             return
         self.stats["requests_in"] += 1
         native = request.native
+        # Before the request itself: a newcomer's welcome must not echo back
+        # the value it is storing with us right now.
+        self._saw(Contact(message.sender_id, addr[0], addr[1], native=native), now)
         kind = type(message)
         if kind is FindNode:
             contacts = self.table.closest(message.target, self.config.k, exclude=message.sender_id)
@@ -620,7 +640,6 @@ class NodeCore:
             self.stats["replies_too_large"] += 1
             return
         self._out.append((data, addr))
-        self._saw(Contact(message.sender_id, addr[0], addr[1], native=native), now)
 
     def _find_value_body(self, message: FindValue, native: bool, now: float) -> object:
         record = self.store.get(message.key)
@@ -656,7 +675,10 @@ class NodeCore:
 
     def _saw(self, contact: Contact, now: float) -> None:
         self._offer_ring(contact)
+        known = contact.node_id in self.table
         oldest = self.table.seen(contact, now)
+        if not known and contact.node_id in self.table:
+            self._welcome(contact, now)
         if oldest is None or oldest.node_id in self._evicting:
             return
         # Full bucket: ping its least recently seen contact before anyone is
@@ -675,6 +697,65 @@ class NodeCore:
             now,
             self.config.request_attempts,
         )
+
+    # ---- handing values over when the neighbourhood changes ----------------------------
+
+    def _welcome(self, newcomer: Contact, now: float) -> None:
+        """Join handoff (paper 2.5; bmuller's ``welcome_if_new``).
+
+        A key moves to a newcomer that is now among its k closest, sent only
+        by the nearest of the nodes that held it, so one copy travels. Keys
+        near a newcomer are near us only if it joined our own neighbourhood,
+        so the store is scanned only then.
+        """
+        k = self.config.k
+        if not len(self.store) or newcomer not in self.table.closest(self.id, k):
+            return
+        new_id = newcomer.node_id
+        for key in self.store.keys():
+            record = self.store.get(key)
+            if record is None or record.expires_at <= now:
+                continue
+            target = int.from_bytes(key, "big")
+            holders = self.table.closest(target, k, exclude=new_id)
+            mine = self.id ^ target
+            if holders and holders[0].node_id ^ target < mine:
+                continue  # someone nearer than us hands it over
+            kth = max([mine] + [c.node_id ^ target for c in holders[: k - 1]])
+            if new_id ^ target < kth or len(holders) < k - 1:
+                self._send_store(newcomer, key, record.value, record.expires_at - now, now, None)
+                self.stats["keys_handed_on_join"] += 1
+
+    def leave(self, now: float) -> int:
+        """Hand every held value to the k closest remaining nodes, then report."""
+        op = self._new_op()
+        work = []
+        for key in self.store.keys():
+            record = self.store.get(key)
+            if record is not None and record.expires_at > now:
+                for contact in self.table.closest(int.from_bytes(key, "big"), self.config.k):
+                    work.append((contact, record))
+        keys = len({record.key for _, record in work})
+        state = {"next": 0, "open": 0, "acks": 0}
+        window = max(1, self.config.max_pending_requests // 4)
+
+        def pump(at: float) -> None:
+            while state["next"] < len(work) and state["open"] < window:
+                contact, record = work[state["next"]]
+                state["next"] += 1
+                state["open"] += 1
+                remaining = record.expires_at - at
+                self._send_store(contact, record.key, record.value, remaining, at, settled)
+            if state["open"] == 0:
+                self._complete(op, LeaveResult(keys, len(work), state["acks"]))
+
+        def settled(ok: bool, at: float) -> None:
+            state["open"] -= 1
+            state["acks"] += ok
+            pump(at)
+
+        pump(now)
+        return op
 
     # ---- the ring view (Chord) --------------------------------------------------------
 
