@@ -27,7 +27,7 @@ from .config import Config
 from .dns import resolve_seeds
 from .errors import KadnodeError, LocalProtocolError
 from .httpserver import serve
-from .ids import ID_BYTES, to_hex
+from .ids import ID_BYTES, key_id, to_hex
 from .node import Addr
 from .server import Server
 from .storage import SqliteStore
@@ -45,6 +45,14 @@ REJOIN_INTERVAL = 30.0
 STATUS_INTERVAL = 600.0
 # Persisted contacts tried at a restart (nearest-seen first).
 REJOIN_CONTACTS = 64
+# A graceful leave (SIGTERM, SIGINT, `kadnode leave`) waits this long at most
+# for the nodes taking over its values to acknowledge them.
+LEAVE_TIMEOUT = 10.0
+
+QUESTIONS = {
+    "successor": "who owns the key on the Chord ring: the first node clockwise from SHA-1(key)",
+    "closest": "the k nodes closest to SHA-1(key) by XOR: where put stores the value (Kademlia)",
+}
 
 
 @dataclass
@@ -94,11 +102,15 @@ async def resolve_host(host: str) -> str:
 class Daemon:
     """One running node plus what it takes to serve and persist it."""
 
-    def __init__(self, server: Server, store: SqliteStore, options: DaemonOptions):
+    def __init__(
+        self, server: Server, store: SqliteStore, options: DaemonOptions, stop: asyncio.Event
+    ):
         self.server = server
         self.store = store
         self.options = options
+        self.stop = stop
         self.started = time.time()
+        self.left: dict[str, Any] | None = None
 
     # ---- NodeService (the HTTP API calls these) ----
 
@@ -179,6 +191,56 @@ class Daemon:
             "id": to_hex(result.node_id) if result.node_id is not None else None,
             "rtt_ms": round(result.rtt * 1000, 3) if result.rtt is not None else None,
         }
+
+    async def owner(self, key: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        target = key_id(key)
+        route, lookup = await asyncio.gather(
+            self.server.find_successor(target), self.server.lookup(target)
+        )
+        successor = (route.successor or self.self_contact()) if route.ok else None
+        return {
+            "key": key,
+            "key_id": to_hex(target),
+            "successor": contact_json(successor) if successor else None,
+            "successor_hops": route.hops,
+            "closest": [contact_json(c) for c in self.with_self(target, lookup.closest)],
+            "questions": QUESTIONS,
+            "elapsed_ms": round((time.perf_counter() - t) * 1000, 3),
+        }
+
+    async def ring(self) -> dict[str, Any]:
+        core = self.server.core
+        pred = core.ring.predecessor
+        return {
+            "self": contact_json(self.self_contact()),
+            "predecessor": contact_json(pred) if pred else None,
+            "successors": [contact_json(c) for c in core.ring.successors],
+            "fingers": [{"index": i, **contact_json(c)} for i, c in core.fingers().table()],
+        }
+
+    async def leave(self) -> dict[str, Any]:
+        """Hand every held value on, then stop the daemon."""
+        if self.left is None:
+            t = time.perf_counter()
+            try:
+                result = await asyncio.wait_for(self.server.leave(), LEAVE_TIMEOUT)
+                self.left = {"keys": result.keys, "stores": result.stores, "acks": result.acks}
+            except TimeoutError:
+                self.left = {"keys": None, "stores": None, "acks": None, "timed_out": True}
+            self.left["elapsed_ms"] = round((time.perf_counter() - t) * 1000, 3)
+            log.info("left the network: %s", self.left)
+        self.stop.set()
+        return self.left
+
+    def self_contact(self) -> Contact:
+        host, port = self.server.address
+        return Contact(self.server.id, host, port)
+
+    def with_self(self, target: int, closest: list[Contact]) -> list[Contact]:
+        """The k closest to ``target`` counting this node too (it stores values)."""
+        k = self.server.core.config.k
+        return sorted([*closest, self.self_contact()], key=lambda c: c.node_id ^ target)[:k]
 
     async def metrics(self) -> str:
         core = self.server.core
@@ -274,7 +336,9 @@ async def run_daemon(
             store=store,
             config=options.config,
         )
-        daemon = Daemon(server, store, options)
+        signals = stop is None
+        stop = stop or asyncio.Event()
+        daemon = Daemon(server, store, options, stop)
         api = await serve(build_routes(daemon), options.api_host, options.api_port)
         api_port = api.sockets[0].getsockname()[1]
         log.info(
@@ -285,8 +349,6 @@ async def run_daemon(
             options.api_host,
             api_port,
         )
-        signals = stop is None
-        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         if signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -302,6 +364,7 @@ async def run_daemon(
                 log.info("stopping")
                 for task in tasks:
                     task.cancel()
+            await daemon.leave()
         finally:
             if signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):

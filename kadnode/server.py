@@ -17,7 +17,17 @@ import time
 from .codec import Value
 from .config import Config
 from .ids import key_digest
-from .node import Addr, BootstrapResult, GetResult, LookupResult, NodeCore, PingResult, PutResult
+from .node import (
+    Addr,
+    BootstrapResult,
+    GetResult,
+    LeaveResult,
+    LookupResult,
+    NodeCore,
+    PingResult,
+    PutResult,
+    RouteResult,
+)
 from .storage import MemoryStore
 from .transport import UdpNode, open_udp_node
 
@@ -76,6 +86,12 @@ class Server:
     async def get(self, key: str | bytes) -> GetResult:
         digest = key_digest(key)
         return await self.udp.run(lambda core, now: core.get(digest, now))
+
+    async def find_successor(self, key: int) -> RouteResult:
+        return await self.udp.run(lambda core, now: core.find_successor(key, now))
+
+    async def leave(self) -> LeaveResult:
+        return await self.udp.run(lambda core, now: core.leave(now))
 
     def close(self) -> None:
         self.udp.close()
