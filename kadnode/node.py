@@ -763,7 +763,9 @@ class NodeCore:
         """Fingers derived from every contact we know (cached per change)."""
         version = (self.table.version, self._ring_version)
         if self._fingers is None or self._fingers[0] != version:
-            known = self.table.contacts() + self.ring.successors
+            # Chord hops go to kadnode nodes only: a bmuller node never answers
+            # kn_find_successor and would be counted as failing.
+            known = [c for c in self.table.contacts() if c.native] + self.ring.successors
             if self.ring.predecessor is not None:
                 known.append(self.ring.predecessor)
             self._fingers = (version, Fingers(self.id, known))
