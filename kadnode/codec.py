@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+from .config import AE_BUCKETS, AE_HASH_BYTES
 from .errors import DecodeError
 from .ids import ID_BYTES
 
@@ -99,7 +100,24 @@ class FindSuccessor:
     key: int
 
 
-Message = Ping | Store | FindNode | FindValue | RingQuery | FindSuccessor
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Native: bucket hashes of the keys the sender thinks we share."""
+
+    sender_id: int
+    hashes: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyList:
+    """Native: (key, fingerprint) pairs for whole buckets that differed."""
+
+    sender_id: int
+    buckets: list[int]
+    entries: list[tuple[bytes, bytes]]
+
+
+Message = Ping | Store | FindNode | FindValue | RingQuery | FindSuccessor | Digest | KeyList
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +205,13 @@ def check_value(value: object) -> Value:
     return value
 
 
+def _ttl(raw: object) -> float:
+    """A lifetime in seconds: a finite non-negative number (not a bool, not NaN)."""
+    if type(raw) not in (int, float) or not 0 <= raw < float("inf"):
+        raise DecodeError("ttl is not a non-negative number")
+    return float(raw)
+
+
 def _arity(args: list, *counts: int) -> None:
     if len(args) not in counts:
         raise DecodeError(f"{len(args)} arguments where {counts} expected")
@@ -201,10 +226,7 @@ def _parse_store(args: list) -> Store:
     _arity(args, 3, 4)
     ttl = None
     if len(args) == 4:
-        ttl = args[3]
-        if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not ttl >= 0:
-            raise DecodeError("store ttl is not a non-negative number")
-        ttl = float(ttl)
+        ttl = _ttl(args[3])
     return Store(_id(args[0]), _key(args[1]), check_value(args[2]), ttl)
 
 
@@ -228,6 +250,37 @@ def _parse_find_successor(args: list) -> FindSuccessor:
     return FindSuccessor(_id(args[0]), _id(args[1]))
 
 
+def _parse_digest(args: list) -> Digest:
+    _arity(args, 2)
+    hashes = args[1]
+    if type(hashes) is not list or len(hashes) != AE_BUCKETS:
+        raise DecodeError("digest is not a list of bucket hashes")
+    for h in hashes:
+        if type(h) is not bytes or len(h) != AE_HASH_BYTES:
+            raise DecodeError("digest hash is not 8 bytes")
+    return Digest(_id(args[0]), hashes)
+
+
+def _parse_key_list(args: list) -> KeyList:
+    _arity(args, 3)
+    buckets, entries = args[1], args[2]
+    if type(buckets) is not list or not all(
+        type(b) is int and 0 <= b < AE_BUCKETS for b in buckets
+    ):
+        raise DecodeError("key list buckets are not bucket numbers")
+    if type(entries) is not list:
+        raise DecodeError("key list entries are not a list")
+    pairs = []
+    for entry in entries:
+        if type(entry) is not list or len(entry) != 2:
+            raise DecodeError("key list entry is not [key, fingerprint]")
+        key, fp = entry
+        if type(fp) is not bytes or len(fp) != AE_HASH_BYTES:
+            raise DecodeError("key list fingerprint is not 8 bytes")
+        pairs.append((_key(key), fp))
+    return KeyList(_id(args[0]), buckets, pairs)
+
+
 _REQUEST_PARSERS = {
     "ping": _parse_ping,
     "store": _parse_store,
@@ -235,6 +288,8 @@ _REQUEST_PARSERS = {
     "find_value": _parse_find_value,
     "kn_ring": _parse_ring_query,
     "kn_find_successor": _parse_find_successor,
+    "kn_digest": _parse_digest,
+    "kn_keys": _parse_key_list,
 }
 
 
@@ -292,8 +347,7 @@ def parse_find_reply(body: object) -> FindReply:
     native = "nodes" in body or "ttl" in body
     if "value" in body:
         ttl = body.get("ttl")
-        if ttl is not None and (not isinstance(ttl, (int, float)) or ttl < 0):
-            raise DecodeError("reply ttl is not a non-negative number")
+        ttl = None if ttl is None else _ttl(ttl)
         return FindReply([], native, True, check_value(body["value"]), ttl)
     if "nodes" in body:
         return FindReply(parse_contacts(body["nodes"]), native=True)
@@ -339,6 +393,13 @@ def parse_successor_reply(body: object) -> SuccessorReply:
 
 def successor_reply_body(done: bool, node: Contact | None) -> object:
     return {"done": done, "node": None if node is None else contact_entries([node], True)[0]}
+
+
+def parse_bucket_list(body: object) -> list[int]:
+    """Reply to kn_digest (buckets that differ) or kn_keys (entries wanted)."""
+    if type(body) is not list or not all(type(i) is int and 0 <= i < 256 for i in body):
+        raise DecodeError("reply is not a list of small indices")
+    return body
 
 
 def parse_ping_reply(body: object) -> int:

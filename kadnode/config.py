@@ -40,6 +40,16 @@ STABILIZE_INTERVAL = 15.0
 # looped through inconsistent views and is abandoned.
 MAX_ROUTE_HOPS = 64
 
+# Anti-entropy (seed 001's "anti-entropy between replicas"): every interval
+# a node syncs with one random neighbour among its k nearest, so each pair
+# meets about every k minutes. Keys split into 64 buckets by their last bits
+# (SHA-1: uniform); a bucket hash is 8 bytes, so a digest is ~600 bytes.
+ANTI_ENTROPY_INTERVAL = 60.0
+AE_BUCKETS = 64
+AE_HASH_BYTES = 8
+# Keys per kn_keys datagram: 200 x ~31 bytes stays under rpcudp's 8 KiB.
+AE_KEYS_PER_DATAGRAM = 200
+
 # Request timeouts: RFC 6298 (TCP RTO) estimator, with a floor for loopback
 # and LAN where the RTT is far below what scheduling noise adds.
 RTO_INITIAL = 1.0  # RFC 6298 section 2.1: 1 s before any sample
@@ -78,6 +88,7 @@ class Config:
     successors: int = SUCCESSORS
     stabilize_interval: float = STABILIZE_INTERVAL
     max_route_hops: int = MAX_ROUTE_HOPS
+    anti_entropy_interval: float = ANTI_ENTROPY_INTERVAL
     refresh_interval: float = REFRESH_INTERVAL
     replicate_interval: float = REPLICATE_INTERVAL
     republish_interval: float = REPUBLISH_INTERVAL

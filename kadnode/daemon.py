@@ -163,7 +163,9 @@ class Daemon:
             "key": key,
             "found": result.found,
             "value": value_json(result.value),
-            "source": contact_json(result.source) if result.source else "local",
+            "source": (contact_json(result.source) if result.source else "local")
+            if result.found
+            else None,
             "elapsed_ms": round((time.perf_counter() - t) * 1000, 3),
         }
 
@@ -286,14 +288,14 @@ class Daemon:
                 seeds = await self.seeds()
                 if seeds:
                     result = await self.server.bootstrap(seeds)
+                    if result.table_size:
+                        self.save_contacts()  # before the log line, which means "saved"
                     log.info(
-                        "joined: %d of %d seeds answered, %d contacts known",
+                        "joined: %d of %d seeds answered, %d contacts known and saved",
                         result.answered,
                         result.seeds,
                         result.table_size,
                     )
-                    if result.table_size:
-                        self.save_contacts()
                 elif not self.options.bootstrap and not self.options.dns_seeds:
                     log.info("no seeds: this node starts a new network")
             await asyncio.sleep(REJOIN_INTERVAL)

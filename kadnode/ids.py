@@ -46,6 +46,13 @@ def in_half_open(x: int, a: int, b: int) -> bool:
     return 0 < ring_distance(a, x) <= ring_distance(a, b)
 
 
+def in_open(x: int, a: int, b: int) -> bool:
+    """``x`` in the open ring interval ``(a, b)``; all but ``a`` when ``a == b``."""
+    if a == b:
+        return x != a
+    return 0 < ring_distance(a, x) < ring_distance(a, b)
+
+
 def to_bytes(node_id: int) -> bytes:
     return node_id.to_bytes(ID_BYTES, "big")
 

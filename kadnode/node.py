@@ -23,14 +23,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
-from . import codec
+from . import antientropy, codec
 from .codec import (
     NATIVE_MAGIC,
     Contact,
     DecodeError,
+    Digest,
     FindNode,
     FindReply,
     FindValue,
+    KeyList,
     Ping,
     Request,
     Response,
@@ -39,9 +41,9 @@ from .codec import (
     Store,
     Value,
 )
-from .config import RTO_ALPHA, RTO_BETA, RTO_K, Config
+from .config import AE_KEYS_PER_DATAGRAM, RTO_ALPHA, RTO_BETA, RTO_K, Config
 from .errors import LocalProtocolError
-from .ids import ID_BITS, ID_BYTES, ID_SPACE, in_half_open
+from .ids import ID_BITS, ID_BYTES, ID_SPACE, in_half_open, in_open
 from .lookup import Lookup, LookupOutcome
 from .ring import Fingers, RingView
 from .routing import RoutingTable, rtt_update
@@ -51,6 +53,8 @@ Addr = tuple[str, int]
 
 # How many due records one timer tick handles before yielding (bounded work).
 DUE_BATCH = 64
+# A STORE's reply on the wire: header and msgpack ``true``.
+STORE_REPLY_BYTES = codec.HEADER + 1
 
 
 # ---- results and events ------------------------------------------------------
@@ -117,6 +121,19 @@ class LeaveResult:
     keys: int
     stores: int
     acks: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """One anti-entropy exchange with a neighbour, seen from its initiator."""
+
+    peer: Contact
+    shared: int  # keys we hold that the peer should hold too
+    buckets_differ: int
+    keys_offered: int  # (key, fingerprint) pairs sent for differing buckets
+    keys_sent: int  # values the peer lacked and received
+    bytes: int  # every datagram of the exchange, both directions
+    republish_bytes: int  # what re-sending every shared value would have cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +207,7 @@ class NodeCore:
         self._ring_version = 0
         self._fingers: tuple[tuple[int, int], Fingers] | None = None
         self._stabilize_at = now + self.config.stabilize_interval
+        self._sync_at = now + self.config.anti_entropy_interval
 
     # ---- the I/O interface ----------------------------------------------------
 
@@ -214,7 +232,7 @@ class NodeCore:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float:
-        timer = min(self._refresh_at, self._stabilize_at)
+        timer = min(self._refresh_at, self._stabilize_at, self._sync_at)
         deadlines = self._deadlines
         while deadlines:  # drop answered requests' deadlines (lazy deletion)
             deadline, msg_id = deadlines[0]
@@ -244,6 +262,11 @@ class NodeCore:
             self._refresh(now)
         if now >= self._stabilize_at:
             self._stabilize(now)
+        if now >= self._sync_at:
+            self._sync_at = now + self.config.anti_entropy_interval
+            near = [c for c in self.table.closest(self.id, self.config.k) if c.native]
+            if near and len(self.store):
+                self._sync(self.rng.choice(near), now, _ignore)
 
     # ---- operations -------------------------------------------------------------
 
@@ -423,14 +446,14 @@ class NodeCore:
         ttl: float,
         now: float,
         settled: Callable[[bool, float], None] | None,
-    ) -> None:
+    ) -> int:
         args = [self.id_bytes, key, value]
         if contact.native:
             # The receiver counts the lifetime from when the STORE arrives;
             # less the RTT (more than the one-way transit), it never ends
             # later than ours.
             args.append(max(0.0, ttl - self._rtt_estimate(contact)))
-        self._request(
+        return self._request(
             contact.addr,
             contact,
             "store",
@@ -527,11 +550,12 @@ class NodeCore:
         on_fail: Callable[[float], None],
         now: float,
         attempts: int,
-    ) -> None:
+    ) -> int:
+        """Send a request; returns the datagram's size (0: refused)."""
         if len(self._pending) >= self.config.max_pending_requests:
             self.stats["requests_refused"] += 1
             on_fail(now)
-            return
+            return 0
         msg_id = NATIVE_MAGIC + self.rng.getrandbits(128).to_bytes(16, "big")
         datagram = codec.encode_request(msg_id, method, args)
         rto = self._rto(contact)
@@ -553,6 +577,7 @@ class NodeCore:
         heapq.heappush(self._deadlines, (pending.deadline, msg_id))
         self._out.append((datagram, addr))
         self.stats["requests_out"] += 1
+        return len(datagram)
 
     def _expire_request(self, pending: _Pending, now: float) -> None:
         if pending.attempts_left > 0:
@@ -632,6 +657,13 @@ class NodeCore:
             body = self._accept_store(message, now)
         elif kind is RingQuery:
             body = codec.ring_reply_body(self.ring.predecessor, self.ring.successors)
+        elif kind is Digest:
+            mine = antientropy.digest(
+                (k, fp) for k, fp, _ in self._shared_with(message.sender_id, now)
+            )
+            body = antientropy.differing(mine, message.hashes)
+        elif kind is KeyList:
+            body = self._compare_keys(message, addr, native, now)
         else:
             done, node = self._route_step(message.key)
             body = codec.successor_reply_body(done, node)
@@ -757,6 +789,130 @@ class NodeCore:
         pump(now)
         return op
 
+    # ---- anti-entropy between replicas ---------------------------------------------------
+
+    def _shared_with(self, peer_id: int, now: float) -> list[tuple[bytes, bytes, Record]]:
+        """Held keys for which ``peer_id`` is among the k closest (our view)."""
+        k = self.config.k
+        out = []
+        for key in self.store.keys():
+            record = self.store.get(key)
+            if record is None or record.expires_at <= now:
+                continue
+            target = int.from_bytes(key, "big")
+            ranked = [c.node_id for c in self.table.closest(target, k)] + [self.id]
+            if peer_id in sorted(ranked, key=lambda i: i ^ target)[:k]:
+                out.append((key, antientropy.fingerprint(key, record.value), record))
+        return out
+
+    def sync(self, peer: Contact, now: float) -> int:
+        """One anti-entropy exchange with ``peer`` (it also runs by itself)."""
+        op = self._new_op()
+        self._sync(peer, now, lambda result, _at: self._complete(op, result))
+        return op
+
+    def _sync(self, peer: Contact, now: float, done: Callable[[SyncResult, float], None]) -> None:
+        """Digest first; then key lists for buckets that differ; then the values
+        the peer lacks. Buckets the peer holds nothing of skip the key list."""
+        shared = self._shared_with(peer.node_id, now)
+        self.stats["ae_syncs"] += 1
+        state = {"bytes": 0, "open": 0, "offered": 0, "sent": 0, "differ": 0}
+        republish = sum(
+            len(codec.encode_request(bytes(20), "store", [self.id_bytes, k, r.value, 0.0]))
+            + STORE_REPLY_BYTES
+            for k, _, r in shared
+        )
+
+        def settle(at: float) -> None:
+            state["open"] -= 1
+            if state["open"] == 0:
+                self.stats["ae_bytes"] += state["bytes"]
+                result = SyncResult(
+                    peer,
+                    len(shared),
+                    state["differ"],
+                    state["offered"],
+                    state["sent"],
+                    state["bytes"],
+                    republish,
+                )
+                done(result, at)
+
+        def ask(method: str, args: list, then: Callable[[list[int], float], None], at: float):
+            state["open"] += 1
+
+            def replied(body: list[int], t: float) -> None:
+                state["bytes"] += codec.HEADER + len(codec.pack(body))
+                then(body, t)
+                settle(t)
+
+            state["bytes"] += self._request(
+                peer.addr,
+                peer,
+                method,
+                args,
+                codec.parse_bucket_list,
+                replied,
+                settle,
+                at,
+                self.config.request_attempts,
+            )
+
+        def send(entries: list[tuple[bytes, bytes, Record]], at: float) -> None:
+            for key, _, record in entries:
+                state["sent"] += 1
+                state["open"] += 1
+                state["bytes"] += self._send_store(
+                    peer, key, record.value, record.expires_at - at, at, stored
+                )
+
+        def stored(ok: bool, at: float) -> None:
+            state["bytes"] += STORE_REPLY_BYTES
+            settle(at)
+
+        def offer(chunk: list[tuple[bytes, bytes, Record]], buckets: list[int], at: float):
+            state["offered"] += len(chunk)
+            entries = [[k, fp] for k, fp, _ in chunk]
+            ask(
+                "kn_keys",
+                [self.id_bytes, buckets, entries],
+                lambda wanted, t: send([chunk[i] for i in wanted if i < len(chunk)], t),
+                at,
+            )
+
+        def differ(buckets: list[int], at: float) -> None:
+            state["differ"] = len(buckets)
+            empty = {b - antientropy.BUCKETS for b in buckets if b >= antientropy.BUCKETS}
+            send([e for e in shared if antientropy.bucket_of(e[0]) in empty], at)
+            chunk: list[tuple[bytes, bytes, Record]] = []
+            covered: list[int] = []
+            for bucket in sorted(b for b in buckets if b < antientropy.BUCKETS):
+                part = [e for e in shared if antientropy.bucket_of(e[0]) == bucket]
+                if covered and len(chunk) + len(part) > AE_KEYS_PER_DATAGRAM:
+                    offer(chunk, covered, at)
+                    chunk, covered = [], []
+                chunk.extend(part)
+                covered.append(bucket)
+            if covered:
+                offer(chunk, covered, at)
+
+        hashes = antientropy.digest((k, fp) for k, fp, _ in shared)
+        ask("kn_digest", [self.id_bytes, hashes], differ, now)
+
+    def _compare_keys(self, message: KeyList, addr: Addr, native: bool, now: float) -> list[int]:
+        """Name the offered keys we lack; push the ones the sender lacks."""
+        theirs = {key for key, _ in message.entries}
+        want = [i for i, (key, _) in enumerate(message.entries) if self.store.get(key) is None]
+        buckets = set(message.buckets)
+        sender = Contact(message.sender_id, addr[0], addr[1], native=native)
+        for key, _, record in self._shared_with(message.sender_id, now):
+            if antientropy.bucket_of(key) in buckets and key not in theirs:
+                self.stats["ae_bytes"] += self._send_store(
+                    sender, key, record.value, record.expires_at - now, now, None
+                )
+                self.stats["ae_pushed"] += 1
+        return want
+
     # ---- the ring view (Chord) --------------------------------------------------------
 
     def fingers(self) -> Fingers:
@@ -847,7 +1003,7 @@ class NodeCore:
                 self._offer_ring(contact)
             if closer is not None and closer.node_id != self.id:
                 self._offer_ring(closer)
-                if budget > 1 and in_half_open(closer.node_id, self.id, succ.node_id - 1):
+                if budget > 1 and in_open(closer.node_id, self.id, succ.node_id):
                     self._ask_successor(at, budget - 1)
 
         self._request(

@@ -16,7 +16,7 @@ import bisect
 from collections.abc import Iterable
 
 from .codec import Contact
-from .ids import ID_BITS, ID_SPACE, in_half_open, ring_distance
+from .ids import ID_BITS, ID_SPACE, in_half_open, in_open, ring_distance
 
 
 class RingView:
@@ -40,9 +40,7 @@ class RingView:
             return False
         changed = False
         pred = self.predecessor
-        if pred is None or (
-            pred.node_id != node_id and in_half_open(node_id, pred.node_id, self.owner - 1)
-        ):
+        if pred is None or in_open(node_id, pred.node_id, self.owner):
             self.predecessor = contact
             changed = True
         succ = self.successors

@@ -19,7 +19,7 @@ from .codec import Contact
 from .ids import ID_BITS
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Entry:
     """Mutable per-contact state kept by the table."""
 
@@ -104,8 +104,9 @@ class RoutingTable:
             self.version += 1
             return None
         cache = self._replacements[index]
-        if contact in cache:
-            cache.remove(contact)
+        # One entry per id: the newest address wins (an id seen from two
+        # addresses must not be promoted twice).
+        cache[:] = [c for c in cache if c.node_id != node_id]
         cache.append(contact)
         if len(cache) > self.replacement_cache:
             del cache[0]
@@ -135,9 +136,12 @@ class RoutingTable:
         cache = self._replacements[index]
         if cache:
             # The most recently seen replacement moves in (paper, section 4.1).
+            # It has not been heard from since it was cached: not "good", so
+            # the next newcomer pings it before anything else is decided.
             promoted = cache.pop()
-            self._buckets[index].insert(0, Entry(promoted, self.refreshed_at[index]))
-            self._by_id[promoted.node_id] = self._buckets[index][0]
+            entry = Entry(promoted, self.refreshed_at[index] - self.good_for)
+            self._buckets[index].insert(0, entry)
+            self._by_id[promoted.node_id] = entry
 
     def record_rtt(self, node_id: int, rtt: float, alpha: float, beta: float) -> None:
         entry = self._by_id.get(node_id)

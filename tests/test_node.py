@@ -138,7 +138,7 @@ def test_put_refuses_an_oversized_value():
 
 
 def test_a_store_sets_expiry_from_the_senders_remaining_lifetime():
-    node = core(stabilize_interval=1000.0)
+    node = core(stabilize_interval=1000.0, anti_entropy_interval=1000.0)
     key = key_digest("k")
     args = [PEER_ID.to_bytes(20, "big"), key, "v", 100.0]
     node.receive_datagram(request("store", args, NATIVE_MAGIC + b"\x01" * 16), PEER, 50.0)
