@@ -185,7 +185,19 @@ class Daemon:
         }
 
     async def ping(self, host: str, port: int) -> dict[str, Any]:
-        result = await self.server.ping((await resolve_host(host), port))
+        address = await resolve_host(host)
+        own_host, own_port = self.server.address
+        if port == own_port and address in (own_host, "127.0.0.1", "::1"):
+            # Ourselves: a datagram to our own socket would claim our own id.
+            return {
+                "host": host,
+                "port": port,
+                "alive": True,
+                "id": to_hex(self.server.id),
+                "rtt_ms": 0.0,
+                "self": True,
+            }
+        result = await self.server.ping((address, port))
         return {
             "host": host,
             "port": port,

@@ -296,10 +296,13 @@ class NodeCore:
         every bucket farther away than our closest neighbour."""
         op = self._new_op()
         seeds = list(dict.fromkeys(addrs))
-        state = {"left": len(seeds), "answered": 0}
+        # The join starts with the first seed that answers: dead saved
+        # contacts cost their timeouts only in parallel, not before joining.
+        state = {"left": len(seeds), "answered": 0, "joining": False, "joined": False}
 
         def finish(at: float) -> None:
-            self._complete(op, BootstrapResult(len(seeds), state["answered"], len(self.table)))
+            if state["left"] == 0 and (state["joined"] or not state["joining"]):
+                self._complete(op, BootstrapResult(len(seeds), state["answered"], len(self.table)))
 
         def placed(route: RouteResult, at: float) -> None:
             # Chord join: our successor is whoever owns id + 1 in others' view;
@@ -307,6 +310,7 @@ class NodeCore:
             if route.successor is not None:
                 self._offer_ring(route.successor)
             self._stabilize(at)
+            state["joined"] = True
             finish(at)
 
         def refreshed(at: float) -> None:
@@ -320,8 +324,10 @@ class NodeCore:
         def settled(answered: bool, at: float) -> None:
             state["left"] -= 1
             state["answered"] += answered
-            if state["left"] == 0:
+            if answered and not state["joining"]:
+                state["joining"] = True
                 self._run_lookup(self.id, False, at, joined)
+            finish(at)
 
         for addr in seeds:
             self._request(

@@ -239,3 +239,26 @@ def test_ids_are_20_bytes_on_the_wire():
     [(message, _)] = sent(node)
     assert message.message.sender_id == node.id
     assert len(node.id_bytes) == ID_BYTES
+
+
+def test_only_kadnode_contacts_enter_the_ring_view():
+    node = core()
+    plain = request("ping", [PEER_ID.to_bytes(20, "big")])
+    node.receive_datagram(plain, PEER, 0.0)
+    assert PEER_ID in node.table and node.ring.successor is None
+    native = request("ping", [(PEER_ID + 1).to_bytes(20, "big")], NATIVE_MAGIC + b"\x02" * 16)
+    node.receive_datagram(native, ("10.0.0.3", 4000), 0.0)
+    assert node.ring.successor.node_id == PEER_ID + 1
+    assert [c.node_id for _, c in node.fingers().table()] == [PEER_ID + 1]
+
+
+def test_a_join_starts_when_the_first_seed_answers_not_after_dead_ones_time_out():
+    node = core()
+    node.bootstrap([PEER, ("10.0.0.99", 4000)], 0.0)
+    pings = node.datagrams_to_send()
+    live = next(d for d, a in pings if a == PEER)
+    node.receive_datagram(
+        codec.encode_response(live[1:21], PEER_ID.to_bytes(20, "big")), PEER, 0.01
+    )
+    [(message, addr)] = sent(node)
+    assert message.message == codec.FindNode(node.id, node.id) and addr == PEER
