@@ -22,7 +22,7 @@ from .httpserver import (
     text_response,
     with_docs,
 )
-from .ids import parse_hex
+from .ids import ID_BITS, parse_hex
 
 TITLE = "kadnode control API"
 METRICS = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text exposition
@@ -37,6 +37,9 @@ class NodeService(Protocol):
     async def get(self, key: str) -> dict[str, Any]: ...
     async def peers(self) -> dict[str, Any]: ...
     async def ping(self, host: str, port: int) -> dict[str, Any]: ...
+    async def owner(self, key: str) -> dict[str, Any]: ...
+    async def ring(self) -> dict[str, Any]: ...
+    async def leave(self) -> dict[str, Any]: ...
     async def metrics(self) -> str: ...
 
 
@@ -49,6 +52,15 @@ def _strict(**properties: JsonSchema) -> JsonSchema:
     return {**_object(**properties), "additionalProperties": False}
 
 
+def _optional(schema: JsonSchema, **properties: JsonSchema) -> JsonSchema:
+    """``schema`` with more properties, which may be absent."""
+    return {**schema, "properties": {**schema["properties"], **properties}}
+
+
+def _nullable(schema: JsonSchema) -> JsonSchema:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
 STRING: JsonSchema = {"type": "string"}
 INTEGER: JsonSchema = {"type": "integer", "minimum": 0}
 NUMBER: JsonSchema = {"type": "number", "minimum": 0}
@@ -56,31 +68,42 @@ BOOLEAN: JsonSchema = {"type": "boolean"}
 HEX_ID: JsonSchema = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
 PORT: JsonSchema = {"type": "integer", "minimum": 1, "maximum": 65535}
 CONTACT = _object(id=HEX_ID, host=STRING, port=PORT)
-INFO_SCHEMA = _object(
-    id=HEX_ID,
-    host=STRING,
-    port=PORT,
-    peers=INTEGER,
-    values=INTEGER,
-    uptime_s=NUMBER,
-    stats={"type": "object", "additionalProperties": INTEGER},
+INFO_SCHEMA = _optional(
+    _object(
+        id=HEX_ID,
+        host=STRING,
+        port=PORT,
+        peers=INTEGER,
+        values=INTEGER,
+        uptime_s=NUMBER,
+        stats={"type": "object", "additionalProperties": INTEGER},
+    ),
+    version=STRING,
+    data_dir=STRING,
 )
 LOOKUP_SCHEMA = _object(
     target=HEX_ID,
     found=BOOLEAN,
-    peer={**CONTACT, "type": ["object", "null"]},
+    peer=_nullable(CONTACT),
     closest={"type": "array", "items": CONTACT},
     queried=INTEGER,
     elapsed_ms=NUMBER,
 )
-PUT_SCHEMA = _object(
-    key=STRING, stored=INTEGER, replicas={"type": "array", "items": CONTACT}, elapsed_ms=NUMBER
+PUT_SCHEMA = _optional(
+    _object(
+        key=STRING, stored=INTEGER, replicas={"type": "array", "items": CONTACT}, elapsed_ms=NUMBER
+    ),
+    asked=INTEGER,  # how many of the k closest were asked to store
 )
-VALUE_SCHEMA = _object(
-    key=STRING,
-    found=BOOLEAN,
-    value={"type": ["string", "number", "boolean", "null"]},
-    elapsed_ms=NUMBER,
+VALUE_SCHEMA = _optional(
+    _object(
+        key=STRING,
+        found=BOOLEAN,
+        value={"type": ["string", "number", "boolean", "null"]},
+        elapsed_ms=NUMBER,
+    ),
+    # where the value came from: a node, "local" (this node's store), or null
+    source={"type": ["object", "string", "null"]},
 )
 PEER = _object(**CONTACT["properties"], failures=INTEGER, last_seen_s=NUMBER)
 PEERS_SCHEMA = _object(count=INTEGER, peers={"type": "array", "items": PEER})
@@ -88,12 +111,48 @@ PING_SCHEMA = _object(
     host=STRING,
     port=PORT,
     alive=BOOLEAN,
-    id={**HEX_ID, "type": ["string", "null"]},
-    rtt_ms={**NUMBER, "type": ["number", "null"]},
+    id=_nullable(HEX_ID),
+    rtt_ms=_nullable(NUMBER),
+)
+# The two questions GET /owner answers; every reply carries them, so a reader
+# of the JSON knows which answer is which.
+QUESTIONS = {
+    "successor": "who owns the key on the Chord ring: the first node clockwise from SHA-1(key)",
+    "closest": "the k nodes closest to SHA-1(key) by XOR: where put stores the value (Kademlia)",
+}
+OWNER_SCHEMA = _object(
+    key=STRING,
+    key_id=HEX_ID,
+    successor=_nullable(CONTACT),
+    successor_hops=INTEGER,
+    closest={"type": "array", "items": CONTACT},
+    questions=_object(**dict.fromkeys(QUESTIONS, STRING)),
+    elapsed_ms=NUMBER,
+)
+FINGER = _object(index={**INTEGER, "maximum": ID_BITS - 1}, **CONTACT["properties"])
+RING_SCHEMA = _object(
+    self=CONTACT,
+    predecessor=_nullable(CONTACT),
+    successors={"type": "array", "items": CONTACT},
+    fingers={"type": "array", "items": FINGER},
+)
+LEAVE_SCHEMA = _optional(
+    _object(
+        keys=_nullable(INTEGER),
+        stores=_nullable(INTEGER),
+        acks=_nullable(INTEGER),
+        elapsed_ms=NUMBER,
+    ),
+    timed_out=BOOLEAN,
 )
 
 _ID = "8f14e45fceea167a5a36dedd4bea2543b0e1a1d3"
 _CONTACT = {"id": _ID, "host": "192.0.2.7", "port": 8468}
+_PREDECESSOR = {"id": "893a227aaca1e12a5fa1c0201c0e38b8f3b1536b", "host": "192.0.2.9", "port": 8467}
+_SUCCESSORS = [
+    {"id": "c2c74789868e8bb8486dc3b6d0138e7fb22162b5", "host": "192.0.2.21", "port": 8467},
+    {"id": "c74cad16cc5fcd3b4884624cb9afc82438f0dd8b", "host": "198.51.100.4", "port": 8467},
+]
 _KEY = Param("key", "the key, any UTF-8 text (percent-encode it in the path)", "greeting")
 
 
@@ -119,6 +178,15 @@ def build_routes(service: NodeService) -> list[Route]:
     async def ping(request: Request) -> Response:
         host, port = parse_hostport(request.body["address"])
         return json_response(await service.ping(host, port))
+
+    async def owner(request: Request) -> Response:
+        return json_response(await service.owner(request.params["key"]))
+
+    async def ring(_: Request) -> Response:
+        return json_response(await service.ring())
+
+    async def leave(_: Request) -> Response:
+        return json_response(await service.leave())
 
     async def metrics(_: Request) -> Response:
         return text_response(await service.metrics(), METRICS)
@@ -243,6 +311,77 @@ def build_routes(service: NodeService) -> list[Route]:
                 {"address": "192.0.2.7:8468"},
                 "HOST:PORT, or [IPv6]:PORT",
             ),
+        ),
+        Route(
+            "GET",
+            "/owner/{key}",
+            owner,
+            "Which nodes are responsible for a key, asked both ways",
+            {
+                200: Payload(
+                    OWNER_SCHEMA,
+                    {
+                        "key": "greeting",
+                        "key_id": "a0f7e779f9247566c84036f07f7bdf4a40a869bd",
+                        "successor": _CONTACT,
+                        "successor_hops": 2,
+                        "closest": [_CONTACT, *_SUCCESSORS],
+                        "questions": QUESTIONS,
+                        "elapsed_ms": 41.5,
+                    },
+                    "both answers; successor is null when Chord routing failed",
+                )
+            },
+            "Two answers, each labelled in questions by the question it answers. successor: "
+            "the key's owner on the Chord ring, the first node clockwise from SHA-1(key), "
+            "found by Chord routing in successor_hops requests (Stoica et al. 2001, section "
+            "4.2). closest: the k nodes closest to SHA-1(key) by XOR, this node included, "
+            "found by an iterative FIND_NODE lookup (Kademlia section 2.3): where PUT "
+            "/values/{key} stores the value.",
+            path_params=(_KEY,),
+        ),
+        Route(
+            "GET",
+            "/ring",
+            ring,
+            "This node's place on the Chord ring",
+            {
+                200: Payload(
+                    RING_SCHEMA,
+                    {
+                        "self": _CONTACT,
+                        "predecessor": _PREDECESSOR,
+                        "successors": [*_SUCCESSORS, _PREDECESSOR],
+                        "fingers": [
+                            {"index": 0, **_SUCCESSORS[0]},
+                            {"index": 158, **_PREDECESSOR},
+                        ],
+                    },
+                    "the ring view; predecessor is null while none is known",
+                )
+            },
+            "The ring view kept beside the k-buckets (Chord, Stoica et al. 2001): the "
+            "predecessor, the successor list (nearest clockwise first, kept by stabilize and "
+            "notify) and the finger table derived from the known contacts: finger i is the "
+            "first known node at or after id + 2^i, listed once, at its lowest index.",
+        ),
+        Route(
+            "POST",
+            "/leave",
+            leave,
+            "Hand this node's values on, then stop the daemon",
+            {
+                200: Payload(
+                    LEAVE_SCHEMA,
+                    {"keys": 7, "stores": 140, "acks": 138, "elapsed_ms": 85.3},
+                    "the hand-off's outcome; the daemon stops after replying",
+                )
+            },
+            "A graceful leave, as on SIGTERM: every value this node holds is stored on the k "
+            "closest remaining nodes it knows, then the daemon stops. keys, stores and acks "
+            "count the keys handed on, the STOREs sent and those acknowledged; they are null, "
+            "and timed_out true, when the hand-off did not finish in time.",
+            tag="ops",
         ),
         Route(
             "GET",

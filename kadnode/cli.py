@@ -1,9 +1,10 @@
 """The ``kadnode`` command line. I/O.
 
 ``run`` starts the daemon, ``demo`` a local network; the API commands
-(``info``, ``lookup``, ``put``, ``get``, ``peers``, ``ping``) talk to a
-running daemon over its control API. Bad input and failures print one line
-to stderr and exit non-zero; no traceback reaches a user.
+(``info``, ``lookup``, ``put``, ``get``, ``peers``, ``ping``, ``owner``,
+``ring``, ``leave``) talk to a running daemon over its control API. Bad
+input and failures print one line to stderr and exit non-zero; no
+traceback reaches a user.
 """
 
 from __future__ import annotations

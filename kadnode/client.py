@@ -60,6 +60,16 @@ class ApiClient:
     def ping(self, address: str) -> dict[str, Any]:
         return self._call("POST", "/ping", api.PING_SCHEMA, {"address": address})
 
+    def owner(self, key: str) -> dict[str, Any]:
+        return self._call("GET", f"/owner/{_segment(key, 'key')}", api.OWNER_SCHEMA)
+
+    def ring(self) -> dict[str, Any]:
+        return self._call("GET", "/ring", api.RING_SCHEMA)
+
+    def leave(self) -> dict[str, Any]:
+        """Hand the daemon's values on; the daemon stops once it has replied."""
+        return self._call("POST", "/leave", api.LEAVE_SCHEMA)
+
     def _call(
         self,
         method: str,
@@ -114,8 +124,12 @@ def _address(contact: dict[str, Any]) -> str:
     return f"[{host}]:{contact['port']}" if ":" in host else f"{host}:{contact['port']}"
 
 
+def _contact(contact: dict[str, Any]) -> str:
+    return f"{contact['id']}  {_address(contact)}"
+
+
 def _contacts(contacts: list[dict[str, Any]]) -> list[str]:
-    return [f"  {c['id']}  {_address(c)}" for c in contacts]
+    return [f"  {_contact(c)}" for c in contacts]
 
 
 def _show_info(r: dict[str, Any]) -> str:
@@ -163,12 +177,62 @@ def _show_ping(r: dict[str, Any]) -> str:
     return f"reply from {_address(r)}: id {r['id']}, {r['rtt_ms']:.2f} ms"
 
 
+def _show_owner(r: dict[str, Any]) -> str:
+    """Both answers, each under the question it answers (the reply names them)."""
+    hops = f"{r['successor_hops']} hops"
+    if r["successor"] is None:
+        successor = f"  unknown: Chord routing failed after {hops}"
+    else:
+        successor = f"  {_contact(r['successor'])}  ({hops})"
+    return "\n".join(
+        [
+            f"key {r['key']!r} is SHA-1 {r['key_id']} ({r['elapsed_ms']:.1f} ms)",
+            f"ring owner: {r['questions']['successor']}",
+            successor,
+            f"k closest: {r['questions']['closest']}",
+            *(_contacts(r["closest"]) or ["  none known"]),
+        ]
+    )
+
+
+def _show_ring(r: dict[str, Any]) -> str:
+    pred = r["predecessor"]
+    width = max((len(str(f["index"])) for f in r["fingers"]), default=1)
+    return "\n".join(
+        [
+            f"predecessor  {_contact(pred) if pred else 'none known'}",
+            f"self         {_contact(r['self'])}",
+            f"successors   {len(r['successors'])}, nearest clockwise first",
+            *(_contacts(r["successors"]) or ["  none known"]),
+            f"fingers      {len(r['fingers'])}; finger i: the first node at or after self + 2^i",
+            *(f"  {f['index']:>{width}}  {_contact(f)}" for f in r["fingers"]),
+        ]
+    )
+
+
+def _show_leave(r: dict[str, Any]) -> str:
+    if r.get("timed_out"):
+        return (
+            f"the hand-off did not finish within {r['elapsed_ms'] / 1000:.1f} s: some values "
+            "may not have been handed on; the daemon is stopping"
+        )
+    return (
+        f"handed {r['keys']} keys to the nodes now responsible ({r['stores']} stores, "
+        f"{r['acks']} acknowledged); the daemon is stopping"
+    )
+
+
+def _never(_: dict[str, Any]) -> bool:
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class _Command:
     help: str
     args: tuple[tuple[str, str], ...]
     call: Callable[[ApiClient, argparse.Namespace], dict[str, Any]]
     show: Callable[[dict[str, Any]], str]
+    missed: Callable[[dict[str, Any]], bool] = _never  # exit 1: a reply, but no answer
 
 
 _COMMANDS = {
@@ -180,6 +244,7 @@ _COMMANDS = {
         (("id", "160-bit id, 40 hex digits"),),
         lambda c, a: c.lookup(a.id),
         _show_lookup,
+        lambda r: not r["found"],
     ),
     "put": _Command(
         "store a value under a key",
@@ -188,7 +253,11 @@ _COMMANDS = {
         _show_put,
     ),
     "get": _Command(
-        "fetch the value of a key", (("key", "any text"),), lambda c, a: c.get(a.key), _show_get
+        "fetch the value of a key",
+        (("key", "any text"),),
+        lambda c, a: c.get(a.key),
+        _show_get,
+        lambda r: not r["found"],
     ),
     "peers": _Command("list the routing table's contacts", (), lambda c, a: c.peers(), _show_peers),
     "ping": _Command(
@@ -196,6 +265,27 @@ _COMMANDS = {
         (("address", "HOST:PORT or [IPv6]:PORT"),),
         lambda c, a: c.ping(a.address),
         _show_ping,
+        lambda r: not r["alive"],
+    ),
+    "owner": _Command(
+        "show a key's owner on the ring and its k closest nodes",
+        (("key", "any text"),),
+        lambda c, a: c.owner(a.key),
+        _show_owner,
+        lambda r: r["successor"] is None,
+    ),
+    "ring": _Command(
+        "show this node's place on the Chord ring",
+        (),
+        lambda c, a: c.ring(),
+        _show_ring,
+    ),
+    "leave": _Command(
+        "hand this node's values on, then stop the daemon",
+        (),
+        lambda c, a: c.leave(),
+        _show_leave,
+        lambda r: bool(r.get("timed_out")),
     ),
 }
 
@@ -218,7 +308,8 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
 
 
 def run_client_command(args: argparse.Namespace) -> int:
-    """Run one API command: 0 done, 1 not found (or no reply to ping), 2 error."""
+    """Run one API command: 0 done; 1 a reply without an answer (key or node not found,
+    no reply to ping, no ring owner reached, leave timed out); 2 error."""
     command = _COMMANDS[args.client_command]
     try:
         result = command.call(ApiClient(args.api), args)
@@ -226,5 +317,4 @@ def run_client_command(args: argparse.Namespace) -> int:
         print(f"kadnode: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     print(json.dumps(result, indent=2) if args.json else command.show(result))
-    missed = result.get("found") is False or result.get("alive") is False
-    return EXIT_MISSED if missed else EXIT_OK
+    return EXIT_MISSED if command.missed(result) else EXIT_OK

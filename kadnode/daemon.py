@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .api import build_routes
+from .api import QUESTIONS, build_routes
 from .codec import Contact, Value
 from .config import Config
 from .dns import resolve_seeds
 from .errors import KadnodeError, LocalProtocolError
-from .httpserver import serve
-from .ids import ID_BYTES, key_id, to_hex
+from .httpserver import serve, shutdown
+from .ids import ID_BYTES, to_hex
 from .node import Addr
-from .server import Server
+from .server import Server, storage_key
 from .storage import SqliteStore
 
 log = logging.getLogger("kadnode")
@@ -48,11 +48,6 @@ REJOIN_CONTACTS = 64
 # A graceful leave (SIGTERM, SIGINT, `kadnode leave`) waits this long at most
 # for the nodes taking over its values to acknowledge them.
 LEAVE_TIMEOUT = 10.0
-
-QUESTIONS = {
-    "successor": "who owns the key on the Chord ring: the first node clockwise from SHA-1(key)",
-    "closest": "the k nodes closest to SHA-1(key) by XOR: where put stores the value (Kademlia)",
-}
 
 
 @dataclass
@@ -110,7 +105,7 @@ class Daemon:
         self.options = options
         self.stop = stop
         self.started = time.time()
-        self.left: dict[str, Any] | None = None
+        self._leaving: asyncio.Future[dict[str, Any]] | None = None
 
     # ---- NodeService (the HTTP API calls these) ----
 
@@ -208,7 +203,7 @@ class Daemon:
 
     async def owner(self, key: str) -> dict[str, Any]:
         t = time.perf_counter()
-        target = key_id(key)
+        target = int.from_bytes(storage_key(key), "big")
         route, lookup = await asyncio.gather(
             self.server.find_successor(target), self.server.lookup(target)
         )
@@ -234,18 +229,28 @@ class Daemon:
         }
 
     async def leave(self) -> dict[str, Any]:
-        """Hand every held value on, then stop the daemon."""
-        if self.left is None:
-            t = time.perf_counter()
-            try:
-                result = await asyncio.wait_for(self.server.leave(), LEAVE_TIMEOUT)
-                self.left = {"keys": result.keys, "stores": result.stores, "acks": result.acks}
-            except TimeoutError:
-                self.left = {"keys": None, "stores": None, "acks": None, "timed_out": True}
-            self.left["elapsed_ms"] = round((time.perf_counter() - t) * 1000, 3)
-            log.info("left the network: %s", self.left)
-        self.stop.set()
-        return self.left
+        """Hand every held value on (once, however often asked), then stop."""
+        if self._leaving is None:
+            self._leaving = asyncio.ensure_future(self._hand_over())
+        try:
+            return await asyncio.shield(self._leaving)
+        finally:
+            self.stop.set()
+
+    async def _hand_over(self) -> dict[str, Any]:
+        t = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(self.server.leave(), LEAVE_TIMEOUT)
+            left: dict[str, Any] = {
+                "keys": result.keys,
+                "stores": result.stores,
+                "acks": result.acks,
+            }
+        except TimeoutError:
+            left = {"keys": None, "stores": None, "acks": None, "timed_out": True}
+        left["elapsed_ms"] = round((time.perf_counter() - t) * 1000, 3)
+        log.info("left the network: %s", left)
+        return left
 
     def self_contact(self) -> Contact:
         host, port = self.server.address
@@ -383,8 +388,7 @@ async def run_daemon(
             if signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
-            api.close()
-            await api.wait_closed()
+            await shutdown(api)
             daemon.save_contacts()
     except OSError as exc:
         raise KadnodeError(f"cannot listen: {exc.strerror or exc}") from None

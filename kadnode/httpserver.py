@@ -392,8 +392,34 @@ async def serve(
     duplicates = {f"{m} {p}" for m, p in seen if seen.count((m, p)) > 1}
     if duplicates:
         raise LocalProtocolError(f"duplicate routes: {', '.join(sorted(duplicates))}")
-    handler = partial(_connection, tuple(routes), read_timeout)
-    return await asyncio.start_server(handler, host, port, limit=MAX_HEAD_BYTES)
+    connection = partial(_connection, tuple(routes), read_timeout)
+    handlers: set[asyncio.Task] = set()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await connection(reader, writer)
+        finally:
+            handlers.discard(task)
+
+    server = await asyncio.start_server(handler, host, port, limit=MAX_HEAD_BYTES)
+    server.kadnode_handlers = handlers  # type: ignore[attr-defined]
+    return server
+
+
+async def shutdown(server: asyncio.Server, grace: float = LINGER_S + 1.0) -> None:
+    """Stop listening and let requests in flight finish (at most ``grace`` s).
+
+    Python 3.11's ``wait_closed()`` does not wait for open connections; a
+    handler cancelled by the loop's end would log a traceback.
+    """
+    server.close()
+    await server.wait_closed()
+    handlers = getattr(server, "kadnode_handlers", set())
+    if handlers:
+        await asyncio.wait(list(handlers), timeout=grace)
 
 
 # -- documentation -------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import random
 import time
 
 from .codec import Value
-from .config import Config
+from .config import MAX_KEY_BYTES, Config
+from .errors import LocalProtocolError
 from .ids import key_digest
 from .node import (
     Addr,
@@ -30,6 +31,14 @@ from .node import (
 )
 from .storage import MemoryStore
 from .transport import UdpNode, open_udp_node
+
+
+def storage_key(key: str | bytes) -> bytes:
+    """SHA-1 of a user's key, refusing keys over MAX_KEY_BYTES with one line."""
+    raw = key.encode("utf-8") if isinstance(key, str) else key
+    if len(raw) > MAX_KEY_BYTES:
+        raise LocalProtocolError(f"key of {len(raw)} bytes is over the {MAX_KEY_BYTES}-byte limit")
+    return key_digest(raw)
 
 
 class Server:
@@ -80,11 +89,11 @@ class Server:
         return await self.udp.run(lambda core, now: core.lookup(target, now))
 
     async def put(self, key: str | bytes, value: Value, ttl: float | None = None) -> PutResult:
-        digest = key_digest(key)
+        digest = storage_key(key)
         return await self.udp.run(lambda core, now: core.put(digest, value, now, ttl))
 
     async def get(self, key: str | bytes) -> GetResult:
-        digest = key_digest(key)
+        digest = storage_key(key)
         return await self.udp.run(lambda core, now: core.get(digest, now))
 
     async def find_successor(self, key: int) -> RouteResult:

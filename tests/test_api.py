@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kadnode import api
+from kadnode import api, daemon
 from kadnode.api import build_routes
 from kadnode.dns import parse_hostport
 from kadnode.errors import ApiError, LocalProtocolError
@@ -35,7 +35,8 @@ from kadnode.httpserver import (
     parse_head,
     serve,
 )
-from kadnode.ids import parse_hex, to_hex
+from kadnode.ids import key_id, parse_hex, to_hex
+from kadnode.ring import brute_successor
 
 NODE_ID = "ab" * 20
 PEER = {"id": "cd" * 20, "host": "127.0.0.1", "port": 4001}
@@ -49,6 +50,18 @@ INFO = {
     "stats": {"rpc_sent": 5, "rpc_timeouts": 0},
 }
 METRICS_TEXT = "# TYPE kadnode_peers gauge\nkadnode_peers 1\n"
+# The fake's ring: itself, PEER clockwise after it, PREDECESSOR after PEER (wrapping round).
+SELF = {"id": NODE_ID, "host": "127.0.0.1", "port": 8468}
+PREDECESSOR = {"id": "12" * 20, "host": "127.0.0.1", "port": 4002}
+RING = {
+    "self": SELF,
+    "predecessor": PREDECESSOR,
+    "successors": [PEER, PREDECESSOR],
+    # ab.. + 2**i reaches cd.. for i <= 157; 12.. is 0x6767.. clockwise: finger 158.
+    "fingers": [{"index": 0, **PEER}, {"index": 158, **PREDECESSOR}],
+}
+# Its one value, handed to the two other nodes it knows; both acknowledged.
+LEFT = {"keys": 1, "stores": 2, "acks": 2, "elapsed_ms": 4.5}
 
 
 class FakeService:
@@ -57,6 +70,7 @@ class FakeService:
     def __init__(self) -> None:
         self.values: dict[str, str] = {"greeting": "hello"}
         self.error: Exception | None = None
+        self.left = False
 
     def _check(self) -> None:
         if self.error is not None:
@@ -102,6 +116,31 @@ class FakeService:
             "id": PEER["id"] if alive else None,
             "rtt_ms": 0.75 if alive else None,
         }
+
+    async def owner(self, key: str) -> dict[str, Any]:
+        """Both answers, by brute force over the three nodes of the fake's ring."""
+        self._check()
+        target = key_id(key)
+        nodes = {int(c["id"], 16): c for c in (SELF, PEER, PREDECESSOR)}
+        successor = nodes[brute_successor(target, nodes)]
+        return {
+            "key": key,
+            "key_id": to_hex(target),
+            "successor": successor,
+            "successor_hops": 0 if successor is SELF else 1,
+            "closest": [nodes[i] for i in sorted(nodes, key=lambda i: i ^ target)],
+            "questions": api.QUESTIONS,
+            "elapsed_ms": 2.5,
+        }
+
+    async def ring(self) -> dict[str, Any]:
+        self._check()
+        return RING
+
+    async def leave(self) -> dict[str, Any]:
+        self._check()
+        self.left = True
+        return dict(LEFT)
 
     async def metrics(self) -> str:
         self._check()
@@ -253,6 +292,38 @@ async def node():
             200,
             {"host": "::1", "port": 9, "alive": False, "id": None, "rtt_ms": None},
         ),
+        (
+            "GET",
+            "/owner/greeting",
+            None,
+            200,
+            {
+                "key": "greeting",
+                "key_id": "a0f7e779f9247566c84036f07f7bdf4a40a869bd",
+                "successor": SELF,
+                "successor_hops": 0,
+                "closest": [SELF, PEER, PREDECESSOR],
+                "questions": api.QUESTIONS,
+                "elapsed_ms": 2.5,
+            },
+        ),
+        (
+            "GET",
+            "/owner/a%20b%2Fc",
+            None,
+            200,
+            {
+                "key": "a b/c",
+                "key_id": "fa4fb713ddea8a2de316eebb6c7c7a2470987319",
+                "successor": PREDECESSOR,
+                "successor_hops": 1,
+                "closest": [PEER, SELF, PREDECESSOR],
+                "questions": api.QUESTIONS,
+                "elapsed_ms": 2.5,
+            },
+        ),
+        ("GET", "/ring", None, 200, RING),
+        ("POST", "/leave", None, 200, LEFT),
     ],
 )
 async def test_route_answers_with_the_service_result(node, method, path, data, status, expected):
@@ -288,8 +359,59 @@ async def test_fake_service_honours_the_declared_schemas():
         (api.PEERS_SCHEMA, await fake.peers()),
         (api.PING_SCHEMA, await fake.ping("127.0.0.1", 4001)),
         (api.PING_SCHEMA, await fake.ping("127.0.0.1", 9)),
+        (api.OWNER_SCHEMA, await fake.owner("greeting")),
+        (api.RING_SCHEMA, await fake.ring()),
+        (api.LEAVE_SCHEMA, await fake.leave()),
     ]:
         check_schema(schema, result)
+
+
+def test_owner_questions_are_the_daemons():
+    # The daemon labels its answers itself; the documented example must say the same.
+    assert api.QUESTIONS == daemon.QUESTIONS
+
+
+@pytest.mark.parametrize(
+    ("schema", "good", "change", "error"),
+    [
+        (
+            api.OWNER_SCHEMA,
+            lambda f: f.owner("greeting"),
+            {"successor": {"id": "ab"}},
+            "reply.successor: missing 'host'",
+        ),
+        (
+            api.OWNER_SCHEMA,
+            lambda f: f.owner("greeting"),
+            {"questions": {"closest": "?"}},
+            "reply.questions: missing 'successor'",
+        ),
+        (
+            api.RING_SCHEMA,
+            lambda f: f.ring(),
+            {"fingers": [{**PEER, "index": 160}]},
+            "reply.fingers[0].index: 160 is out of range",
+        ),
+        (api.RING_SCHEMA, lambda f: f.ring(), {"self": None}, "reply.self: expected object"),
+        (api.LEAVE_SCHEMA, lambda f: f.leave(), {"keys": -1}, "reply.keys: -1 is out of range"),
+        (
+            api.LEAVE_SCHEMA,
+            lambda f: f.leave(),
+            {"timed_out": 1},
+            "reply.timed_out: expected boolean",
+        ),
+    ],
+)
+async def test_new_schemas_refuse_malformed_replies(schema, good, change, error):
+    reply = {**await good(FakeService()), **change}
+    with pytest.raises(LocalProtocolError) as caught:
+        check_schema(schema, reply, "reply")
+    assert str(caught.value) == error
+
+
+def test_leave_schema_takes_a_timed_out_hand_off():
+    timed_out = {"keys": None, "stores": None, "acks": None, "elapsed_ms": 10000.2}
+    check_schema(api.LEAVE_SCHEMA, {**timed_out, "timed_out": True})
 
 
 # -- client errors -----------------------------------------------------------------------------
@@ -333,16 +455,28 @@ async def test_fake_service_honours_the_declared_schemas():
         ("GET", "/info/", {}, 404, "no such endpoint: /info/"),
         ("GET", "/values/", {}, 404, "no such endpoint: /values/"),
         ("GET", "/values/%ff", {}, 400, "path is not percent-encoded UTF-8"),
+        ("GET", "/owner/", {}, 404, "no such endpoint: /owner/"),
+        ("GET", "/owner/%ff", {}, 400, "path is not percent-encoded UTF-8"),
+        ("GET", "/ring?verbose=1", {}, 400, "unknown or repeated query parameter 'verbose'"),
+        ("POST", "/leave", {"data": {}}, 400, "POST /leave takes no body"),
     ],
 )
 async def test_bad_requests_get_one_line_errors(node, method, path, kw, status, error):
     reply = await call(node.port, method, path, **kw)
     assert (reply.status, reply.json()) == (status, {"error": error})
     assert node.fake.values == {"greeting": "hello"}  # nothing reached the service
+    assert not node.fake.left
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "allow"), [("DELETE", "/values/k", "GET, PUT"), ("POST", "/info", "GET")]
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/values/k", "GET, PUT"),
+        ("POST", "/info", "GET"),
+        ("GET", "/leave", "POST"),
+        ("POST", "/ring", "GET"),
+        ("PUT", "/owner/k", "GET"),
+    ],
 )
 async def test_wrong_method_is_405_with_allow(node, method, path, allow):
     reply = await call(node.port, method, path)
@@ -565,12 +699,15 @@ async def test_openapi_document_matches_the_route_table_exactly(node):
         "/values/{key}",
         "/peers",
         "/ping",
+        "/owner/{key}",
+        "/ring",
+        "/leave",
         "/metrics",
         "/health",
         "/openapi.json",
         "/docs",
     }
-    assert len(documented) == 10
+    assert len(documented) == 13
 
 
 async def test_every_documented_operation_answers_its_examples(node):

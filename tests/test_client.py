@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from test_api import INFO, PEER, FakeService, message_of
+from test_api import INFO, LEFT, PEER, PREDECESSOR, RING, SELF, FakeService, message_of
 
-from kadnode.api import build_routes
+from kadnode.api import QUESTIONS, build_routes
 from kadnode.client import ApiClient, add_client_commands, run_client_command
 from kadnode.dns import parse_hostport
 from kadnode.errors import ApiError, LocalProtocolError
@@ -85,6 +85,11 @@ def test_client_returns_the_api_dicts(address, fake):
     assert client.get("k/ü") == {"key": "k/ü", "found": True, "value": "v", "elapsed_ms": 1.5}
     assert client.peers()["peers"] == [{**PEER, "failures": 1, "last_seen_s": 2.5}]
     assert client.ping("127.0.0.1:4001")["alive"] is True
+    assert client.owner("a b/c")["successor"] == PREDECESSOR
+    assert client.ring() == RING
+    assert not fake.left
+    assert client.leave() == LEFT
+    assert fake.left
 
 
 def test_get_of_unknown_key_is_a_result_not_an_error(address):
@@ -236,12 +241,176 @@ def test_peers_and_ping(capsys, address):
     assert run(capsys, "ping", "[::1]:9", "--api", address) == (1, "no reply from [::1]:9\n", "")
 
 
+def owner_lines(key: str, key_id: str, successor: str, closest: list[str]) -> list[str]:
+    return [
+        f"key {key!r} is SHA-1 {key_id} (2.5 ms)",
+        f"ring owner: {QUESTIONS['successor']}",
+        successor,
+        f"k closest: {QUESTIONS['closest']}",
+        *closest,
+    ]
+
+
+def test_owner_json_and_human(capsys, address):
+    code, out, err = run(capsys, "owner", "greeting", "--json", "--api", address)
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {
+        "key": "greeting",
+        "key_id": "a0f7e779f9247566c84036f07f7bdf4a40a869bd",
+        "successor": SELF,
+        "successor_hops": 0,
+        "closest": [SELF, PEER, PREDECESSOR],
+        "questions": QUESTIONS,
+        "elapsed_ms": 2.5,
+    }
+    code, out, err = run(capsys, "owner", "a b/c", "--api", address)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == owner_lines(
+        "a b/c",
+        "fa4fb713ddea8a2de316eebb6c7c7a2470987319",
+        f"  {PREDECESSOR['id']}  127.0.0.1:4002  (1 hops)",
+        [
+            f"  {PEER['id']}  127.0.0.1:4001",
+            f"  {SELF['id']}  127.0.0.1:8468",
+            f"  {PREDECESSOR['id']}  127.0.0.1:4002",
+        ],
+    )
+
+
+def test_owner_without_a_ring_answer_exits_1(capsys, address, fake):
+    async def lost(key):
+        return {
+            "key": key,
+            "key_id": "11f6ad8ec52a2984abaafd7c3b516503785c2072",
+            "successor": None,
+            "successor_hops": 3,
+            "closest": [],
+            "questions": QUESTIONS,
+            "elapsed_ms": 2.5,
+        }
+
+    fake.owner = lost
+    code, out, err = run(capsys, "owner", "x", "--api", address)
+    assert (code, err) == (1, "")
+    assert out.splitlines() == owner_lines(
+        "x",
+        "11f6ad8ec52a2984abaafd7c3b516503785c2072",
+        "  unknown: Chord routing failed after 3 hops",
+        ["  none known"],
+    )
+    code, out, _ = run(capsys, "owner", "x", "--json", "--api", address)
+    assert (code, json.loads(out)["successor"]) == (1, None)
+
+
+def test_ring_json_and_human(capsys, address, fake):
+    code, out, err = run(capsys, "ring", "--json", "--api", address)
+    assert (code, json.loads(out), err) == (0, RING, "")
+    code, out, err = run(capsys, "ring", "--api", address)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        f"predecessor  {PREDECESSOR['id']}  127.0.0.1:4002",
+        f"self         {SELF['id']}  127.0.0.1:8468",
+        "successors   2, nearest clockwise first",
+        f"  {PEER['id']}  127.0.0.1:4001",
+        f"  {PREDECESSOR['id']}  127.0.0.1:4002",
+        "fingers      2; finger i: the first node at or after self + 2^i",
+        f"    0  {PEER['id']}  127.0.0.1:4001",
+        f"  158  {PREDECESSOR['id']}  127.0.0.1:4002",
+    ]
+
+    async def alone():
+        return {"self": SELF, "predecessor": None, "successors": [], "fingers": []}
+
+    fake.ring = alone
+    assert run(capsys, "ring", "--api", address) == (
+        0,
+        "\n".join(
+            [
+                "predecessor  none known",
+                f"self         {SELF['id']}  127.0.0.1:8468",
+                "successors   0, nearest clockwise first",
+                "  none known",
+                "fingers      0; finger i: the first node at or after self + 2^i",
+                "",
+            ]
+        ),
+        "",
+    )
+
+
+def test_leave_json_and_human(capsys, address, fake):
+    code, out, err = run(capsys, "leave", "--json", "--api", address)
+    assert (code, json.loads(out), err) == (0, LEFT, "")
+    assert fake.left
+    assert run(capsys, "leave", "--api", address) == (
+        0,
+        "handed 1 keys to the nodes now responsible (2 stores, 2 acknowledged); "
+        "the daemon is stopping\n",
+        "",
+    )
+
+
+def test_leave_that_timed_out_exits_1(capsys, address, fake):
+    async def timed_out():
+        return {
+            "keys": None,
+            "stores": None,
+            "acks": None,
+            "elapsed_ms": 10000.4,
+            "timed_out": True,
+        }
+
+    fake.leave = timed_out
+    assert run(capsys, "leave", "--api", address) == (
+        1,
+        "the hand-off did not finish within 10.0 s: some values may not have been handed on; "
+        "the daemon is stopping\n",
+        "",
+    )
+    code, out, _ = run(capsys, "leave", "--json", "--api", address)
+    assert (code, json.loads(out)["timed_out"]) == (1, True)
+
+
+@pytest.mark.parametrize("argv", [("owner", "k"), ("ring",), ("leave",)])
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (LocalProtocolError("too many operations"), "too many operations"),
+        (ApiError("node is shutting down"), "node is shutting down"),
+        (RuntimeError("secret"), "internal error"),
+    ],
+)
+def test_new_commands_exit_2_on_errors(capsys, address, fake, argv, error, message):
+    fake.error = error
+    assert run(capsys, *argv, "--api", address) == (2, "", f"kadnode: error: {message}\n")
+    assert not fake.left
+
+
+@pytest.mark.parametrize("argv", [("owner", "k"), ("ring",), ("leave",)])
+def test_new_commands_without_daemon_exit_2(capsys, dead_address, argv):
+    code, out, err = run(capsys, *argv, "--json", "--api", dead_address)
+    assert (code, out, err) == (2, "", f"kadnode: error: {down(dead_address)}\n")
+
+
+def test_a_reply_from_an_older_daemon_is_one_line_and_exit_2(capsys, address, fake):
+    async def no_questions(key):
+        return {"key": key, "successor": None}
+
+    fake.owner = no_questions
+    code, out, err = run(capsys, "owner", "k", "--api", address)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"kadnode: error: unexpected reply from {address} (HTTP 200): reply: missing 'key_id'\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "error"),
     [
         (("lookup", "xyz"), message_of(parse_hex, "xyz")),
         (("ping", "nocolon"), message_of(parse_hostport, "nocolon")),
         (("get", ""), "the key cannot be empty"),
+        (("owner", ""), "the key cannot be empty"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, address, argv, error):
