@@ -32,6 +32,7 @@ REQUEST = 0x00
 RESPONSE = 0x01
 HEADER = 1 + 20
 NATIVE_MAGIC = b"kdn\x01"
+TOKEN_BYTES = 8
 MAX_CONTACTS_PER_REPLY = 32
 
 # Values bmuller/kademlia accepts (kademlia.utils.check_dht_value_type).
@@ -67,6 +68,7 @@ class Store:
     key: bytes
     value: Value
     ttl: float | None = None  # native only: remaining lifetime
+    token: bytes | None = None  # native only: write token from a recent reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,11 +225,14 @@ def _parse_ping(args: list) -> Ping:
 
 
 def _parse_store(args: list) -> Store:
-    _arity(args, 3, 4)
-    ttl = None
-    if len(args) == 4:
-        ttl = _ttl(args[3])
-    return Store(_id(args[0]), _key(args[1]), check_value(args[2]), ttl)
+    """bmuller's ``[sender, key, value]`` or native ``[sender, key, value, ttl, token]``."""
+    _arity(args, 3, 5)
+    ttl = token = None
+    if len(args) == 5:
+        ttl, token = _ttl(args[3]), args[4]
+        if type(token) is not bytes or len(token) != TOKEN_BYTES:
+            raise DecodeError("store token is not 8 bytes")
+    return Store(_id(args[0]), _key(args[1]), check_value(args[2]), ttl, token)
 
 
 def _parse_find_node(args: list) -> FindNode:
@@ -337,20 +342,29 @@ class FindReply:
     found: bool = False
     value: Value | None = None
     ttl: float | None = None
+    token: bytes | None = None
+
+
+def _token(body: dict) -> bytes | None:
+    token = body.get("token")
+    if token is not None and (type(token) is not bytes or len(token) != TOKEN_BYTES):
+        raise DecodeError("reply token is not 8 bytes")
+    return token
 
 
 def parse_find_reply(body: object) -> FindReply:
-    if isinstance(body, list):  # bmuller: a bare contact list
+    if type(body) is list:  # bmuller: a bare contact list
         return FindReply(parse_contacts(body), native=False)
-    if not isinstance(body, dict):
+    if type(body) is not dict:
         raise DecodeError("find reply is neither a list nor a map")
     native = "nodes" in body or "ttl" in body
+    token = _token(body)
     if "value" in body:
         ttl = body.get("ttl")
         ttl = None if ttl is None else _ttl(ttl)
-        return FindReply([], native, True, check_value(body["value"]), ttl)
+        return FindReply([], native, True, check_value(body["value"]), ttl, token)
     if "nodes" in body:
-        return FindReply(parse_contacts(body["nodes"]), native=True)
+        return FindReply(parse_contacts(body["nodes"]), True, token=token)
     raise DecodeError("find reply map has neither value nor nodes")
 
 
@@ -402,8 +416,22 @@ def parse_bucket_list(body: object) -> list[int]:
     return body
 
 
-def parse_ping_reply(body: object) -> int:
-    return _id(body)
+@dataclass(frozen=True, slots=True)
+class PingReply:
+    node_id: int
+    token: bytes | None  # native replies carry a write token
+
+
+def parse_ping_reply(body: object) -> PingReply:
+    if type(body) is dict:
+        if set(body) != {"id", "token"}:
+            raise DecodeError("native ping reply is not {id, token}")
+        return PingReply(_id(body["id"]), _token(body))
+    return PingReply(_id(body), None)
+
+
+def ping_reply_body(node_id: bytes, native: bool, token: bytes) -> object:
+    return {"id": node_id, "token": token} if native else node_id
 
 
 def parse_store_reply(body: object) -> bool:
@@ -432,9 +460,20 @@ def contact_entries(contacts: list[Contact], native: bool) -> list[list]:
 
 
 def find_reply_body(
-    contacts: list[Contact], native: bool, value: Value | None = None, ttl: float | None = None
+    contacts: list[Contact],
+    native: bool,
+    value: Value | None = None,
+    ttl: float | None = None,
+    token: bytes | None = None,
 ) -> object:
-    if value is not None:
-        return {"value": value, "ttl": ttl} if native else {"value": value}
-    entries = contact_entries(contacts, native)
-    return {"nodes": entries} if native else entries
+    """A find reply in the asker's dialect; native ones carry a write token."""
+    if not native:
+        return {"value": value} if value is not None else contact_entries(contacts, False)
+    body: dict = (
+        {"value": value, "ttl": ttl}
+        if value is not None
+        else {"nodes": contact_entries(contacts, True)}
+    )
+    if token is not None:
+        body["token"] = token
+    return body

@@ -116,3 +116,28 @@ DNS_SEED_SRV_PREFIX = "_kadnode._udp"
 DNS_SEED_TIMEOUT = 3.0
 # Sends per DNS question; resolv.conf(5) default "attempts" is 2.
 DNS_SEED_TRIES = 2
+
+# Signed peer records (kadnode.records).
+# A record may claim at most 7 days of life. bmuller/kademlia keeps a value
+# 604800 s (ForgetfulStorage), and a node re-signs its record on every daily
+# re-publication (REPUBLISH_INTERVAL), so a week survives six missed ones while
+# bounding how long a record outlives the node, or a leaked key, that signed it.
+MAX_RECORD_LIFETIME = 7 * 86400.0
+# Addresses per record: IPv4, IPv6 and a few NAT mappings. 8 worst-case
+# entries (39-character IPv6 text) keep a whole record under 600 bytes.
+MAX_RECORD_ADDRESSES = 8
+# Host text per address: the same bound as codec.parse_contacts.
+MAX_HOST_CHARS = 64
+
+# Vector clocks (kadnode.vclock, seed 001: versions and read repair).
+# Dynamo (DeCandia et al. 2007, section 4.4) truncates a clock past 10 writers
+# by dropping the oldest, by timestamp; ours carry no timestamps, and dropping
+# an arbitrary writer can make a concurrent version look superseded (a lost
+# write), so a full clock refuses new writers instead. Writers are the nodes
+# that coordinate writes of a key (about k = 20 replicas, plus churn): 32 leaves
+# room. Bounds are sized so the worst case fits one datagram: 4 siblings of
+# MAX_VALUE_BYTES, each with a full clock of 64-bit counters, pack to < 8 KiB
+# (tests/test_vclock.py checks it). Riak likewise treats many siblings as a
+# client writing without its read context, not as normal operation.
+MAX_CLOCK_ENTRIES = 32
+MAX_SIBLINGS = 4

@@ -16,9 +16,11 @@ publisher daily with a fresh one (paper 2.5), and expiry.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import hmac
 import random
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -34,6 +36,7 @@ from .codec import (
     FindValue,
     KeyList,
     Ping,
+    PingReply,
     Request,
     Response,
     RingQuery,
@@ -53,6 +56,12 @@ Addr = tuple[str, int]
 
 # How many due records one timer tick handles before yielding (bounded work).
 DUE_BATCH = 64
+# BEP 5: "tokens up to ten minutes old are accepted": a secret changes every
+# five minutes and the previous one stays valid. A sender uses a cached token
+# for half that long, then fetches a fresh one with a ping.
+TOKEN_ROTATE = 300.0
+TOKEN_FRESH = 150.0
+TOKENS_CACHED = 4096
 # A STORE's reply on the wire: header and msgpack ``true``.
 STORE_REPLY_BYTES = codec.HEADER + 1
 
@@ -208,6 +217,11 @@ class NodeCore:
         self._fingers: tuple[tuple[int, int], Fingers] | None = None
         self._stabilize_at = now + self.config.stabilize_interval
         self._sync_at = now + self.config.anti_entropy_interval
+        # BEP 5 write tokens: current and previous secret, rotated together.
+        self._secrets = [self.rng.randbytes(16), self.rng.randbytes(16)]
+        self._rotate_at = now + TOKEN_ROTATE
+        self._tokens: OrderedDict[int, tuple[bytes, float]] = OrderedDict()
+        self._welcomed: OrderedDict[int, None] = OrderedDict()  # ids seen once (bounded)
 
     # ---- the I/O interface ----------------------------------------------------
 
@@ -232,7 +246,7 @@ class NodeCore:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float:
-        timer = min(self._refresh_at, self._stabilize_at, self._sync_at)
+        timer = min(self._refresh_at, self._stabilize_at, self._sync_at, self._rotate_at)
         deadlines = self._deadlines
         while deadlines:  # drop answered requests' deadlines (lazy deletion)
             deadline, msg_id = deadlines[0]
@@ -262,6 +276,9 @@ class NodeCore:
             self._refresh(now)
         if now >= self._stabilize_at:
             self._stabilize(now)
+        if now >= self._rotate_at:
+            self._rotate_at = now + TOKEN_ROTATE
+            self._secrets = [self.rng.randbytes(16), self._secrets[0]]
         if now >= self._sync_at:
             self._sync_at = now + self.config.anti_entropy_interval
             near = [c for c in self.table.closest(self.id, self.config.k) if c.native]
@@ -273,9 +290,9 @@ class NodeCore:
     def ping(self, addr: Addr, now: float) -> int:
         op = self._new_op()
 
-        def replied(node_id: int, at: float) -> None:
-            self._saw(Contact(node_id, addr[0], addr[1]), at)
-            self._complete(op, PingResult(addr, node_id, at - sent))
+        def replied(reply: PingReply, at: float) -> None:
+            self._saw_pinged(reply, addr, at)
+            self._complete(op, PingResult(addr, reply.node_id, at - sent))
 
         sent = now
         self._request(
@@ -336,8 +353,8 @@ class NodeCore:
                 "ping",
                 [self.id_bytes],
                 codec.parse_ping_reply,
-                lambda node_id, at, addr=addr: (
-                    self._saw(Contact(node_id, addr[0], addr[1]), at),
+                lambda reply, at, addr=addr: (
+                    self._saw_pinged(reply, addr, at),
                     settled(True, at),
                 ),
                 partial(settled, False),
@@ -453,23 +470,80 @@ class NodeCore:
         now: float,
         settled: Callable[[bool, float], None] | None,
     ) -> int:
-        args = [self.id_bytes, key, value]
-        if contact.native:
-            # The receiver counts the lifetime from when the STORE arrives;
-            # less the RTT (more than the one-way transit), it never ends
-            # later than ours.
-            args.append(max(0.0, ttl - self._rtt_estimate(contact)))
+        """STORE on ``contact``: plain (bmuller's three arguments) or native,
+        with the remaining lifetime and a write token, fetched first by a
+        ping when ours is stale. Returns the bytes sent now."""
+        on_reply = (lambda ok, at: settled(True, at)) if settled else _ignore
+        on_fail = (lambda at: settled(False, at)) if settled else _ignore
+
+        def send(token: bytes | None, at: float) -> int:
+            args: list = [self.id_bytes, key, value]
+            if token is not None:
+                # The receiver counts the lifetime from when the STORE arrives;
+                # less the RTT (more than the one-way transit), it never ends
+                # later than ours.
+                args += [max(0.0, ttl - self._rtt_estimate(contact) - (at - now)), token]
+            return self._request(
+                contact.addr,
+                contact,
+                "store",
+                args,
+                codec.parse_store_reply,
+                on_reply,
+                on_fail,
+                at,
+                self.config.request_attempts,
+            )
+
+        if not contact.native:
+            return send(None, now)
+        token = self._fresh_token(contact.node_id, now)
+        if token is not None:
+            return send(token, now)
+
+        def pinged(reply: PingReply, at: float) -> None:
+            if reply.token is None:
+                on_fail(at)
+            else:
+                send(reply.token, at)
+
         return self._request(
             contact.addr,
             contact,
-            "store",
-            args,
-            codec.parse_store_reply,
-            (lambda ok, at: settled(True, at)) if settled else _ignore,
-            (lambda at: settled(False, at)) if settled else _ignore,
+            "ping",
+            [self.id_bytes],
+            codec.parse_ping_reply,
+            pinged,
+            on_fail,
             now,
             self.config.request_attempts,
         )
+
+    # ---- write tokens (BEP 5) ------------------------------------------------------------
+
+    def _token_for(self, host: str, secret: bytes | None = None) -> bytes:
+        key = self._secrets[0] if secret is None else secret
+        return hmac.new(key, host.encode(), hashlib.sha1).digest()[: codec.TOKEN_BYTES]
+
+    def _token_valid(self, host: str, token: bytes) -> bool:
+        return any(hmac.compare_digest(self._token_for(host, s), token) for s in self._secrets)
+
+    def _remember_token(self, node_id: int, token: bytes, now: float) -> None:
+        self._tokens[node_id] = (token, now)
+        self._tokens.move_to_end(node_id)
+        if len(self._tokens) > TOKENS_CACHED:
+            self._tokens.popitem(last=False)
+
+    def _fresh_token(self, node_id: int, now: float) -> bytes | None:
+        held = self._tokens.get(node_id)
+        return held[0] if held is not None and now - held[1] < TOKEN_FRESH else None
+
+    def _saw_pinged(self, reply: PingReply, addr: Addr, now: float) -> None:
+        """A ping to a bare address answered: a contact, native if it sent a token."""
+        native = reply.token is not None
+        if native:
+            self._remember_token(reply.node_id, reply.token, now)
+        self._saw(Contact(reply.node_id, addr[0], addr[1], native=native), now)
 
     def _run_lookup(
         self,
@@ -634,8 +708,12 @@ class NodeCore:
             if contact is not None:
                 self.table.record_rtt(contact.node_id, sample, RTO_ALPHA, RTO_BETA)
         if contact is not None:
-            if isinstance(parsed, FindReply) and parsed.native and not contact.native:
+            native = getattr(parsed, "native", False) or getattr(parsed, "token", None) is not None
+            if native and not contact.native:
                 contact = Contact(contact.node_id, contact.host, contact.port, native=True)
+            token = getattr(parsed, "token", None)
+            if token is not None:
+                self._remember_token(contact.node_id, token, now)
             self._saw(contact, now)
         pending.on_reply(parsed, now)
 
@@ -652,15 +730,16 @@ class NodeCore:
         # the value it is storing with us right now.
         self._saw(Contact(message.sender_id, addr[0], addr[1], native=native), now)
         kind = type(message)
+        token = self._token_for(addr[0]) if native else None
         if kind is FindNode:
             contacts = self.table.closest(message.target, self.config.k, exclude=message.sender_id)
-            body = codec.find_reply_body(contacts, native)
+            body = codec.find_reply_body(contacts, native, token=token)
         elif kind is FindValue:
-            body = self._find_value_body(message, native, now)
+            body = self._find_value_body(message, native, token, now)
         elif kind is Ping:
-            body = self.id_bytes
+            body = codec.ping_reply_body(self.id_bytes, native, token)
         elif kind is Store:
-            body = self._accept_store(message, now)
+            body = self._accept_store(message, addr, now)
         elif kind is RingQuery:
             body = codec.ring_reply_body(self.ring.predecessor, self.ring.successors)
         elif kind is Digest:
@@ -679,16 +758,24 @@ class NodeCore:
             return
         self._out.append((data, addr))
 
-    def _find_value_body(self, message: FindValue, native: bool, now: float) -> object:
+    def _find_value_body(
+        self, message: FindValue, native: bool, token: bytes | None, now: float
+    ) -> object:
         record = self.store.get(message.key)
         if record is not None and record.expires_at > now:
-            return codec.find_reply_body([], native, record.value, record.expires_at - now)
+            remaining = record.expires_at - now
+            return codec.find_reply_body([], native, record.value, remaining, token)
         target = int.from_bytes(message.key, "big")
         contacts = self.table.closest(target, self.config.k, exclude=message.sender_id)
-        return codec.find_reply_body(contacts, native)
+        return codec.find_reply_body(contacts, native, token=token)
 
-    def _accept_store(self, message: Store, now: float) -> bool:
+    def _accept_store(self, message: Store, addr: Addr, now: float) -> bool:
         cfg = self.config
+        if message.token is not None and not self._token_valid(addr[0], message.token):
+            # A native STORE must come from the address the token was given
+            # to: spoofed-source STOREs fail here (BEP 5).
+            self.stats["stores_refused_token"] += 1
+            return False
         held = self.store.get(message.key)
         if held is None and len(self.store) >= cfg.max_stored_values:
             self.stats["stores_refused"] += 1
@@ -713,10 +800,14 @@ class NodeCore:
 
     def _saw(self, contact: Contact, now: float) -> None:
         self._offer_ring(contact)
-        known = contact.node_id in self.table
-        oldest = self.table.seen(contact, now)
-        if not known and contact.node_id in self.table:
+        if contact.node_id not in self.table and contact.node_id not in self._welcomed:
+            # First sight, added to a bucket or only to its replacement cache:
+            # either way it may now be among the k closest for keys we hold.
+            self._welcomed[contact.node_id] = None
+            if len(self._welcomed) > TOKENS_CACHED:
+                self._welcomed.popitem(last=False)
             self._welcome(contact, now)
+        oldest = self.table.seen(contact, now)
         if oldest is None or oldest.node_id in self._evicting:
             return
         # Full bucket: ping its least recently seen contact before anyone is
@@ -747,7 +838,10 @@ class NodeCore:
         so the store is scanned only then.
         """
         k = self.config.k
-        if not len(self.store) or newcomer not in self.table.closest(self.id, k):
+        if not len(self.store):
+            return
+        near = self.table.closest(self.id, k)
+        if len(near) == k and newcomer.node_id ^ self.id > near[-1].node_id ^ self.id:
             return
         new_id = newcomer.node_id
         for key in self.store.keys():

@@ -22,6 +22,7 @@ from kadnode.codec import (
     FindReply,
     FindValue,
     Ping,
+    PingReply,
     Request,
     Response,
     Store,
@@ -137,13 +138,21 @@ def test_store_round_trip(msg_id: bytes, sender: int, key: bytes, value: object)
 
 
 @PROPERTY
-@given(node_ids, id_bytes, values, ttls, st.binary(min_size=16, max_size=16))
+@given(
+    node_ids,
+    id_bytes,
+    values,
+    ttls,
+    st.binary(min_size=16, max_size=16),
+    st.binary(min_size=8, max_size=8),
+)
 def test_native_store_round_trip_carries_the_ttl_as_a_float(
-    sender: int, key: bytes, value: object, ttl: float, tail: bytes
+    sender: int, key: bytes, value: object, ttl: float, tail: bytes, token: bytes
 ) -> None:
     msg_id = NATIVE_MAGIC + tail
-    request = decode(encode_request(msg_id, "store", [to_bytes(sender), key, value, ttl]))
-    assert request == Request(msg_id, Store(sender, key, value, float(ttl)))
+    args = [to_bytes(sender), key, value, ttl, token]
+    request = decode(encode_request(msg_id, "store", args))
+    assert request == Request(msg_id, Store(sender, key, value, float(ttl), token))
     assert request.native
     assert type(request.message.ttl) is float
 
@@ -318,13 +327,14 @@ def test_parse_find_reply_rejects_other_shapes(body: object) -> None:
 @pytest.mark.parametrize("ttl", [math.nan, True])
 def test_parse_find_reply_rejects_the_ttls_a_store_request_rejects(ttl: object) -> None:
     with pytest.raises(DecodeError):
-        decode(encode_request(bytes(20), "store", [bytes(20), bytes(20), 1, ttl]))
+        decode(encode_request(bytes(20), "store", [bytes(20), bytes(20), 1, ttl, bytes(8)]))
     with pytest.raises(DecodeError):
         parse_find_reply({"value": 1, "ttl": ttl})
 
 
 def test_ping_and_store_replies() -> None:
-    assert parse_ping_reply(to_bytes(42)) == 42
+    assert parse_ping_reply(to_bytes(42)) == PingReply(42, None)
+    assert parse_ping_reply({"id": to_bytes(42), "token": bytes(8)}) == PingReply(42, bytes(8))
     assert parse_store_reply(True) is True
     for bad in (None, 42, bytes(19), bytes(21), "00" * 20, [to_bytes(42)]):
         with pytest.raises(DecodeError):
@@ -340,9 +350,13 @@ def test_ping_and_store_replies() -> None:
 request_bodies = st.one_of(
     st.tuples(id_bytes).map(lambda a: ["ping", list(a)]),
     st.tuples(id_bytes, id_bytes, values).map(lambda a: ["store", list(a)]),
-    st.tuples(id_bytes, id_bytes, values, st.floats(min_value=0, max_value=1e9)).map(
-        lambda a: ["store", list(a)]
-    ),
+    st.tuples(
+        id_bytes,
+        id_bytes,
+        values,
+        st.floats(min_value=0, max_value=1e9),
+        st.binary(min_size=8, max_size=8),
+    ).map(lambda a: ["store", list(a)]),
     st.tuples(id_bytes, id_bytes).map(lambda a: ["find_node", list(a)]),
     st.tuples(id_bytes, id_bytes).map(lambda a: ["find_value", list(a)]),
 )
@@ -573,10 +587,12 @@ def test_bodies_beyond_the_decoder_limits_are_rejected(body: bytes) -> None:
         (["store", [bytes(20), bytes(20), None]], "not storable"),
         (["store", [bytes(20), bytes(20), [1]]], "not storable"),
         (["store", [bytes(20), bytes(8), 1]], "id is not 20 bytes"),
-        (["store", [bytes(20), bytes(20), 1, -1]], "ttl"),
-        (["store", [bytes(20), bytes(20), 1, "60"]], "ttl"),
-        (["store", [bytes(20), bytes(20), 1, False]], "ttl"),
-        (["store", [bytes(20), bytes(20), 1, math.nan]], "ttl"),
+        (["store", [bytes(20), bytes(20), 1, -1, bytes(8)]], "ttl"),
+        (["store", [bytes(20), bytes(20), 1, "60", bytes(8)]], "ttl"),
+        (["store", [bytes(20), bytes(20), 1, False, bytes(8)]], "ttl"),
+        (["store", [bytes(20), bytes(20), 1, math.nan, bytes(8)]], "ttl"),
+        (["store", [bytes(20), bytes(20), 1, 60.0]], "4 arguments"),
+        (["store", [bytes(20), bytes(20), 1, 60.0, bytes(7)]], "token"),
         (["find_node", [bytes(20)]], "1 arguments"),
         (["find_value", [bytes(20), "key"]], "id is not 20 bytes"),
     ],

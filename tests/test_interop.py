@@ -384,7 +384,7 @@ async def test_native_requester_gets_native_replies_and_plain_requester_bmullers
         my_id, target = random_id(), random_id()
         native = await raw.call(node.address, native_id(), "find_node", [my_id, target])
         assert isinstance(native, dict)
-        assert set(native) == {"nodes"}
+        assert set(native) == {"nodes", "token"}
         entries = {bytes(e[0]): e for e in native["nodes"]}
         assert all(len(e) == 4 for e in entries.values())
         assert entries[rpc_id] == [rpc_id, HOST, rpc_port, 0]  # flag 0: not kadnode
@@ -399,12 +399,15 @@ async def test_native_requester_gets_native_replies_and_plain_requester_bmullers
         plain = await raw.call(node.address, plain_id(), "find_node", [my_id, target])
         assert sorted(plain) == sorted(e[:3] for e in native["nodes"])
 
-        # A native store may carry the remaining lifetime; find_value returns it.
+        # A native store carries the remaining lifetime and the write token the
+        # native reply gave this address; find_value returns the lifetime.
+        token = native["token"]
         key = random_id()
-        stored = await raw.call(node.address, native_id(), "store", [my_id, key, "v", 120.0])
+        args = [my_id, key, "v", 120.0, token]
+        stored = await raw.call(node.address, native_id(), "store", args)
         assert stored is True
         native = await raw.call(node.address, native_id(), "find_value", [my_id, key])
-        assert set(native) == {"value", "ttl"}
+        assert set(native) == {"value", "ttl", "token"}
         assert native["value"] == "v"
         assert 110.0 < native["ttl"] <= 120.0
         plain = await raw.call(node.address, plain_id(), "find_value", [my_id, key])
@@ -412,7 +415,7 @@ async def test_native_requester_gets_native_replies_and_plain_requester_bmullers
 
         # Native find_value for an absent key: the contacts, in the map form.
         native = await raw.call(node.address, native_id(), "find_value", [my_id, random_id()])
-        assert set(native) == {"nodes"}
+        assert set(native) == {"nodes", "token"}
         assert len(native["nodes"]) == 3
 
 

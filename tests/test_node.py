@@ -107,7 +107,40 @@ def test_requests_are_answered_in_the_dialect_of_the_asker():
     assert sent(node)[0][0].body == {"value": "v"}  # bmuller's shape exactly
     native = request("find_value", [PEER_ID.to_bytes(20, "big"), key], NATIVE_MAGIC + b"\x00" * 16)
     node.receive_datagram(native, PEER, 10.0)
-    assert sent(node)[0][0].body == {"value": "v", "ttl": 86400.0 - 5.0}
+    body = sent(node)[0][0].body
+    assert body == {"value": "v", "ttl": 86400.0 - 5.0, "token": node._token_for(PEER[0])}
+
+
+def native_token(node: NodeCore, addr=PEER, now: float = 0.0) -> bytes:
+    """The write token a native ping from ``addr`` is given."""
+    ping = request("ping", [PEER_ID.to_bytes(20, "big")], NATIVE_MAGIC + b"\x07" * 16)
+    node.receive_datagram(ping, addr, now)
+    [(reply, _)] = sent(node)
+    return reply.body["token"]
+
+
+def test_a_native_store_needs_a_token_given_to_the_same_address():
+    node = core()
+    key = key_digest("k")
+    token = native_token(node)
+    args = [PEER_ID.to_bytes(20, "big"), key, "v", 100.0, token]
+    node.receive_datagram(
+        request("store", args, NATIVE_MAGIC + b"\x01" * 16), ("10.6.6.6", 4000), 1.0
+    )
+    assert sent(node)[0][0].body is False and node.store.get(key) is None
+    assert node.stats["stores_refused_token"] == 1
+    node.receive_datagram(request("store", args, NATIVE_MAGIC + b"\x02" * 16), PEER, 1.0)
+    assert sent(node)[0][0].body is True and node.store.get(key) is not None
+
+
+def test_tokens_stay_valid_for_one_rotation_then_expire():
+    node = core()
+    token = native_token(node)
+    assert node._token_valid(PEER[0], token)
+    node.handle_timer(300.0)  # the secret rotates; the previous one is still accepted
+    assert node._token_valid(PEER[0], token)
+    node.handle_timer(600.0)
+    assert not node._token_valid(PEER[0], token)
 
 
 def test_bad_datagrams_are_counted_and_dropped():
@@ -140,7 +173,7 @@ def test_put_refuses_an_oversized_value():
 def test_a_store_sets_expiry_from_the_senders_remaining_lifetime():
     node = core(stabilize_interval=1000.0, anti_entropy_interval=1000.0)
     key = key_digest("k")
-    args = [PEER_ID.to_bytes(20, "big"), key, "v", 100.0]
+    args = [PEER_ID.to_bytes(20, "big"), key, "v", 100.0, native_token(node, now=50.0)]
     node.receive_datagram(request("store", args, NATIVE_MAGIC + b"\x01" * 16), PEER, 50.0)
     record = node.store.get(key)
     assert record.expires_at == 150.0 and record.resend_at == 50.0 + 3600.0
