@@ -1,0 +1,567 @@
+"""kadnode beside bmuller/kademlia and OpenDHT: one command, one report. I/O.
+
+    python bench/run.py                        # N = 50, 200, 1000; 3 repeats
+    python bench/run.py --sizes 50,200 --repeats 1
+
+For every N and repeat, each implementation runs the same workload
+(bench/workload.py) in a subprocess of its own, bounded by ``--timeout``:
+N nodes on 127.0.0.1, all joined, then ``--values`` puts from random nodes
+and gets of those keys from other random nodes, one at a time. Then two
+figures for kadnode alone (bench/kadload.py): FIND_NODE replies per second
+one node serves on one core, and lookups per second an N-node network
+sustains under concurrent clients. Medians across repeats go into a markdown
+table (``--out``, docs/benchmarks.md) and a plot of put/get p50 against N
+(``--plot``, docs/benchmarks.png). Progress goes to stderr. A run that fails
+or times out becomes "n/a (reason)" in its cell; nothing waits unbounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+IMPLS = ("kadnode", "bmuller", "opendht")
+TITLES = {"kadnode": "kadnode", "bmuller": "bmuller", "opendht": "OpenDHT"}
+DISTRIBUTIONS = {"kadnode": "kadnode", "bmuller": "kademlia", "opendht": "opendht"}
+# The kadnode-only figures' server waits at most this long past its load.
+SERVE_SLACK_S = 60.0
+
+
+def say(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# ---- running workers ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: dict | None
+    reason: str = ""  # why result is None
+
+
+def _last_json(stdout: str) -> dict | None:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None
+
+
+def _outcome(code: int, stdout: str) -> Outcome:
+    answer = _last_json(stdout)
+    if answer is not None and "error" in answer:
+        return Outcome(None, answer["error"])
+    if code != 0 or answer is None:
+        return Outcome(None, f"exit code {code}" if code else "no result")
+    return Outcome(answer)
+
+
+def run_worker(args: list[str], timeout: float) -> Outcome:
+    """Run one worker script; its stderr (progress) passes through."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=BENCH, stdout=subprocess.PIPE, text=True)
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return Outcome(None, f"timed out after {timeout:.0f} s")
+    return _outcome(proc.returncode, stdout)
+
+
+def run_find_node(seconds: float, contacts: int, timeout: float, seed: int) -> Outcome:
+    """A kadnode server process and a load-generator process against it."""
+    limit = seconds + SERVE_SLACK_S
+    server = subprocess.Popen(
+        [sys.executable, "kadload.py", "serve", "--limit", str(limit)],
+        cwd=BENCH,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = server.stdout.readline()  # the address, or nothing if it died
+        hello = _last_json(first)
+        if hello is None or "port" not in hello:
+            return Outcome(None, "the server did not start")
+        load = run_worker(
+            [
+                "kadload.py",
+                "load",
+                "--port",
+                str(hello["port"]),
+                "--id",
+                hello["id"],
+                "--contacts",
+                str(contacts),
+                "--seconds",
+                str(seconds),
+                "--seed",
+                str(seed),
+            ],
+            timeout,
+        )
+        stdout, _ = server.communicate(input="", timeout=timeout)  # EOF: report and exit
+        served = _outcome(server.returncode, stdout)
+        if load.result is None:
+            return load
+        if served.result is None:
+            return served
+        return Outcome({**load.result, "server": served.result})
+    except subprocess.TimeoutExpired:
+        return Outcome(None, f"timed out after {timeout:.0f} s")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+# ---- figures -----------------------------------------------------------------------
+
+
+def significant(x: float) -> str:
+    """Three significant digits, never scientific: 0.0234, 1.23, 123, 1,234."""
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    if x >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}" if x >= 0.01 else f"{x:.4f}"
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One table row: how to read it from a workload result, how to show it."""
+
+    label: str
+    better: str  # "lower" or "higher"
+    path: tuple[str, ...]
+    fmt: Callable[[float], str]
+    out_of_values: bool = False  # shown as "found/values"
+
+    def value(self, result: dict) -> float:
+        v = result
+        for part in self.path:
+            v = v[part]
+        return float(v)
+
+
+WORKLOAD_FIGURES = (
+    Figure("bootstrap s (all joined)", "lower", ("join_s",), significant),
+    Figure("put p50 ms", "lower", ("put_ms", "p50"), significant),
+    Figure("put p99 ms", "lower", ("put_ms", "p99"), significant),
+    Figure("get p50 ms", "lower", ("get_ms", "p50"), significant),
+    Figure("get p99 ms", "lower", ("get_ms", "p99"), significant),
+    Figure("values found", "higher", ("found",), "{:.0f}".format, out_of_values=True),
+    Figure("peak memory per node KiB", "lower", ("mem_per_node_kb",), "{:,.0f}".format),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    label: str
+    better: str
+    cells: dict[str, str]  # impl -> shown text
+    values: dict[str, float]  # impl -> median, where there is one
+
+
+def median_cell(fig: Figure, outcomes: list[Outcome], suffix: str = "") -> tuple[str, float | None]:
+    good = [fig.value(o.result) for o in outcomes if o.result is not None]
+    if not good:
+        reasons = sorted({o.reason for o in outcomes}) or ["not run"]
+        return f"n/a ({'; '.join(reasons)})", None
+    med = statistics.median(good)
+    text = fig.fmt(med) + suffix
+    if len(good) < len(outcomes):
+        text += f" ({len(good)}/{len(outcomes)} runs)"
+    return text, med
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return "—"
+    if b == 0:
+        return "∞" if a else "1.00"
+    return f"{a / b:.2f}"
+
+
+def build_rows(results: dict, args) -> list[Row]:
+    rows = []
+    for n in args.sizes:
+        for fig in WORKLOAD_FIGURES:
+            cells, values = {}, {}
+            for impl in IMPLS:
+                outcomes = results["workload"].get(f"{impl}/{n}", [])
+                suffix = f"/{args.values}" if fig.out_of_values else ""
+                cells[impl], med = median_cell(fig, outcomes, suffix)
+                if med is not None:
+                    values[impl] = med
+            rows.append(Row(f"{fig.label} (N={n})", fig.better, cells, values))
+    for key, fig in (
+        (
+            "find_node",
+            Figure(
+                f"FIND_NODE replies/s, one node, one core ({args.contacts} contacts)",
+                "higher",
+                ("replies_per_s",),
+                "{:,.0f}".format,
+            ),
+        ),
+        (
+            "lookups",
+            Figure(
+                f"lookups/s, N={args.lookup_nodes}, {args.lookup_clients} concurrent clients",
+                "higher",
+                ("lookups_per_s",),
+                "{:,.0f}".format,
+            ),
+        ),
+    ):
+        text, med = median_cell(fig, results[key])
+        cells = {"kadnode": text, "bmuller": "—", "opendht": "—"}
+        rows.append(Row(fig.label, fig.better, cells, {} if med is None else {"kadnode": med}))
+    return rows
+
+
+def render_table(rows: list[Row]) -> str:
+    head = ["figure", "better", *(TITLES[i] for i in IMPLS), "kadnode÷bmuller", "kadnode÷OpenDHT"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        k = r.values.get("kadnode")
+        cols = [
+            r.label,
+            r.better,
+            *(r.cells[i] for i in IMPLS),
+            ratio(k, r.values.get("bmuller")),
+            ratio(k, r.values.get("opendht")),
+        ]
+        lines.append("| " + " | ".join(cols) + " |")
+    return "\n".join(lines)
+
+
+# ---- the report ----------------------------------------------------------------------
+
+
+def version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine_facts() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                cpu,
+            )
+    except OSError:
+        pass
+    mem_gib = 0.0
+    with contextlib.suppress(ValueError, OSError):
+        mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_gib, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "versions": {i: version(d) for i, d in DISTRIBUTIONS.items()},
+        "git": git_revision(),
+    }
+
+
+def render_report(rows, facts, args, command: str, started: str, wall_s: float, no_plot) -> str:
+    v = facts["versions"]
+    plot_line = (
+        f"![put and get p50 against N]({Path(args.plot).name})"
+        if no_plot is None
+        else f"(No plot: {no_plot}.)"
+    )
+    return f"""# Benchmarks: kadnode, bmuller/kademlia, OpenDHT
+
+Regenerate this page and `benchmarks.png` with one command, from the
+repository root, in the project's virtualenv:
+
+    pip install -e '.[bench]'
+    python bench/run.py
+
+(`--sizes 50,200,1000 --repeats 3` are the defaults; `python bench/run.py -h`
+lists the rest.)
+
+## This run
+
+- command: `{command}`
+- date: {started} (UTC), {wall_s:.0f} s wall clock
+- machine: {facts["cores"]} cores ({facts["cpu"]}), {facts["memory_gib"]} GiB, {facts["os"]}
+- Python {facts["python"]}; kadnode {v["kadnode"]} at git {facts["git"]},
+  kademlia (bmuller) {v["bmuller"]}, opendht {v["opendht"]}
+- {args.repeats} repeat(s); every cell is the median across repeats
+
+## Results
+
+Each ratio is kadnode's figure divided by the other's; the "better" column
+says which direction wins (for "lower" rows a ratio below 1 means kadnode is
+ahead, for "higher" rows a ratio above 1).
+
+{render_table(rows)}
+
+{plot_line}
+
+## What is measured
+
+- **Same workload for all three.** For each N, every implementation runs in
+  a subprocess of its own (`bench/workload.py`): N nodes in that one
+  process, each on its own UDP socket on 127.0.0.1, joined through the first
+  node; then {args.values} puts, each from a random node, each followed by a
+  get of that key from another random node, one operation at a time. The
+  node choices come from one seed per repeat, shared by the three.
+- **bootstrap s**: from the first join to the last node joined, not counting
+  socket creation. kadnode and bmuller join in batches of 4 concurrent
+  `bootstrap()` calls (one event loop hosts every node, and bmuller's
+  rpcudp times out after 5 s); kadnode's bootstrap includes its own-id
+  lookup and bucket refresh, bmuller's its own-id lookup. OpenDHT has no
+  completion signal: a node counts as joined once it is connected (one good
+  node in its routing table, OpenDHT's own `getStatus` rule); its runners
+  fill their tables on their own threads afterwards.
+- **put / get ms**: wall time of one `put`/`set` (until the implementation
+  reports the store done) and one `get` (until the first value or the end of
+  the search). Values are short strings; **values found** counts gets that
+  returned exactly the value stored. Every operation is bounded (30 s).
+  kadnode's and bmuller's `get` answer at once when the reading node holds
+  a replica itself (about 20/(N-1) of the gets: 41 % at N=50, 10 % at
+  N=200); OpenDHT's searches the network every time.
+- **peak memory per node**: (VmHWM at the end - VmRSS just before the first
+  node was created) / N, from /proc/self/status of that subprocess.
+- **FIND_NODE replies/s** (kadnode only): one kadnode node in a process of
+  its own whose routing table holds {args.contacts} live contacts (nodes with
+  ids spread over its buckets ping it first); a separate load-generator
+  process sends valid `find_node` requests (random targets, built with
+  `kadnode.codec.encode_request`) over loopback UDP, keeping 64 in flight,
+  for {args.find_node_seconds:g} s, counting replies. With two cores or more the two
+  processes are pinned to different cores.
+- **lookups/s** (kadnode only): an N={args.lookup_nodes} kadnode network in one process;
+  {args.lookup_clients} tasks run node lookups of random ids from random nodes back to
+  back for {args.lookup_seconds:g} s.
+- OpenDHT runs with its per-IP rate limit lifted (every node shares
+  127.0.0.1, which the limit would throttle; OpenDHT's own tests do the
+  same), peer discovery (multicast) off and a private network id.
+- A run that fails or outlives `--timeout` ({args.timeout:g} s) shows as
+  "n/a (reason)"; "(k/R runs)" marks a median over fewer than all repeats.
+"""
+
+
+def plot(results: dict, args) -> str | None:
+    """Write put/get p50 against N; return why not, or None."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, (title, op) in zip(axes, (("put", "put_ms"), ("get", "get_ms")), strict=True):
+        for impl in IMPLS:
+            points = []
+            for n in args.sizes:
+                good = [
+                    o.result[op]["p50"]
+                    for o in results["workload"].get(f"{impl}/{n}", [])
+                    if o.result is not None
+                ]
+                if good:
+                    points.append((n, max(statistics.median(good), 1e-3)))
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", label=TITLES[impl])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(args.sizes, [str(n) for n in args.sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("nodes (N)")
+        ax.set_title(f"{title} latency, p50")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("ms (log scale)")
+    axes[0].legend()
+    fig.suptitle(f"{args.values} sequential puts and gets on 127.0.0.1, median of {args.repeats}")
+    fig.tight_layout()
+    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.plot, dpi=100)
+    plt.close(fig)
+    return None
+
+
+# ---- command line ---------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="50,200,1000", help="comma-separated N (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--values", type=int, default=200, help="puts and gets per run")
+    p.add_argument("--impls", default=",".join(IMPLS), help="which to run (default: all)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per subprocess run")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small kadnode-only figures (1 s each, lookups on 20 nodes): for CI",
+    )
+    p.add_argument("--find-node-seconds", type=float, default=None)
+    p.add_argument("--contacts", type=int, default=200)
+    p.add_argument("--lookup-nodes", type=int, default=None)
+    p.add_argument("--lookup-clients", type=int, default=16)
+    p.add_argument("--lookup-seconds", type=float, default=None)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    p.add_argument("--plot", default=str(ROOT / "docs" / "benchmarks.png"))
+    p.add_argument("--json", default=None, help="also write every raw result here")
+    args = p.parse_args(argv)
+    try:
+        args.sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    except ValueError:
+        p.error("--sizes takes comma-separated integers, e.g. 50,200,1000")
+    if not args.sizes or min(args.sizes) < 2:
+        p.error("--sizes: every N must be at least 2")
+    args.impls = [i.strip() for i in args.impls.split(",") if i.strip()]
+    if not args.impls or set(args.impls) - set(IMPLS):
+        p.error(f"--impls: choose from {','.join(IMPLS)}")
+    if args.repeats < 1 or args.values < 1 or args.timeout <= 0:
+        p.error("--repeats, --values and --timeout must be positive")
+    quick = args.quick
+    if args.find_node_seconds is None:
+        args.find_node_seconds = 1.0 if quick else 5.0
+    if args.lookup_nodes is None:
+        args.lookup_nodes = 20 if quick else 200
+    if args.lookup_seconds is None:
+        args.lookup_seconds = 1.0 if quick else 5.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")
+    t0 = time.monotonic()
+    results: dict = {"workload": {}, "find_node": [], "lookups": []}
+    for n in args.sizes:
+        for r in range(args.repeats):
+            seed = args.seed + r
+            for impl in args.impls:
+                tag = f"{impl} N={n} #{r + 1}"
+                say(f"{tag}: starting")
+                out = run_worker(
+                    [
+                        "workload.py",
+                        impl,
+                        "--nodes",
+                        str(n),
+                        "--values",
+                        str(args.values),
+                        "--seed",
+                        str(seed),
+                        "--tag",
+                        tag,
+                    ],
+                    args.timeout,
+                )
+                results["workload"].setdefault(f"{impl}/{n}", []).append(out)
+                if out.result is None:
+                    say(f"{tag}: n/a ({out.reason})")
+                else:
+                    res = out.result
+                    say(
+                        f"{tag}: join {res['join_s']:.2f} s, put p50 {res['put_ms']['p50']} ms, "
+                        f"get p50 {res['get_ms']['p50']} ms, found {res['found']}/{args.values}"
+                    )
+    if "kadnode" in args.impls:
+        for r in range(args.repeats):
+            say(f"kadnode FIND_NODE throughput #{r + 1}")
+            out = run_find_node(args.find_node_seconds, args.contacts, args.timeout, args.seed + r)
+            results["find_node"].append(out)
+            if out.result is None:
+                say(f"  n/a ({out.reason})")
+            say(f"kadnode lookups/s, N={args.lookup_nodes} #{r + 1}")
+            out = run_worker(
+                [
+                    "kadload.py",
+                    "lookups",
+                    "--nodes",
+                    str(args.lookup_nodes),
+                    "--clients",
+                    str(args.lookup_clients),
+                    "--seconds",
+                    str(args.lookup_seconds),
+                    "--seed",
+                    str(args.seed + r),
+                ],
+                args.timeout,
+            )
+            results["lookups"].append(out)
+            if out.result is None:
+                say(f"  n/a ({out.reason})")
+    rows = build_rows(results, args)
+    facts = machine_facts()
+    no_plot = plot(results, args)
+    wall_s = time.monotonic() - t0
+    report = render_report(rows, facts, args, command, started, wall_s, no_plot)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(report)
+    say(f"wrote {args.out}" + ("" if no_plot else f" and {args.plot}") + f" in {wall_s:.0f} s")
+    if args.json:
+        raw = {
+            "facts": facts,
+            "command": command,
+            "wall_s": round(wall_s, 1),
+            "rows": [
+                {"label": r.label, "better": r.better, "cells": r.cells, "values": r.values}
+                for r in rows
+            ],
+            "workload": {
+                k: [o.result or {"error": o.reason} for o in v]
+                for k, v in results["workload"].items()
+            },
+            "find_node": [o.result or {"error": o.reason} for o in results["find_node"]],
+            "lookups": [o.result or {"error": o.reason} for o in results["lookups"]],
+        }
+        Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
+    print(render_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
