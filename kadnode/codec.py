@@ -20,6 +20,7 @@ else.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import msgpack
@@ -329,8 +330,23 @@ def parse_contacts(raw: object) -> list[Contact]:
             and type(flags) is int
         ):
             raise DecodeError("contact has a bad id, host, port or flags")
-        contacts.append(Contact(int.from_bytes(raw_id, "big"), host, port, flags & 1 == 1))
+        key = (raw_id, host, port, flags & 1)
+        contact = _CONTACTS.get(key)
+        if contact is None:
+            if len(_CONTACTS) >= _CONTACTS_CACHED:
+                _CONTACTS.clear()
+            contact = _CONTACTS[key] = Contact(
+                int.from_bytes(raw_id, "big"), sys.intern(host), port, flags & 1 == 1
+            )
+        contacts.append(contact)
     return contacts
+
+
+# Contacts are immutable values that recur in every reply: one object per
+# (id, host, port, flag) saves building them again (the lookup hot path) and
+# lets every node in one process share them (the simulator's memory).
+_CONTACTS: dict[tuple[bytes, str, int, int], Contact] = {}
+_CONTACTS_CACHED = 200_000
 
 
 @dataclass(frozen=True, slots=True)

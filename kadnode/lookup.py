@@ -32,6 +32,7 @@ class Candidate:
     # node n hops away. The lookup's hop count is its nearest answer's.
     hops: int = 1
     state: State = State.FRESH
+    token: bytes | None = None  # its write token, from its reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class LookupOutcome:
     answered: int
     failed: int
     hops: int  # of the nearest node that answered (0: nobody answered)
+    tokens: dict[int, bytes]  # write tokens the answering nodes gave us
     value: Value | None = None
     value_from: Contact | None = None
     ttl: float | None = None
@@ -120,19 +122,25 @@ class Lookup:
         self.in_flight -= 1
         return cand
 
-    def answered_nodes(self, responder: Contact, contacts: Iterable[Contact]) -> None:
+    def answered_nodes(
+        self, responder: Contact, contacts: Iterable[Contact], token: bytes | None = None
+    ) -> None:
         cand = self._settle(responder.node_id, State.ANSWERED)
         if cand is None:
             return
+        cand.token = token
         if responder.native:
             cand.contact = responder
         self.answered += 1
         self.add(contacts, cand.hops + 1)
 
-    def answered_value(self, responder: Contact, value: Value, ttl: float | None) -> None:
+    def answered_value(
+        self, responder: Contact, value: Value, ttl: float | None, token: bytes | None = None
+    ) -> None:
         cand = self._settle(responder.node_id, State.ANSWERED)
         if cand is None:
             return
+        cand.token = token
         self.answered += 1
         self.values.append((responder, value))
         if self.value is None:
@@ -182,6 +190,9 @@ class Lookup:
             answered=self.answered,
             failed=self.failed,
             hops=self.value_hops if self.value is not None else hops,
+            tokens={
+                c.contact.node_id: c.token for c in self._candidates.values() if c.token is not None
+            },
             value=self.value,
             value_from=self.value_from,
             ttl=self.ttl,

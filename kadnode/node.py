@@ -20,7 +20,7 @@ import hashlib
 import heapq
 import hmac
 import random
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -61,7 +61,7 @@ DUE_BATCH = 64
 # for half that long, then fetches a fresh one with a ping.
 TOKEN_ROTATE = 300.0
 TOKEN_FRESH = 150.0
-TOKENS_CACHED = 4096
+WELCOMED_REMEMBERED = 4096
 # A STORE's reply on the wire: header and msgpack ``true``.
 STORE_REPLY_BYTES = codec.HEADER + 1
 
@@ -220,8 +220,7 @@ class NodeCore:
         # BEP 5 write tokens: current and previous secret, rotated together.
         self._secrets = [self.rng.randbytes(16), self.rng.randbytes(16)]
         self._rotate_at = now + TOKEN_ROTATE
-        self._tokens: OrderedDict[int, tuple[bytes, float]] = OrderedDict()
-        self._welcomed: OrderedDict[int, None] = OrderedDict()  # ids seen once (bounded)
+        self._welcomed: set[int] = set()  # ids met once (cleared when large)
 
     # ---- the I/O interface ----------------------------------------------------
 
@@ -399,7 +398,9 @@ class NodeCore:
                 # Paper 2.3: cache at the nearest node that lacked it, with the
                 # remaining lifetime so caching never extends it.
                 ttl = outcome.ttl if outcome.ttl is not None else self.config.expire_after
-                self._send_store(outcome.nearest_without_value, key, outcome.value, ttl, at, None)
+                nearest = outcome.nearest_without_value
+                token = outcome.tokens.get(nearest.node_id)
+                self._send_store(nearest, key, outcome.value, ttl, at, None, token)
             result = GetResult(
                 key, outcome.value, found, outcome.value_from, outcome.queried, outcome.hops
             )
@@ -454,7 +455,8 @@ class NodeCore:
                     )
 
             for contact in targets:
-                self._send_store(contact, key, value, ttl, at, partial(settled, contact))
+                token = outcome.tokens.get(contact.node_id)
+                self._send_store(contact, key, value, ttl, at, partial(settled, contact), token)
             if not targets:
                 self._complete(op, PutResult(key, 0, [], 0, outcome.queried))
 
@@ -469,10 +471,12 @@ class NodeCore:
         ttl: float,
         now: float,
         settled: Callable[[bool, float], None] | None,
+        token: bytes | None = None,
     ) -> int:
         """STORE on ``contact``: plain (bmuller's three arguments) or native,
-        with the remaining lifetime and a write token, fetched first by a
-        ping when ours is stale. Returns the bytes sent now."""
+        with the remaining lifetime and a write token (given, from a lookup's
+        reply, or kept in its table entry), fetched first by a ping when
+        neither is fresh. Returns the bytes sent now."""
         on_reply = (lambda ok, at: settled(True, at)) if settled else _ignore
         on_fail = (lambda at: settled(False, at)) if settled else _ignore
 
@@ -497,7 +501,7 @@ class NodeCore:
 
         if not contact.native:
             return send(None, now)
-        token = self._fresh_token(contact.node_id, now)
+        token = token or self._fresh_token(contact.node_id, now)
         if token is not None:
             return send(token, now)
 
@@ -529,21 +533,22 @@ class NodeCore:
         return any(hmac.compare_digest(self._token_for(host, s), token) for s in self._secrets)
 
     def _remember_token(self, node_id: int, token: bytes, now: float) -> None:
-        self._tokens[node_id] = (token, now)
-        self._tokens.move_to_end(node_id)
-        if len(self._tokens) > TOKENS_CACHED:
-            self._tokens.popitem(last=False)
+        entry = self.table.get(node_id)
+        if entry is not None:
+            entry.token, entry.token_at = token, now
 
     def _fresh_token(self, node_id: int, now: float) -> bytes | None:
-        held = self._tokens.get(node_id)
-        return held[0] if held is not None and now - held[1] < TOKEN_FRESH else None
+        entry = self.table.get(node_id)
+        if entry is not None and entry.token is not None and now - entry.token_at < TOKEN_FRESH:
+            return entry.token
+        return None
 
     def _saw_pinged(self, reply: PingReply, addr: Addr, now: float) -> None:
         """A ping to a bare address answered: a contact, native if it sent a token."""
         native = reply.token is not None
+        self._saw(Contact(reply.node_id, addr[0], addr[1], native=native), now)
         if native:
             self._remember_token(reply.node_id, reply.token, now)
-        self._saw(Contact(reply.node_id, addr[0], addr[1], native=native), now)
 
     def _run_lookup(
         self,
@@ -589,9 +594,9 @@ class NodeCore:
             if reply.native and not contact.native:
                 contact = Contact(contact.node_id, contact.host, contact.port, native=True)
             if reply.found:
-                lookup.answered_value(contact, reply.value, reply.ttl)
+                lookup.answered_value(contact, reply.value, reply.ttl, reply.token)
             else:
-                lookup.answered_nodes(contact, reply.contacts)
+                lookup.answered_nodes(contact, reply.contacts, reply.token)
             pump(at)
 
         def failed(contact: Contact, at: float) -> None:
@@ -711,10 +716,10 @@ class NodeCore:
             native = getattr(parsed, "native", False) or getattr(parsed, "token", None) is not None
             if native and not contact.native:
                 contact = Contact(contact.node_id, contact.host, contact.port, native=True)
+            self._saw(contact, now)
             token = getattr(parsed, "token", None)
             if token is not None:
                 self._remember_token(contact.node_id, token, now)
-            self._saw(contact, now)
         pending.on_reply(parsed, now)
 
     # ---- requests in ----------------------------------------------------------------
@@ -803,9 +808,9 @@ class NodeCore:
         if contact.node_id not in self.table and contact.node_id not in self._welcomed:
             # First sight, added to a bucket or only to its replacement cache:
             # either way it may now be among the k closest for keys we hold.
-            self._welcomed[contact.node_id] = None
-            if len(self._welcomed) > TOKENS_CACHED:
-                self._welcomed.popitem(last=False)
+            if len(self._welcomed) >= WELCOMED_REMEMBERED:
+                self._welcomed.clear()  # a forgotten id is welcomed again: a few extra stores
+            self._welcomed.add(contact.node_id)
             self._welcome(contact, now)
         oldest = self.table.seen(contact, now)
         if oldest is None or oldest.node_id in self._evicting:

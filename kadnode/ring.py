@@ -44,15 +44,15 @@ class RingView:
             self.predecessor = contact
             changed = True
         succ = self.successors
+        d = ring_distance(self.owner, node_id)
+        if len(succ) >= self.size and d >= ring_distance(self.owner, succ[-1].node_id):
+            return changed  # farther than every successor we keep: the common case
         if any(c.node_id == node_id for c in succ):
             return changed
-        d = ring_distance(self.owner, node_id)
-        if len(succ) < self.size or d < ring_distance(self.owner, succ[-1].node_id):
-            keys = [ring_distance(self.owner, c.node_id) for c in succ]
-            succ.insert(bisect.bisect(keys, d), contact)
-            del succ[self.size :]
-            changed = True
-        return changed
+        keys = [ring_distance(self.owner, c.node_id) for c in succ]
+        succ.insert(bisect.bisect(keys, d), contact)
+        del succ[self.size :]
+        return True
 
     def remove(self, node_id: int) -> bool:
         """Forget a node that failed; True when the view changed."""

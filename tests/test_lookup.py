@@ -86,6 +86,7 @@ def test_finishes_exactly_when_the_k_nearest_have_answered() -> None:
         answered=2,
         failed=0,
         hops=1,
+        tokens={},
         nearest_without_value=c(1),
     )
 
@@ -132,7 +133,7 @@ def test_a_lookup_without_seeds_is_finished_at_once() -> None:
     assert lk.finished
     assert lk.next_requests() == []
     assert lk.outcome() == LookupOutcome(
-        target=0, closest=[], queried=0, answered=0, failed=0, hops=0
+        target=0, closest=[], queried=0, answered=0, failed=0, hops=0, tokens={}
     )
 
 
