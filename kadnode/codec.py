@@ -330,22 +330,25 @@ def parse_contacts(raw: object) -> list[Contact]:
             and type(flags) is int
         ):
             raise DecodeError("contact has a bad id, host, port or flags")
-        key = (raw_id, host, port, flags & 1)
-        contact = _CONTACTS.get(key)
-        if contact is None:
-            if len(_CONTACTS) >= _CONTACTS_CACHED:
-                _CONTACTS.clear()
-            contact = _CONTACTS[key] = Contact(
-                int.from_bytes(raw_id, "big"), sys.intern(host), port, flags & 1 == 1
-            )
-        contacts.append(contact)
+        contacts.append(contact_of(int.from_bytes(raw_id, "big"), host, port, flags & 1 == 1))
     return contacts
+
+
+def contact_of(node_id: int, host: str, port: int, native: bool) -> Contact:
+    """The one shared Contact for these values (see ``_CONTACTS``)."""
+    key = (node_id, host, port, native)
+    contact = _CONTACTS.get(key)
+    if contact is None:
+        if len(_CONTACTS) >= _CONTACTS_CACHED:
+            _CONTACTS.clear()
+        contact = _CONTACTS[key] = Contact(node_id, sys.intern(host), port, native)
+    return contact
 
 
 # Contacts are immutable values that recur in every reply: one object per
 # (id, host, port, flag) saves building them again (the lookup hot path) and
 # lets every node in one process share them (the simulator's memory).
-_CONTACTS: dict[tuple[bytes, str, int, int], Contact] = {}
+_CONTACTS: dict[tuple[int, str, int, bool], Contact] = {}
 _CONTACTS_CACHED = 200_000
 
 

@@ -61,7 +61,6 @@ DUE_BATCH = 64
 # for half that long, then fetches a fresh one with a ping.
 TOKEN_ROTATE = 300.0
 TOKEN_FRESH = 150.0
-WELCOMED_REMEMBERED = 4096
 # A STORE's reply on the wire: header and msgpack ``true``.
 STORE_REPLY_BYTES = codec.HEADER + 1
 
@@ -220,7 +219,6 @@ class NodeCore:
         # BEP 5 write tokens: current and previous secret, rotated together.
         self._secrets = [self.rng.randbytes(16), self.rng.randbytes(16)]
         self._rotate_at = now + TOKEN_ROTATE
-        self._welcomed: set[int] = set()  # ids met once (cleared when large)
 
     # ---- the I/O interface ----------------------------------------------------
 
@@ -546,7 +544,7 @@ class NodeCore:
     def _saw_pinged(self, reply: PingReply, addr: Addr, now: float) -> None:
         """A ping to a bare address answered: a contact, native if it sent a token."""
         native = reply.token is not None
-        self._saw(Contact(reply.node_id, addr[0], addr[1], native=native), now)
+        self._saw(codec.contact_of(reply.node_id, addr[0], addr[1], native), now)
         if native:
             self._remember_token(reply.node_id, reply.token, now)
 
@@ -733,7 +731,7 @@ class NodeCore:
         native = request.native
         # Before the request itself: a newcomer's welcome must not echo back
         # the value it is storing with us right now.
-        self._saw(Contact(message.sender_id, addr[0], addr[1], native=native), now)
+        self._saw(codec.contact_of(message.sender_id, addr[0], addr[1], native), now)
         kind = type(message)
         token = self._token_for(addr[0]) if native else None
         if kind is FindNode:
@@ -805,12 +803,10 @@ class NodeCore:
 
     def _saw(self, contact: Contact, now: float) -> None:
         self._offer_ring(contact)
-        if contact.node_id not in self.table and contact.node_id not in self._welcomed:
-            # First sight, added to a bucket or only to its replacement cache:
-            # either way it may now be among the k closest for keys we hold.
-            if len(self._welcomed) >= WELCOMED_REMEMBERED:
-                self._welcomed.clear()  # a forgotten id is welcomed again: a few extra stores
-            self._welcomed.add(contact.node_id)
+        if not self.table.knows(contact.node_id):
+            # First sight (or back after being dropped), whether it lands in a
+            # bucket or in its replacement cache: it may now be among the k
+            # closest for keys we hold.
             self._welcome(contact, now)
         oldest = self.table.seen(contact, now)
         if oldest is None or oldest.node_id in self._evicting:
@@ -1009,7 +1005,7 @@ class NodeCore:
         theirs = {key for key, _ in message.entries}
         want = [i for i, (key, _) in enumerate(message.entries) if self.store.get(key) is None]
         buckets = set(message.buckets)
-        sender = Contact(message.sender_id, addr[0], addr[1], native=native)
+        sender = codec.contact_of(message.sender_id, addr[0], addr[1], native)
         for key, _, record in self._shared_with(message.sender_id, now):
             if antientropy.bucket_of(key) in buckets and key not in theirs:
                 self.stats["ae_bytes"] += self._send_store(

@@ -12,6 +12,7 @@ cached replacement then takes its place.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -55,13 +56,20 @@ class RoutingTable:
         self._replacements: list[list[Contact]] = [_EMPTY] * ID_BITS  # type: ignore[list-item]
         self._by_id: dict[int, Entry] = {}
         self.version = 0  # bumped on every change of membership
-        self.refreshed_at: list[float] = [now] * ID_BITS
+        self.refreshed_at = array("d", [now] * ID_BITS)  # no float object per bucket
 
     def __len__(self) -> int:
         return len(self._by_id)
 
     def __contains__(self, node_id: int) -> bool:
         return node_id in self._by_id
+
+    def knows(self, node_id: int) -> bool:
+        """In a bucket or in its bucket's replacement cache."""
+        if node_id in self._by_id:
+            return True
+        cache = self._replacements[(self.owner ^ node_id).bit_length() - 1]
+        return any(c.node_id == node_id for c in cache)
 
     def get(self, node_id: int) -> Entry | None:
         return self._by_id.get(node_id)

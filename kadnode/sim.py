@@ -98,8 +98,8 @@ MIN_FOUND_NEAREST = 0.95
 MIN_CHURN_LOOKUPS = 0.95
 
 DEFAULT_NODES = {
-    "hops": 4096,
-    "failure": 2000,
+    "hops": 10_000,
+    "failure": 10_000,
     "churn": 1000,
     "partition": 1000,
     "load": 1000,
@@ -256,6 +256,7 @@ class Op:
     kind: str
     key: tuple
     started: float
+    core: NodeCore
     info: object = None
 
 
@@ -357,7 +358,13 @@ class World:
     # -- operations --
 
     def begin(self, core: NodeCore, start: Callable[[NodeCore, float], int], kind: str, info=None):
-        return Op(kind, self.net.start(core, start), self.net.now, info)
+        return Op(kind, self.net.start(core, start), self.net.now, core, info)
+
+    def gone(self, op: Op) -> bool:
+        """True when the node that started ``op`` crashed (even if restarted since)."""
+        net = self.net
+        addr = op.key[0]
+        return addr in net.down or net.cores[net.index[addr]] is not op.core
 
     def run_ops(
         self, starts: Sequence[tuple[NodeCore, Callable[[NodeCore, float], int]]], spread: float
@@ -446,12 +453,15 @@ class Report:
     failures: list[str] = field(default_factory=list)  # violated invariants
     digest: str = ""
     extra: list[tuple[str, list[tuple[str, str]], list[dict]]] = field(default_factory=list)
+    reproduce: str | None = None  # the command that replays it, when not command()
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
     def command(self) -> str:
+        if self.reproduce:
+            return self.reproduce
         return f"kadnode sim {self.scenario} --nodes {self.nodes} --seed {self.seed}"
 
     def as_json(self) -> dict:
@@ -615,9 +625,19 @@ def powers_of_two(low: int, high: int) -> list[int]:
 
 
 def scenario_hops(
-    nodes: int, seed: int, *, lookups: int = 300, progress: Progress | None = None
+    nodes: int,
+    seed: int,
+    *,
+    lookups: int = 300,
+    progress: Progress | None = None,
+    world: World | None = None,
 ) -> Report:
-    world = World("hops", seed, progress=progress)
+    """Grow a network to ``nodes`` and measure lookups at every power of two.
+
+    ``world``: grow this (empty) world instead of a new one; ``all`` passes
+    the world the failure scenario then continues on.
+    """
+    world = world if world is not None else World("hops", seed, progress=progress)
     k = world.config.k
     sizes = powers_of_two(min(64, nodes), nodes)
     rows: list[dict] = []
@@ -1028,10 +1048,10 @@ def scenario_churn(
             net.run_until(t0 + n * tick)
             still = []
             for op in inflight:
+                if world.gone(op):
+                    continue  # the asker left: not the network's failure
                 got = world.poll(op)
                 if got is None:
-                    if op.key[0] in net.down:
-                        continue  # the asker left: not the network's failure
                     still.append(op)
                     continue
                 result, at = got
@@ -1046,10 +1066,11 @@ def scenario_churn(
             inflight = still
             pending = []
             for op, core in joining:
+                if world.gone(op):
+                    continue
                 got = world.poll(op)
                 if got is None:
-                    if op.key[0] not in net.down:
-                        pending.append((op, core))
+                    pending.append((op, core))
                     continue
                 if got[0].answered == 0:
                     world.join_failures += 1
@@ -1672,6 +1693,34 @@ def run_scenario(name: str, nodes: int | None, seed: int, quiet: bool = False) -
     return runners[name](n, seed, progress=progress)
 
 
+def run_all(nodes: int | None, seed: int, quiet: bool = False) -> Iterator[Report]:
+    """Every scenario, one after the other; hops and failure share one network.
+
+    Growing 10,000 nodes is the longest part of both, so the failure
+    scenario continues on the network the hops scenario grew (built with the
+    failure scenario's config; hops stores nothing, so its traffic and
+    digest are those of ``kadnode sim hops`` alone).
+    """
+    size = nodes if nodes is not None else max(DEFAULT_NODES["hops"], DEFAULT_NODES["failure"])
+    shared = World(
+        "hops",
+        seed,
+        config=Config(replicate_interval=FAILURE_REPLICATE_INTERVAL),
+        progress=Progress("hops", enabled=not quiet),
+    )
+    yield scenario_hops(size, seed, world=shared)
+    shared.progress = Progress("failure", enabled=not quiet)
+    report = scenario_failure(size, seed, world=shared)
+    report.reproduce = (
+        f"python -m kadnode.sim all --seed {seed}"
+        + (f" --nodes {nodes}" if nodes is not None else "")
+        + " (failure continues on the network grown by hops)"
+    )
+    yield report
+    for name in ("churn", "partition", "load"):
+        yield run_scenario(name, nodes, seed, quiet)
+
+
 def write_report(report: Report, out: Path, with_plot: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -1734,16 +1783,25 @@ def run_sim_command(args: argparse.Namespace) -> int:
     if args.plot is not None and len(names) > 1:
         print("kadnode: error: --plot takes one scenario; use --out DIR for all", file=sys.stderr)
         return 2
-    reports = []
-    for name in names:
+    reports: list[Report] = []
+    runs = (
+        run_all(args.nodes, args.seed, args.quiet)
+        if args.scenario == "all"
+        else (run_scenario(name, args.nodes, args.seed, args.quiet) for name in names)
+    )
+    while True:
         try:
-            report = run_scenario(name, args.nodes, args.seed, args.quiet)
+            report = next(runs)
+        except StopIteration:
+            break
         except Exception as exc:
             print(
-                f"kadnode sim {name}: error (seed {args.seed}): {type(exc).__name__}: {exc}",
+                f"kadnode sim {args.scenario}: error (seed {args.seed}):"
+                f" {type(exc).__name__}: {exc}",
                 file=sys.stderr,
             )
             return 2
+        name = report.scenario
         reports.append(report)
         if args.plot is not None:
             plot(report, args.plot)

@@ -202,6 +202,12 @@ class SimNetwork:
         index = self.index[addr]
         old = self.cores[index]
         self.down.discard(addr)
+        # The new process numbers its operations from 1 again: forget what
+        # the old one left behind, so no result is taken for another's.
+        for key in [key for key in self.results if key[0] == addr]:
+            del self.results[key]
+            self.done_at.pop(key, None)
+        self._forget = {key for key in self._forget if key[0] != addr}
         return self._new_core(index, old.id, old.store if store is None else store)
 
     def kill(self, addrs: Iterable[Addr]) -> None:
