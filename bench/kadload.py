@@ -35,6 +35,7 @@ import time
 
 from workload import OP_TIMEOUT, Kadnode, emit, make_progress, status_kb
 
+from kadnode import loop
 from kadnode.codec import NATIVE_MAGIC, encode_request
 from kadnode.config import K
 from kadnode.ids import ID_BITS, ID_BYTES
@@ -173,7 +174,7 @@ def load(args) -> dict:
     addr = ("127.0.0.1", args.port)  # loopback only, whatever else is asked
     owner = int(args.id, 16)
     say = make_progress("kadnode find_node load")
-    answered = asyncio.run(fill_table(addr, owner, args.contacts, rng))
+    answered = loop.run(fill_table(addr, owner, args.contacts, rng))
     say(f"{answered}/{args.contacts} contacts pinged the server; sending for {args.seconds} s")
     result = blast(addr, owner, args.seconds, args.window, rng)
     say(
@@ -245,11 +246,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.role == "serve":
-            result = asyncio.run(serve(args.limit))
+            result = loop.run(serve(args.limit))
         elif args.role == "load":
             result = load(args)
         else:
-            result = asyncio.run(lookups(args.nodes, args.clients, args.seconds, args.seed))
+            result = loop.run(lookups(args.nodes, args.clients, args.seconds, args.seed))
     except Exception as exc:  # reported as this cell's "n/a (reason)"
         emit({"error": f"{type(exc).__name__}: {exc}"[:200]})
     emit(result)

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from kadnode import loop
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 IMPLS = ("kadnode", "bmuller", "opendht")
@@ -300,6 +302,7 @@ def machine_facts() -> dict:
         "memory_gib": round(mem_gib, 1),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "loop": loop.name(),
         "versions": {i: version(d) for i, d in DISTRIBUTIONS.items()},
         "git": git_revision(),
     }
@@ -328,7 +331,8 @@ lists the rest.)
 - command: `{command}`
 - date: {started} (UTC), {wall_s:.0f} s wall clock
 - machine: {facts["cores"]} cores ({facts["cpu"]}), {facts["memory_gib"]} GiB, {facts["os"]}
-- Python {facts["python"]}; kadnode {v["kadnode"]} at git {facts["git"]},
+- Python {facts["python"]} ({facts["loop"]} event loop for kadnode and bmuller);
+  kadnode {v["kadnode"]} at git {facts["git"]},
   kademlia (bmuller) {v["bmuller"]}, opendht {v["opendht"]}
 - {args.repeats} repeat(s); every cell is the median across repeats
 

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
+from kadnode import loop
 from kadnode.demo import JOIN_BATCH, percentiles
 from kadnode.server import Server
 
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError as exc:
         emit({"error": f"not installed: {exc}"})
     try:
-        result = asyncio.run(run_workload(impl, args.nodes, args.values, args.seed, say))
+        result = loop.run(run_workload(impl, args.nodes, args.values, args.seed, say))
     except Exception as exc:  # reported as this cell's "n/a (reason)"
         emit({"error": str(exc)[:300]})
     emit(result)

@@ -10,13 +10,12 @@ traceback reaches a user.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, loop
 from .client import EXIT_ERROR, add_client_commands, one_line, run_client_command
 from .daemon import DEFAULT_API_PORT, DEFAULT_PORT, DaemonOptions, run_daemon
 from .demo import render, run_demo
@@ -135,14 +134,14 @@ def _run(args: argparse.Namespace) -> int:
         api_host=host,
         api_port=api_port,
     )
-    asyncio.run(run_daemon(options))
+    loop.run(run_daemon(options))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     values = args.values if args.values is not None else min(args.nodes, 200)
     progress = None if args.json else (lambda msg: print(f"  {msg}", file=sys.stderr))
-    report = asyncio.run(run_demo(args.nodes, values, args.seed, progress))
+    report = loop.run(run_demo(args.nodes, values, args.seed, progress))
     print(json.dumps(report.as_json(), indent=2) if args.json else render(report))
     return 0 if report.ok else 1
 

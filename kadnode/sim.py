@@ -290,6 +290,7 @@ class World:
         self.rss0 = rss_bytes()
         self.build_wall = 0.0
         self.build_events = 0
+        self.built = 0
         self.rss_per_node = 0.0
 
     @property
@@ -336,6 +337,7 @@ class World:
             on_size(len(self.members))
         self.build_wall += time.perf_counter() - t0
         self.build_events += self.net.events - ev0
+        self.built = len(self.net.cores)
         self.rss_per_node = (rss_bytes() - self.rss0) / max(1, len(self.net.cores))
 
     def join_wave(self, size: int) -> None:
@@ -429,7 +431,7 @@ class World:
             "datagrams_dropped": net.dropped,
             "build_wall_s": round(self.build_wall, 1),
             "build_events_per_s": round(self.build_events / max(self.build_wall, 1e-9)),
-            "datagrams_per_join": round(self.build_events / max(1, len(net.cores) - 1)),
+            "events_per_join": round(self.build_events / max(1, self.built - 1)),
             "rss_per_node_kib": round(self.rss_per_node / 1024, 1),
             "join_failures": self.join_failures,
         }
