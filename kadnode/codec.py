@@ -120,7 +120,19 @@ class KeyList:
     entries: list[tuple[bytes, bytes]]
 
 
-Message = Ping | Store | FindNode | FindValue | RingQuery | FindSuccessor | Digest | KeyList
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Native: write a signed peer record or a shared value (kadnode.kinds)."""
+
+    sender_id: int
+    key: bytes
+    kind: int
+    payload: object  # checked by kadnode.kinds for its kind
+    ttl: float
+    token: bytes
+
+
+Message = Ping | Store | FindNode | FindValue | RingQuery | FindSuccessor | Digest | KeyList | Put
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +299,16 @@ def _parse_key_list(args: list) -> KeyList:
     return KeyList(_id(args[0]), buckets, pairs)
 
 
+def _parse_put(args: list) -> Put:
+    _arity(args, 6)
+    kind, token = args[2], args[5]
+    if type(kind) is not int or kind not in (1, 2):
+        raise DecodeError("put kind is not 1 (peer record) or 2 (shared)")
+    if type(token) is not bytes or len(token) != TOKEN_BYTES:
+        raise DecodeError("put token is not 8 bytes")
+    return Put(_id(args[0]), _key(args[1]), kind, args[3], _ttl(args[4]), token)
+
+
 _REQUEST_PARSERS = {
     "ping": _parse_ping,
     "store": _parse_store,
@@ -296,6 +318,7 @@ _REQUEST_PARSERS = {
     "kn_find_successor": _parse_find_successor,
     "kn_digest": _parse_digest,
     "kn_keys": _parse_key_list,
+    "kn_put": _parse_put,
 }
 
 
@@ -362,6 +385,7 @@ class FindReply:
     value: Value | None = None
     ttl: float | None = None
     token: bytes | None = None
+    kind: int = 0  # of the value (kadnode.kinds): 0 plain
 
 
 def _token(body: dict) -> bytes | None:
@@ -381,7 +405,13 @@ def parse_find_reply(body: object) -> FindReply:
     if "value" in body:
         ttl = body.get("ttl")
         ttl = None if ttl is None else _ttl(ttl)
-        return FindReply([], native, True, check_value(body["value"]), ttl, token)
+        kind = body.get("kind", 0)
+        if type(kind) is not int or kind not in (0, 1, 2):
+            raise DecodeError("reply kind is not 0, 1 or 2")
+        # Plain values are bmuller's scalars; other kinds are checked by their
+        # reader (kadnode.kinds), which verifies signatures and clocks.
+        value = check_value(body["value"]) if kind == 0 else body["value"]
+        return FindReply([], native, True, value, ttl, token, kind)
     if "nodes" in body:
         return FindReply(parse_contacts(body["nodes"]), True, token=token)
     raise DecodeError("find reply map has neither value nor nodes")
@@ -453,6 +483,18 @@ def ping_reply_body(node_id: bytes, native: bool, token: bytes) -> object:
     return {"id": node_id, "token": token} if native else node_id
 
 
+def parse_put_reply(body: object) -> str | None:
+    """kn_put's reply: None when taken, else the replica's one-line reason."""
+    if type(body) is not dict or set(body) != {"ok", "reason"} or type(body["ok"]) is not bool:
+        raise DecodeError("put reply is not {ok, reason}")
+    reason = body["reason"]
+    if body["ok"]:
+        return None
+    if type(reason) is not str or not reason or len(reason) > 200:
+        raise DecodeError("put refusal has no short reason")
+    return reason
+
+
 def parse_store_reply(body: object) -> bool:
     if body is not True:
         raise DecodeError("store reply is not true")
@@ -481,18 +523,20 @@ def contact_entries(contacts: list[Contact], native: bool) -> list[list]:
 def find_reply_body(
     contacts: list[Contact],
     native: bool,
-    value: Value | None = None,
+    value: object | None = None,
     ttl: float | None = None,
     token: bytes | None = None,
+    kind: int = 0,
 ) -> object:
     """A find reply in the asker's dialect; native ones carry a write token."""
     if not native:
         return {"value": value} if value is not None else contact_entries(contacts, False)
-    body: dict = (
-        {"value": value, "ttl": ttl}
-        if value is not None
-        else {"nodes": contact_entries(contacts, True)}
-    )
+    if value is not None:
+        body: dict = {"value": value, "ttl": ttl}
+        if kind:
+            body["kind"] = kind
+    else:
+        body = {"nodes": contact_entries(contacts, True)}
     if token is not None:
         body["token"] = token
     return body

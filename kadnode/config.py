@@ -50,6 +50,20 @@ AE_HASH_BYTES = 8
 # Keys per kn_keys datagram: 200 x ~31 bytes stays under rpcudp's 8 KiB.
 AE_KEYS_PER_DATAGRAM = 200
 
+# Quorum (seed 001; Dynamo, DeCandia et al. 2007, section 4.5). N is the
+# replica set: the k = 20 closest. W = R = 11 is a majority, so R + W > N and
+# every read quorum meets every write quorum: a read sees the latest acked
+# write. Kademlia already asks all k, so this costs no extra messages, only
+# availability: a write fails when 10 of its 20 replicas are unreachable.
+# In a network with fewer than k nodes the quorum is a majority of the
+# replicas found (two majorities of one set still intersect).
+WRITE_QUORUM = 11
+READ_QUORUM = 11
+# Signed peer records (issue: registration nobody can forge): a record lives
+# 6 hours and its owner re-signs it with a higher sequence every 3 hours, and
+# at once when its address changes.
+REGISTER_LIFETIME = 6 * 3600.0
+
 # Request timeouts: RFC 6298 (TCP RTO) estimator, with a floor for loopback
 # and LAN where the RTT is far below what scheduling noise adds.
 RTO_INITIAL = 1.0  # RFC 6298 section 2.1: 1 s before any sample
@@ -89,6 +103,9 @@ class Config:
     stabilize_interval: float = STABILIZE_INTERVAL
     max_route_hops: int = MAX_ROUTE_HOPS
     anti_entropy_interval: float = ANTI_ENTROPY_INTERVAL
+    write_quorum: int = WRITE_QUORUM
+    read_quorum: int = READ_QUORUM
+    register_lifetime: float = REGISTER_LIFETIME
     refresh_interval: float = REFRESH_INTERVAL
     replicate_interval: float = REPLICATE_INTERVAL
     republish_interval: float = REPUBLISH_INTERVAL

@@ -405,8 +405,12 @@ async def serve(
             handlers.discard(task)
 
     server = await asyncio.start_server(handler, host, port, limit=MAX_HEAD_BYTES)
-    server.kadnode_handlers = handlers  # type: ignore[attr-defined]
+    _HANDLERS[id(server)] = handlers  # uvloop's Server takes no new attributes
     return server
+
+
+# Each serving server's request handlers in flight, for shutdown().
+_HANDLERS: dict[int, set[asyncio.Task]] = {}
 
 
 async def shutdown(server: asyncio.Server, grace: float = LINGER_S + 1.0) -> None:
@@ -417,7 +421,7 @@ async def shutdown(server: asyncio.Server, grace: float = LINGER_S + 1.0) -> Non
     """
     server.close()
     await server.wait_closed()
-    handlers = getattr(server, "kadnode_handlers", set())
+    handlers = _HANDLERS.pop(id(server), set())
     if handlers:
         await asyncio.wait(list(handlers), timeout=grace)
 

@@ -44,6 +44,8 @@ class LookupOutcome:
     failed: int
     hops: int  # of the nearest node that answered (0: nobody answered)
     tokens: dict[int, bytes]  # write tokens the answering nodes gave us
+    # The replica set: the k nearest that answered or failed (a quorum's N).
+    replica_set: int = 0
     value: Value | None = None
     value_from: Contact | None = None
     ttl: float | None = None
@@ -173,9 +175,12 @@ class Lookup:
         closest: list[Contact] = []
         nearest_without = None
         hops = 0
+        failed_near = 0
         holders = {c.node_id for c, _ in self.values}
         for _, node_id in self._order:
             cand = self._candidates[node_id]
+            if cand.state is State.FAILED and len(closest) < self.k:
+                failed_near += 1
             if cand.state is not State.ANSWERED:
                 continue
             hops = hops or cand.hops
@@ -193,6 +198,7 @@ class Lookup:
             tokens={
                 c.contact.node_id: c.token for c in self._candidates.values() if c.token is not None
             },
+            replica_set=min(self.k, len(closest) + failed_near),
             value=self.value,
             value_from=self.value_from,
             ttl=self.ttl,

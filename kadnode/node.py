@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
-from . import antientropy, codec
+from . import antientropy, codec, kinds, records, vclock
 from .codec import (
     NATIVE_MAGIC,
     Contact,
@@ -37,6 +37,7 @@ from .codec import (
     KeyList,
     Ping,
     PingReply,
+    Put,
     Request,
     Response,
     RingQuery,
@@ -46,14 +47,17 @@ from .codec import (
 )
 from .config import AE_KEYS_PER_DATAGRAM, RTO_ALPHA, RTO_BETA, RTO_K, Config
 from .errors import LocalProtocolError
+from .identity import Identity
 from .ids import ID_BITS, ID_BYTES, ID_SPACE, in_half_open, in_open
 from .lookup import Lookup, LookupOutcome
 from .ring import Fingers, RingView
 from .routing import RoutingTable, rtt_update
-from .storage import Record
+from .storage import PEER, PLAIN, SHARED, Record
 
 Addr = tuple[str, int]
 
+# Lookup modes (NodeCore._run_lookup).
+NODES, FIRST, ALL = 0, 1, 2
 # How many due records one timer tick handles before yielding (bounded work).
 DUE_BATCH = 64
 # BEP 5: "tokens up to ten minutes old are accepted": a secret changes every
@@ -110,6 +114,37 @@ class PutResult:
     replicas: list[Contact]  # the nodes that acknowledged
     asked: int
     queried: int
+    needed: int = 0  # the write quorum W for this replica set
+    replica_set: int = 0  # the k closest found, answering or not
+    refused: tuple[str, ...] = ()  # reasons replicas gave for refusing
+
+    @property
+    def quorum(self) -> bool:
+        return self.acks >= self.needed
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """A quorum read of a peer record or a shared value."""
+
+    key: bytes
+    kind: int
+    payload: object | None  # the newest (kinds.newest), None: not found
+    replica_set: int  # the k closest found, answering or not
+    answered: int  # of those, how many answered
+    holding: int  # of those, how many held some version
+    agreeing: int  # of those, how many held the newest already
+    repaired: int  # read repairs sent to stale or empty replicas
+    rejected: int  # invalid versions seen (bad signature, expired...)
+    needed: int  # the read quorum R for this replica set
+
+    @property
+    def found(self) -> bool:
+        return self.payload is not None
+
+    @property
+    def quorum(self) -> bool:
+        return self.answered >= self.needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +221,13 @@ class NodeCore:
         config: Config | None = None,
         rng: random.Random | None = None,
         now: float = 0.0,
+        identity: Identity | None = None,
     ):
+        if identity is not None and identity.node_id != node_id:
+            raise LocalProtocolError("the node id must derive from the identity's key")
+        self.identity = identity
+        self.addresses: tuple[tuple[str, int], ...] = ()  # what register() advertises
+        self._seq = 0
         self.id = node_id
         self.id_bytes = node_id.to_bytes(ID_BYTES, "big")
         self.config = config or Config()
@@ -340,7 +381,7 @@ class NodeCore:
             state["answered"] += answered
             if answered and not state["joining"]:
                 state["joining"] = True
-                self._run_lookup(self.id, False, at, joined)
+                self._run_lookup(self.id, NODES, at, joined)
             finish(at)
 
         for addr in seeds:
@@ -380,7 +421,7 @@ class NodeCore:
                 ),
             )
 
-        self._run_lookup(target, False, now, done)
+        self._run_lookup(target, NODES, now, done)
         return op
 
     def get(self, key: bytes, now: float) -> int:
@@ -404,7 +445,7 @@ class NodeCore:
             )
             self._complete(op, result)
 
-        self._run_lookup(int.from_bytes(key, "big"), True, now, done)
+        self._run_lookup(int.from_bytes(key, "big"), FIRST, now, done)
         return op
 
     def put(self, key: bytes, value: Value, now: float, ttl: float | None = None) -> int:
@@ -418,6 +459,92 @@ class NodeCore:
         ttl = self.config.expire_after if ttl is None else min(ttl, self.config.expire_after)
         self.store.put(Record(key, value, now + ttl, True, now + self.config.republish_interval))
         return self._publish(key, value, ttl, now)
+
+    def register(self, now: float) -> int:
+        """Sign a peer record for ``self.addresses`` (a higher sequence than any
+        before) and store it on the k closest to our id; re-signed every half
+        lifetime while we run."""
+        if self.identity is None:
+            raise LocalProtocolError("this node has no identity key to sign a record with")
+        if not self.addresses:
+            raise LocalProtocolError("no address to register (set the node's addresses)")
+        return self._register(now)
+
+    def _register(self, now: float) -> int:
+        assert self.identity is not None
+        cfg = self.config
+        # Sequence numbers from the clock in milliseconds: higher after a
+        # restart too, with nothing to persist.
+        self._seq = max(self._seq + 1, int(now * 1000))
+        record = records.sign_record(
+            self.identity, self.addresses, self._seq, now + cfg.register_lifetime
+        )
+        payload = records.to_wire(record)
+        self.store.put(
+            Record(
+                self.id_bytes, payload, record.expires, True, now + cfg.register_lifetime / 2, PEER
+            )
+        )
+        return self._publish(self.id_bytes, payload, cfg.register_lifetime, now, PEER)
+
+    def put_shared(self, key: bytes, value: Value, context: object | None, now: float) -> int:
+        """Write a shared value. ``context`` is the clock a read returned
+        (``vclock.to_wire`` form) and names what this write supersedes; None
+        is a blind write that becomes a sibling of what is held."""
+        codec.check_value(value)
+        seen = vclock.from_wire(context) if context is not None else None
+        version = vclock.write(seen, self.id, value)
+        payload = kinds.siblings_to_wire((version,))
+        held = self.store.get(key)
+        current = held.value if held is not None and held.kind == SHARED else None
+        merged = kinds.merge(SHARED, current, payload, key, now)
+        cfg = self.config
+        self.store.put(
+            Record(key, merged, now + cfg.expire_after, True, now + cfg.republish_interval, SHARED)
+        )
+        return self._publish(key, payload, cfg.expire_after, now, SHARED)
+
+    def read(self, key: bytes, kind: int, now: float) -> int:
+        """Quorum read of a peer record or shared value, with read repair."""
+        op = self._new_op()
+
+        def done(outcome: LookupOutcome, at: float) -> None:
+            held = {c.node_id: v for c, v in outcome.values_seen}
+            mine = self.store.get(key)
+            payloads = list(held.values())
+            if mine is not None and mine.kind == kind and mine.expires_at > at:
+                payloads.append(mine.value)
+            newest, rejected = kinds.newest(kind, payloads, key, at)
+            stale = [
+                c
+                for c in outcome.closest
+                if newest is not None and not kinds.same(kind, held.get(c.node_id), newest)
+            ]
+            ttl = kinds.expires(kind, newest, at + self.config.expire_after) - at if newest else 0
+            for contact in stale:
+                self._send_store(
+                    contact, key, newest, ttl, at, None, outcome.tokens.get(contact.node_id), kind
+                )
+            self.stats["read_repairs"] += len(stale)
+            answered = len(outcome.closest)
+            self._complete(
+                op,
+                ReadResult(
+                    key,
+                    kind,
+                    newest,
+                    outcome.replica_set,
+                    answered,
+                    len(held),
+                    answered - len(stale) if newest is not None else 0,
+                    len(stale),
+                    rejected,
+                    self._quorum(self.config.read_quorum, outcome.replica_set),
+                ),
+            )
+
+        self._run_lookup(int.from_bytes(key, "big"), ALL, now, done, kind)
+        return op
 
     # ---- operation plumbing ----------------------------------------------------
 
@@ -435,62 +562,99 @@ class NodeCore:
         self._ops.discard(op)
         self._events.append(OperationCompleted(op, result))
 
-    def _publish(self, key: bytes, value: Value, ttl: float, now: float) -> int:
+    def _publish(self, key: bytes, value: object, ttl: float, now: float, kind: int = PLAIN) -> int:
+        """Find the k closest, write to each, count acknowledgements against W."""
         op = self._new_op()
 
         def stored(outcome: LookupOutcome, at: float) -> None:
             targets = outcome.closest
             acks: list[Contact] = []
+            refused: list[str] = []
             state = {"left": len(targets)}
+            needed = self._quorum(self.config.write_quorum, outcome.replica_set)
 
-            def settled(contact: Contact, ok: bool, t: float) -> None:
+            def finish() -> None:
+                self._complete(
+                    op,
+                    PutResult(
+                        key,
+                        len(acks),
+                        acks,
+                        len(targets),
+                        outcome.queried,
+                        needed,
+                        outcome.replica_set,
+                        tuple(dict.fromkeys(refused)),
+                    ),
+                )
+
+            def settled(contact: Contact, ok: bool | str, t: float) -> None:
                 state["left"] -= 1
-                if ok:
+                if ok is True:
                     acks.append(contact)
+                elif isinstance(ok, str):
+                    refused.append(ok)
                 if state["left"] == 0:
-                    self._complete(
-                        op, PutResult(key, len(acks), acks, len(targets), outcome.queried)
-                    )
+                    finish()
 
             for contact in targets:
                 token = outcome.tokens.get(contact.node_id)
-                self._send_store(contact, key, value, ttl, at, partial(settled, contact), token)
+                self._send_store(
+                    contact, key, value, ttl, at, partial(settled, contact), token, kind
+                )
             if not targets:
-                self._complete(op, PutResult(key, 0, [], 0, outcome.queried))
+                finish()
 
-        self._run_lookup(int.from_bytes(key, "big"), False, now, stored)
+        self._run_lookup(int.from_bytes(key, "big"), NODES, now, stored)
         return op
+
+    @staticmethod
+    def _quorum(configured: int, replica_set: int) -> int:
+        """W or R for a replica set: as configured, at most a majority of it."""
+        return min(configured, replica_set // 2 + 1) if replica_set else 0
 
     def _send_store(
         self,
         contact: Contact,
         key: bytes,
-        value: Value,
+        value: object,
         ttl: float,
         now: float,
-        settled: Callable[[bool, float], None] | None,
+        settled: Callable[[bool | str, float], None] | None,
         token: bytes | None = None,
+        kind: int = PLAIN,
     ) -> int:
-        """STORE on ``contact``: plain (bmuller's three arguments) or native,
-        with the remaining lifetime and a write token (given, from a lookup's
-        reply, or kept in its table entry), fetched first by a ping when
-        neither is fresh. Returns the bytes sent now."""
-        on_reply = (lambda ok, at: settled(True, at)) if settled else _ignore
+        """Write ``value`` on ``contact``. Plain values: bmuller's three-argument
+        STORE to stock nodes, or the native STORE with the remaining lifetime
+        and a write token. Peer records and shared values: ``kn_put``, native
+        only. The token is given (from a lookup's reply) or kept in the
+        contact's table entry, else fetched first with a ping. ``settled``
+        gets True, False (no answer) or a replica's reason for refusing.
+        Returns the bytes sent now."""
         on_fail = (lambda at: settled(False, at)) if settled else _ignore
 
         def send(token: bytes | None, at: float) -> int:
-            args: list = [self.id_bytes, key, value]
-            if token is not None:
-                # The receiver counts the lifetime from when the STORE arrives;
+            if token is None:
+                args: list = [self.id_bytes, key, value]
+            else:
+                # The receiver counts the lifetime from when the write arrives;
                 # less the RTT (more than the one-way transit), it never ends
                 # later than ours.
-                args += [max(0.0, ttl - self._rtt_estimate(contact) - (at - now)), token]
+                remaining = max(0.0, ttl - self._rtt_estimate(contact) - (at - now))
+                args = [self.id_bytes, key, value, remaining, token]
+            if kind == PLAIN:
+                method, parse = "store", codec.parse_store_reply
+                on_reply = (lambda ok, t: settled(True, t)) if settled else _ignore
+            else:
+                args = [self.id_bytes, key, kind, value, args[3], token]
+                method, parse = "kn_put", codec.parse_put_reply
+                on_reply = (lambda why, t: settled(why or True, t)) if settled else _ignore
             return self._request(
                 contact.addr,
                 contact,
-                "store",
+                method,
                 args,
-                codec.parse_store_reply,
+                parse,
                 on_reply,
                 on_fail,
                 at,
@@ -498,6 +662,9 @@ class NodeCore:
             )
 
         if not contact.native:
+            if kind != PLAIN:  # stock nodes hold plain values only
+                on_fail(now)
+                return 0
             return send(None, now)
         token = token or self._fresh_token(contact.node_id, now)
         if token is not None:
@@ -519,6 +686,19 @@ class NodeCore:
             on_fail,
             now,
             self.config.request_attempts,
+        )
+
+    def _send_record(
+        self,
+        contact: Contact,
+        record: Record,
+        now: float,
+        settled: Callable[[bool | str, float], None] | None = None,
+    ) -> int:
+        """Re-send a held record (replication, join handoff, leave, anti-entropy)."""
+        remaining = record.expires_at - now
+        return self._send_store(
+            contact, record.key, record.value, remaining, now, settled, None, record.kind
         )
 
     # ---- write tokens (BEP 5) ------------------------------------------------------------
@@ -551,10 +731,14 @@ class NodeCore:
     def _run_lookup(
         self,
         target: int,
-        want_value: bool,
+        mode: int,
         now: float,
         done: Callable[[LookupOutcome, float], None],
+        kind: int = PLAIN,
     ) -> None:
+        """A lookup: NODES (find_node), FIRST (find_value, ends at the first
+        plain value) or ALL (find_value, collects every replica's value of
+        ``kind`` while finding the k closest: quorum reads)."""
         cfg = self.config
         lookup = Lookup(
             target,
@@ -562,10 +746,10 @@ class NodeCore:
             k=cfg.k,
             alpha=cfg.alpha,
             self_id=self.id,
-            want_value=want_value,
+            want_value=mode == FIRST,
         )
         self.table.touch(self.table.bucket_index(target), now)
-        method = "find_value" if want_value else "find_node"
+        method = "find_node" if mode == NODES else "find_value"
         args = [self.id_bytes, target.to_bytes(ID_BYTES, "big")]
         finished = [False]
 
@@ -591,9 +775,9 @@ class NodeCore:
         def replied(contact: Contact, reply: FindReply, at: float) -> None:
             if reply.native and not contact.native:
                 contact = Contact(contact.node_id, contact.host, contact.port, native=True)
-            if reply.found:
+            if reply.found and reply.kind == kind:
                 lookup.answered_value(contact, reply.value, reply.ttl, reply.token)
-            else:
+            else:  # no value, or one of another kind: this node holds nothing for us
                 lookup.answered_nodes(contact, reply.contacts, reply.token)
             pump(at)
 
@@ -752,6 +936,8 @@ class NodeCore:
             body = antientropy.differing(mine, message.hashes)
         elif kind is KeyList:
             body = self._compare_keys(message, addr, native, now)
+        elif kind is Put:
+            body = self._accept_put(message, addr, now)
         else:
             done, node = self._route_step(message.key)
             body = codec.successor_reply_body(done, node)
@@ -765,9 +951,9 @@ class NodeCore:
         self, message: FindValue, native: bool, token: bytes | None, now: float
     ) -> object:
         record = self.store.get(message.key)
-        if record is not None and record.expires_at > now:
+        if record is not None and record.expires_at > now and (native or record.kind == PLAIN):
             remaining = record.expires_at - now
-            return codec.find_reply_body([], native, record.value, remaining, token)
+            return codec.find_reply_body([], native, record.value, remaining, token, record.kind)
         target = int.from_bytes(message.key, "big")
         contacts = self.table.closest(target, self.config.k, exclude=message.sender_id)
         return codec.find_reply_body(contacts, native, token=token)
@@ -780,6 +966,11 @@ class NodeCore:
             self.stats["stores_refused_token"] += 1
             return False
         held = self.store.get(message.key)
+        if held is not None and held.kind != PLAIN:
+            # Anyone can send a plain STORE; it never replaces a signed peer
+            # record or a shared value.
+            self.stats["stores_refused_kind"] += 1
+            return False
         if held is None and len(self.store) >= cfg.max_stored_values:
             self.stats["stores_refused"] += 1
             return False
@@ -798,6 +989,35 @@ class NodeCore:
         )
         self.stats["stores_in"] += 1
         return True
+
+    def _accept_put(self, message: Put, addr: Addr, now: float) -> dict:
+        """A native write of a signed peer record or a shared value."""
+        cfg = self.config
+        if not self._token_valid(addr[0], message.token):
+            self.stats["puts_refused"] += 1
+            return {"ok": False, "reason": "bad or expired write token"}
+        held = self.store.get(message.key)
+        if held is not None and held.kind not in (PLAIN, message.kind):
+            self.stats["puts_refused"] += 1
+            return {"ok": False, "reason": f"key holds a {kinds.NAMES[held.kind]}"}
+        if held is None and len(self.store) >= cfg.max_stored_values:
+            self.stats["puts_refused"] += 1
+            return {"ok": False, "reason": "store full"}
+        current = held.value if held is not None and held.kind == message.kind else None
+        try:
+            merged = kinds.merge(message.kind, current, message.payload, message.key, now)
+        except (kinds.Refused, DecodeError) as exc:
+            self.stats["puts_refused"] += 1
+            return {"ok": False, "reason": str(exc)[:200]}
+        lifetime = now + min(message.ttl, cfg.expire_after)
+        if held is not None and held.kind == message.kind:
+            lifetime = max(lifetime, held.expires_at)
+        expires_at = kinds.expires(message.kind, merged, lifetime)
+        origin = held is not None and held.origin and held.kind == message.kind
+        resend_at = held.resend_at if origin else now + cfg.replicate_interval
+        self.store.put(Record(message.key, merged, expires_at, origin, resend_at, message.kind))
+        self.stats["puts_in"] += 1
+        return {"ok": True, "reason": None}
 
     # ---- routing upkeep ---------------------------------------------------------------
 
@@ -856,7 +1076,7 @@ class NodeCore:
                 continue  # someone nearer than us hands it over
             kth = max([mine] + [c.node_id ^ target for c in holders[: k - 1]])
             if new_id ^ target < kth or len(holders) < k - 1:
-                self._send_store(newcomer, key, record.value, record.expires_at - now, now, None)
+                self._send_record(newcomer, record, now)
                 self.stats["keys_handed_on_join"] += 1
 
     def leave(self, now: float) -> int:
@@ -877,14 +1097,13 @@ class NodeCore:
                 contact, record = work[state["next"]]
                 state["next"] += 1
                 state["open"] += 1
-                remaining = record.expires_at - at
-                self._send_store(contact, record.key, record.value, remaining, at, settled)
+                self._send_record(contact, record, at, settled)
             if state["open"] == 0:
                 self._complete(op, LeaveResult(keys, len(work), state["acks"]))
 
-        def settled(ok: bool, at: float) -> None:
+        def settled(ok: bool | str, at: float) -> None:
             state["open"] -= 1
-            state["acks"] += ok
+            state["acks"] += ok is True
             pump(at)
 
         pump(now)
@@ -960,14 +1179,12 @@ class NodeCore:
             )
 
         def send(entries: list[tuple[bytes, bytes, Record]], at: float) -> None:
-            for key, _, record in entries:
+            for _, _, record in entries:
                 state["sent"] += 1
                 state["open"] += 1
-                state["bytes"] += self._send_store(
-                    peer, key, record.value, record.expires_at - at, at, stored
-                )
+                state["bytes"] += self._send_record(peer, record, at, stored)
 
-        def stored(ok: bool, at: float) -> None:
+        def stored(ok: bool | str, at: float) -> None:
             state["bytes"] += STORE_REPLY_BYTES
             settle(at)
 
@@ -1008,9 +1225,7 @@ class NodeCore:
         sender = codec.contact_of(message.sender_id, addr[0], addr[1], native)
         for key, _, record in self._shared_with(message.sender_id, now):
             if antientropy.bucket_of(key) in buckets and key not in theirs:
-                self.stats["ae_bytes"] += self._send_store(
-                    sender, key, record.value, record.expires_at - now, now, None
-                )
+                self.stats["ae_bytes"] += self._send_record(sender, record, now)
                 self.stats["ae_pushed"] += 1
         return want
 
@@ -1138,7 +1353,7 @@ class NodeCore:
                 done(at)
 
         for target in targets:
-            self._run_lookup(target, False, now, ended)
+            self._run_lookup(target, NODES, now, ended)
         if not targets:
             done(now)
 
@@ -1155,14 +1370,22 @@ class NodeCore:
     def _maintain_record(self, record: Record, now: float) -> None:
         cfg = self.config
         if record.origin and record.resend_at <= now:
-            # Republish (paper 2.5): a fresh lifetime from the publisher.
-            self.store.put(
-                record.with_schedule(
-                    expires_at=now + cfg.expire_after, resend_at=now + cfg.republish_interval
+            if len(self._ops) >= cfg.max_operations or (
+                record.kind == PEER and (self.identity is None or not self.addresses)
+            ):
+                self.store.put(record.with_schedule(resend_at=now + cfg.replicate_interval))
+            elif record.kind == PEER:
+                # Re-sign before expiry, with a higher sequence.
+                self._register(now)
+                self.stats["reregistered"] += 1
+            else:
+                # Republish (paper 2.5): a fresh lifetime from the publisher.
+                self.store.put(
+                    record.with_schedule(
+                        expires_at=now + cfg.expire_after, resend_at=now + cfg.republish_interval
+                    )
                 )
-            )
-            if len(self._ops) < cfg.max_operations:
-                self._publish(record.key, record.value, cfg.expire_after, now)
+                self._publish(record.key, record.value, cfg.expire_after, now, record.kind)
                 self.stats["republished"] += 1
         elif record.expires_at <= now and not record.origin:
             self.store.delete(record.key)
@@ -1170,11 +1393,10 @@ class NodeCore:
         elif record.resend_at <= now:
             # Replicate what we hold to the k closest we know, with its
             # remaining lifetime, so replication never extends it.
-            remaining = record.expires_at - now
             target = int.from_bytes(record.key, "big")
             for contact in self.table.closest(target, cfg.k):
                 if contact.native:
-                    self._send_store(contact, record.key, record.value, remaining, now, None)
+                    self._send_record(contact, record, now)
             self.store.put(record.with_schedule(resend_at=now + cfg.replicate_interval))
             self.stats["replicated"] += 1
         else:

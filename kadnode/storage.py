@@ -23,6 +23,8 @@ import msgpack
 from .codec import Contact, Value, pack
 from .errors import StorageError
 
+PLAIN, PEER, SHARED = 0, 1, 2
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -35,6 +37,9 @@ class Record:
     origin: bool
     # Next time this node re-sends the record (replicate or republish).
     resend_at: float
+    # PLAIN: any bmuller-compatible value; PEER: a signed peer record (wire
+    # form); SHARED: vector-clocked siblings (wire form).
+    kind: int = 0
 
     @property
     def due_at(self) -> float:
@@ -112,7 +117,8 @@ CREATE TABLE IF NOT EXISTS records (
     expires_at REAL NOT NULL,
     origin INTEGER NOT NULL,
     resend_at REAL NOT NULL,
-    due_at REAL NOT NULL
+    due_at REAL NOT NULL,
+    kind INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS records_due ON records (due_at);
 CREATE TABLE IF NOT EXISTS contacts (
@@ -146,24 +152,24 @@ class SqliteStore:
 
     @staticmethod
     def _row(row: tuple) -> Record:
-        key, value, expires_at, origin, resend_at = row
-        return Record(
-            bytes(key), msgpack.unpackb(value, raw=False), expires_at, bool(origin), resend_at
-        )
+        key, value, expires_at, origin, resend_at, kind = row
+        value = msgpack.unpackb(value, raw=False)
+        return Record(bytes(key), value, expires_at, bool(origin), resend_at, kind)
 
     def get(self, key: bytes) -> Record | None:
         row = self._db.execute(
-            "SELECT key, value, expires_at, origin, resend_at FROM records WHERE key = ?", (key,)
+            "SELECT key, value, expires_at, origin, resend_at, kind FROM records WHERE key = ?",
+            (key,),
         ).fetchone()
         return self._row(row) if row else None
 
     def put(self, record: Record) -> None:
         existed = self._db.execute("SELECT 1 FROM records WHERE key = ?", (record.key,)).fetchone()
         self._db.execute(
-            "INSERT INTO records (key, value, expires_at, origin, resend_at, due_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value,"
+            "INSERT INTO records (key, value, expires_at, origin, resend_at, due_at, kind)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value,"
             " expires_at=excluded.expires_at, origin=excluded.origin,"
-            " resend_at=excluded.resend_at, due_at=excluded.due_at",
+            " resend_at=excluded.resend_at, due_at=excluded.due_at, kind=excluded.kind",
             (
                 record.key,
                 pack(record.value),
@@ -171,6 +177,7 @@ class SqliteStore:
                 int(record.origin),
                 record.resend_at,
                 record.due_at,
+                record.kind,
             ),
         )
         self._count += existed is None
@@ -194,7 +201,7 @@ class SqliteStore:
 
     def due(self, now: float, limit: int) -> list[Record]:
         rows = self._db.execute(
-            "SELECT key, value, expires_at, origin, resend_at FROM records"
+            "SELECT key, value, expires_at, origin, resend_at, kind FROM records"
             " WHERE due_at <= ? ORDER BY due_at LIMIT ?",
             (now, limit),
         ).fetchall()

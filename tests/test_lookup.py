@@ -87,6 +87,7 @@ def test_finishes_exactly_when_the_k_nearest_have_answered() -> None:
         failed=0,
         hops=1,
         tokens={},
+        replica_set=2,
         nearest_without_value=c(1),
     )
 
