@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import signal
 import socket
 import time
@@ -20,15 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, kinds, records, vclock
 from .api import QUESTIONS, build_routes
 from .codec import Contact, Value
 from .config import Config
 from .dns import resolve_seeds
 from .errors import KadnodeError, LocalProtocolError
 from .httpserver import serve, shutdown
-from .ids import ID_BYTES, to_hex
-from .node import Addr
+from .identity import SEED_BYTES, Identity
+from .ids import to_hex
+from .node import Addr, PutResult, ReadResult
 from .server import Server, storage_key
 from .storage import SqliteStore
 
@@ -60,6 +60,7 @@ class DaemonOptions:
     dns_nameservers: list[str] | None = None
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
+    advertise: list[Addr] = field(default_factory=list)
     config: Config = field(default_factory=Config)
 
 
@@ -67,16 +68,98 @@ def contact_json(contact: Contact) -> dict[str, Any]:
     return {"id": to_hex(contact.node_id), "host": contact.host, "port": contact.port}
 
 
+def record_json(record: records.PeerRecord) -> dict[str, Any]:
+    return {
+        "id": to_hex(record.node_id),
+        "addresses": [{"host": h, "port": p} for h, p in record.addresses],
+        "seq": record.seq,
+        "expires": record.expires,
+        "public_key": record.public_key.hex(),
+    }
+
+
+def clock_json(clock: vclock.VectorClock) -> dict[str, int]:
+    return {to_hex(writer): counter for writer, counter in clock.entries}
+
+
+def context_json(clock: vclock.VectorClock) -> list[list]:
+    """A clock as JSON: ``[[writer id hex, counter], ...]`` (what a client passes back)."""
+    return [[to_hex(writer), counter] for writer, counter in clock.entries]
+
+
+def context_wire(context: object) -> list:
+    """A client's context back in wire form; one clear line when it is not one."""
+    try:
+        wire = [[bytes.fromhex(w), c] for w, c in context]  # type: ignore[union-attr]
+        vclock.from_wire(wire)
+    except (TypeError, ValueError, KadnodeError):
+        raise LocalProtocolError("context is not [[40-hex writer id, counter], ...]") from None
+    return wire
+
+
+def put_json(key: str, result: PutResult, started: float) -> dict[str, Any]:
+    """A write's reply; a write below its quorum is an error, in one line."""
+    if not result.quorum:
+        why = f" (refused: {'; '.join(result.refused)})" if result.refused else ""
+        raise QuorumError(
+            f"only {result.acks} of the {result.replica_set} closest nodes acknowledged;"
+            f" the write quorum is {result.needed}{why}"
+        )
+    return {
+        "key": key,
+        "stored": result.acks,
+        "asked": result.asked,
+        "needed": result.needed,
+        "replicas": [contact_json(c) for c in result.replicas],
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+
+
+def read_json(result: ReadResult, started: float) -> dict[str, Any]:
+    return {
+        "replicas": result.replica_set,
+        "answered": result.answered,
+        "agreeing": result.agreeing,
+        "repaired": result.repaired,
+        "rejected": result.rejected,
+        "needed": result.needed,
+        "quorum": result.quorum,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+
+
+class QuorumError(KadnodeError):
+    """A write that fewer than W replicas acknowledged."""
+
+
 def value_json(value: Value | None) -> Any:
     return value.hex() if isinstance(value, bytes) else value
 
 
-def load_node_id(store: SqliteStore) -> int:
-    raw = store.get_meta("node_id")
-    if raw is None or len(raw) != ID_BYTES:
-        raw = random.SystemRandom().getrandbits(ID_BYTES * 8).to_bytes(ID_BYTES, "big")
-        store.set_meta("node_id", raw)
-    return int.from_bytes(raw, "big")
+def load_identity(store: SqliteStore) -> Identity:
+    """The node's ed25519 key, kept in the data directory: the directory IS
+    the node's identity (its id derives from the key)."""
+    seed = store.get_meta("identity_seed")
+    if seed is None or len(seed) != SEED_BYTES:
+        identity = Identity.generate()
+        store.set_meta("identity_seed", identity.seed)
+        return identity
+    return Identity.from_seed(seed)
+
+
+def advertised(host: str, port: int, configured: list[Addr]) -> tuple[Addr, ...]:
+    """The addresses this node registers: as configured, else the one it is
+    bound to, else (bound to every interface) its host name's addresses."""
+    if configured:
+        return tuple(configured)
+    if host not in ("0.0.0.0", "::", ""):
+        return ((host, port),)
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_DGRAM)
+    except OSError:
+        infos = []
+    found = [i[4][0] for i in infos if not i[4][0].startswith(("127.", "::1"))]
+    return tuple((h, port) for h in dict.fromkeys(found)) or (("127.0.0.1", port),)
 
 
 async def resolve_host(host: str) -> str:
@@ -126,8 +209,14 @@ class Daemon:
 
     async def lookup(self, target: int) -> dict[str, Any]:
         t = time.perf_counter()
-        result = await self.server.lookup(target)
+        result, found = await asyncio.gather(
+            self.server.lookup(target), self.server.find_peer(target)
+        )
         peer = result.peer
+        record = records.from_wire(found.payload) if found.found else None
+        if record is not None:  # a verified, signed address beats a contact's
+            host, port = record.addresses[0]
+            peer = Contact(target, host, port)
         if target == self.server.id:
             host, port = self.server.address
             peer = Contact(target, host, port)
@@ -136,20 +225,14 @@ class Daemon:
             "found": peer is not None,
             "peer": contact_json(peer) if peer else None,
             "closest": [contact_json(c) for c in result.closest],
+            "record": record_json(record) if record is not None else None,
             "queried": result.queried,
             "elapsed_ms": round((time.perf_counter() - t) * 1000, 3),
         }
 
     async def put(self, key: str, value: str) -> dict[str, Any]:
         t = time.perf_counter()
-        result = await self.server.put(key, value)
-        return {
-            "key": key,
-            "stored": result.acks,
-            "asked": result.asked,
-            "replicas": [contact_json(c) for c in result.replicas],
-            "elapsed_ms": round((time.perf_counter() - t) * 1000, 3),
-        }
+        return put_json(key, await self.server.put(key, value), t)
 
     async def get(self, key: str) -> dict[str, Any]:
         t = time.perf_counter()
@@ -199,6 +282,44 @@ class Daemon:
             "alive": result.node_id is not None,
             "id": to_hex(result.node_id) if result.node_id is not None else None,
             "rtt_ms": round(result.rtt * 1000, 3) if result.rtt is not None else None,
+        }
+
+    async def register(self) -> dict[str, Any]:
+        t = time.perf_counter()
+        result = await self.server.register()
+        own = self.server.core.store.get(self.server.core.id_bytes)
+        out = put_json(to_hex(self.server.id), result, t)
+        out["record"] = record_json(records.from_wire(own.value)) if own else None
+        return out
+
+    async def find_peer(self, target: int) -> dict[str, Any]:
+        t = time.perf_counter()
+        found = await self.server.find_peer(target)
+        record = records.from_wire(found.payload) if found.found else None
+        return {
+            "id": to_hex(target),
+            "found": record is not None,
+            "record": record_json(record) if record is not None else None,
+            **read_json(found, t),
+        }
+
+    async def put_shared(self, key: str, value: str, context: list | None) -> dict[str, Any]:
+        t = time.perf_counter()
+        wire = context_wire(context) if context is not None else None
+        return put_json(key, await self.server.put_shared(key, value, wire), t)
+
+    async def get_shared(self, key: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        found = await self.server.get_shared(key)
+        siblings = kinds.siblings_from_wire(found.payload) if found.found else ()
+        return {
+            "key": key,
+            "found": found.found,
+            "siblings": [
+                {"value": value_json(s.value), "clock": clock_json(s.clock)} for s in siblings
+            ],
+            "context": context_json(vclock.context(siblings)) if siblings else None,
+            **read_json(found, t),
         }
 
     async def owner(self, key: str) -> dict[str, Any]:
@@ -307,6 +428,7 @@ class Daemon:
                     result = await self.server.bootstrap(seeds)
                     if result.table_size:
                         self.save_contacts()  # before the log line, which means "saved"
+                        await self.register_quietly()
                     log.info(
                         "joined: %d of %d seeds answered, %d contacts known and saved",
                         result.answered,
@@ -316,6 +438,20 @@ class Daemon:
                 elif not self.options.bootstrap and not self.options.dns_seeds:
                     log.info("no seeds: this node starts a new network")
             await asyncio.sleep(REJOIN_INTERVAL)
+
+    async def register_quietly(self) -> None:
+        """Register this node's address after joining; log, never raise."""
+        try:
+            result = await self.server.register()
+            log.info(
+                "registered %s at %s: %d of %d replicas acknowledged",
+                to_hex(self.server.id),
+                self.server.core.addresses,
+                result.acks,
+                result.replica_set,
+            )
+        except KadnodeError as exc:
+            log.warning("registration failed: %s", exc)
 
     async def persist(self) -> None:
         while True:
@@ -351,12 +487,13 @@ async def run_daemon(
         server = await Server.start(
             options.host,
             options.port,
-            node_id=load_node_id(store),
+            identity=load_identity(store),
             store=store,
             config=options.config,
         )
         signals = stop is None
         stop = stop or asyncio.Event()
+        server.core.addresses = advertised(*server.address, options.advertise)
         daemon = Daemon(server, store, options, stop)
         api = await serve(build_routes(daemon), options.api_host, options.api_port)
         api_port = api.sockets[0].getsockname()[1]

@@ -17,6 +17,7 @@ import time
 from .codec import Value
 from .config import MAX_KEY_BYTES, Config
 from .errors import LocalProtocolError
+from .identity import Identity
 from .ids import key_digest
 from .node import (
     Addr,
@@ -27,9 +28,10 @@ from .node import (
     NodeCore,
     PingResult,
     PutResult,
+    ReadResult,
     RouteResult,
 )
-from .storage import MemoryStore
+from .storage import PEER, SHARED, MemoryStore
 from .transport import UdpNode, open_udp_node
 
 
@@ -53,23 +55,34 @@ class Server:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
+        identity: Identity | None = None,
         node_id: int | None = None,
         store=None,
         config: Config | None = None,
         rng: random.Random | None = None,
     ) -> Server:
+        """A node on ``host:port``. Its id derives from ``identity``'s key (a
+        new key when none is given), so no node can claim an id it has no
+        key for. ``node_id`` instead places a keyless node (tests, benchmarks):
+        it cannot register."""
         # Message ids guard against off-path reply spoofing: unpredictable
         # by default; a seeded rng is for tests.
         rng = rng or random.SystemRandom()
-        node_id = rng.getrandbits(160) if node_id is None else node_id
+        if node_id is None:
+            identity = identity or Identity.generate(rng.randbytes)
+            node_id = identity.node_id
         core = NodeCore(
             node_id,
             store if store is not None else MemoryStore(),
             config=config,
             rng=rng,
             now=time.time(),
+            identity=identity,
         )
-        return cls(await open_udp_node(core, host, port))
+        udp = await open_udp_node(core, host, port)
+        if host not in ("0.0.0.0", "::"):
+            core.addresses = ((udp.host, udp.port),)
+        return cls(udp)
 
     @property
     def id(self) -> int:
@@ -101,6 +114,25 @@ class Server:
 
     async def leave(self) -> LeaveResult:
         return await self.udp.run(lambda core, now: core.leave(now))
+
+    async def register(self, addresses: list[Addr] | None = None) -> PutResult:
+        """Sign and store this node's peer record (``store(my_id, my_address)``)."""
+        if addresses is not None:
+            self.core.addresses = tuple(addresses)
+        return await self.udp.run(lambda core, now: core.register(now))
+
+    async def find_peer(self, node_id: int) -> ReadResult:
+        """The verified peer record of ``node_id`` (quorum read, read repair)."""
+        key = node_id.to_bytes(20, "big")
+        return await self.udp.run(lambda core, now: core.read(key, PEER, now))
+
+    async def put_shared(self, key: str | bytes, value: Value, context: object = None) -> PutResult:
+        digest = storage_key(key)
+        return await self.udp.run(lambda core, now: core.put_shared(digest, value, context, now))
+
+    async def get_shared(self, key: str | bytes) -> ReadResult:
+        digest = storage_key(key)
+        return await self.udp.run(lambda core, now: core.read(digest, SHARED, now))
 
     def close(self) -> None:
         self.udp.close()

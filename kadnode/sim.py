@@ -895,9 +895,8 @@ def _failure_run(
     net = world.net
     world.rng = random.Random(f"kadnode-sim:failure:{world.seed}:{p}")
     events0 = net.events
-    victims = world.rng.sample(world.members, round(p * len(world.members)))
+    victims = net.fail(p, among=world.members, rng=world.rng)
     dead = {v.id for v in victims}
-    net.kill(v.addr for v in victims)  # type: ignore[attr-defined]
     world.members = [m for m in world.members if m.id not in dead]
     k = world.config.k
     # Immediately: lookups and gets from survivors.

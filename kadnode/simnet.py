@@ -11,8 +11,10 @@ runs unchanged; only the network is simulated:
   every datagram between groups until :meth:`SimNetwork.heal`; the older
   ``blocked(src, dest)`` callback still works for arbitrary link failures;
 * crashes: a host in ``down`` neither sends, receives nor wakes up;
-  :meth:`SimNetwork.restart` brings one back as a new process with the same
-  identity and store (a daemon restarted on its SQLite file);
+  :meth:`SimNetwork.fail` crashes a random fraction at one instant (mass
+  failure); :meth:`SimNetwork.restart` brings one back as a new process
+  with the same identity and store (a daemon restarted on its SQLite file);
+  churn (Weibull sessions) is scripted on top, in :mod:`kadnode.sim`;
 * clock skew: with ``clock_skew > 0`` every node's clock runs at its own
   rate (``1 +- clock_skew``) from its own offset; cores only ever see their
   local time.
@@ -213,6 +215,19 @@ class SimNetwork:
     def kill(self, addrs: Iterable[Addr]) -> None:
         """Crash hosts: from now on they neither send, receive nor wake up."""
         self.down.update(addrs)
+
+    def fail(
+        self,
+        fraction: float,
+        among: list[NodeCore] | None = None,
+        rng: random.Random | None = None,
+    ) -> list[NodeCore]:
+        """Mass failure: crash a random ``fraction`` of ``among`` (default: the live
+        nodes) at one instant; returns the victims."""
+        pool = self.alive() if among is None else among
+        victims = (rng or self.rng).sample(pool, round(fraction * len(pool)))
+        self.kill(v.addr for v in victims)  # type: ignore[attr-defined]
+        return victims
 
     def alive(self) -> list[NodeCore]:
         down = self.down
