@@ -102,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help=f"control API address (default 127.0.0.1:{DEFAULT_API_PORT})",
     )
+    run.add_argument(
+        "--advertise",
+        type=_hostport,
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="the address to register in this node's signed peer record (repeatable;"
+        " default: the address it listens on)",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     demo = sub.add_parser("demo", help="start a local network on loopback and show it working")
@@ -131,6 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap,
         dns_seeds=args.dns_seed,
         dns_nameservers=args.dns_server,
+        advertise=args.advertise,
         api_host=host,
         api_port=api_port,
     )
