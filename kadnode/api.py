@@ -37,6 +37,12 @@ class NodeService(Protocol):
     async def get(self, key: str) -> dict[str, Any]: ...
     async def peers(self) -> dict[str, Any]: ...
     async def ping(self, host: str, port: int) -> dict[str, Any]: ...
+    async def register(self) -> dict[str, Any]: ...
+    async def find_peer(self, target: int) -> dict[str, Any]: ...
+    async def put_shared(
+        self, key: str, value: str, context: list[list[Any]] | None
+    ) -> dict[str, Any]: ...
+    async def get_shared(self, key: str) -> dict[str, Any]: ...
     async def owner(self, key: str) -> dict[str, Any]: ...
     async def ring(self) -> dict[str, Any]: ...
     async def leave(self) -> dict[str, Any]: ...
@@ -68,6 +74,38 @@ BOOLEAN: JsonSchema = {"type": "boolean"}
 HEX_ID: JsonSchema = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
 PORT: JsonSchema = {"type": "integer", "minimum": 1, "maximum": 65535}
 CONTACT = _object(id=HEX_ID, host=STRING, port=PORT)
+# A signed peer record (kadnode.records), verified by the node that returns it.
+RECORD = _object(
+    id=HEX_ID,
+    addresses={"type": "array", "items": _object(host=STRING, port=PORT)},
+    seq=INTEGER,  # the signer's version: the highest valid one wins
+    expires=NUMBER,  # unix seconds
+    public_key={"type": "string", "pattern": "^[0-9a-f]{64}$"},  # ed25519; id = SHA-1 of it
+)
+# A vector clock as a client passes it back: [[writer id, counter], ...]. Our
+# checker applies "items" to every element (a loose check of each pair; the
+# daemon checks the rest); to OpenAPI, prefixItems says it exactly.
+CONTEXT: JsonSchema = {
+    "type": "array",
+    "items": {
+        "type": "array",
+        "prefixItems": [HEX_ID, {"type": "integer", "minimum": 1}],
+        "minItems": 2,
+        "maxItems": 2,
+        "items": {"type": ["string", "integer"], "pattern": HEX_ID["pattern"], "minimum": 1},
+    },
+}
+# How a quorum read went (GET /peers/{id}/record, GET /shared/{key}).
+READ = {
+    "replicas": INTEGER,  # the k closest found, answering or not
+    "answered": INTEGER,
+    "agreeing": INTEGER,  # of those, how many held the newest version already
+    "repaired": INTEGER,  # read repairs sent to stale or empty replicas
+    "rejected": INTEGER,  # invalid versions seen (forged, expired, malformed)
+    "needed": INTEGER,  # the read quorum R
+    "quorum": BOOLEAN,  # answered >= needed
+    "elapsed_ms": NUMBER,
+}
 INFO_SCHEMA = _optional(
     _object(
         id=HEX_ID,
@@ -81,19 +119,36 @@ INFO_SCHEMA = _optional(
     version=STRING,
     data_dir=STRING,
 )
-LOOKUP_SCHEMA = _object(
-    target=HEX_ID,
-    found=BOOLEAN,
-    peer=_nullable(CONTACT),
-    closest={"type": "array", "items": CONTACT},
-    queried=INTEGER,
-    elapsed_ms=NUMBER,
+LOOKUP_SCHEMA = _optional(
+    _object(
+        target=HEX_ID,
+        found=BOOLEAN,
+        peer=_nullable(CONTACT),
+        closest={"type": "array", "items": CONTACT},
+        queried=INTEGER,
+        elapsed_ms=NUMBER,
+    ),
+    record=_nullable(RECORD),  # the target's verified peer record, when one was found
 )
 PUT_SCHEMA = _optional(
     _object(
         key=STRING, stored=INTEGER, replicas={"type": "array", "items": CONTACT}, elapsed_ms=NUMBER
     ),
     asked=INTEGER,  # how many of the k closest were asked to store
+    needed=INTEGER,  # the write quorum W those acknowledgements were counted against
+)
+REGISTER_SCHEMA = _object(**PUT_SCHEMA["properties"], record=_nullable(RECORD))
+PEER_RECORD_SCHEMA = _object(id=HEX_ID, found=BOOLEAN, record=_nullable(RECORD), **READ)
+SIBLING = _object(
+    value={"type": ["string", "number", "boolean"]},
+    clock={"type": "object", "propertyNames": HEX_ID, "additionalProperties": INTEGER},
+)
+SHARED_SCHEMA = _object(
+    key=STRING,
+    found=BOOLEAN,
+    siblings={"type": "array", "items": SIBLING},
+    context=_nullable(CONTEXT),  # the siblings' merged clock: pass it back to resolve them
+    **READ,
 )
 VALUE_SCHEMA = _optional(
     _object(
@@ -154,6 +209,33 @@ _SUCCESSORS = [
     {"id": "c74cad16cc5fcd3b4884624cb9afc82438f0dd8b", "host": "198.51.100.4", "port": 8467},
 ]
 _KEY = Param("key", "the key, any UTF-8 text (percent-encode it in the path)", "greeting")
+_NODE_ID = Param(
+    "id", "160-bit node id", _ID, {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]{40}$"}
+)
+_RECORD = {
+    "id": _ID,
+    "addresses": [{"host": "192.0.2.7", "port": 8468}],
+    "seq": 1732435200123,
+    "expires": 1732456800.123,
+    "public_key": "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29",
+}
+# The examples' network is small: a replica set of three (_CONTACT and _SUCCESSORS),
+# so the quorum (a majority of it) is 2.
+_READ = {
+    "replicas": 3,
+    "answered": 3,
+    "agreeing": 2,
+    "repaired": 1,
+    "rejected": 0,
+    "needed": 2,
+    "quorum": True,
+}
+_WRITER = "c2c74789868e8bb8486dc3b6d0138e7fb22162b5"
+_SIBLINGS = [
+    {"value": "hello", "clock": {_ID: 1}},
+    {"value": "bonjour", "clock": {_WRITER: 1}},
+]
+_CONTEXT = [[_ID, 1], [_WRITER, 1]]
 
 
 def build_routes(service: NodeService) -> list[Route]:
@@ -178,6 +260,23 @@ def build_routes(service: NodeService) -> list[Route]:
     async def ping(request: Request) -> Response:
         host, port = parse_hostport(request.body["address"])
         return json_response(await service.ping(host, port))
+
+    async def register(_: Request) -> Response:
+        return json_response(await service.register())
+
+    async def find_peer(request: Request) -> Response:
+        result = await service.find_peer(parse_hex(request.params["id"]))
+        return json_response(result, 200 if result["found"] else 404)
+
+    async def put_shared(request: Request) -> Response:
+        body = request.body
+        return json_response(
+            await service.put_shared(request.params["key"], body["value"], body.get("context"))
+        )
+
+    async def get_shared(request: Request) -> Response:
+        result = await service.get_shared(request.params["key"])
+        return json_response(result, 200 if result["found"] else 404)
 
     async def owner(request: Request) -> Response:
         return json_response(await service.owner(request.params["key"]))
@@ -229,6 +328,7 @@ def build_routes(service: NodeService) -> list[Route]:
                         "found": True,
                         "peer": _CONTACT,
                         "closest": [_CONTACT],
+                        "record": _RECORD,
                         "queried": 9,
                         "elapsed_ms": 41.5,
                     },
@@ -236,15 +336,10 @@ def build_routes(service: NodeService) -> list[Route]:
                 )
             },
             "An iterative FIND_NODE lookup (Kademlia section 2.3): the node with this id "
-            "if one answered, and the closest nodes seen either way.",
-            path_params=(
-                Param(
-                    "id",
-                    "160-bit node id",
-                    _ID,
-                    {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]{40}$"},
-                ),
-            ),
+            "if one answered, and the closest nodes seen either way. A verified peer record "
+            "for the id, when one is found (as GET /peers/{id}/record), is returned in record "
+            "and its first address is the peer's.",
+            path_params=(_NODE_ID,),
         ),
         Route(
             "PUT",
@@ -254,11 +349,19 @@ def build_routes(service: NodeService) -> list[Route]:
             {
                 200: Payload(
                     PUT_SCHEMA,
-                    {"key": "greeting", "stored": 3, "replicas": [_CONTACT], "elapsed_ms": 60.2},
+                    {
+                        "key": "greeting",
+                        "stored": 3,
+                        "asked": 3,
+                        "needed": 2,
+                        "replicas": [_CONTACT, *_SUCCESSORS],
+                        "elapsed_ms": 60.2,
+                    },
                     "how many of the k closest nodes acknowledged the STORE",
                 )
             },
-            "Stores on the k nodes closest to SHA-1(key), as bmuller/kademlia's set().",
+            "Stores on the k nodes closest to SHA-1(key), as bmuller/kademlia's set(). Fewer "
+            "acknowledgements than the write quorum (needed) is an error (503).",
             path_params=(_KEY,),
             body=Payload(_strict(value=STRING), {"value": "hello"}, "the value to store"),
         ),
@@ -279,6 +382,132 @@ def build_routes(service: NodeService) -> list[Route]:
                     "no node holds a value for this key",
                 ),
             },
+            path_params=(_KEY,),
+        ),
+        Route(
+            "POST",
+            "/register",
+            register,
+            "Sign and store this node's peer record",
+            {
+                200: Payload(
+                    REGISTER_SCHEMA,
+                    {
+                        "key": _ID,
+                        "stored": 3,
+                        "asked": 3,
+                        "needed": 2,
+                        "replicas": [_CONTACT, *_SUCCESSORS],
+                        "elapsed_ms": 52.4,
+                        "record": _RECORD,
+                    },
+                    "the record and how many of the k closest acknowledged it",
+                )
+            },
+            "Signs a record binding this node's id to its addresses with the node's ed25519 "
+            "key (the id is the SHA-1 of the public key), at a higher sequence than any "
+            "before, and stores it on the k nodes closest to the id. Replicas verify it and "
+            "keep only the highest valid sequence. The daemon also registers after joining "
+            "and re-signs every half lifetime. Fewer acknowledgements than the write quorum "
+            "(needed) is an error (503).",
+        ),
+        Route(
+            "GET",
+            "/peers/{id}/record",
+            find_peer,
+            "Find a node's verified peer record",
+            {
+                200: Payload(
+                    PEER_RECORD_SCHEMA,
+                    {"id": _ID, "found": True, "record": _RECORD, **_READ, "elapsed_ms": 38.2},
+                    "the record with the highest valid sequence the replicas hold",
+                ),
+                404: Payload(
+                    PEER_RECORD_SCHEMA,
+                    {
+                        "id": _ID,
+                        "found": False,
+                        "record": None,
+                        **_READ,
+                        "agreeing": 0,
+                        "repaired": 0,
+                        "elapsed_ms": 80.3,
+                    },
+                    "no replica holds a valid record for this id",
+                ),
+            },
+            "A quorum read of the record stored under the id: every replica among the k "
+            "closest is asked, records that fail verification (forged, bad signature, "
+            "expired) are counted in rejected and never returned, and replicas holding an "
+            "older sequence or none are repaired. quorum is false when fewer than needed "
+            "answered.",
+            path_params=(_NODE_ID,),
+        ),
+        Route(
+            "PUT",
+            "/shared/{key}",
+            put_shared,
+            "Write a shared (multi-writer) value",
+            {
+                200: Payload(
+                    PUT_SCHEMA,
+                    {
+                        "key": "greeting",
+                        "stored": 3,
+                        "asked": 3,
+                        "needed": 2,
+                        "replicas": [_CONTACT, *_SUCCESSORS],
+                        "elapsed_ms": 48.9,
+                    },
+                    "how many of the k closest acknowledged the write",
+                )
+            },
+            "A vector-clocked write (Dynamo, DeCandia et al. 2007, section 4.4). Without a "
+            "context it is a blind write and becomes a sibling of any concurrent value; with "
+            "the context a GET /shared/{key} returned it supersedes every sibling that read "
+            "saw. Fewer acknowledgements than the write quorum (needed) is an error (503).",
+            path_params=(_KEY,),
+            body=Payload(
+                _optional(_strict(value=STRING), context=_nullable(CONTEXT)),
+                {"value": "hello", "context": _CONTEXT},
+                "the value, and optionally the context of the read it replaces",
+            ),
+        ),
+        Route(
+            "GET",
+            "/shared/{key}",
+            get_shared,
+            "Read a shared value: every concurrent sibling",
+            {
+                200: Payload(
+                    SHARED_SCHEMA,
+                    {
+                        "key": "greeting",
+                        "found": True,
+                        "siblings": _SIBLINGS,
+                        "context": _CONTEXT,
+                        **_READ,
+                        "elapsed_ms": 41.0,
+                    },
+                    "the siblings; pass context back with the next write to resolve them",
+                ),
+                404: Payload(
+                    SHARED_SCHEMA,
+                    {
+                        "key": "greeting",
+                        "found": False,
+                        "siblings": [],
+                        "context": None,
+                        **_READ,
+                        "agreeing": 0,
+                        "repaired": 0,
+                        "elapsed_ms": 80.1,
+                    },
+                    "no replica holds a value for this key",
+                ),
+            },
+            "A quorum read: the siblings every answering replica holds, reconciled; "
+            "replicas missing some are repaired (repaired counts them).",
             path_params=(_KEY,),
         ),
         Route(

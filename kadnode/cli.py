@@ -2,7 +2,7 @@
 
 ``run`` starts the daemon, ``demo`` a local network; the API commands
 (``info``, ``lookup``, ``put``, ``get``, ``peers``, ``ping``, ``owner``,
-``ring``, ``leave``) talk to a running daemon over its control API. Bad
+``ring``, ``leave``, ``register``, ``find-peer``) talk to a running daemon over its control API. Bad
 input and failures print one line to stderr and exit non-zero; no
 traceback reaches a user.
 """

@@ -54,6 +54,29 @@ class ApiClient:
         path = f"/values/{_segment(key, 'key')}"
         return self._call("GET", path, api.VALUE_SCHEMA, found_statuses=(200, 404))
 
+    def register(self) -> dict[str, Any]:
+        """Sign and store the daemon's peer record; below the write quorum is an ApiError."""
+        return self._call("POST", "/register", api.REGISTER_SCHEMA)
+
+    def find_peer(self, id_hex: str) -> dict[str, Any]:
+        """The verified record dict; ``found`` is false (not an error) when none is held."""
+        path = f"/peers/{_segment(id_hex, 'id')}/record"
+        return self._call("GET", path, api.PEER_RECORD_SCHEMA, found_statuses=(200, 404))
+
+    def put_shared(
+        self, key: str, value: str, context: list[list[Any]] | None = None
+    ) -> dict[str, Any]:
+        """A vector-clocked write; ``context`` (from :meth:`get_shared`) resolves siblings."""
+        body: dict[str, Any] = {"value": value}
+        if context is not None:
+            body["context"] = context
+        return self._call("PUT", f"/shared/{_segment(key, 'key')}", api.PUT_SCHEMA, body)
+
+    def get_shared(self, key: str) -> dict[str, Any]:
+        """Every sibling of a shared value; ``found`` is false (not an error) for none."""
+        path = f"/shared/{_segment(key, 'key')}"
+        return self._call("GET", path, api.SHARED_SCHEMA, found_statuses=(200, 404))
+
     def peers(self) -> dict[str, Any]:
         return self._call("GET", "/peers", api.PEERS_SCHEMA)
 
@@ -145,8 +168,15 @@ def _show_info(r: dict[str, Any]) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows.items())
 
 
+def _addresses(record: dict[str, Any]) -> str:
+    return ", ".join(map(_address, record["addresses"]))
+
+
 def _show_lookup(r: dict[str, Any]) -> str:
     took = f"{r['queried']} queried, {r['elapsed_ms']:.1f} ms"
+    record = r.get("record")
+    if record is not None:
+        took = f"signed record seq {record['seq']}; {took}"
     if r["found"]:
         return f"found {r['peer']['id']} at {_address(r['peer'])} ({took})"
     return "\n".join([f"not found: {r['target']} ({took}); closest:", *_contacts(r["closest"])])
@@ -157,10 +187,60 @@ def _show_put(r: dict[str, Any]) -> str:
     return "\n".join([head, *_contacts(r["replicas"])])
 
 
+def _value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _show_get(r: dict[str, Any]) -> str:
     if not r["found"]:
         return f"not found: {r['key']!r}"
-    return r["value"] if isinstance(r["value"], str) else json.dumps(r["value"])
+    return _value(r["value"])
+
+
+def _show_register(r: dict[str, Any]) -> str:
+    record = r["record"]
+    at = f" at {_addresses(record)} (seq {record['seq']})" if record else ""
+    return f"registered {r['key']}{at}: {r['stored']} of {r['asked']} replicas acknowledged"
+
+
+def _replies(r: dict[str, Any]) -> str:
+    """How a quorum read went, in one line."""
+    line = f"{r['answered']} of {r['replicas']} replicas answered, {r['repaired']} repaired"
+    if r["rejected"]:
+        line += f", {r['rejected']} invalid versions rejected"
+    if not r["quorum"]:
+        line += f"; below the read quorum of {r['needed']}"
+    return f"{line} ({r['elapsed_ms']:.1f} ms)"
+
+
+def _show_find_peer(r: dict[str, Any]) -> str:
+    record = r["record"]
+    if record is None:
+        return f"not found: no valid record for {r['id']}; {_replies(r)}"
+    return "\n".join(
+        [
+            f"{record['id']} seq {record['seq']}, signed by its key; verified addresses:",
+            *(f"  {_address(a)}" for a in record["addresses"]),
+            _replies(r),
+        ]
+    )
+
+
+def _show_get_shared(r: dict[str, Any]) -> str:
+    siblings = r["siblings"]
+    if not r["found"]:
+        return f"not found: {r['key']!r}"
+    if len(siblings) == 1:
+        return _value(siblings[0]["value"])
+    context = json.dumps(r["context"], separators=(",", ":"))
+    return "\n".join(
+        [
+            f"{len(siblings)} concurrent values (siblings); to resolve them, put --shared "
+            "with --context:",
+            *(f"  {_value(s['value'])}" for s in siblings),
+            f"context: {context}",
+        ]
+    )
 
 
 def _show_peers(r: dict[str, Any]) -> str:
@@ -226,13 +306,53 @@ def _never(_: dict[str, Any]) -> bool:
     return False
 
 
+def _not_found(r: dict[str, Any]) -> bool:
+    return not r["found"]
+
+
+def _context(text: str | None) -> list[list[Any]] | None:
+    """``--context``: the JSON context a ``get --shared`` printed."""
+    if text is None:
+        return None
+    try:
+        context = json.loads(text)
+    except ValueError:
+        raise LocalProtocolError(
+            f"--context is not JSON: {text[:60]!r} (pass the context get --shared printed)"
+        ) from None
+    try:
+        check_schema(api.CONTEXT, context, "--context")
+    except LocalProtocolError as exc:
+        raise LocalProtocolError(f"{exc} (want [[40-hex writer id, counter], ...])") from None
+    return context
+
+
+_Call = Callable[[ApiClient, argparse.Namespace], dict[str, Any]]
+
+
+def _plain(call: _Call) -> _Call:
+    """A plain-value command, which refuses ``--context`` (shared values only)."""
+
+    def checked(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
+        if getattr(args, "context", None) is not None:
+            raise LocalProtocolError("--context is for shared values: add --shared")
+        return call(client, args)
+
+    return checked
+
+
 @dataclass(frozen=True, slots=True)
 class _Command:
     help: str
     args: tuple[tuple[str, str], ...]
-    call: Callable[[ApiClient, argparse.Namespace], dict[str, Any]]
+    call: _Call
     show: Callable[[dict[str, Any]], str]
     missed: Callable[[dict[str, Any]], bool] = _never  # exit 1: a reply, but no answer
+    # With --shared, this command's call, show and missed act on shared
+    # (vector-clocked) values instead (its help and args are the outer one's).
+    shared: _Command | None = None
+    # Extra options: (flag, metavar, help); each takes one value.
+    options: tuple[tuple[str, str, str], ...] = ()
 
 
 _COMMANDS = {
@@ -244,20 +364,48 @@ _COMMANDS = {
         (("id", "160-bit id, 40 hex digits"),),
         lambda c, a: c.lookup(a.id),
         _show_lookup,
-        lambda r: not r["found"],
+        _not_found,
     ),
     "put": _Command(
         "store a value under a key",
         (("key", "any text"), ("value", "the value to store")),
-        lambda c, a: c.put(a.key, a.value),
+        _plain(lambda c, a: c.put(a.key, a.value)),
         _show_put,
+        shared=_Command(
+            "",
+            (),
+            lambda c, a: c.put_shared(a.key, a.value, _context(a.context)),
+            _show_put,
+        ),
+        options=(
+            (
+                "--context",
+                "JSON",
+                "with --shared: the context get --shared printed; the write supersedes "
+                "the siblings that read saw (default: a blind write)",
+            ),
+        ),
     ),
     "get": _Command(
         "fetch the value of a key",
         (("key", "any text"),),
         lambda c, a: c.get(a.key),
         _show_get,
-        lambda r: not r["found"],
+        _not_found,
+        shared=_Command("", (), lambda c, a: c.get_shared(a.key), _show_get_shared, _not_found),
+    ),
+    "register": _Command(
+        "sign and store this node's peer record",
+        (),
+        lambda c, a: c.register(),
+        _show_register,
+    ),
+    "find-peer": _Command(
+        "find a node's verified address (its signed peer record)",
+        (("id", "160-bit id, 40 hex digits"),),
+        lambda c, a: c.find_peer(a.id),
+        _show_find_peer,
+        _not_found,
     ),
     "peers": _Command("list the routing table's contacts", (), lambda c, a: c.peers(), _show_peers),
     "ping": _Command(
@@ -304,13 +452,25 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
         parser = subparsers.add_parser(name, parents=[common], help=command.help)
         for arg, arg_help in command.args:
             parser.add_argument(arg, help=arg_help)
+        if command.shared is not None:
+            parser.add_argument(
+                "--shared",
+                action="store_true",
+                help="a shared value: several writers, vector clocks, concurrent writes kept "
+                "as siblings",
+            )
+        for flag, metavar, option_help in command.options:
+            parser.add_argument(flag, metavar=metavar, help=option_help)
         parser.set_defaults(client_command=name)
 
 
 def run_client_command(args: argparse.Namespace) -> int:
-    """Run one API command: 0 done; 1 a reply without an answer (key or node not found,
-    no reply to ping, no ring owner reached, leave timed out); 2 error."""
+    """Run one API command: 0 done; 1 a reply without an answer (key, node or record not
+    found, no reply to ping, no ring owner reached, leave timed out); 2 error (a write
+    below its quorum included)."""
     command = _COMMANDS[args.client_command]
+    if getattr(args, "shared", False) and command.shared is not None:
+        command = command.shared
     try:
         result = command.call(ApiClient(args.api), args)
     except KadnodeError as exc:

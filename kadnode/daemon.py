@@ -103,7 +103,8 @@ def put_json(key: str, result: PutResult, started: float) -> dict[str, Any]:
         why = f" (refused: {'; '.join(result.refused)})" if result.refused else ""
         raise QuorumError(
             f"only {result.acks} of the {result.replica_set} closest nodes acknowledged;"
-            f" the write quorum is {result.needed}{why}"
+            f" the write quorum is {result.needed}{why}; the value stays where it was"
+            " acknowledged, and republishing retries"
         )
     return {
         "key": key,
@@ -441,17 +442,21 @@ class Daemon:
 
     async def register_quietly(self) -> None:
         """Register this node's address after joining; log, never raise."""
+        where = ", ".join(f"{h}:{p}" for h, p in self.server.core.addresses)
         try:
             result = await self.server.register()
-            log.info(
-                "registered %s at %s: %d of %d replicas acknowledged",
-                to_hex(self.server.id),
-                self.server.core.addresses,
-                result.acks,
-                result.replica_set,
-            )
         except KadnodeError as exc:
             log.warning("registration failed: %s", exc)
+            return
+        say = log.info if result.quorum else log.warning
+        say(
+            "registered %s at %s: %d of %d replicas acknowledged (quorum %d)",
+            to_hex(self.server.id),
+            where,
+            result.acks,
+            result.replica_set,
+            result.needed,
+        )
 
     async def persist(self) -> None:
         while True:

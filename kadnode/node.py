@@ -450,12 +450,7 @@ class NodeCore:
 
     def put(self, key: bytes, value: Value, now: float, ttl: float | None = None) -> int:
         """Store on the k closest and keep the duty to republish it."""
-        codec.check_value(value)
-        size = len(codec.pack(value))
-        if size > self.config.max_value_bytes:
-            raise LocalProtocolError(
-                f"value of {size} bytes is over the {self.config.max_value_bytes}-byte limit"
-            )
+        self._check_value(value)
         ttl = self.config.expire_after if ttl is None else min(ttl, self.config.expire_after)
         self.store.put(Record(key, value, now + ttl, True, now + self.config.republish_interval))
         return self._publish(key, value, ttl, now)
@@ -491,18 +486,36 @@ class NodeCore:
         """Write a shared value. ``context`` is the clock a read returned
         (``vclock.to_wire`` form) and names what this write supersedes; None
         is a blind write that becomes a sibling of what is held."""
-        codec.check_value(value)
-        seen = vclock.from_wire(context) if context is not None else None
-        version = vclock.write(seen, self.id, value)
-        payload = kinds.siblings_to_wire((version,))
+        self._check_value(value)
+        seen = vclock.from_wire(context) if context is not None else vclock.VectorClock()
         held = self.store.get(key)
         current = held.value if held is not None and held.kind == SHARED else None
-        merged = kinds.merge(SHARED, current, payload, key, now)
+        # Our counter must pass every version we wrote before, or a second
+        # blind write would carry an equal clock and be dropped as already seen.
+        siblings = kinds.siblings_from_wire(current) if current is not None else ()
+        mine = max([seen.get(self.id), *(s.clock.get(self.id) for s in siblings)])
+        counters = dict(seen.entries)
+        if mine:
+            counters[self.id] = mine
+        version = vclock.write(vclock.VectorClock.of(counters), self.id, value)
+        payload = kinds.siblings_to_wire((version,))
+        try:
+            merged = kinds.merge(SHARED, current, payload, key, now)
+        except kinds.Refused as exc:  # too many siblings: the caller must resolve them
+            raise LocalProtocolError(str(exc)) from None
         cfg = self.config
         self.store.put(
             Record(key, merged, now + cfg.expire_after, True, now + cfg.republish_interval, SHARED)
         )
         return self._publish(key, payload, cfg.expire_after, now, SHARED)
+
+    def _check_value(self, value: Value) -> None:
+        codec.check_value(value)
+        size = len(codec.pack(value))
+        if size > self.config.max_value_bytes:
+            raise LocalProtocolError(
+                f"value of {size} bytes is over the {self.config.max_value_bytes}-byte limit"
+            )
 
     def read(self, key: bytes, kind: int, now: float) -> int:
         """Quorum read of a peer record or shared value, with read repair."""

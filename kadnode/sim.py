@@ -456,6 +456,7 @@ class Report:
     digest: str = ""
     extra: list[tuple[str, list[tuple[str, str]], list[dict]]] = field(default_factory=list)
     reproduce: str | None = None  # the command that replays it, when not command()
+    reproduce_note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -465,6 +466,11 @@ class Report:
         if self.reproduce:
             return self.reproduce
         return f"kadnode sim {self.scenario} --nodes {self.nodes} --seed {self.seed}"
+
+    def how(self) -> str:
+        """The command in backticks, and why it is that command if it is not the obvious one."""
+        note = f" ({self.reproduce_note})" if self.reproduce_note else ""
+        return f"`{self.command()}`{note}"
 
     def as_json(self) -> dict:
         return {
@@ -485,7 +491,7 @@ class Report:
         return _table(self.columns, self.rows)
 
     def markdown(self, image: str | None = None) -> str:
-        out = [f"# {self.title}", "", f"`{self.command()}`", ""]
+        out = [f"# {self.title}", "", self.how(), ""]
         if self.params:
             out += [
                 "Parameters: " + ", ".join(f"{k} = {_cell(v)}" for k, v in self.params.items()),
@@ -525,13 +531,30 @@ class Report:
         )
 
 
+# Row keys holding a share (0..1): tables show them as percentages.
+_SHARES = {
+    "nearest", "exact", "chord_ok", "lookup_fail", "get_fail", "get_fail_after",
+    "primary_lost", "all_lost", "lookup_ok", "get_ok", "span", "cross_share", "neighbours",
+    "ring_ok", "cross_ok", "cross_split", "neighbours_split", "ring_split", "neighbours_end",
+}  # fmt: skip
+
+
 def _table(columns: list[tuple[str, str]], rows: list[dict]) -> str:
     head = "| " + " | ".join(h for _, h in columns) + " |"
     rule = "|" + "|".join("---:" for _ in columns) + "|"
     lines = [head, rule]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(k)) for k, _ in columns) + " |")
+        cells = [_percent(row.get(k)) if k in _SHARES else _cell(row.get(k)) for k, _ in columns]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _percent(value: object) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return _cell(value)
+    if value in (0, 1):
+        return f"{value:.0%}"
+    return f"{value:.1%}" if 0.001 <= value <= 0.999 else f"{value:.2%}"
 
 
 def _cell(value: object) -> str:
@@ -829,12 +852,16 @@ def scenario_failure(
         ("get_fail", "get failures"),
         ("primary_lost", "no replication (p)"),
         ("all_lost", "all k replicas lost"),
+        ("near", "k nearest live holding"),
         ("replicas", "live replicas"),
         ("lookup_ms", "p50 lookup ms"),
         ("lookup_p95_ms", "p95 lookup ms"),
     ]
     if repair:
-        columns += [("get_fail_after", "get failures after"), ("replicas_after", "replicas after")]
+        columns += [
+            ("get_fail_after", "get failures after"),
+            ("near_after", "k nearest holding after"),
+        ]
     report = Report(
         "failure",
         f"Mass failure of a fraction p of {nodes} nodes (k={k})",
@@ -855,13 +882,14 @@ def scenario_failure(
         "no replication (p): share of values whose single closest node failed, what a store"
         " without replication loses (Chord paper, fig. 11: failed lookups ~ p).",
         f"all k replicas lost: values none of whose k={k} closest nodes survived (~p^k).",
-        "live replicas: mean number of surviving nodes holding each value.",
+        "live replicas: surviving nodes holding each value (mean; caching puts copies beyond"
+        f" the k nearest); k nearest live holding: how many of each value's k={k} nearest"
+        " live nodes hold it, i.e. where a get looks first.",
     ]
     if repair:
         report.notes.append(
             f"after: one replication round later ({world.config.replicate_interval:.0f} s; the"
-            " replicate interval is shortened from 3600 s so the round fits in the run);"
-            " replicas after = holders among each value's k closest live nodes."
+            " replicate interval is shortened from 3600 s so the round fits in the run)."
         )
     for row in rows:
         if row["all_lost"] == 0 and row["get_fail"] > 0:
@@ -876,6 +904,23 @@ def scenario_failure(
     report.digest = _combine([world.net.trace.hexdigest(), *digests])
     report.series = {"digests": dict(zip(map(str, fractions), digests, strict=True))}
     return report
+
+
+def _near_holders(world: World, stored: list[tuple[bytes, int]]) -> float:
+    """Mean number of each value's k nearest live nodes that hold it."""
+    ids = sorted(m.id for m in world.members)
+    by_id = {m.id: m for m in world.members}
+    k = world.config.k
+    return mean(
+        [
+            sum(
+                1
+                for i in xor_closest_sorted(ids, int.from_bytes(key, "big"), k)
+                if by_id[i].store.get(key) is not None
+            )
+            for key, _ in stored
+        ]
+    )
 
 
 def _combine(digests: Sequence[str]) -> str:
@@ -914,6 +959,7 @@ def _failure_run(
     replicas = mean(
         [sum(1 for mm in world.members if mm.store.get(key) is not None) for key, _ in stored]
     )
+    near = _near_holders(world, stored)
     row = {
         "killed": len(victims),
         "lookup_fail": 1 - m["nearest_ok"] / m["count"],
@@ -922,6 +968,7 @@ def _failure_run(
         "primary_lost": primary_lost,
         "all_lost": all_lost,
         "replicas": replicas,
+        "near": near,
         "lookup_ms": 1000 * percentile(m["latency"], 50),
         "lookup_p95_ms": 1000 * percentile(m["latency"], 95),
     }
@@ -938,18 +985,7 @@ def _failure_run(
             10.0,
         )
         row["get_fail_after"] = sum(1 for result, _ in gets if not result.found) / len(stored)
-        ids = [mm.id for mm in world.members]
-        by_id = {mm.id: mm for mm in world.members}
-        row["replicas_after"] = mean(
-            [
-                sum(
-                    1
-                    for i in xor_closest(ids, int.from_bytes(key, "big"), k)
-                    if by_id[i].store.get(key) is not None
-                )
-                for key, _ in stored
-            ]
-        )
+        row["near_after"] = _near_holders(world, stored)
     return {"row": row, "events": net.events - events0, "digest": net.trace.hexdigest()}
 
 
@@ -1567,10 +1603,12 @@ def _plot_failure(report: Report, plt):
     ax.set_title("Failures after a mass failure")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax2.plot(p, [r["replicas"] for r in rows], "o-", label="right after the failure")
-    if "replicas_after" in rows[0]:
-        ax2.plot(p, [r["replicas_after"] for r in rows], "s-",
-                 label="after one replication round (k closest live)")  # fmt: skip
+    ax2.plot(p, [r["replicas"] for r in rows], "^:", color="gray",
+             label="surviving holders, anywhere")  # fmt: skip
+    ax2.plot(p, [r["near"] for r in rows], "o-", label="k nearest live holding it, right after")
+    if "near_after" in rows[0]:
+        ax2.plot(p, [r["near_after"] for r in rows], "s-",
+                 label="k nearest live holding it, one replication round later")  # fmt: skip
     ax2.plot(p, [20 * (1 - x) for x in p], ":", color="gray", label="k (1 - p)")
     ax2.set_xlabel("p")
     ax2.set_ylabel("live replicas per value")
@@ -1712,11 +1750,10 @@ def run_all(nodes: int | None, seed: int, quiet: bool = False) -> Iterator[Repor
     yield scenario_hops(size, seed, world=shared)
     shared.progress = Progress("failure", enabled=not quiet)
     report = scenario_failure(size, seed, world=shared)
-    report.reproduce = (
-        f"python -m kadnode.sim all --seed {seed}"
-        + (f" --nodes {nodes}" if nodes is not None else "")
-        + " (failure continues on the network grown by hops)"
+    report.reproduce = f"python -m kadnode.sim all --seed {seed}" + (
+        f" --nodes {nodes}" if nodes is not None else ""
     )
+    report.reproduce_note = "the failure scenario continues on the network grown by hops"
     yield report
     for name in ("churn", "partition", "load"):
         yield run_scenario(name, nodes, seed, quiet)

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kadnode import api, daemon
+from kadnode import api, daemon, records, vclock
 from kadnode.api import build_routes
 from kadnode.dns import parse_hostport
 from kadnode.errors import ApiError, LocalProtocolError
@@ -35,8 +35,11 @@ from kadnode.httpserver import (
     parse_head,
     serve,
 )
+from kadnode.identity import Identity
 from kadnode.ids import key_id, parse_hex, to_hex
+from kadnode.node import PutResult, ReadResult
 from kadnode.ring import brute_successor
+from kadnode.storage import SHARED
 
 NODE_ID = "ab" * 20
 PEER = {"id": "cd" * 20, "host": "127.0.0.1", "port": 4001}
@@ -62,6 +65,49 @@ RING = {
 }
 # Its one value, handed to the two other nodes it knows; both acknowledged.
 LEFT = {"keys": 1, "stores": 2, "acks": 2, "elapsed_ms": 4.5}
+# The peer in kadnode.api's examples: the fake holds its record, so the
+# documented GET /peers/{id}/record example is found.
+DOC_PEER = {"id": "8f14e45fceea167a5a36dedd4bea2543b0e1a1d3", "host": "192.0.2.7", "port": 8468}
+
+
+def record_of(contact: dict[str, Any], seq: int) -> dict[str, Any]:
+    """A peer record as the daemon's record_json renders one."""
+    return {
+        "id": contact["id"],
+        "addresses": [{"host": contact["host"], "port": contact["port"]}],
+        "seq": seq,
+        "expires": 1732456800.5,
+        "public_key": contact["id"][:16] * 4,
+    }
+
+
+SELF_RECORD = record_of(SELF, 1732435200123)
+PEER_RECORD = record_of(PEER, 1732435100456)
+# Both other nodes acknowledged: the write quorum of a 2-node replica set is 2.
+WRITTEN = {"stored": 2, "asked": 2, "needed": 2, "replicas": [PEER, PREDECESSOR]}
+REGISTERED = {"key": NODE_ID, **WRITTEN, "elapsed_ms": 4.0, "record": SELF_RECORD}
+# A quorum read over the same two replicas: one held the newest, one was repaired.
+READ = {
+    "replicas": 2,
+    "answered": 2,
+    "agreeing": 1,
+    "repaired": 1,
+    "rejected": 0,
+    "needed": 2,
+    "quorum": True,
+    "elapsed_ms": 6.5,
+}
+READ_NOTHING = {**READ, "agreeing": 0, "repaired": 0}
+# "greeting" as a shared value: PEER and PREDECESSOR wrote it concurrently.
+SHARED_GREETING = (
+    vclock.Versioned("hello", vclock.VectorClock.of({int(PEER["id"], 16): 1})),
+    vclock.Versioned("bonjour", vclock.VectorClock.of({int(PREDECESSOR["id"], 16): 1})),
+)
+GREETING_SIBLINGS = [
+    {"value": "hello", "clock": {PEER["id"]: 1}},
+    {"value": "bonjour", "clock": {PREDECESSOR["id"]: 1}},
+]
+GREETING_CONTEXT = [[PREDECESSOR["id"], 1], [PEER["id"], 1]]  # sorted by writer id
 
 
 class FakeService:
@@ -69,6 +115,11 @@ class FakeService:
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {"greeting": "hello"}
+        self.records: dict[str, dict[str, Any]] = {
+            PEER["id"]: PEER_RECORD,
+            DOC_PEER["id"]: record_of(DOC_PEER, 1732435000789),
+        }
+        self.shared: dict[str, tuple[vclock.Versioned, ...]] = {"greeting": SHARED_GREETING}
         self.error: Exception | None = None
         self.left = False
 
@@ -88,6 +139,7 @@ class FakeService:
             "found": found,
             "peer": PEER if found else None,
             "closest": [PEER],
+            "record": PEER_RECORD if found else None,
             "queried": 4,
             "elapsed_ms": 12.5,
         }
@@ -115,6 +167,41 @@ class FakeService:
             "alive": alive,
             "id": PEER["id"] if alive else None,
             "rtt_ms": 0.75 if alive else None,
+        }
+
+    async def register(self) -> dict[str, Any]:
+        self._check()
+        self.records[NODE_ID] = SELF_RECORD
+        return dict(REGISTERED)
+
+    async def find_peer(self, target: int) -> dict[str, Any]:
+        self._check()
+        record = self.records.get(to_hex(target))
+        found = record is not None
+        return {
+            "id": to_hex(target),
+            "found": found,
+            "record": record,
+            **(READ if found else READ_NOTHING),
+        }
+
+    async def put_shared(self, key: str, value: str, context: list | None) -> dict[str, Any]:
+        """A write by this node, with the daemon's context checks and vector-clock rules."""
+        self._check()
+        seen = vclock.from_wire(daemon.context_wire(context)) if context is not None else None
+        version = vclock.write(seen, int(NODE_ID, 16), value)
+        self.shared[key] = vclock.reconcile(self.shared.get(key, ()), version)
+        return {"key": key, **WRITTEN, "elapsed_ms": 3.5}
+
+    async def get_shared(self, key: str) -> dict[str, Any]:
+        self._check()
+        siblings = self.shared.get(key, ())
+        return {
+            "key": key,
+            "found": bool(siblings),
+            "siblings": [{"value": s.value, "clock": daemon.clock_json(s.clock)} for s in siblings],
+            "context": daemon.context_json(vclock.context(siblings)) if siblings else None,
+            **(READ if siblings else READ_NOTHING),
         }
 
     async def owner(self, key: str) -> dict[str, Any]:
@@ -232,6 +319,7 @@ async def node():
                 "found": True,
                 "peer": PEER,
                 "closest": [PEER],
+                "record": PEER_RECORD,
                 "queried": 4,
                 "elapsed_ms": 12.5,
             },
@@ -246,6 +334,7 @@ async def node():
                 "found": False,
                 "peer": None,
                 "closest": [PEER],
+                "record": None,
                 "queried": 4,
                 "elapsed_ms": 12.5,
             },
@@ -324,6 +413,55 @@ async def node():
         ),
         ("GET", "/ring", None, 200, RING),
         ("POST", "/leave", None, 200, LEFT),
+        ("POST", "/register", None, 200, REGISTERED),
+        (
+            "GET",
+            f"/peers/0x{PEER['id'].upper()}/record",
+            None,
+            200,
+            {"id": PEER["id"], "found": True, "record": PEER_RECORD, **READ},
+        ),
+        (
+            "GET",
+            f"/peers/{'00' * 20}/record",
+            None,
+            404,
+            {"id": "00" * 20, "found": False, "record": None, **READ_NOTHING},
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"value": "v"},
+            200,
+            {"key": "k", **WRITTEN, "elapsed_ms": 3.5},
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"value": "v", "context": None},
+            200,
+            {"key": "k", **WRITTEN, "elapsed_ms": 3.5},
+        ),
+        (
+            "GET",
+            "/shared/greeting",
+            None,
+            200,
+            {
+                "key": "greeting",
+                "found": True,
+                "siblings": GREETING_SIBLINGS,
+                "context": GREETING_CONTEXT,
+                **READ,
+            },
+        ),
+        (
+            "GET",
+            "/shared/nothing",
+            None,
+            404,
+            {"key": "nothing", "found": False, "siblings": [], "context": None, **READ_NOTHING},
+        ),
     ],
 )
 async def test_route_answers_with_the_service_result(node, method, path, data, status, expected):
@@ -347,6 +485,33 @@ async def test_keys_are_percent_decoded_and_stored_values_come_back(node):
     assert (await call(node.port, "GET", path)).json()["value"] == "ünïcode"
 
 
+async def test_register_stores_the_record_find_peer_then_finds(node):
+    path = f"/peers/{NODE_ID}/record"
+    assert (await call(node.port, "GET", path)).status == 404
+    assert (await call(node.port, "POST", "/register")).json()["record"] == SELF_RECORD
+    reply = await call(node.port, "GET", path)
+    assert (reply.status, reply.json()["record"]) == (200, SELF_RECORD)
+
+
+async def test_a_write_naming_the_read_context_resolves_the_siblings(node):
+    path = f"/shared/{quote('a b/ü', safe='')}"
+    assert (await call(node.port, "PUT", path, {"value": "one"})).status == 200
+    first = (await call(node.port, "GET", path)).json()
+    assert [s["value"] for s in first["siblings"]] == ["one"]
+    # A blind write by another writer: concurrent, so both are kept.
+    node.fake.shared["a b/ü"] += (
+        vclock.Versioned("two", vclock.VectorClock.of({int(PEER["id"], 16): 1})),
+    )
+    both = (await call(node.port, "GET", path)).json()
+    assert [s["value"] for s in both["siblings"]] == ["one", "two"]
+    assert both["context"] == [[NODE_ID, 1], [PEER["id"], 1]]
+    put = await call(node.port, "PUT", path, {"value": "three", "context": both["context"]})
+    assert put.status == 200
+    after = (await call(node.port, "GET", path)).json()
+    assert after["siblings"] == [{"value": "three", "clock": {NODE_ID: 2, PEER["id"]: 1}}]
+    assert after["context"] == [[NODE_ID, 2], [PEER["id"], 1]]
+
+
 async def test_fake_service_honours_the_declared_schemas():
     fake = FakeService()
     for schema, result in [
@@ -362,8 +527,48 @@ async def test_fake_service_honours_the_declared_schemas():
         (api.OWNER_SCHEMA, await fake.owner("greeting")),
         (api.RING_SCHEMA, await fake.ring()),
         (api.LEAVE_SCHEMA, await fake.leave()),
+        (api.REGISTER_SCHEMA, await fake.register()),
+        (api.PEER_RECORD_SCHEMA, await fake.find_peer(int(PEER["id"], 16))),
+        (api.PEER_RECORD_SCHEMA, await fake.find_peer(0)),
+        (api.PUT_SCHEMA, await fake.put_shared("k", "v", GREETING_CONTEXT)),
+        (api.SHARED_SCHEMA, await fake.get_shared("greeting")),
+        (api.SHARED_SCHEMA, await fake.get_shared("missing")),
     ]:
         check_schema(schema, result)
+
+
+def test_the_daemons_reply_helpers_match_the_declared_schemas():
+    """record_json, context_json, clock_json, put_json and read_json, on real values."""
+    me = Identity.from_seed(bytes(range(32)))
+    record = records.sign_record(me, [("192.0.2.7", 8467), ("2001:db8::7", 8467)], 7, 1e9)
+    put = PutResult(me.node_id.to_bytes(20, "big"), 2, [], 3, 5, needed=2, replica_set=3)
+    written = daemon.put_json(to_hex(me.node_id), put, 0.0)
+    check_schema(api.REGISTER_SCHEMA, {**written, "record": daemon.record_json(record)})
+    check_schema(api.PUT_SCHEMA, written)
+    read = ReadResult(b"k" * 20, SHARED, [], 20, 19, 18, 17, 2, 1, 11)
+    clock = vclock.VectorClock.of({me.node_id: 3, 1: 2**63 - 1})
+    shared = {
+        "key": "k",
+        "found": True,
+        "siblings": [{"value": "v", "clock": daemon.clock_json(clock)}],
+        "context": daemon.context_json(clock),
+        **daemon.read_json(read, 0.0),
+    }
+    check_schema(api.SHARED_SCHEMA, shared)
+    found = {"id": to_hex(me.node_id), "found": True, "record": daemon.record_json(record)}
+    check_schema(api.PEER_RECORD_SCHEMA, {**found, **daemon.read_json(read, 0.0)})
+    # What a reader passes back is what the daemon takes as a context.
+    assert vclock.from_wire(daemon.context_wire(shared["context"])) == clock
+
+
+def test_a_write_below_its_quorum_is_one_line():
+    put = PutResult(b"k" * 20, 1, [], 4, 6, needed=3, replica_set=4, refused=("store full",))
+    with pytest.raises(daemon.QuorumError) as caught:
+        daemon.put_json("k", put, 0.0)
+    assert str(caught.value) == (
+        "only 1 of the 4 closest nodes acknowledged; the write quorum is 3 (refused: store full)"
+        "; the value stays where it was acknowledged, and republishing retries"
+    )
 
 
 def test_owner_questions_are_the_daemons():
@@ -394,6 +599,42 @@ def test_owner_questions_are_the_daemons():
         ),
         (api.RING_SCHEMA, lambda f: f.ring(), {"self": None}, "reply.self: expected object"),
         (api.LEAVE_SCHEMA, lambda f: f.leave(), {"keys": -1}, "reply.keys: -1 is out of range"),
+        (
+            api.LOOKUP_SCHEMA,
+            lambda f: f.lookup(int(PEER["id"], 16)),
+            {"record": {**PEER_RECORD, "seq": -1}},
+            "reply.record.seq: -1 is out of range",
+        ),
+        (
+            api.PEER_RECORD_SCHEMA,
+            lambda f: f.find_peer(int(PEER["id"], 16)),
+            {"record": {**PEER_RECORD, "public_key": "ab"}},
+            "reply.record.public_key: does not match ^[0-9a-f]{64}$",
+        ),
+        (
+            api.PEER_RECORD_SCHEMA,
+            lambda f: f.find_peer(0),
+            {"quorum": None},
+            "reply.quorum: expected boolean",
+        ),
+        (
+            api.REGISTER_SCHEMA,
+            lambda f: f.register(),
+            {"record": {**SELF_RECORD, "addresses": [{"host": "h", "port": 0}]}},
+            "reply.record.addresses[0].port: 0 is out of range",
+        ),
+        (
+            api.SHARED_SCHEMA,
+            lambda f: f.get_shared("greeting"),
+            {"siblings": [{"value": "v", "clock": {NODE_ID: "1"}}]},
+            f"reply.siblings[0].clock.{NODE_ID}: expected integer",
+        ),
+        (
+            api.SHARED_SCHEMA,
+            lambda f: f.get_shared("greeting"),
+            {"context": [[NODE_ID, 0]]},
+            "reply.context[0][1]: 0 is out of range",
+        ),
         (
             api.LEAVE_SCHEMA,
             lambda f: f.leave(),
@@ -459,12 +700,72 @@ def test_leave_schema_takes_a_timed_out_hand_off():
         ("GET", "/owner/%ff", {}, 400, "path is not percent-encoded UTF-8"),
         ("GET", "/ring?verbose=1", {}, 400, "unknown or repeated query parameter 'verbose'"),
         ("POST", "/leave", {"data": {}}, 400, "POST /leave takes no body"),
+        ("POST", "/register", {"data": {}}, 400, "POST /register takes no body"),
+        ("GET", "/peers/xyz/record", {}, 400, message_of(parse_hex, "xyz")),
+        ("GET", "/peers//record", {}, 404, "no such endpoint: /peers//record"),
+        ("GET", "/peers/ab/record/x", {}, 404, "no such endpoint: /peers/ab/record/x"),
+        ("PUT", "/shared/k", {"data": {"value": 5}}, 400, "body.value: expected string"),
+        ("PUT", "/shared/k", {"data": {"context": []}}, 400, "body: missing 'value'"),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "ttl": 1}},
+            400,
+            "body: unexpected 'ttl'",
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": {"ab": 1}}},
+            400,
+            "body.context: expected array or null",
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": [["zz", 1]]}},
+            400,
+            "body.context[0][0]: does not match ^[0-9a-f]{40}$",
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": [[NODE_ID, 0]]}},
+            400,
+            "body.context[0][1]: 0 is out of range",
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": [[NODE_ID, True]]}},
+            400,
+            "body.context[0][1]: expected string or integer",
+        ),
+        # Shapes the schema's loose item check lets through; the daemon's check refuses.
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": [[NODE_ID]]}},
+            400,
+            "context is not [[40-hex writer id, counter], ...]",
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": [[PEER["id"], 1], [NODE_ID, 1]]}},
+            400,
+            "context is not [[40-hex writer id, counter], ...]",
+        ),
+        ("GET", "/shared/%ff", {}, 400, "path is not percent-encoded UTF-8"),
     ],
 )
 async def test_bad_requests_get_one_line_errors(node, method, path, kw, status, error):
     reply = await call(node.port, method, path, **kw)
     assert (reply.status, reply.json()) == (status, {"error": error})
-    assert node.fake.values == {"greeting": "hello"}  # nothing reached the service
+    # Nothing reached the service's state.
+    assert node.fake.values == {"greeting": "hello"}
+    assert node.fake.shared == {"greeting": SHARED_GREETING}
+    assert NODE_ID not in node.fake.records
     assert not node.fake.left
 
 
@@ -476,6 +777,9 @@ async def test_bad_requests_get_one_line_errors(node, method, path, kw, status, 
         ("GET", "/leave", "POST"),
         ("POST", "/ring", "GET"),
         ("PUT", "/owner/k", "GET"),
+        ("GET", "/register", "POST"),
+        ("POST", "/peers/ab/record", "GET"),
+        ("DELETE", "/shared/k", "GET, PUT"),
     ],
 )
 async def test_wrong_method_is_405_with_allow(node, method, path, allow):
@@ -496,6 +800,19 @@ async def test_kadnode_errors_map_to_status_and_one_line(node, error, status, me
     node.fake.error = error
     reply = await call(node.port, "GET", "/info")
     assert (reply.status, reply.json()) == (status, {"error": message})
+
+
+QUORUM_ERROR = "only 1 of the 4 closest nodes acknowledged; the write quorum is 3"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [("POST", "/register", None), ("PUT", "/shared/k", {"value": "v"})],
+)
+async def test_a_write_below_its_quorum_is_503_and_one_line(node, method, path, data):
+    node.fake.error = daemon.QuorumError(QUORUM_ERROR)
+    reply = await call(node.port, method, path, data)
+    assert (reply.status, reply.json()) == (503, {"error": QUORUM_ERROR})
 
 
 async def test_unexpected_exception_is_a_bare_500_logged_once(node, caplog):
@@ -702,12 +1019,15 @@ async def test_openapi_document_matches_the_route_table_exactly(node):
         "/owner/{key}",
         "/ring",
         "/leave",
+        "/register",
+        "/peers/{id}/record",
+        "/shared/{key}",
         "/metrics",
         "/health",
         "/openapi.json",
         "/docs",
     }
-    assert len(documented) == 13
+    assert len(documented) == 17
 
 
 async def test_every_documented_operation_answers_its_examples(node):

@@ -12,10 +12,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from test_api import INFO, LEFT, PEER, PREDECESSOR, RING, SELF, FakeService, message_of
+from test_api import (
+    GREETING_CONTEXT,
+    GREETING_SIBLINGS,
+    INFO,
+    LEFT,
+    NODE_ID,
+    PEER,
+    PEER_RECORD,
+    PREDECESSOR,
+    QUORUM_ERROR,
+    READ,
+    READ_NOTHING,
+    REGISTERED,
+    RING,
+    SELF,
+    SELF_RECORD,
+    WRITTEN,
+    FakeService,
+    message_of,
+)
 
 from kadnode.api import QUESTIONS, build_routes
 from kadnode.client import ApiClient, add_client_commands, run_client_command
+from kadnode.daemon import QuorumError
 from kadnode.dns import parse_hostport
 from kadnode.errors import ApiError, LocalProtocolError
 from kadnode.httpserver import Route, serve
@@ -87,9 +107,37 @@ def test_client_returns_the_api_dicts(address, fake):
     assert client.ping("127.0.0.1:4001")["alive"] is True
     assert client.owner("a b/c")["successor"] == PREDECESSOR
     assert client.ring() == RING
+    assert client.register() == REGISTERED
+    assert client.find_peer(PEER["id"]) == {
+        "id": PEER["id"],
+        "found": True,
+        "record": PEER_RECORD,
+        **READ,
+    }
+    assert client.find_peer(SELF["id"])["record"] == SELF_RECORD
+    assert client.put_shared("k/ü", "v") == {"key": "k/ü", **WRITTEN, "elapsed_ms": 3.5}
+    assert client.get_shared("k/ü")["siblings"] == [{"value": "v", "clock": {NODE_ID: 1}}]
+    resolved = client.put_shared("greeting", "hi", GREETING_CONTEXT)
+    assert resolved == {"key": "greeting", **WRITTEN, "elapsed_ms": 3.5}
+    assert client.get_shared("greeting")["siblings"] == [
+        {"value": "hi", "clock": {NODE_ID: 1, PEER["id"]: 1, PREDECESSOR["id"]: 1}}
+    ]
     assert not fake.left
     assert client.leave() == LEFT
     assert fake.left
+
+
+def test_records_and_shared_values_not_found_are_results_not_errors(address):
+    client = ApiClient(address)
+    missing = {"found": False, "record": None, **READ_NOTHING}
+    assert client.find_peer("00" * 20) == {"id": "00" * 20, **missing}
+    assert client.get_shared("missing") == {
+        "key": "missing",
+        "found": False,
+        "siblings": [],
+        "context": None,
+        **READ_NOTHING,
+    }
 
 
 def test_get_of_unknown_key_is_a_result_not_an_error(address):
@@ -191,7 +239,13 @@ def test_info_json_and_human(capsys, address):
 
 def test_lookup_found_and_not_found(capsys, address):
     code, out, _ = run(capsys, "lookup", PEER["id"], "--api", address)
-    assert (code, out) == (0, f"found {PEER['id']} at 127.0.0.1:4001 (4 queried, 12.5 ms)\n")
+    assert (code, out) == (
+        0,
+        f"found {PEER['id']} at 127.0.0.1:4001 "
+        f"(signed record seq {PEER_RECORD['seq']}; 4 queried, 12.5 ms)\n",
+    )
+    code, out, _ = run(capsys, "lookup", PEER["id"], "--json", "--api", address)
+    assert (code, json.loads(out)["record"]) == (0, PEER_RECORD)
     code, out, _ = run(capsys, "lookup", "00" * 20, "--json", "--api", address)
     assert code == 1
     assert json.loads(out) == {
@@ -199,6 +253,7 @@ def test_lookup_found_and_not_found(capsys, address):
         "found": False,
         "peer": None,
         "closest": [PEER],
+        "record": None,
         "queried": 4,
         "elapsed_ms": 12.5,
     }
@@ -228,6 +283,183 @@ def test_get_unknown_key_exits_1(capsys, address):
     assert (code, err) == (1, "")
     assert json.loads(out) == {"key": "missing", "found": False, "value": None, "elapsed_ms": 1.5}
     assert run(capsys, "get", "missing", "--api", address) == (1, "not found: 'missing'\n", "")
+
+
+def test_lookup_of_an_older_daemon_without_records(capsys, address, fake):
+    async def no_record(target):
+        return {
+            "target": PEER["id"],
+            "found": True,
+            "peer": PEER,
+            "closest": [PEER],
+            "queried": 4,
+            "elapsed_ms": 12.5,
+        }
+
+    fake.lookup = no_record
+    code, out, _ = run(capsys, "lookup", PEER["id"], "--api", address)
+    assert (code, out) == (0, f"found {PEER['id']} at 127.0.0.1:4001 (4 queried, 12.5 ms)\n")
+
+
+def test_register_json_and_human(capsys, address, fake):
+    code, out, err = run(capsys, "register", "--json", "--api", address)
+    assert (code, json.loads(out), err) == (0, REGISTERED, "")
+    assert fake.records[NODE_ID] == SELF_RECORD
+    assert run(capsys, "register", "--api", address) == (
+        0,
+        f"registered {NODE_ID} at 127.0.0.1:8468 (seq {SELF_RECORD['seq']}): "
+        "2 of 2 replicas acknowledged\n",
+        "",
+    )
+
+
+def test_find_peer_found(capsys, address):
+    code, out, err = run(capsys, "find-peer", PEER["id"], "--json", "--api", address)
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {"id": PEER["id"], "found": True, "record": PEER_RECORD, **READ}
+    code, out, err = run(capsys, "find-peer", f"0x{PEER['id'].upper()}", "--api", address)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        f"{PEER['id']} seq {PEER_RECORD['seq']}, signed by its key; verified addresses:",
+        "  127.0.0.1:4001",
+        "2 of 2 replicas answered, 1 repaired (6.5 ms)",
+    ]
+
+
+def test_find_peer_says_what_the_read_saw(capsys, address, fake):
+    async def contested(target):
+        two = {**PEER_RECORD, "addresses": [*PEER_RECORD["addresses"], {"host": "::1", "port": 9}]}
+        return {
+            "id": PEER["id"],
+            "found": True,
+            "record": two,
+            **READ,
+            "answered": 1,
+            "rejected": 2,
+            "quorum": False,
+        }
+
+    fake.find_peer = contested
+    code, out, _ = run(capsys, "find-peer", PEER["id"], "--api", address)
+    assert (code, out.splitlines()) == (
+        0,
+        [
+            f"{PEER['id']} seq {PEER_RECORD['seq']}, signed by its key; verified addresses:",
+            "  127.0.0.1:4001",
+            "  [::1]:9",
+            "1 of 2 replicas answered, 1 repaired, 2 invalid versions rejected; "
+            "below the read quorum of 2 (6.5 ms)",
+        ],
+    )
+
+
+def test_find_peer_not_found_exits_1(capsys, address):
+    code, out, err = run(capsys, "find-peer", "00" * 20, "--json", "--api", address)
+    assert (code, err) == (1, "")
+    assert json.loads(out) == {"id": "00" * 20, "found": False, "record": None, **READ_NOTHING}
+    assert run(capsys, "find-peer", "00" * 20, "--api", address) == (
+        1,
+        f"not found: no valid record for {'00' * 20}; "
+        "2 of 2 replicas answered, 0 repaired (6.5 ms)\n",
+        "",
+    )
+
+
+def test_shared_siblings_then_a_put_with_their_context_resolves_them(capsys, address, fake):
+    code, out, err = run(capsys, "get", "greeting", "--shared", "--json", "--api", address)
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {
+        "key": "greeting",
+        "found": True,
+        "siblings": GREETING_SIBLINGS,
+        "context": GREETING_CONTEXT,
+        **READ,
+    }
+    code, out, err = run(capsys, "get", "greeting", "--shared", "--api", address)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines == [
+        "2 concurrent values (siblings); to resolve them, put --shared with --context:",
+        "  hello",
+        "  bonjour",
+        f"context: {json.dumps(GREETING_CONTEXT, separators=(',', ':'))}",
+    ]
+    context = lines[-1].removeprefix("context: ")
+    code, out, err = run(
+        capsys, "put", "greeting", "hi", "--shared", "--context", context, "--api", address
+    )
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "stored 'greeting' on 2 nodes (3.5 ms); replicas:",
+        f"  {PEER['id']}  127.0.0.1:4001",
+        f"  {PREDECESSOR['id']}  127.0.0.1:4002",
+    ]
+    assert run(capsys, "get", "greeting", "--shared", "--api", address) == (0, "hi\n", "")
+    # The plain value under the same key is another thing, untouched.
+    assert run(capsys, "get", "greeting", "--api", address) == (0, "hello\n", "")
+
+
+def test_put_shared_blind_json(capsys, address, fake):
+    code, out, err = run(capsys, "put", "new", "v", "--shared", "--json", "--api", address)
+    assert (code, json.loads(out), err) == (0, {"key": "new", **WRITTEN, "elapsed_ms": 3.5}, "")
+    assert "new" not in fake.values
+    assert run(capsys, "get", "new", "--shared", "--api", address) == (0, "v\n", "")
+
+
+def test_get_shared_unknown_key_exits_1(capsys, address):
+    code, out, err = run(capsys, "get", "missing", "--shared", "--json", "--api", address)
+    assert (code, err) == (1, "")
+    assert json.loads(out)["found"] is False
+    assert run(capsys, "get", "missing", "--shared", "--api", address) == (
+        1,
+        "not found: 'missing'\n",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (("--context", "[]"), "--context is for shared values: add --shared"),
+        (
+            ("--shared", "--context", "[[1,"),
+            "--context is not JSON: '[[1,' (pass the context get --shared printed)",
+        ),
+        (
+            ("--shared", "--context", '{"a": 1}'),
+            "--context: expected array (want [[40-hex writer id, counter], ...])",
+        ),
+        (
+            ("--shared", "--context", '[["zz", 1]]'),
+            "--context[0][0]: does not match ^[0-9a-f]{40}$ "
+            "(want [[40-hex writer id, counter], ...])",
+        ),
+        # Past the local check, refused by the daemon (400): one line still.
+        (
+            ("--shared", "--context", f'[["{NODE_ID}"]]'),
+            "context is not [[40-hex writer id, counter], ...]",
+        ),
+    ],
+)
+def test_bad_context_is_one_line_and_exit_2(capsys, address, fake, argv, error):
+    assert run(capsys, "put", "greeting", "v", *argv, "--api", address) == (
+        2,
+        "",
+        f"kadnode: error: {error}\n",
+    )
+    assert fake.values["greeting"] == "hello"
+    assert len(fake.shared["greeting"]) == 2
+
+
+@pytest.mark.parametrize("argv", [("register",), ("put", "k", "v", "--shared")])
+def test_a_write_below_its_quorum_is_one_line_and_exit_2(capsys, address, fake, argv):
+    fake.error = QuorumError(QUORUM_ERROR)
+    for extra in ((), ("--json",)):
+        assert run(capsys, *argv, *extra, "--api", address) == (
+            2,
+            "",
+            f"kadnode: error: {QUORUM_ERROR}\n",
+        )
 
 
 def test_peers_and_ping(capsys, address):
@@ -371,7 +603,18 @@ def test_leave_that_timed_out_exits_1(capsys, address, fake):
     assert (code, json.loads(out)["timed_out"]) == (1, True)
 
 
-@pytest.mark.parametrize("argv", [("owner", "k"), ("ring",), ("leave",)])
+NEW_COMMANDS = [
+    ("owner", "k"),
+    ("ring",),
+    ("leave",),
+    ("register",),
+    ("find-peer", PEER["id"]),
+    ("put", "k", "v", "--shared"),
+    ("get", "greeting", "--shared"),
+]
+
+
+@pytest.mark.parametrize("argv", NEW_COMMANDS)
 @pytest.mark.parametrize(
     ("error", "message"),
     [
@@ -386,7 +629,7 @@ def test_new_commands_exit_2_on_errors(capsys, address, fake, argv, error, messa
     assert not fake.left
 
 
-@pytest.mark.parametrize("argv", [("owner", "k"), ("ring",), ("leave",)])
+@pytest.mark.parametrize("argv", NEW_COMMANDS)
 def test_new_commands_without_daemon_exit_2(capsys, dead_address, argv):
     code, out, err = run(capsys, *argv, "--json", "--api", dead_address)
     assert (code, out, err) == (2, "", f"kadnode: error: {down(dead_address)}\n")
@@ -411,6 +654,10 @@ def test_a_reply_from_an_older_daemon_is_one_line_and_exit_2(capsys, address, fa
         (("ping", "nocolon"), message_of(parse_hostport, "nocolon")),
         (("get", ""), "the key cannot be empty"),
         (("owner", ""), "the key cannot be empty"),
+        (("find-peer", "xyz"), message_of(parse_hex, "xyz")),
+        (("find-peer", ""), "the id cannot be empty"),
+        (("get", "", "--shared"), "the key cannot be empty"),
+        (("put", "", "v", "--shared"), "the key cannot be empty"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, address, argv, error):

@@ -12,6 +12,7 @@ import pytest
 from kadnode import codec, kinds, records, vclock
 from kadnode.codec import NATIVE_MAGIC
 from kadnode.config import Config
+from kadnode.errors import LocalProtocolError
 from kadnode.identity import Identity
 from kadnode.ids import key_digest
 from kadnode.node import NodeCore
@@ -170,3 +171,25 @@ def test_reads_of_nothing_are_not_found_and_repair_nothing(kind):
     net, nodes = network(12)
     read = net.call(nodes[2], lambda c, now: c.read(key_digest("absent"), kind, now))
     assert not read.found and read.repaired == 0 and read.holding == 0
+
+
+def test_a_second_blind_write_from_the_same_node_replaces_its_first_not_dropped():
+    net, nodes = network(10)
+    key = key_digest("twice")
+    net.call(nodes[2], lambda c, now: c.put_shared(key, "first", None, now))
+    net.call(nodes[2], lambda c, now: c.put_shared(key, "second", None, now))
+    read = net.call(nodes[7], lambda c, now: c.read(key, SHARED, now))
+    # One writer's later write follows its earlier one (its counter moves on).
+    [only] = kinds.siblings_from_wire(read.payload)
+    assert only.value == "second" and only.clock.get(nodes[2].id) == 2
+
+
+def test_oversized_and_unresolved_shared_writes_are_the_callers_error():
+    net, nodes = network(6)
+    key = key_digest("crowded")
+    with pytest.raises(LocalProtocolError, match="over the 1000-byte limit"):
+        nodes[1].put_shared(key, "x" * 2000, None, net.now)
+    for n in nodes[:4]:  # four concurrent versions: the most a key keeps
+        net.call(n, lambda c, now: c.put_shared(key, "v", None, now))
+    with pytest.raises(LocalProtocolError, match="write with their context"):
+        net.call(nodes[4], lambda c, now: c.put_shared(key, "fifth", None, now))
