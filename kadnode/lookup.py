@@ -23,6 +23,7 @@ class State(Enum):
     WAITING = 1
     ANSWERED = 2
     FAILED = 3
+    STALLED = 4  # past its soft timeout: no longer holds a slot, may still answer
 
 
 @dataclass(slots=True)
@@ -73,6 +74,7 @@ class Lookup:
         self._order: list[tuple[int, int]] = []  # (distance, node_id), sorted
         self._candidates: dict[int, Candidate] = {}
         self.in_flight = 0
+        self.stalled_now = 0
         self.queried = 0
         self.answered = 0
         self.failed = 0
@@ -106,8 +108,8 @@ class Lookup:
             if self.in_flight >= self.alpha or seen_alive >= self.k:
                 break
             cand = self._candidates[node_id]
-            if cand.state is State.FAILED:
-                continue
+            if cand.state is State.FAILED or cand.state is State.STALLED:
+                continue  # a stalled one may answer yet: ask past it meanwhile
             seen_alive += 1
             if cand.state is State.FRESH:
                 cand.state = State.WAITING
@@ -118,11 +120,30 @@ class Lookup:
 
     def _settle(self, node_id: int, state: State) -> Candidate | None:
         cand = self._candidates.get(node_id)
-        if cand is None or cand.state is not State.WAITING:
+        if cand is None:
+            return None
+        if cand.state is State.WAITING:
+            self.in_flight -= 1
+        elif cand.state is State.STALLED:
+            self.stalled_now -= 1
+        else:
             return None
         cand.state = state
-        self.in_flight -= 1
         return cand
+
+    def stalled(self, node_id: int) -> None:
+        """A request passed its soft timeout: free its slot, keep hoping.
+
+        The lookup asks the next candidate meanwhile, but does not end while a
+        stalled one might still be among the k closest (Kademlia paper 2.3:
+        "nodes that fail to respond quickly are removed from consideration
+        until and unless they do respond").
+        """
+        cand = self._candidates.get(node_id)
+        if cand is not None and cand.state is State.WAITING:
+            cand.state = State.STALLED
+            self.in_flight -= 1
+            self.stalled_now += 1
 
     def answered_nodes(
         self, responder: Contact, contacts: Iterable[Contact], token: bytes | None = None
@@ -164,7 +185,7 @@ class Lookup:
             state = self._candidates[node_id].state
             if state is State.FAILED:
                 continue
-            if state is State.FRESH:
+            if state is State.FRESH or state is State.STALLED:
                 return False
             alive += 1
             if alive >= self.k:

@@ -210,6 +210,9 @@ class _Pending:
     parse: Callable[[object], object]
     on_reply: Callable[[object, float], None]
     on_fail: Callable[[float], None]
+    # Lookups: called at the first deadline instead of failing (a soft
+    # timeout); the request stays open, backed off, for a late reply.
+    on_stall: Callable[[float], None] | None = None
 
 
 class NodeCore:
@@ -780,6 +783,7 @@ class NodeCore:
                     partial(failed, contact),
                     at,
                     cfg.lookup_attempts,
+                    partial(stalled, contact),
                 )
             if lookup.finished and not finished[0]:
                 finished[0] = True
@@ -796,6 +800,10 @@ class NodeCore:
 
         def failed(contact: Contact, at: float) -> None:
             lookup.failed_request(contact.node_id)
+            pump(at)
+
+        def stalled(contact: Contact, at: float) -> None:
+            lookup.stalled(contact.node_id)
             pump(at)
 
         pump(now)
@@ -830,6 +838,7 @@ class NodeCore:
         on_fail: Callable[[float], None],
         now: float,
         attempts: int,
+        on_stall: Callable[[float], None] | None = None,
     ) -> int:
         """Send a request; returns the datagram's size (0: refused)."""
         if len(self._pending) >= self.config.max_pending_requests:
@@ -852,6 +861,7 @@ class NodeCore:
             parse,
             on_reply,
             on_fail,
+            on_stall,
         )
         self._pending[msg_id] = pending
         heapq.heappush(self._deadlines, (pending.deadline, msg_id))
@@ -860,6 +870,16 @@ class NodeCore:
         return len(datagram)
 
     def _expire_request(self, pending: _Pending, now: float) -> None:
+        if pending.on_stall is not None:
+            # Soft timeout: the caller moves on; a late reply still counts
+            # until the backed-off deadline (a slow node is not a dead one).
+            stalled, pending.on_stall = pending.on_stall, None
+            pending.rto = min(pending.rto * 2, self.config.rto_ceil)
+            pending.deadline = now + pending.rto
+            heapq.heappush(self._deadlines, (pending.deadline, pending.msg_id))
+            self.stats["stalls"] += 1
+            stalled(now)
+            return
         if pending.attempts_left > 0:
             # Retransmit with the same message id; back off (RFC 6298 5.5).
             pending.attempts_left -= 1

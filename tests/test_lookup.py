@@ -418,3 +418,16 @@ def test_lookup_with_dead_nodes_returns_the_nearest_that_answered(
             x.node_id for i in answered for x in find_node(tables[i], target, k)
         }
         assert all(i in asked for i in heard_of if i ^ target < kth)
+
+
+def test_a_stalled_request_frees_its_slot_but_a_late_answer_still_counts() -> None:
+    lk = lookup(1, 2, 3, k=3, alpha=1)
+    assert ids(lk.next_requests()) == [1]
+    lk.stalled(1)  # its soft timeout passed: ask the next one meanwhile
+    assert ids(lk.next_requests()) == [2]
+    lk.answered_nodes(c(2), [])
+    assert ids(lk.next_requests()) == [3]
+    lk.answered_nodes(c(3), [])
+    assert not lk.finished  # node 1 may still answer, and it is the nearest
+    lk.answered_nodes(c(1), [])
+    assert lk.finished and ids(lk.outcome().closest) == [1, 2, 3]
