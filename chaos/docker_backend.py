@@ -1,0 +1,244 @@
+"""The docker backend: one container per node on a user network of our own. Does I/O (docker).
+
+Layout, for a cluster named NAME (default ``kadchaos``):
+
+- network NAME: a bridge with ``internal: true``, so no container traffic
+  leaves it, not even DNS;
+- NAME-dns: ``kadnode-seed-dns`` from the image, the upstream server of every
+  node's resolver (docker's embedded DNS forwards what it cannot answer, the
+  SRV question ``_kadnode._udp.bootstrap``, there, and gets NXDOMAIN at once);
+- NAME-boot-1, NAME-boot-2: bootstrap nodes sharing the network alias
+  ``bootstrap``;
+- NAME-node-03 ...: ordinary nodes.
+
+Every node runs ``kadnode run --dns-seed bootstrap``: docker's embedded DNS
+answers the A records of the alias, one per bootstrap container. Commands on
+a node are ``docker exec``; partition and loss are iptables DROP rules in the
+container's network namespace, entered from the host with ``nsenter -t PID -n``
+(the image needs no iptables and no extra capabilities).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .cluster import Backend, ChaosError, NetnsFaults, Node, Status
+
+LABEL = "kadnode.chaos"
+ROLE = "kadnode.chaos.role"
+SEED_ALIAS = "bootstrap"
+PORT = 8467
+DATA_DIR = "/var/lib/kadnode"
+SIGKILLED = 137  # 128 + 9: the exit code of a container the harness killed
+READY_TIMEOUT = 30.0
+
+
+def engine(timeout: float = 300.0) -> Any:
+    """A docker client that has answered a ping; ChaosError if there is none."""
+    try:
+        import docker
+    except ImportError:
+        raise ChaosError("the docker Python SDK is missing: pip install docker") from None
+    try:
+        client = docker.from_env(version="auto", timeout=timeout)
+        client.ping()
+    except Exception as exc:
+        raise ChaosError(f"no docker engine answers: {exc}") from None
+    return client
+
+
+class DockerBackend(NetnsFaults, Backend):
+    name = "docker"
+    faults = frozenset({"partition", "loss", "delay", "kill", "churn"})
+
+    def __init__(self, cluster: str = "kadchaos", image: str = "kadnode:local"):
+        self.cluster = cluster
+        self.image = image
+        self.client = engine()
+        self._removed = 0  # the highest node number removed by this process
+
+    # ---- lifecycle ----
+
+    def exists(self) -> bool:
+        networks = self.client.networks.list(filters={"label": f"{LABEL}={self.cluster}"})
+        return bool(self._containers() or networks)
+
+    def up(self, count: int, progress: Any) -> list[Node]:
+        import docker
+
+        if count < 3:
+            raise ChaosError("a cluster needs at least 3 nodes (2 of them bootstrap nodes)")
+        try:
+            self.client.images.get(self.image)
+        except docker.errors.ImageNotFound:
+            raise ChaosError(
+                f"image {self.image} not found: build it with deploy/build-image.sh --offline"
+            ) from None
+        if self.exists():
+            raise ChaosError(f"cluster {self.cluster!r} is up already: run 'down' first")
+        labels = {LABEL: self.cluster}
+        self.client.networks.create(self.cluster, driver="bridge", internal=True, labels=labels)
+        dns = self.client.containers.run(
+            self.image,
+            name=f"{self.cluster}-dns",
+            entrypoint=["kadnode-seed-dns"],
+            command=["--listen", "0.0.0.0:53"],
+            detach=True,
+            network=self.cluster,
+            labels={**labels, ROLE: "dns"},
+        )
+        dns.reload()
+        self.dns_ip = dns.attrs["NetworkSettings"]["Networks"][self.cluster]["IPAddress"]
+        progress(f"network {self.cluster} (internal), seed-dns at {self.dns_ip}")
+        boots = [self._run(f"boot-{i}", "bootstrap") for i in (1, 2)]
+        for container in boots:
+            self._wait_api(container)
+        progress("bootstrap nodes answer; starting the others")
+        for i in range(3, count + 1):
+            self._run(f"node-{i:02d}", "node")
+        return self.nodes()
+
+    def _run(self, short: str, role: str) -> Any:
+        aliases = [short] + ([SEED_ALIAS] if role == "bootstrap" else [])
+        networking = {self.cluster: self.client.api.create_endpoint_config(aliases=aliases)}
+        return self.client.containers.run(
+            self.image,
+            command=[
+                "run",
+                "--data-dir",
+                DATA_DIR,
+                "--dns-seed",
+                SEED_ALIAS,
+                "--api",
+                "127.0.0.1:8468",
+            ],
+            name=f"{self.cluster}-{short}",
+            hostname=short,
+            detach=True,
+            network=self.cluster,
+            networking_config=networking,
+            dns=[self._dns_ip()],
+            labels={LABEL: self.cluster, ROLE: role},
+        )
+
+    def _dns_ip(self) -> str:
+        if not getattr(self, "dns_ip", None):
+            dns = self.client.containers.get(f"{self.cluster}-dns")
+            self.dns_ip = dns.attrs["NetworkSettings"]["Networks"][self.cluster]["IPAddress"]
+        return self.dns_ip
+
+    def _wait_api(self, container: Any) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            container.reload()
+            if container.status != "running":
+                raise ChaosError(f"{container.name} stopped: {container.logs(tail=5).decode()}")
+            code, _ = container.exec_run(["kadnode", "info"])
+            if code == 0:
+                return
+            time.sleep(0.5)
+        raise ChaosError(f"{container.name}: control API not answering after {READY_TIMEOUT} s")
+
+    def _containers(self, role: str | None = None) -> list[Any]:
+        filters = {"label": [f"{LABEL}={self.cluster}"]}
+        if role:
+            filters["label"].append(f"{ROLE}={role}")
+        return sorted(self.client.containers.list(all=True, filters=filters), key=lambda c: c.name)
+
+    def _node(self, container: Any) -> Node:
+        net = container.attrs["NetworkSettings"]["Networks"].get(self.cluster) or {}
+        short = container.name.removeprefix(f"{self.cluster}-")
+        return Node(short, net.get("IPAddress") or "", PORT, container.labels[ROLE])
+
+    def nodes(self) -> list[Node]:
+        found = [self._node(c) for c in self._containers() if c.labels.get(ROLE) != "dns"]
+        return sorted(found, key=lambda n: (not n.bootstrap, n.name))
+
+    def _container(self, node: Node) -> Any:
+        return self.client.containers.get(f"{self.cluster}-{node.name}")
+
+    def status(self, node: Node) -> Status:
+        import docker
+
+        try:
+            container = self._container(node)
+        except docker.errors.NotFound:
+            return Status(False, True, "container gone")
+        state = container.attrs["State"]
+        if state["Status"] == "running":
+            return Status(True, False, "running")
+        killed = state["ExitCode"] == SIGKILLED and not state.get("OOMKilled")
+        detail = f"{state['Status']}, exit code {state['ExitCode']}"
+        if state.get("OOMKilled"):
+            detail += ", OOM-killed"
+        return Status(False, not killed, detail)
+
+    def kill(self, node: Node) -> None:
+        container = self._container(node)
+        container.kill(signal="SIGKILL")
+        deadline = time.monotonic() + 20
+        while container.status == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            container.reload()
+
+    def start(self, node: Node) -> None:
+        container = self._container(node)
+        container.start()
+        self._wait_api(container)
+        node.ip = self._node(self._container(node)).ip  # docker may hand out another address
+
+    def add_node(self) -> Node:
+        # A new node gets a new name: never reuse the name of one that left.
+        used = [int(n.name.rsplit("-", 1)[1]) for n in self.nodes()] + [self._removed]
+        container = self._run(f"node-{max(used) + 1:02d}", "node")
+        self._wait_api(container)
+        return self._node(self.client.containers.get(container.id))
+
+    def remove(self, node: Node) -> None:
+        self._container(node).remove(force=True, v=True)
+        self._removed = max(self._removed, int(node.name.rsplit("-", 1)[1]))
+
+    def down(self) -> list[str]:
+        removed = []
+        for container in self._containers():
+            container.remove(force=True, v=True)
+            removed.append(f"container {container.name}")
+        for network in self.client.networks.list(filters={"label": f"{LABEL}={self.cluster}"}):
+            network.remove()
+            removed.append(f"network {network.name}")
+        return removed
+
+    # ---- commands on nodes ----
+
+    @property
+    def kadnode(self) -> str:
+        return "kadnode"
+
+    @property
+    def python(self) -> str:
+        return "/opt/kadnode/bin/python"
+
+    def exec(self, node: Node, argv: list[str], timeout: float) -> tuple[int, str, str]:
+        import docker
+
+        try:
+            container = self._container(node)
+            # coreutils timeout bounds the command: exec_run itself has no deadline.
+            code, (out, err) = container.exec_run(["timeout", str(int(timeout)), *argv], demux=True)
+        except docker.errors.APIError as exc:
+            return 125, "", str(exc.explanation or exc)
+        return code, (out or b"").decode(), (err or b"").decode()
+
+    def logs(self, node: Node, lines: int = 20) -> str:
+        try:
+            return self._container(node).logs(tail=lines).decode(errors="replace")
+        except Exception as exc:
+            return f"(no logs: {exc})"
+
+    def netns_prefix(self, node: Node) -> list[str]:
+        container = self._container(node)
+        pid = container.attrs["State"]["Pid"]
+        if not pid:
+            raise ChaosError(f"{node.name} is not running")
+        return ["nsenter", "-t", str(pid), "-n"]
