@@ -46,6 +46,7 @@ class NodeService(Protocol):
     async def owner(self, key: str) -> dict[str, Any]: ...
     async def ring(self) -> dict[str, Any]: ...
     async def leave(self) -> dict[str, Any]: ...
+    async def fault(self, delay_ms: float, jitter_ms: float) -> dict[str, Any]: ...
     async def metrics(self) -> str: ...
 
 
@@ -162,6 +163,7 @@ VALUE_SCHEMA = _optional(
 )
 PEER = _object(**CONTACT["properties"], failures=INTEGER, last_seen_s=NUMBER)
 PEERS_SCHEMA = _object(count=INTEGER, peers={"type": "array", "items": PEER})
+FAULT_SCHEMA = _object(delay_ms=NUMBER, jitter_ms=NUMBER, mechanism=STRING)
 PING_SCHEMA = _object(
     host=STRING,
     port=PORT,
@@ -286,6 +288,10 @@ def build_routes(service: NodeService) -> list[Route]:
 
     async def leave(_: Request) -> Response:
         return json_response(await service.leave())
+
+    async def fault(request: Request) -> Response:
+        body = request.body
+        return json_response(await service.fault(body["delay_ms"], body.get("jitter_ms", 0)))
 
     async def metrics(_: Request) -> Response:
         return text_response(await service.metrics(), METRICS)
@@ -610,6 +616,37 @@ def build_routes(service: NodeService) -> list[Route]:
             "closest remaining nodes it knows, then the daemon stops. keys, stores and acks "
             "count the keys handed on, the STOREs sent and those acknowledged; they are null, "
             "and timed_out true, when the hand-off did not finish in time.",
+            tag="ops",
+        ),
+        Route(
+            "POST",
+            "/fault",
+            fault,
+            "Chaos testing: delay every datagram this node sends",
+            {
+                200: Payload(
+                    FAULT_SCHEMA,
+                    {
+                        "delay_ms": 200,
+                        "jitter_ms": 50,
+                        "mechanism": "kadnode transport send delay (--allow-fault-injection)",
+                    },
+                    "the delay now in force (0 clears it)",
+                )
+            },
+            "Only a daemon started with --allow-fault-injection accepts this (400 otherwise). "
+            "Every datagram the node sends waits delay_ms +- jitter_ms first: the delay fault "
+            "of chaos/run.py where the kernel has no netem qdisc.",
+            body=Payload(
+                {
+                    "type": "object",
+                    "required": ["delay_ms"],
+                    "additionalProperties": False,
+                    "properties": {"delay_ms": NUMBER, "jitter_ms": NUMBER},
+                },
+                {"delay_ms": 200, "jitter_ms": 50},
+                "milliseconds; delay_ms 0 clears the fault",
+            ),
             tag="ops",
         ),
         Route(

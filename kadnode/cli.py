@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the address to register in this node's signed peer record (repeatable;"
         " default: the address it listens on)",
     )
+    run.add_argument(
+        "--allow-fault-injection",
+        action="store_true",
+        help="let the control API delay this node's datagrams (chaos testing only)",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     demo = sub.add_parser("demo", help="start a local network on loopback and show it working")
@@ -141,6 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         dns_seeds=args.dns_seed,
         dns_nameservers=args.dns_server,
         advertise=args.advertise,
+        allow_fault_injection=args.allow_fault_injection,
         api_host=host,
         api_port=api_port,
     )

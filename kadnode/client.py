@@ -89,6 +89,11 @@ class ApiClient:
     def ring(self) -> dict[str, Any]:
         return self._call("GET", "/ring", api.RING_SCHEMA)
 
+    def fault(self, delay_ms: str, jitter_ms: str | None = None) -> dict[str, Any]:
+        """Chaos testing: delay what the daemon sends (it must allow fault injection)."""
+        body = {"delay_ms": _milliseconds(delay_ms), "jitter_ms": _milliseconds(jitter_ms or "0")}
+        return self._call("POST", "/fault", api.FAULT_SCHEMA, body)
+
     def leave(self) -> dict[str, Any]:
         """Hand the daemon's values on; the daemon stops once it has replied."""
         return self._call("POST", "/leave", api.LEAVE_SCHEMA)
@@ -290,6 +295,24 @@ def _show_ring(r: dict[str, Any]) -> str:
     )
 
 
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise LocalProtocolError(f"not a number of milliseconds: {text!r}") from None
+    if not 0 <= value <= 60_000:
+        raise LocalProtocolError(f"milliseconds must be 0..60000, not {text}")
+    return value
+
+
+def _show_fault(r: dict[str, Any]) -> str:
+    if not r["delay_ms"]:
+        return "fault injection cleared: datagrams go out at once"
+    return (
+        f"every datagram now waits {r['delay_ms']:g} ms +- {r['jitter_ms']:g} ms ({r['mechanism']})"
+    )
+
+
 def _show_leave(r: dict[str, Any]) -> str:
     if r.get("timed_out"):
         return (
@@ -427,6 +450,13 @@ _COMMANDS = {
         (),
         lambda c, a: c.ring(),
         _show_ring,
+    ),
+    "fault": _Command(
+        "chaos testing: delay every datagram the daemon sends (needs --allow-fault-injection)",
+        (("delay_ms", "milliseconds each datagram waits; 0 clears the fault"),),
+        lambda c, a: c.fault(a.delay_ms, a.jitter_ms),
+        _show_fault,
+        options=(("--jitter-ms", "MS", "spread the delay by up to this much either way"),),
     ),
     "leave": _Command(
         "hand this node's values on, then stop the daemon",

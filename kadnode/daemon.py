@@ -61,6 +61,7 @@ class DaemonOptions:
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
     advertise: list[Addr] = field(default_factory=list)
+    allow_fault_injection: bool = False
     config: Config = field(default_factory=Config)
 
 
@@ -382,6 +383,23 @@ class Daemon:
         """The k closest to ``target`` counting this node too (it stores values)."""
         k = self.server.core.config.k
         return sorted([*closest, self.self_contact()], key=lambda c: c.node_id ^ target)[:k]
+
+    async def fault(self, delay_ms: float, jitter_ms: float) -> dict[str, Any]:
+        """Chaos testing: delay every datagram this node sends (0 clears)."""
+        if not self.options.allow_fault_injection:
+            raise LocalProtocolError(
+                "fault injection is off: start the daemon with --allow-fault-injection"
+            )
+        if not (0 <= jitter_ms <= delay_ms <= 60_000):
+            raise LocalProtocolError("need 0 <= jitter_ms <= delay_ms <= 60000")
+        udp = self.server.udp
+        udp.fault_delay = (delay_ms / 1000, jitter_ms / 1000) if delay_ms else None
+        log.warning("fault injection: send delay %s ms +- %s ms", delay_ms, jitter_ms)
+        return {
+            "delay_ms": delay_ms,
+            "jitter_ms": jitter_ms,
+            "mechanism": "kadnode transport send delay (--allow-fault-injection)",
+        }
 
     async def metrics(self) -> str:
         core = self.server.core

@@ -43,6 +43,7 @@ import math
 import os
 import pickle
 import random
+import select
 import statistics
 import sys
 import time
@@ -536,6 +537,7 @@ _SHARES = {
     "nearest", "exact", "chord_ok", "lookup_fail", "get_fail", "get_fail_after",
     "primary_lost", "all_lost", "lookup_ok", "get_ok", "span", "cross_share", "neighbours",
     "ring_ok", "cross_ok", "cross_split", "neighbours_split", "ring_split", "neighbours_end",
+    "dead",
 }  # fmt: skip
 
 
@@ -561,8 +563,8 @@ def _cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        if value == 0:
-            return "0"
+        if value.is_integer() and abs(value) < 1e15:
+            return _cell(int(value))
         if abs(value) >= 100:
             return f"{value:,.0f}"
         return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
@@ -760,43 +762,43 @@ def hop_bound(n: int, k: int) -> float:
 def _forked_map(fn: Callable[[object], object], items: Sequence, workers: int) -> list:
     """Run ``fn(item)`` for each item in a forked child of this process.
 
-    Each child starts from this process's memory as it is now (the built
-    network), so every item sees the same network, untouched by the others.
+    Each child starts from this process's memory as it is now (a built
+    network, say), so every item sees the same state, untouched by the
+    others; up to ``workers`` run at once. Results come back pickled.
     """
     results: list = [None] * len(items)
-    running: dict[int, tuple[int, int]] = {}  # pid -> (item index, read fd)
+    running: dict[int, tuple[int, int]] = {}  # read fd -> (item index, pid)
     queue = list(range(len(items)))
-
-    def reap() -> None:
-        pid, status = os.wait()
-        index, fd = running.pop(pid)
-        with os.fdopen(fd, "rb") as f:
-            data = f.read()
-        if not data:
-            raise RuntimeError(f"simulation child for {items[index]!r} died (status {status})")
-        ok, value = pickle.loads(data)
-        if not ok:
-            raise RuntimeError(f"simulation child for {items[index]!r} failed: {value}")
-        results[index] = value
-
     while queue or running:
         while queue and len(running) < max(1, workers):
             index = queue.pop(0)
             read, write = os.pipe()
+            sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
-            if pid == 0:  # the child
+            if pid == 0:  # the child: run, send the outcome, leave at once
                 os.close(read)
                 try:
                     payload = pickle.dumps((True, fn(items[index])))
-                except BaseException as exc:  # report anything to the parent
+                except BaseException as exc:  # everything goes back to the parent
                     payload = pickle.dumps((False, f"{type(exc).__name__}: {exc}"))
                 with os.fdopen(write, "wb") as f:
                     f.write(payload)
                 os._exit(0)
             os.close(write)
-            running[pid] = (index, read)
-        reap()
+            running[read] = (index, pid)
+        ready, _, _ = select.select(list(running), [], [])
+        fd = ready[0]
+        index, pid = running.pop(fd)
+        with os.fdopen(fd, "rb") as f:  # read to the end before reaping
+            data = f.read()
+        _, status = os.waitpid(pid, 0)
+        if not data:
+            raise RuntimeError(f"simulation child for {items[index]!r} died (status {status})")
+        ok, value = pickle.loads(data)
+        if not ok:
+            raise RuntimeError(f"{items[index]!r}: {value}")
+        results[index] = value
     return results
 
 
@@ -1135,6 +1137,7 @@ def scenario_churn(
         ("gets", "gets"),
         ("get_ok", "get ok"),
         ("get_p50_ms", "get p50 ms"),
+        ("dead", "dead contacts in tables"),
     ]
     median = weibull_median(shape, scale)
     report = Report(
@@ -1160,6 +1163,8 @@ def scenario_churn(
         f" rejoining through its {REJOIN_CONTACTS} most recent contacts), the rest new hosts.",
         "lookup ok: a lookup for a live member's id reached that node; get ok: a value stored"
         " at the start was found. Ops whose asker (or target) left mid-way are not counted.",
+        "dead contacts in tables: share of the live nodes' routing-table entries that point at"
+        " hosts that are down (each costs a timeout when asked; dropped after 3).",
     ]
     total_lookups = sum(r["lookups"] for r in buckets)
     ok_lookups = sum(r["lookup_ok"] * r["lookups"] for r in buckets)
@@ -1183,9 +1188,20 @@ def _churn_bucket(world: World, done: list, elapsed: float, stats: dict) -> dict
         "gets": len(gets),
         "get_ok": sum(ok for ok, _ in gets) / max(1, len(gets)),
         "get_p50_ms": 1000 * percentile([t for _, t in gets], 50),
+        "dead": _dead_share(world),
     }
     stats["departures"] = stats["returns"] = stats["newcomers"] = 0
     return row
+
+
+def _dead_share(world: World) -> float:
+    """Share of routing-table entries (of live members) that point at crashed hosts."""
+    down, dead, total = world.net.down, 0, 0
+    for m in world.members:
+        for c in m.table.contacts():
+            total += 1
+            dead += (c.host, c.port) in down
+    return dead / max(1, total)
 
 
 # ---- scenario: partition ------------------------------------------------------------------
@@ -1518,9 +1534,9 @@ def scenario_load(
     report.notes = [
         f"replicas held: records in each node's store; each value goes to its k={k} nearest"
         f" nodes, so the mean is ~{k * total / nodes:.0f} (publishers keep their own copy too).",
-        "keys owned: values whose XOR-nearest node it is. With random ids a node's share of the"
-        " key space is ~exponential, so Gini ~0.5 for owners; replication over k neighbours"
-        " averages k shares and flattens it (Gini ~ 0.5/sqrt(k)).",
+        "keys owned: values whose XOR-nearest node it is. With random ids a node's share of"
+        " the key space varies widely; storing on the k nearest averages k neighbouring"
+        " shares, which flattens the load by about 1/sqrt(k).",
     ]
     stored_ok = sum(1 for c in counts if c > 0)
     if stored_ok < len(counts) * 0.9:
@@ -1641,7 +1657,14 @@ def _plot_churn(report: Report, plt):
     ax2.set_xlabel("minutes of churn")
     ax2.set_ylabel("latency, ms")
     ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, loc="upper left")
+    if "dead" in rows[0]:
+        axd = ax2.twinx()
+        axd.plot(t, [100 * r["dead"] for r in rows], "^:", color="C3",
+                 label="dead contacts in tables")  # fmt: skip
+        axd.set_ylabel("% of table entries dead")
+        axd.set_ylim(0, max(5, max(100 * r["dead"] for r in rows) * 1.3))
+        axd.legend(fontsize=8, loc="lower right")
     return fig
 
 
@@ -1732,14 +1755,31 @@ def run_scenario(name: str, nodes: int | None, seed: int, quiet: bool = False) -
     return runners[name](n, seed, progress=progress)
 
 
-def run_all(nodes: int | None, seed: int, quiet: bool = False) -> Iterator[Report]:
-    """Every scenario, one after the other; hops and failure share one network.
+def run_all(nodes: int | None, seed: int, quiet: bool = False, workers: int = 2) -> list[Report]:
+    """Every scenario, in two forked processes at once (one per core).
 
-    Growing 10,000 nodes is the longest part of both, so the failure
-    scenario continues on the network the hops scenario grew (built with the
-    failure scenario's config; hops stores nothing, so its traffic and
-    digest are those of ``kadnode sim hops`` alone).
+    One process grows the big network and runs hops then failure on it:
+    growing 10,000 nodes is the longest part of both, so the failure
+    scenario continues on the network the hops scenario grew (built with
+    the failure scenario's config; hops stores nothing, so its traffic and
+    digest are those of ``kadnode sim hops`` alone). Churn, partition and
+    load run one after the other on the second core, each in a fresh process
+    from the small parent, so memory per node is measured cleanly.
     """
+    groups = [("hops", "failure"), ("churn",), ("partition",), ("load",)]
+
+    def run_group(names: tuple[str, ...]) -> list[Report]:
+        if names[0] == "hops":
+            return _hops_then_failure(nodes, seed, quiet)
+        return [run_scenario(name, nodes, seed, quiet) for name in names]
+
+    with tuned_gc():
+        done = _forked_map(run_group, groups, workers)
+    reports = {r.scenario: r for group in done for r in group}
+    return [reports[name] for name in SCENARIOS]
+
+
+def _hops_then_failure(nodes: int | None, seed: int, quiet: bool) -> list[Report]:
     size = nodes if nodes is not None else max(DEFAULT_NODES["hops"], DEFAULT_NODES["failure"])
     shared = World(
         "hops",
@@ -1747,16 +1787,14 @@ def run_all(nodes: int | None, seed: int, quiet: bool = False) -> Iterator[Repor
         config=Config(replicate_interval=FAILURE_REPLICATE_INTERVAL),
         progress=Progress("hops", enabled=not quiet),
     )
-    yield scenario_hops(size, seed, world=shared)
+    hops = scenario_hops(size, seed, world=shared)
     shared.progress = Progress("failure", enabled=not quiet)
-    report = scenario_failure(size, seed, world=shared)
-    report.reproduce = f"python -m kadnode.sim all --seed {seed}" + (
+    failure = scenario_failure(size, seed, world=shared)
+    failure.reproduce = f"python -m kadnode.sim all --seed {seed}" + (
         f" --nodes {nodes}" if nodes is not None else ""
     )
-    report.reproduce_note = "the failure scenario continues on the network grown by hops"
-    yield report
-    for name in ("churn", "partition", "load"):
-        yield run_scenario(name, nodes, seed, quiet)
+    failure.reproduce_note = "the failure scenario continues on the network grown by hops"
+    return [hops, failure]
 
 
 def write_report(report: Report, out: Path, with_plot: bool = True) -> list[Path]:
@@ -1815,6 +1853,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _reports(args: argparse.Namespace) -> Iterator[Report]:
+    if args.scenario == "all":
+        yield from run_all(args.nodes, args.seed, args.quiet)
+    else:
+        yield run_scenario(args.scenario, args.nodes, args.seed, args.quiet)
+
+
 def run_sim_command(args: argparse.Namespace) -> int:
     """Run ``kadnode sim``: 0 when every invariant held, 1 when one failed."""
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
@@ -1822,11 +1867,7 @@ def run_sim_command(args: argparse.Namespace) -> int:
         print("kadnode: error: --plot takes one scenario; use --out DIR for all", file=sys.stderr)
         return 2
     reports: list[Report] = []
-    runs = (
-        run_all(args.nodes, args.seed, args.quiet)
-        if args.scenario == "all"
-        else (run_scenario(name, args.nodes, args.seed, args.quiet) for name in names)
-    )
+    runs = _reports(args)
     while True:
         try:
             report = next(runs)

@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import Callable
 
-from .node import NodeCore
+from .node import Addr, NodeCore
 
 log = logging.getLogger(__name__)
 
 ERROR_LOG_INTERVAL = 60.0
+# Fault injection (chaos testing, where the kernel has no netem): at most
+# this many datagrams wait in the delay line; past it they are dropped.
+MAX_DELAYED = 10_000
 
 
 class UdpNode(asyncio.DatagramProtocol):
@@ -37,6 +41,10 @@ class UdpNode(asyncio.DatagramProtocol):
         self._last_error_log = -ERROR_LOG_INTERVAL
         self.host = ""
         self.port = 0
+        # (delay, jitter) in seconds: every datagram sent waits delay +-
+        # jitter first. Off (None) unless the daemon allows fault injection.
+        self.fault_delay: tuple[float, float] | None = None
+        self._delayed = 0
 
     # ---- asyncio callbacks ----
 
@@ -89,11 +97,10 @@ class UdpNode(asyncio.DatagramProtocol):
         core = self.core
         transport = self.transport
         for data, addr in core.datagrams_to_send():
-            if transport is not None:
-                try:
-                    transport.sendto(data, addr)
-                except OSError:
-                    core.stats["send_errors"] += 1
+            if self.fault_delay is not None:
+                self._send_later(data, addr)
+            elif transport is not None:
+                self._send(data, addr)
         while (event := core.next_event()) is not None:
             fut = self._ops.pop(event.op_id, None)
             if fut is not None and not fut.done():
@@ -108,6 +115,28 @@ class UdpNode(asyncio.DatagramProtocol):
             self._timer = asyncio.get_running_loop().call_later(
                 max(0.0, at - self.clock()), self._on_timer
             )
+
+    def _send(self, data: bytes, addr: Addr) -> None:
+        try:
+            self.transport.sendto(data, addr)  # type: ignore[union-attr]
+        except OSError:
+            self.core.stats["send_errors"] += 1
+
+    def _send_later(self, data: bytes, addr: Addr) -> None:
+        """Fault injection: hold a datagram for delay +- jitter, then send it."""
+        if self._delayed >= MAX_DELAYED:
+            self.core.stats["fault_dropped"] += 1
+            return
+        delay, jitter = self.fault_delay  # type: ignore[misc]
+        self._delayed += 1
+        self.core.stats["fault_delayed"] += 1
+        wait = max(0.0, delay + random.uniform(-jitter, jitter))
+        asyncio.get_running_loop().call_later(wait, self._release, data, addr)
+
+    def _release(self, data: bytes, addr: Addr) -> None:
+        self._delayed -= 1
+        if self.transport is not None and not self.transport.is_closing():
+            self._send(data, addr)
 
     async def run(self, start: Callable[[NodeCore, float], int]):
         """Start an operation on the core and wait for its result."""

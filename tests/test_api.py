@@ -229,6 +229,11 @@ class FakeService:
         self.left = True
         return dict(LEFT)
 
+    async def fault(self, delay_ms: float, jitter_ms: float) -> dict[str, Any]:
+        self._check()
+        mechanism = "kadnode transport send delay (--allow-fault-injection)"
+        return {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "mechanism": mechanism}
+
     async def metrics(self) -> str:
         self._check()
         return METRICS_TEXT
@@ -1022,12 +1027,13 @@ async def test_openapi_document_matches_the_route_table_exactly(node):
         "/register",
         "/peers/{id}/record",
         "/shared/{key}",
+        "/fault",
         "/metrics",
         "/health",
         "/openapi.json",
         "/docs",
     }
-    assert len(documented) == 17
+    assert len(documented) == 18
 
 
 async def test_every_documented_operation_answers_its_examples(node):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
 from dnsserver import Srv, serve
 
 from kadnode.daemon import Daemon, DaemonOptions, run_daemon
@@ -79,3 +80,18 @@ async def test_a_restarted_daemon_rejoins_from_saved_contacts_when_its_seed_is_g
     finally:
         for other in others:
             other.close()
+
+
+async def test_fault_injection_delays_what_a_node_sends_only_when_allowed(tmp_path):
+    from kadnode.errors import LocalProtocolError
+
+    async with daemon(tmp_path / "a", allow_fault_injection=True) as a, daemon(tmp_path / "b") as b:
+        with pytest.raises(LocalProtocolError, match="--allow-fault-injection"):
+            await b.fault(100, 0)
+        quick = await b.ping(*a.server.address)
+        reply = await a.fault(150, 0)
+        assert reply["mechanism"].startswith("kadnode transport send delay")
+        slow = await b.ping(*a.server.address)
+        assert slow["alive"] and slow["rtt_ms"] >= 150 > quick["rtt_ms"]
+        await a.fault(0, 0)
+        assert (await b.ping(*a.server.address))["rtt_ms"] < 150
