@@ -3,13 +3,18 @@ except in :class:`NetnsFaults`, which runs iptables inside a node's network name
 
 A backend owns a set of running ``kadnode run`` daemons (containers, network
 namespaces or plain processes) and can kill, restart, add and remove them.
-Network faults (partition, loss, delay) exist only where each node has a
-network namespace of its own: there iptables DROP rules in two chains of
-ours, jumped to from INPUT and OUTPUT, cut or thin the node's traffic.
+Partition and loss exist only where each node has a network namespace of
+its own: there iptables DROP rules in two chains of ours, jumped to from INPUT
+and OUTPUT, cut or thin the node's traffic. Delay is tc netem in that
+namespace where the kernel has netem; elsewhere (and on every backend without
+namespaces) it is kadnode's own send delay: every daemon runs with
+``--allow-fault-injection`` and ``kadnode fault MS --jitter-ms MS`` on the node
+holds each datagram it sends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from abc import ABC, abstractmethod
@@ -25,6 +30,9 @@ PROCESS_FAULTS = frozenset({"kill", "churn"})
 ALL_FAULTS = NETWORK_FAULTS | PROCESS_FAULTS
 
 CHAIN_IN, CHAIN_OUT = "KADCHAOS-IN", "KADCHAOS-OUT"
+KADNODE_DELAY = "kadnode transport send delay (--allow-fault-injection)"
+NETEM_DELAY = "tc netem delay"
+NO_NETEM = "tc netem unavailable on this kernel"
 
 
 class ChaosError(Exception):
@@ -123,11 +131,24 @@ class Backend(ABC):
     def set_loss(self, node: Node, probability: float) -> None:
         raise FaultUnavailable(f"the {self.name} backend cannot drop datagrams")
 
-    def set_delay(self, node: Node, ms: int) -> None:
-        raise FaultUnavailable(f"the {self.name} backend cannot delay datagrams")
+    def set_delay(self, node: Node, ms: int, jitter_ms: int = 0) -> str:
+        """Delay what the node sends by ``ms`` +- ``jitter_ms``; the mechanism used."""
+        self.kadnode_fault(node, ms, jitter_ms)
+        return KADNODE_DELAY
 
-    def clear_faults(self, node: Node) -> None:  # noqa: B027 (no faults: nothing to clear)
-        """Remove every fault from the node."""
+    def kadnode_fault(self, node: Node, ms: int, jitter_ms: int = 0) -> None:
+        """``kadnode fault`` on the node (0 clears); FaultUnavailable if the daemon refuses."""
+        argv = [self.kadnode, "fault", str(int(ms)), "--jitter-ms", str(int(jitter_ms))]
+        code, out, err = self.exec(node, argv, timeout=30)
+        if code != 0:
+            reason = ((err or out).strip().splitlines() or [f"exit {code}"])[-1]
+            raise FaultUnavailable(f"{node.name}: kadnode fault: {reason}")
+
+    def clear_faults(self, node: Node) -> None:
+        """Remove every fault from the node (kadnode's send delay here)."""
+        # A daemon without fault injection has no delay to clear.
+        with contextlib.suppress(ChaosError, subprocess.TimeoutExpired):
+            self.kadnode_fault(node, 0)
 
     def probe(self, node: Node, args: list[str], budget: float) -> Any:
         """Run chaos/probe.py on the node; its JSON, or {"error": ...}."""
@@ -186,9 +207,23 @@ class NetnsFaults:
             f"-m statistic --mode random --probability {probability:.4f} -j DROP\n",
         )
 
-    def set_delay(self, node: Node, ms: int) -> None:
-        """tc netem on the node's interface; FaultUnavailable where the kernel has no netem."""
-        self._netns_sh(node, f"tc qdisc add dev eth0 root netem delay {int(ms)}ms\n")
+    netem: bool | None = None  # None: not tried yet
+
+    def set_delay(self, node: Node, ms: int, jitter_ms: int = 0) -> str:
+        """tc netem on the node's interface; kadnode's send delay where the kernel has no netem."""
+        if self.netem is not False:
+            jitter = f" {int(jitter_ms)}ms" if jitter_ms else ""
+            try:
+                netem = f"netem delay {int(ms)}ms{jitter}"
+                self._netns_sh(node, f"tc qdisc add dev eth0 root {netem}\n")
+                self.netem = True
+                return NETEM_DELAY
+            except FaultUnavailable:
+                if self.netem:
+                    raise  # netem worked on another node: this is a real failure
+                self.netem = False
+        self.kadnode_fault(node, ms, jitter_ms)  # type: ignore[attr-defined]
+        return f"{KADNODE_DELAY}; {NO_NETEM}"
 
     def clear_faults(self, node: Node) -> None:
         self._netns_sh(
@@ -197,3 +232,4 @@ class NetnsFaults:
             f"iptables -w -F {CHAIN_OUT} 2>/dev/null || true\n"
             "tc qdisc del dev eth0 root 2>/dev/null || true\n",
         )
+        super().clear_faults(node)  # type: ignore[misc]  (Backend's: kadnode's send delay)

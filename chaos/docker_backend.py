@@ -15,7 +15,9 @@ Every node runs ``kadnode run --dns-seed bootstrap``: docker's embedded DNS
 answers the A records of the alias, one per bootstrap container. Commands on
 a node are ``docker exec``; partition and loss are iptables DROP rules in the
 container's network namespace, entered from the host with ``nsenter -t PID -n``
-(the image needs no iptables and no extra capabilities).
+(the image needs no iptables and no extra capabilities); delay is tc netem
+there, or, where the kernel has no netem, ``kadnode fault`` through docker exec
+(every daemon runs with ``--allow-fault-injection``).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class DockerBackend(NetnsFaults, Backend):
                 SEED_ALIAS,
                 "--api",
                 "127.0.0.1:8468",
+                "--allow-fault-injection",
             ],
             name=f"{self.cluster}-{short}",
             hostname=short,

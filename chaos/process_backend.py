@@ -69,7 +69,7 @@ def _free_port(kind: int) -> int:
 
 class ProcessBackend(Backend):
     name = "process"
-    faults = frozenset({"kill", "churn"})
+    faults = frozenset({"kill", "churn", "delay"})
 
     def __init__(self, cluster: str = "kadchaos", state_dir: Path | None = None):
         self.cluster = cluster
@@ -175,6 +175,7 @@ class ProcessBackend(Backend):
             str(data),
             "--api",
             entry["api"],
+            "--allow-fault-injection",
             *self._seed_args(entry),
         ]
         with open(log_path, "ab") as log:

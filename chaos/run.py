@@ -7,7 +7,8 @@
     partition  split the nodes in two for --duration s, heal, measure convergence
     kill       SIGKILL --fraction of the nodes (--restart: start them again)
     loss       drop --probability of every node's incoming kadnode datagrams
-    delay      tc netem delay; without netem: says so and runs loss instead
+    delay      every node's datagrams wait --ms +- --jitter-ms: tc netem, or where the
+               kernel has none, kadnode's send delay (kadnode fault)
     churn      --rounds times: one node leaves for good, a new one joins
     heal       remove every fault, start stopped nodes, wait until all have contacts
     status     the nodes, their states and routing-table sizes
@@ -15,7 +16,8 @@
 
 Backends: docker (containers on an internal docker network of our own; all
 faults), netns (one network namespace per daemon, root; all faults), process
-(daemons on 127.0.0.1; kill and churn only). ``auto`` takes the backend whose
+(daemons on 127.0.0.1; kill, churn and kadnode's own delay). Every daemon runs
+with --allow-fault-injection. ``auto`` takes the backend whose
 cluster is up, else docker if an engine answers, else netns as root, else
 process. Exit codes: 0 no violation, 1 violations, 2 the harness could not run.
 """
@@ -101,11 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probability", type=float, default=0.2)
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--timeout", type=float, default=120.0)
-    p = sub.add_parser("delay", help="datagram delay (tc netem), else loss")
-    p.add_argument("--ms", type=int, default=200)
+    p = sub.add_parser("delay", help="datagram delay (tc netem, else kadnode fault)")
+    p.add_argument("--ms", type=int, default=200, help="delay (default %(default)s)")
+    p.add_argument("--jitter-ms", type=int, default=50, help="+- jitter (default %(default)s)")
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--timeout", type=float, default=120.0)
-    p.add_argument("--fallback-loss", type=float, default=0.2)
     p = sub.add_parser("churn", help="nodes leave for good and new ones join")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--interval", type=float, default=10.0)
@@ -133,7 +135,7 @@ def run(args: argparse.Namespace) -> scenarios.Report:
     if args.command == "loss":
         return scenarios.loss(chaos, args.probability, args.duration, args.timeout)
     if args.command == "delay":
-        return scenarios.delay(chaos, args.ms, args.duration, args.timeout, args.fallback_loss)
+        return scenarios.delay(chaos, args.ms, args.jitter_ms, args.duration, args.timeout)
     if args.command == "churn":
         return scenarios.churn(chaos, args.rounds, args.interval, args.timeout)
     if args.command == "heal":

@@ -220,6 +220,7 @@ class Wait:
     first_round_ok: float  # fraction of (node, record) pairs found in the first round
     rounds: int
     missing: dict[str, list[str]]
+    first_round_s: float = 0.0  # how long the first round of lookups took
 
 
 def wait_records(
@@ -229,25 +230,27 @@ def wait_records(
     start = time.monotonic()
     total = len(nodes) * len(records)
     first = None
+    first_s = 0.0
     rounds = 0
     missing: dict[str, list[str]] = {}
     while rounds < 1000:
         rounds += 1
         missing = missing_records(chaos, nodes, records)
         lost = sum(len(p) for p in missing.values())
+        elapsed = time.monotonic() - start
         if first is None:
             first = (total - lost) / total if total else 1.0
-        elapsed = time.monotonic() - start
+            first_s = round(elapsed, 2)
         chaos.progress(
             f"{what}: {total - lost}/{total} record lookups ok on {len(nodes)} nodes "
             f"(round {rounds}, {elapsed:.0f} s)"
         )
         if not missing:
-            return Wait(round(elapsed, 2), first, rounds, {})
+            return Wait(round(elapsed, 2), first, rounds, {}, first_s)
         if elapsed + POLL > timeout:
             break
         time.sleep(POLL)
-    return Wait(None, first or 0.0, rounds, missing)
+    return Wait(None, first or 0.0, rounds, missing, first_s)
 
 
 def record_violations(report: Report, wait: Wait, what: str) -> None:
@@ -300,6 +303,17 @@ def wait_joined(chaos: Chaos, nodes: list[Node], timeout: float) -> dict[str, in
             break
         time.sleep(POLL)
     return sizes
+
+
+def _stat_sum(chaos: Chaos, nodes: list[Node], stat: str) -> int:
+    """One counter of the daemons' /info stats, summed over ``nodes`` (0 where unknown)."""
+
+    def count(node: Node) -> int:
+        reply = chaos.backend.probe(node, ["info"], 30)
+        stats = reply.get("stats") if isinstance(reply, dict) else None
+        return int(stats.get(stat, 0)) if isinstance(stats, dict) else 0
+
+    return sum(chaos.each(nodes, count).values())
 
 
 def _need(chaos: Chaos, fault: str) -> None:
@@ -546,6 +560,11 @@ def _degraded(
                 f"all found after {wait.seconds} s" if wait.seconds is not None else "missing"
             )
         report.metrics[f"first_round_found_under_{what.split()[0]}"] = f"{wait.first_round_ok:.1%}"
+        report.metrics["lookup_round_s_under_fault"] = wait.first_round_s
+        report.metrics["all_found_under_fault_after_s"] = wait.seconds
+        delayed = _stat_sum(chaos, nodes, "fault_delayed")
+        if delayed:
+            report.metrics["datagrams_held_by_kadnode_delay"] = delayed
         record_violations(report, wait, f"under {what}")
         left = duration - (time.monotonic() - start)
         if left > 0:
@@ -558,6 +577,7 @@ def _degraded(
     with report.phase("check after") as p:
         wait = wait_records(chaos, nodes, {**records, **during}, timeout, "after")
         p["detail"] = "all records from every node" if wait.seconds is not None else "missing"
+    report.metrics["lookup_round_s_after_clear"] = wait.first_round_s
     record_violations(report, wait, "after clearing")
     check_states(chaos, report, down_before)
     return report
@@ -576,26 +596,22 @@ def loss(chaos: Chaos, probability: float, duration: float, timeout: float) -> R
     )
 
 
-def delay(chaos: Chaos, ms: int, duration: float, timeout: float, fallback_loss: float) -> Report:
-    """tc netem delay; where the kernel has none, say so and run the loss scenario instead."""
+def delay(chaos: Chaos, ms: int, jitter_ms: int, duration: float, timeout: float) -> Report:
+    """Every node's datagrams wait ``ms`` +- ``jitter_ms``: tc netem where the kernel has it,
+    else kadnode's own send delay (``kadnode fault``, daemons run --allow-fault-injection)."""
     _need(chaos, "delay")
-    first = chaos.running()[0]
+    report = chaos.report(f"delay {ms}+-{jitter_ms} ms")
+    mechanisms: set[str] = set()
+
+    def apply(node: Node) -> None:
+        mechanisms.add(chaos.backend.set_delay(node, ms, jitter_ms))
+
     try:
-        chaos.backend.set_delay(first, ms)
-    except FaultUnavailable as exc:
-        line = "delay: not available on this kernel (no netem); loss ran instead"
-        chaos.progress(f"{line} ({exc})")
-        report = loss(chaos, fallback_loss, duration, timeout)
-        report.scenario = f"delay -> {report.scenario}"
-        report.notes.append(line)
-        return report
+        return _degraded(chaos, report, apply, f"{ms}+-{jitter_ms} ms delay", duration, timeout)
     finally:
-        chaos.backend.clear_faults(first)
-    report = chaos.report(f"delay {ms} ms")
-    return _degraded(
-        chaos, report, lambda n: chaos.backend.set_delay(n, ms), f"{ms} ms delay", duration,
-        timeout,
-    )  # fmt: skip
+        for mechanism in sorted(mechanisms):
+            report.notes.append(f"delay mechanism: {mechanism}")
+        report.metrics["delay_mechanism"] = "; ".join(sorted(mechanisms)) or None
 
 
 def churn(chaos: Chaos, rounds: int, interval: float, timeout: float) -> Report:

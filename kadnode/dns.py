@@ -1,10 +1,12 @@
 """Bootstrap by DNS name. Does network I/O: DNS queries through aiodns (c-ares).
 
-A seed name is looked up as ``_kadnode._udp.<name>`` SRV first (RFC 2782), so
-an operator can publish nodes with their own UDP ports; without SRV records
-the name's own A and AAAA records are used with the default port. Every
-failure comes back as one line in a :class:`SeedResolutionError`, and each
-seed is bounded in time, so the daemon logs a bad seed and goes on.
+A seed name is looked up as ``_kadnode._udp.<name>`` SRV (RFC 2782), so an
+operator can publish nodes with their own UDP ports, and at the same time as
+the name's own A and AAAA records: SRV targets win when SRV records exist,
+else the A/AAAA addresses are used with the default port, also when the SRV
+question failed or timed out. Every failure comes back as one line in a
+:class:`SeedResolutionError`, and each seed is bounded in time, so the daemon
+logs a bad seed and goes on.
 """
 
 from __future__ import annotations
@@ -125,39 +127,61 @@ async def _resolve_seed(
         raise SeedResolutionError(f"dns seed {name!r}: not a valid host name")
     try:
         # c-ares doubles its wait on each retry: timeout/3 then 2*timeout/3
-        # spends the budget on DNS_SEED_TRIES (2) sends; wait_for is the bound.
+        # spends the budget on DNS_SEED_TRIES (2) sends; _lookup's wait_for
+        # calls are the bound.
         async with aiodns.DNSResolver(
             nameservers=servers, timeout=timeout / 3, tries=DNS_SEED_TRIES
         ) as resolver:
-            return await asyncio.wait_for(_lookup(resolver, name, default_port), timeout)
+            return await _lookup(resolver, name, default_port, timeout)
     except (TimeoutError, aiodns.error.DNSError, pycares.AresError) as exc:
         raise _failure(name, exc, timeout) from None
 
 
-async def _lookup(resolver: aiodns.DNSResolver, name: str, default_port: int) -> list[Address]:
-    """SRV records if the name has them, else its own A and AAAA records."""
-    srv = await _records(resolver, f"{DNS_SEED_SRV_PREFIX}.{name}", "SRV")
-    # RFC 2782: lower priority first; higher weight first is our
-    # deterministic stand-in for the weighted random choice. Target "." means
-    # "no service here".
-    srv.sort(key=lambda rec: (rec.priority, -rec.weight))
-    targets = (
-        [(rec.target, rec.port) for rec in srv if rec.target.rstrip(".")]
-        if srv
-        else [(name, default_port)]
-    )
-    found = await asyncio.gather(
-        *(_host_addresses(resolver, host, port) for host, port in targets),
+async def _lookup(
+    resolver: aiodns.DNSResolver, name: str, default_port: int, timeout: float
+) -> list[Address]:
+    """SRV targets if the name has SRV records, else its own A and AAAA records.
+
+    Both are asked at once, each bounded by ``timeout``: a server that never
+    answers the SRV question (docker's embedded DNS forwards it upstream)
+    still leaves the A/AAAA answers. Raises only when neither gives addresses.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    srv_result, own_result = await asyncio.gather(
+        asyncio.wait_for(_records(resolver, f"{DNS_SEED_SRV_PREFIX}.{name}", "SRV"), timeout),
+        asyncio.wait_for(_host_addresses(resolver, name, default_port), timeout),
         return_exceptions=True,
     )
-    addresses = _unique(addr for result in found if isinstance(result, list) for addr in result)
-    if addresses:
-        return addresses
-    for result in found:
+    for result in (srv_result, own_result):
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result  # cancellation and the like
+    if isinstance(srv_result, list) and srv_result:
+        # RFC 2782: lower priority first; higher weight first is our
+        # deterministic stand-in for the weighted random choice. Target "."
+        # means "no service here".
+        srv_result.sort(key=lambda rec: (rec.priority, -rec.weight))
+        targets = [(rec.target, rec.port) for rec in srv_result if rec.target.rstrip(".")]
+        found = await asyncio.wait_for(
+            asyncio.gather(
+                *(_host_addresses(resolver, host, port) for host, port in targets),
+                return_exceptions=True,
+            ),
+            max(deadline - loop.time(), 0.001),
+        )
+        addresses = _unique(a for result in found if isinstance(result, list) for a in result)
+        if addresses:
+            return addresses
+        for result in found:
+            if isinstance(result, BaseException):
+                raise result
+        raise SeedResolutionError(f"dns seed {name!r}: SRV targets with no A/AAAA records")
+    if isinstance(own_result, list) and own_result:
+        return _unique(own_result)
+    for result in (srv_result, own_result):
         if isinstance(result, BaseException):
             raise result
-    what = "SRV targets with no A/AAAA records" if srv else "no A/AAAA/SRV records"
-    raise SeedResolutionError(f"dns seed {name!r}: {what}")
+    raise SeedResolutionError(f"dns seed {name!r}: no A/AAAA/SRV records")
 
 
 async def _host_addresses(resolver: aiodns.DNSResolver, host: str, port: int) -> list[Address]:

@@ -84,6 +84,7 @@ def answer(zone: Zone, query: bytes) -> tuple[bytes, str]:
 class DnsServer(asyncio.DatagramProtocol):
     zone: Zone
     silent: bool = False
+    ignore: frozenset[str] = frozenset()  # record types never answered ("SRV")
     queries: list[str] = field(default_factory=list)
     transport: asyncio.DatagramTransport | None = None
 
@@ -102,16 +103,20 @@ class DnsServer(asyncio.DatagramProtocol):
         assert self.transport is not None
         reply, question = answer(self.zone, data)
         self.queries.append(question)
-        if not self.silent:
+        if not self.silent and question.rsplit(" ", 1)[1] not in self.ignore:
             self.transport.sendto(reply, addr)
 
 
 @asynccontextmanager
-async def serve(zone: Zone, *, silent: bool = False) -> AsyncIterator[DnsServer]:
-    """Run a server on 127.0.0.1, port 0; ``silent`` records but never replies."""
+async def serve(
+    zone: Zone, *, silent: bool = False, ignore: frozenset[str] = frozenset()
+) -> AsyncIterator[DnsServer]:
+    """Run a server on 127.0.0.1, port 0; ``silent`` records but never replies,
+    ``ignore`` names record types it never replies to (as a forwarder whose
+    upstream is unreachable)."""
     loop = asyncio.get_running_loop()
     transport, server = await loop.create_datagram_endpoint(
-        lambda: DnsServer(zone, silent), local_addr=("127.0.0.1", 0)
+        lambda: DnsServer(zone, silent, ignore), local_addr=("127.0.0.1", 0)
     )
     try:
         yield server

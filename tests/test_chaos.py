@@ -1,7 +1,9 @@
 """The chaos harness (chaos/) and the bootstrap tools (bootstrap/) against real daemons.
 
 - process backend (default suite): 8 ``kadnode run`` processes on 127.0.0.1,
-  SIGKILL 30 % of them; every record is still found from every survivor.
+  SIGKILL 30 % of them; every record is still found from every survivor. And
+  4 processes under a 200 +- 50 ms send delay (``kadnode fault``): every
+  record is found from every node during the delay and after it is cleared.
 - netns backend (default suite, root with ``ip`` and ``iptables``; skipped
   otherwise): 6 daemons in network namespaces of their own, joined through
   ``--dns-seed`` SRV records; a 10 s partition with iptables DROP, then heal.
@@ -30,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chaos import scenarios  # noqa: E402
-from chaos.cluster import Backend, ChaosError, FaultUnavailable  # noqa: E402
+from chaos.cluster import KADNODE_DELAY, Backend, ChaosError, FaultUnavailable  # noqa: E402
 from chaos.process_backend import NetnsBackend, ProcessBackend  # noqa: E402
 from kadnode.dns import SeedResolutionError, resolve_seed  # noqa: E402
 
@@ -75,6 +77,22 @@ def test_process_kill_30_percent_every_record_found(process_chaos):
     assert report.metrics["all_found_after_s"] is not None
     assert report.metrics["after_restart_found_s"] is not None
     assert report.metrics["nodes_running"] == 8
+
+
+def test_process_delay_every_record_found_during_and_after(process_chaos):
+    assert scenarios.up(process_chaos, 4, join_timeout=20).ok
+    report = scenarios.delay(process_chaos, 200, 50, duration=0, timeout=20)
+    assert report.ok, report.render()
+    assert report.metrics["delay_mechanism"] == KADNODE_DELAY
+    assert f"delay mechanism: {KADNODE_DELAY}" in report.notes
+    assert report.metrics["all_found_under_fault_after_s"] is not None
+    assert report.metrics["datagrams_held_by_kadnode_delay"] > 0  # the delay was real
+    assert report.metrics["nodes_running"] == 4
+    # Cleared: a fresh lookup round sends nothing through the delay any more.
+    before = scenarios._stat_sum(process_chaos, process_chaos.running(), "fault_delayed")
+    scenarios.missing_records(process_chaos, process_chaos.running(), {"chaos/none": "-"})
+    after = scenarios._stat_sum(process_chaos, process_chaos.running(), "fault_delayed")
+    assert after == before
 
 
 def test_process_backend_refuses_network_faults(process_chaos):

@@ -54,8 +54,9 @@ async def test_srv_gives_target_addresses_with_srv_ports(dns):
         ("192.0.2.2", 4002),
         ("2001:db8::3", 4003),
     ]
-    assert dns.queries[0] == "_kadnode._udp.srv.test SRV"
-    assert "srv.test A" not in dns.queries
+    # The name's own A/AAAA are asked at the same time, but the SRV targets win.
+    assert "_kadnode._udp.srv.test SRV" in dns.queries
+    assert "srv.test A" in dns.queries
 
 
 async def test_without_srv_uses_a_then_aaaa_with_default_port(dns):
@@ -105,6 +106,24 @@ async def test_silent_server_times_out_within_the_budget():
     assert str(info.value) == "dns seed 'plain.test': timed out after 0.5 s"
     assert 0.3 < elapsed < 1.5
     assert dns.queries  # it was asked, it just never answered
+
+
+async def test_unanswered_srv_falls_back_to_a_records():
+    # Docker's embedded DNS forwards SRV questions upstream, where they time out.
+    async with serve(ZONE, ignore=frozenset({"SRV"})) as dns:
+        start = time.monotonic()
+        got = await resolve_seed("plain.test", PORT, nameservers=[dns.address], timeout=0.6)
+        elapsed = time.monotonic() - start
+    assert got == [("192.0.2.10", PORT), ("192.0.2.11", PORT), ("2001:db8::10", PORT)]
+    assert "_kadnode._udp.plain.test SRV" in dns.queries
+    assert elapsed < 1.5  # bounded by the timeout, not lost to it
+
+
+async def test_unanswered_srv_and_no_addresses_is_a_timeout():
+    async with serve(ZONE, ignore=frozenset({"SRV"})) as dns:
+        with pytest.raises(SeedResolutionError) as info:
+            await resolve_seed("empty.test", PORT, nameservers=[dns.address], timeout=0.4)
+    assert str(info.value) == "dns seed 'empty.test': timed out after 0.4 s"
 
 
 async def test_refused_server_is_one_line_error():
