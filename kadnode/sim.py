@@ -90,13 +90,13 @@ FAILURE_REPLICATE_INTERVAL = 600.0
 FAILURE_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 # Invariants every run must keep (a report lists each violation, and the
-# command exits 1). Random-key lookups must find the nearest live node in at
-# least 95 % of cases, not 100 %: the core times out slow first contacts
-# (for a contact without an RTT sample of its own, the RTO comes from the
-# node-wide SRTT) and drops their late replies; under lognormal latency this
-# costs 2-3 % of lookups their nearest node (docs/sim/README.md).
-MIN_FOUND_NEAREST = 0.95
-MIN_CHURN_LOOKUPS = 0.95
+# command exits 1 naming the seed). Random-key lookups find the nearest live
+# node, also right after a mass failure, in at least 99 % of cases; lookups
+# for a live node's id under churn reach it in 99 %. (Before the core's soft
+# timeouts, slow first contacts timed out and 2-4 % of lookups missed their
+# nearest node under lognormal latency: docs/sim/README.md.)
+MIN_FOUND_NEAREST = 0.99
+MIN_CHURN_LOOKUPS = 0.99
 
 DEFAULT_NODES = {
     "hops": 10_000,
@@ -896,8 +896,7 @@ def scenario_failure(
     for row in rows:
         if row["all_lost"] == 0 and row["get_fail"] > 0:
             report.failures.append(f"p={row['p']}: {row['get_fail']:.1%} gets failed")
-        # Far better than no redundancy at all, which loses ~p (Chord fig. 11).
-        if row["lookup_fail"] > row["p"] / 2:
+        if row["lookup_fail"] > 1 - MIN_FOUND_NEAREST:
             report.failures.append(f"p={row['p']}: {row['lookup_fail']:.1%} lookups failed")
     report.perf = world.perf()
     report.perf["events"] = events
