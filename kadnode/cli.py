@@ -20,6 +20,7 @@ from .client import EXIT_ERROR, add_client_commands, one_line, run_client_comman
 from .daemon import DEFAULT_API_PORT, DEFAULT_PORT, DaemonOptions, run_daemon
 from .demo import render, run_demo
 from .dns import parse_hostport
+from .sim import add_sim_command, run_sim_command
 from .errors import KadnodeError
 
 
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="seed for the choice of nodes")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    add_sim_command(sub)
     add_client_commands(sub)
     return parser
 
@@ -169,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "sim":
+            return run_sim_command(args)
         return run_client_command(args)
     except KadnodeError as exc:
         print(f"kadnode: error: {one_line(exc)}", file=sys.stderr)
