@@ -16,12 +16,13 @@ import sys
 from pathlib import Path
 
 from . import __version__, loop
+from .argtypes import at_least
 from .client import EXIT_ERROR, add_client_commands, one_line, run_client_command
 from .daemon import DEFAULT_API_PORT, DEFAULT_PORT, DaemonOptions, run_daemon
 from .demo import render, run_demo
 from .dns import parse_hostport
-from .sim import add_sim_command, run_sim_command
 from .errors import KadnodeError
+from .sim import add_sim_command, run_sim_command
 
 
 def _port(text: str) -> int:
@@ -32,16 +33,6 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0..65535, not {port}")
     return port
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -120,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     demo = sub.add_parser("demo", help="start a local network on loopback and show it working")
-    demo.add_argument("--nodes", type=_positive, default=50, help="nodes (default %(default)s)")
+    demo.add_argument("--nodes", type=at_least(1), default=50, help="nodes (default %(default)s)")
     demo.add_argument(
         "--values",
-        type=_positive,
+        type=at_least(1),
         default=None,
         help="values to store and read back (default: as many as nodes, at most 200)",
     )

@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .argtypes import at_least
 from .config import Config
 from .ids import ID_BITS, ID_SPACE
 from .node import NodeCore
@@ -1826,7 +1827,7 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", choices=[*SCENARIOS, "all"], help="what to simulate")
     parser.add_argument(
         "--nodes",
-        type=_positive,
+        type=at_least(2),
         default=None,
         help="network size (default per scenario: "
         + ", ".join(f"{k} {v}" for k, v in DEFAULT_NODES.items())
@@ -1840,16 +1841,6 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         help="write <scenario>.md and <scenario>.png there (e.g. docs/sim)",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2, not {value}")
-    return value
 
 
 def _reports(args: argparse.Namespace) -> Iterator[Report]:
