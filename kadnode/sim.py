@@ -669,13 +669,11 @@ def scenario_hops(
     k = world.config.k
     sizes = powers_of_two(min(64, nodes), nodes)
     rows: list[dict] = []
-    raw: dict[int, dict] = {}
 
     def at_size(n: int) -> None:
         world.settle(30.0)  # let the last wave's joins and pings end
         m = measure_lookups(world, lookups)
         route = measure_routes(world, lookups)
-        raw[n] = {"lookups": m, "routes": route}
         row = {
             "n": n,
             "log2n": math.log2(n),
