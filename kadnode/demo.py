@@ -72,10 +72,14 @@ async def run_demo(nodes: int, values: int, seed: int | None = None, progress=No
         for _ in range(nodes):
             servers.append(await Server.start("127.0.0.1", 0))
         first = servers[0].address
+        reported = 0
         for start in range(1, nodes, JOIN_BATCH):
             batch = servers[start : start + JOIN_BATCH]
             await asyncio.gather(*(s.bootstrap([first]) for s in batch))
-            say(f"joined {min(start + JOIN_BATCH, nodes)}/{nodes} nodes")
+            joined = min(start + JOIN_BATCH, nodes)
+            if joined * 4 // nodes > reported or joined == nodes:  # each quarter
+                reported = joined * 4 // nodes
+                say(f"joined {joined}/{nodes} nodes")
         join_s = time.perf_counter() - t0
 
         put_times, get_times, replicas = [], [], []
