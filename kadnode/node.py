@@ -950,7 +950,8 @@ class NodeCore:
         # the value it is storing with us right now.
         self._saw(codec.contact_of(message.sender_id, addr[0], addr[1], native), now)
         kind = type(message)
-        token = self._token_for(addr[0]) if native else None
+        # Write tokens ride on the replies a writer reads before writing.
+        token = self._token_for(addr[0]) if native and kind in _TOKEN_REPLIES else None
         if kind is FindNode:
             contacts = self.table.closest(message.target, self.config.k, exclude=message.sender_id)
             body = codec.find_reply_body(contacts, native, token=token)
@@ -1433,11 +1434,15 @@ class NodeCore:
             self.store.put(record.with_schedule(resend_at=now + cfg.replicate_interval))
             self.stats["replicated"] += 1
         else:
-            # Origin record whose republish is not due, yet due_at passed:
-            # cannot happen (origin expiry is renewed with each republish).
+            # Our own publication, published with a lifetime shorter than the
+            # republish interval: replicas let it expire, we keep serving it
+            # until the next republish renews it everywhere.
             self.store.put(
                 record.with_schedule(expires_at=max(record.expires_at, record.resend_at))
             )
+
+
+_TOKEN_REPLIES = (FindNode, FindValue, Ping)
 
 
 def _ignore(*_args) -> None:
