@@ -65,6 +65,7 @@ DUE_BATCH = 64
 # for half that long, then fetches a fresh one with a ping.
 TOKEN_ROTATE = 300.0
 TOKEN_FRESH = 150.0
+TOKEN_MEMO = 4096  # hosts whose token is memoized, per secret
 # A STORE's reply on the wire: header and msgpack ``true``.
 STORE_REPLY_BYTES = codec.HEADER + 1
 
@@ -262,6 +263,7 @@ class NodeCore:
         self._sync_at = now + self.config.anti_entropy_interval
         # BEP 5 write tokens: current and previous secret, rotated together.
         self._secrets = [self.rng.randbytes(16), self.rng.randbytes(16)]
+        self._tokens: list[dict[str, bytes]] = [{}, {}]  # host -> token, per secret
         self._rotate_at = now + TOKEN_ROTATE
 
     # ---- the I/O interface ----------------------------------------------------
@@ -320,6 +322,7 @@ class NodeCore:
         if now >= self._rotate_at:
             self._rotate_at = now + TOKEN_ROTATE
             self._secrets = [self.rng.randbytes(16), self._secrets[0]]
+            self._tokens = [{}, self._tokens[0]]
         if now >= self._sync_at:
             self._sync_at = now + self.config.anti_entropy_interval
             near = [c for c in self.table.closest(self.id, self.config.k) if c.native]
@@ -719,12 +722,22 @@ class NodeCore:
 
     # ---- write tokens (BEP 5) ------------------------------------------------------------
 
-    def _token_for(self, host: str, secret: bytes | None = None) -> bytes:
-        key = self._secrets[0] if secret is None else secret
-        return hmac.new(key, host.encode(), hashlib.sha1).digest()[: codec.TOKEN_BYTES]
+    def _token_for(self, host: str, which: int = 0) -> bytes:
+        """Our token for ``host`` under the current (0) or previous (1) secret:
+        an HMAC, memoized per secret (every find reply carries one)."""
+        memo = self._tokens[which]
+        token = memo.get(host)
+        if token is None:
+            if len(memo) >= TOKEN_MEMO:
+                memo.clear()
+            digest = hmac.new(self._secrets[which], host.encode(), hashlib.sha1).digest()
+            token = memo[host] = digest[: codec.TOKEN_BYTES]
+        return token
 
     def _token_valid(self, host: str, token: bytes) -> bool:
-        return any(hmac.compare_digest(self._token_for(host, s), token) for s in self._secrets)
+        return hmac.compare_digest(self._token_for(host), token) or hmac.compare_digest(
+            self._token_for(host, 1), token
+        )
 
     def _remember_token(self, node_id: int, token: bytes, now: float) -> None:
         entry = self.table.get(node_id)
@@ -954,7 +967,7 @@ class NodeCore:
         token = self._token_for(addr[0]) if native and kind in _TOKEN_REPLIES else None
         if kind is FindNode:
             contacts = self.table.closest(message.target, self.config.k, exclude=message.sender_id)
-            body = codec.find_reply_body(contacts, native, token=token)
+            body = _nodes_body(contacts, native, token)
         elif kind is FindValue:
             body = self._find_value_body(message, native, token, now)
         elif kind is Ping:
@@ -990,7 +1003,7 @@ class NodeCore:
             return codec.find_reply_body([], native, record.value, remaining, token, record.kind)
         target = int.from_bytes(message.key, "big")
         contacts = self.table.closest(target, self.config.k, exclude=message.sender_id)
-        return codec.find_reply_body(contacts, native, token=token)
+        return _nodes_body(contacts, native, token)
 
     def _accept_store(self, message: Store, addr: Addr, now: float) -> bool:
         cfg = self.config
@@ -1095,8 +1108,8 @@ class NodeCore:
         k = self.config.k
         if not len(self.store):
             return
-        near = self.table.closest(self.id, k)
-        if len(near) == k and newcomer.node_id ^ self.id > near[-1].node_id ^ self.id:
+        radius = self.table.radius()
+        if radius is not None and newcomer.node_id ^ self.id > radius:
             return
         new_id = newcomer.node_id
         for key in self.store.keys():
@@ -1443,6 +1456,12 @@ class NodeCore:
 
 
 _TOKEN_REPLIES = (FindNode, FindValue, Ping)
+
+
+def _nodes_body(contacts: list[Contact], native: bool, token: bytes | None) -> object:
+    if native:
+        return codec.find_nodes_body(contacts, token)
+    return codec.find_reply_body(contacts, False)
 
 
 def _ignore(*_args) -> None:

@@ -55,7 +55,9 @@ class RoutingTable:
         self._buckets: list[list[Entry]] = [_EMPTY] * ID_BITS  # type: ignore[list-item]
         self._replacements: list[list[Contact]] = [_EMPTY] * ID_BITS  # type: ignore[list-item]
         self._by_id: dict[int, Entry] = {}
+        self._occupied = 0  # bit i set: bucket i holds someone
         self.version = 0  # bumped on every change of membership
+        self._radius: tuple[int, int | None] = (-1, None)  # (version, radius)
         self.refreshed_at = array("d", [now] * ID_BITS)  # no float object per bucket
 
     def __len__(self) -> int:
@@ -117,6 +119,7 @@ class RoutingTable:
             entry = Entry(contact, now)
             bucket.append(entry)
             self._by_id[node_id] = entry
+            self._occupied |= 1 << index
             self.version += 1
             return None
         cache = self._replacements[index]
@@ -160,6 +163,8 @@ class RoutingTable:
             entry = Entry(promoted, self.refreshed_at[index] - self.good_for)
             self._buckets[index].insert(0, entry)
             self._by_id[promoted.node_id] = entry
+        elif not self._buckets[index]:
+            self._occupied &= ~(1 << index)
 
     def record_rtt(self, node_id: int, rtt: float, alpha: float, beta: float) -> None:
         entry = self._by_id.get(node_id)
@@ -169,18 +174,23 @@ class RoutingTable:
     def closest(self, target: int, n: int, exclude: int | None = None) -> list[Contact]:
         """The ``n`` known contacts closest to ``target`` by XOR, nearest first.
 
-        Exact without sorting the whole table. With ``x = target ^ owner``
-        whose top bit is ``i``, contacts of bucket ``i`` are nearer than all
-        of buckets ``j < i`` (their distances share x's top bit), which are
-        nearer than buckets ``i+1, i+2, ...`` in turn. So sorted groups,
-        concatenated in that order, are sorted overall, and the walk stops
-        as soon as ``n`` are found.
+        Exact without sorting the whole table: buckets are visited in
+        distance order and each is sorted on its own. With ``x = target ^
+        owner`` whose top bit is ``t``, bucket ``t`` comes first (distances
+        below 2**t). Below it, bucket ``j`` is nearer than all lower buckets
+        when bit ``j`` of x is set, and farther than all of them when it is
+        clear; so the walk takes the set-bit buckets downwards, then the
+        clear-bit ones upwards. Buckets above t follow in increasing order.
+        Only occupied buckets are visited (a bit mask of them), and the walk
+        stops as soon as ``n`` are found.
         """
         buckets = self._buckets
-        top = (target ^ self.owner).bit_length() - 1
+        x = target ^ self.owner
+        top = x.bit_length() - 1
         out: list[Contact] = []
 
-        def take(group: list[Entry]) -> bool:
+        def take(j: int) -> bool:
+            group = buckets[j]
             if len(group) > 1:
                 group = sorted(group, key=lambda e: e.contact.node_id ^ target)
             for entry in group:
@@ -188,15 +198,41 @@ class RoutingTable:
                     out.append(entry.contact)
             return len(out) >= n
 
-        nearer = top >= 0 and (
-            take(buckets[top]) or take([e for j in range(top) for e in buckets[j]])
-        )
-        if nearer:
-            return out[:n]
-        for j in range(top + 1, ID_BITS):
-            if buckets[j] and take(buckets[j]):
+        occupied = self._occupied
+        if top >= 0:
+            below = occupied & ((1 << top) - 1)
+            if (occupied >> top) & 1 and take(top):
+                return out[:n]
+            nearer = below & x
+            while nearer:
+                j = nearer.bit_length() - 1
+                nearer ^= 1 << j
+                if take(j):
+                    return out[:n]
+            farther = below & ~x
+            while farther:
+                low = farther & -farther
+                farther ^= low
+                if take(low.bit_length() - 1):
+                    return out[:n]
+        above = occupied >> (top + 1) << (top + 1)
+        while above:
+            low = above & -above
+            above ^= low
+            if take(low.bit_length() - 1):
                 return out[:n]
         return out
+
+    def radius(self) -> int | None:
+        """XOR distance from the owner to its k-th nearest contact; None while
+        fewer than k are known. Kept until the membership changes: every
+        unknown sender asks it (join handoff)."""
+        version, radius = self._radius
+        if version != self.version:
+            near = self.closest(self.owner, self.k)
+            radius = near[-1].node_id ^ self.owner if len(near) == self.k else None
+            self._radius = (self.version, radius)
+        return radius
 
     def stale_buckets(self, now: float, interval: float) -> list[int]:
         """Buckets not touched for ``interval``, from the nearest occupied one out.
@@ -205,10 +241,11 @@ class RoutingTable:
         distribution (there is nobody that close); the join lookup for our
         own id covers them.
         """
-        occupied = [i for i, b in enumerate(self._buckets) if b]
+        occupied = self._occupied
         if not occupied:
             return []
-        return [i for i in range(occupied[0], ID_BITS) if now - self.refreshed_at[i] >= interval]
+        nearest = (occupied & -occupied).bit_length() - 1
+        return [i for i in range(nearest, ID_BITS) if now - self.refreshed_at[i] >= interval]
 
     def touch(self, index: int, now: float) -> None:
         if 0 <= index < ID_BITS:

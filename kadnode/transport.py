@@ -108,7 +108,10 @@ class UdpNode(asyncio.DatagramProtocol):
         if transport is None or transport.is_closing():
             return
         at = core.get_timer()
-        if at != self._timer_at:
+        # Re-armed only for an earlier time: a timer that fires early finds
+        # nothing due and re-arms (most replies move the core's timer later,
+        # by answering the request whose deadline was next).
+        if self._timer_at is None or at < self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_at = at

@@ -29,6 +29,7 @@ from kadnode.codec import (
     decode_datagram,
     encode_request,
     encode_response,
+    find_nodes_body,
     find_reply_body,
     pack,
     parse_contacts,
@@ -187,6 +188,17 @@ def test_datagram_layout_is_rpcudp_framing() -> None:
 
 
 # ---- replies ----------------------------------------------------------------------
+
+
+@PROPERTY
+@given(st.lists(contacts, max_size=32), st.none() | st.binary(min_size=8, max_size=8))
+def test_prepacked_nodes_reply_is_byte_for_byte_the_packed_map(
+    found: list[Contact], token: bytes | None
+) -> None:
+    expected = pack(find_reply_body(found, True, token=token))
+    assert find_nodes_body(found, token) == expected
+    assert find_nodes_body(found, token) == expected  # again, from the kept entries
+    assert umsgpack.unpackb(expected) == find_reply_body(found, True, token=token)
 
 
 @PROPERTY

@@ -144,6 +144,8 @@ def run_scenario(scenario: tuple) -> None:
             got = ids_of(t.closest(op.target, op.n, exclude))
             assert got == brute_force_closest(t, op.target, op.n, exclude)
         check_invariants(t, owner, t.k)
+        nearest = brute_force_closest(t, owner, t.k, None)
+        assert t.radius() == (nearest[-1] ^ owner if len(nearest) == t.k else None)
     for target in (owner, *pool):
         assert ids_of(t.closest(target, 8)) == brute_force_closest(t, target, 8, None)
 
