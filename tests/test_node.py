@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 
 import pytest
@@ -11,6 +12,7 @@ from kadnode.codec import NATIVE_MAGIC, Contact
 from kadnode.config import Config
 from kadnode.errors import LocalProtocolError
 from kadnode.ids import ID_BYTES, key_digest
+from kadnode.lookup import Lookup
 from kadnode.node import NodeCore, PingResult
 from kadnode.simnet import SimNetwork
 from kadnode.storage import MemoryStore
@@ -295,3 +297,23 @@ def test_a_join_starts_when_the_first_seed_answers_not_after_dead_ones_time_out(
     )
     [(message, addr)] = sent(node)
     assert message.message == codec.FindNode(node.id, node.id) and addr == PEER
+
+
+def test_finished_lookups_leave_no_garbage_for_the_cycle_collector():
+    # A lookup's callbacks must not form a reference cycle: with many nodes
+    # in one process, uncollected lookups were 5 KiB per node (N=200).
+    net, nodes = small_network(12)
+    gc.collect()
+    gc.disable()
+    try:
+        net.call(nodes[1], lambda c, now: c.put(key_digest("k"), "v", now))
+        net.call(nodes[2], lambda c, now: c.get(key_digest("k"), now))
+        net.call(nodes[3], lambda c, now: c.lookup(nodes[7].id, now))
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        leftovers = [o for o in gc.garbage if isinstance(o, Lookup)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert leftovers == []
