@@ -159,11 +159,12 @@ class Figure:
     fmt: Callable[[float], str]
     out_of_values: bool = False  # shown as "found/values"
 
-    def value(self, result: dict) -> float:
+    def value(self, result: dict) -> float | None:
+        """The figure, or None where this run could not measure it."""
         v = result
         for part in self.path:
-            v = v[part]
-        return float(v)
+            v = v.get(part) if isinstance(v, dict) else None
+        return None if v is None else float(v)
 
 
 WORKLOAD_FIGURES = (
@@ -174,6 +175,8 @@ WORKLOAD_FIGURES = (
     Figure("get p99 ms", "lower", ("get_ms", "p99"), significant),
     Figure("values found", "higher", ("found",), "{:.0f}".format, out_of_values=True),
     Figure("peak memory per node KiB", "lower", ("mem_per_node_kb",), "{:,.0f}".format),
+    Figure("datagrams per put", "lower", ("put_datagrams",), "{:.1f}".format),
+    Figure("datagrams per get", "lower", ("get_datagrams",), "{:.1f}".format),
 )
 
 
@@ -186,9 +189,12 @@ class Row:
 
 
 def median_cell(fig: Figure, outcomes: list[Outcome], suffix: str = "") -> tuple[str, float | None]:
-    good = [fig.value(o.result) for o in outcomes if o.result is not None]
+    measured = [fig.value(o.result) for o in outcomes if o.result is not None]
+    good = [v for v in measured if v is not None]
     if not good:
-        reasons = sorted({o.reason for o in outcomes}) or ["not run"]
+        reasons = sorted({o.reason for o in outcomes if o.reason}) or (
+            ["not measured"] if measured else ["not run"]
+        )
         return f"n/a ({'; '.join(reasons)})", None
     med = statistics.median(good)
     text = fig.fmt(med) + suffix
@@ -371,6 +377,12 @@ ahead, for "higher" rows a ratio above 1).
   N=200); OpenDHT's searches the network every time.
 - **peak memory per node**: (VmHWM at the end - VmRSS just before the first
   node was created) / N, from /proc/self/status of that subprocess.
+- **datagrams per put / get**: the mean number of UDP datagrams sent (by all
+  nodes) while one operation ran, from the OutDatagrams counter in
+  /proc/net/snmp: it explains the latencies, since in one process every
+  datagram costs its sender and its receiver CPU time. OpenDHT works on its
+  own threads, so some of its datagrams may fall outside the window they
+  belong to.
 - **FIND_NODE replies/s** (kadnode only): one kadnode node in a process of
   its own whose routing table holds {args.contacts} live contacts (nodes with
   ids spread over its buckets ping it first); a separate load-generator

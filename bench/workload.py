@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import socket
+import statistics
 import sys
 import time
 from collections import Counter
@@ -65,6 +66,19 @@ def status_kb(field: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def udp_datagrams_sent() -> int:
+    """UDP datagrams this network namespace has sent (/proc/net/snmp,
+    OutDatagrams); -1 where unreadable. Counts every process here: the
+    benchmark's nodes are the only UDP traffic worth counting on a quiet
+    machine."""
+    try:
+        with open("/proc/net/snmp") as f:
+            udp = [line.split() for line in f if line.startswith("Udp:")]
+        return int(udp[1][udp[0].index("OutDatagrams")])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def make_progress(tag: str) -> Callable[[str], None]:
@@ -255,14 +269,18 @@ def load(name: str):
 # ---- the workload ---------------------------------------------------------------
 
 
-async def _timed(op: Awaitable, samples: list[float]) -> tuple[object, bool]:
-    """Await one bounded operation; record its latency; (result, timed_out)."""
+async def _timed(op: Awaitable, samples: list[float], sent: list[int]) -> tuple[object, bool]:
+    """Await one bounded operation; record its latency and the datagrams sent
+    meanwhile; (result, timed_out)."""
+    before = udp_datagrams_sent()
     t = time.perf_counter()
     try:
         result, timed_out = await asyncio.wait_for(op, OP_TIMEOUT), False
     except TimeoutError:
         result, timed_out = None, True
     samples.append(time.perf_counter() - t)
+    if before >= 0:
+        sent.append(udp_datagrams_sent() - before)
     return result, timed_out
 
 
@@ -280,15 +298,17 @@ async def run_workload(impl, nodes: int, values: int, seed: int, say) -> dict:
 
         put_times: list[float] = []
         get_times: list[float] = []
+        put_sent: list[int] = []
+        get_sent: list[int] = []
         found = acked = timeouts = 0
         step = max(1, values // PROGRESS_STEPS)
         for i in range(values):
             key, value = f"bench-key-{seed}-{i}", f"bench value {i:05d} of run {seed}"
             writer, reader = rng.sample(range(nodes), 2) if nodes > 1 else (0, 0)
-            ok, late = await _timed(impl.put(writer, key, value), put_times)
+            ok, late = await _timed(impl.put(writer, key, value), put_times, put_sent)
             acked += bool(ok)
             timeouts += late
-            got, late = await _timed(impl.get(reader, key), get_times)
+            got, late = await _timed(impl.get(reader, key), get_times, get_sent)
             found += got == value
             timeouts += late
             if (i + 1) % step == 0 or i + 1 == values:
@@ -303,6 +323,9 @@ async def run_workload(impl, nodes: int, values: int, seed: int, say) -> dict:
             "join_s": round(join_s, 3),
             "put_ms": percentiles(put_times),
             "get_ms": percentiles(get_times),
+            # Mean datagrams sent while a put (a get) ran, by every node.
+            "put_datagrams": round(statistics.fmean(put_sent), 1) if put_sent else None,
+            "get_datagrams": round(statistics.fmean(get_sent), 1) if get_sent else None,
             "acked": acked,
             "found": found,
             "timeouts": timeouts,

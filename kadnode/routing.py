@@ -70,8 +70,10 @@ class RoutingTable:
         """In a bucket or in its bucket's replacement cache."""
         if node_id in self._by_id:
             return True
-        cache = self._replacements[(self.owner ^ node_id).bit_length() - 1]
-        return any(c.node_id == node_id for c in cache)
+        for cached in self._replacements[(self.owner ^ node_id).bit_length() - 1]:
+            if cached.node_id == node_id:
+                return True
+        return False
 
     def get(self, node_id: int) -> Entry | None:
         return self._by_id.get(node_id)

@@ -19,6 +19,8 @@ FIGURES = (
     "get p99 ms",
     "values found",
     "peak memory per node KiB",
+    "datagrams per put",
+    "datagrams per get",
 )
 
 
@@ -83,6 +85,16 @@ def test_kadnode_finds_every_value_it_stored(run):
     (result,) = raw["workload"][f"kadnode/{SIZE}"]
     assert result["found"] == result["acked"] == VALUES
     assert table_rows(markdown)[f"values found (N={SIZE})"][1] == f"{VALUES}/{VALUES}"
+
+
+def test_datagrams_per_operation_are_counted(run):
+    _, _, raw, _ = run
+    (result,) = raw["workload"][f"kadnode/{SIZE}"]
+    # A put is a lookup and a STORE to each replica: at least one request
+    # and one reply per replica; a get at least one exchange unless the
+    # reader holds a replica itself.
+    assert result["put_datagrams"] >= 2 * (SIZE - 1)
+    assert result["get_datagrams"] >= 0
 
 
 def test_kadnode_only_figures_are_measured(run):
