@@ -265,6 +265,69 @@ def render_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+# ---- the targets (issue 7) -----------------------------------------------------------
+
+FIND_NODE_TARGET = 20_000  # replies per second from one node on one core
+TARGET_SIZES = (200, 1000)  # where kadnode is held against OpenDHT and bmuller
+BMULLER_PUT_FACTOR = 10  # kadnode's put p50 at least this many times faster
+
+
+def check_targets(rows: list[Row], args) -> list[tuple[str, bool | None, str]]:
+    """(target, met, the numbers) for each target this run measured; met is
+    None where a figure is missing (not run, or n/a)."""
+    by_label = {r.label: r for r in rows}
+    out: list[tuple[str, bool | None, str]] = []
+
+    def against(what: str, label: str, other: str | None, bound_of) -> None:
+        row = by_label.get(label)
+        mine = row.values.get("kadnode") if row else None
+        base = row.values.get(other) if row and other else None
+        if mine is None or (other and base is None):
+            out.append((what, None, "not measured in this run"))
+            return
+        bound = bound_of(base)
+        met = mine <= bound if row.better == "lower" else mine >= bound
+        out.append((what, met, f"kadnode {significant(mine)} against {significant(bound)}"))
+
+    for n in (n for n in TARGET_SIZES if n in args.sizes):
+        for op in ("put", "get"):
+            against(
+                f"{op} p50 no slower than OpenDHT's (N={n})",
+                f"{op} p50 ms (N={n})",
+                "opendht",
+                lambda b: b,
+            )
+        against(
+            f"put p50 at least {BMULLER_PUT_FACTOR}x faster than bmuller's (N={n})",
+            f"put p50 ms (N={n})",
+            "bmuller",
+            lambda b: b / BMULLER_PUT_FACTOR,
+        )
+    if 1000 in args.sizes:
+        against("every value found (N=1000)", "values found (N=1000)", None, lambda _: args.values)
+    for n in args.sizes:
+        against(
+            f"peak memory per node no more than bmuller's (N={n})",
+            f"peak memory per node KiB (N={n})",
+            "bmuller",
+            lambda b: b,
+        )
+    find_node = next((r for r in rows if r.label.startswith("FIND_NODE")), None)
+    if find_node is not None:
+        against(
+            f"one node serves {FIND_NODE_TARGET:,} FIND_NODE requests/s",
+            find_node.label,
+            None,
+            lambda _: FIND_NODE_TARGET,
+        )
+    return out
+
+
+def render_targets(targets: list[tuple[str, bool | None, str]]) -> str:
+    word = {True: "met", False: "missed", None: "n/a"}
+    return "\n".join(f"- {what}: **{word[met]}** ({numbers})" for what, met, numbers in targets)
+
+
 # ---- the report ----------------------------------------------------------------------
 
 
@@ -349,6 +412,13 @@ says which direction wins (for "lower" rows a ratio below 1 means kadnode is
 ahead, for "higher" rows a ratio above 1).
 
 {render_table(rows)}
+
+## Targets
+
+{render_targets(check_targets(rows, args))}
+
+Why the missed ones miss, with the profile: the performance section of
+[decisions.md](decisions.md).
 
 {plot_line}
 
@@ -576,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
     print(render_table(rows))
+    print()
+    print(render_targets(check_targets(rows, args)))
     return 0
 
 

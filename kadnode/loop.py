@@ -1,8 +1,9 @@
 """Which event loop runs kadnode. I/O.
 
 uvloop (libuv) when installed (``pip install 'kadnode[fast]'``), asyncio's
-own loop otherwise. Measured at N=200 in one process: put p50 3.1 ms with
-asyncio, 2.7 ms with uvloop (docs/decisions.md).
+own loop otherwise. A bare UDP echo between two sockets in one process
+costs 6.7 us per datagram with uvloop and 21 us with asyncio's loop; a put
+at N=200 in one process is ~81 datagrams (docs/decisions.md).
 """
 
 from __future__ import annotations
