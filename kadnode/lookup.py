@@ -43,7 +43,9 @@ class LookupOutcome:
     queried: int  # requests sent
     answered: int
     failed: int
-    hops: int  # of the nearest node that answered (0: nobody answered)
+    # of the nearest node that answered, or of the first value holder when a
+    # value was found (0: nobody answered)
+    hops: int
     tokens: dict[int, bytes]  # write tokens the answering nodes gave us
     # The replica set: the k nearest that answered or failed (a quorum's N).
     replica_set: int = 0
@@ -74,7 +76,6 @@ class Lookup:
         self._order: list[tuple[int, int]] = []  # (distance, node_id), sorted
         self._candidates: dict[int, Candidate] = {}
         self.in_flight = 0
-        self.stalled_now = 0
         self.queried = 0
         self.answered = 0
         self.failed = 0
@@ -124,9 +125,7 @@ class Lookup:
             return None
         if cand.state is State.WAITING:
             self.in_flight -= 1
-        elif cand.state is State.STALLED:
-            self.stalled_now -= 1
-        else:
+        elif cand.state is not State.STALLED:
             return None
         cand.state = state
         return cand
@@ -143,7 +142,6 @@ class Lookup:
         if cand is not None and cand.state is State.WAITING:
             cand.state = State.STALLED
             self.in_flight -= 1
-            self.stalled_now += 1
 
     def answered_nodes(
         self, responder: Contact, contacts: Iterable[Contact], token: bytes | None = None

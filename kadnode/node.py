@@ -48,7 +48,7 @@ from .codec import (
 from .config import AE_KEYS_PER_DATAGRAM, RTO_ALPHA, RTO_BETA, RTO_K, Config
 from .errors import LocalProtocolError
 from .identity import Identity
-from .ids import ID_BITS, ID_BYTES, ID_SPACE, in_half_open, in_open
+from .ids import ID_BITS, ID_BYTES, ID_SPACE, in_half_open, in_open, random_id_in_bucket
 from .lookup import Lookup, LookupOutcome
 from .ring import Fingers, RingView
 from .routing import RoutingTable, rtt_update
@@ -189,8 +189,10 @@ class OperationCompleted:
         | LookupResult
         | GetResult
         | PutResult
+        | ReadResult
         | RouteResult
         | LeaveResult
+        | SyncResult
     )
 
 
@@ -339,16 +341,8 @@ class NodeCore:
             self._complete(op, PingResult(addr, reply.node_id, at - sent))
 
         sent = now
-        self._request(
-            addr,
-            None,
-            "ping",
-            [self.id_bytes],
-            codec.parse_ping_reply,
-            replied,
-            lambda at: self._complete(op, PingResult(addr, None, None)),
-            now,
-            self.config.request_attempts,
+        self._ping(
+            addr, None, replied, lambda at: self._complete(op, PingResult(addr, None, None)), now
         )
         return op
 
@@ -391,19 +385,15 @@ class NodeCore:
             finish(at)
 
         for addr in seeds:
-            self._request(
+            self._ping(
                 addr,
                 None,
-                "ping",
-                [self.id_bytes],
-                codec.parse_ping_reply,
                 lambda reply, at, addr=addr: (
                     self._saw_pinged(reply, addr, at),
                     settled(True, at),
                 ),
                 partial(settled, False),
                 now,
-                self.config.request_attempts,
             )
         if not seeds:
             finish(now)
@@ -695,17 +685,7 @@ class NodeCore:
             else:
                 send(reply.token, at)
 
-        return self._request(
-            contact.addr,
-            contact,
-            "ping",
-            [self.id_bytes],
-            codec.parse_ping_reply,
-            pinged,
-            on_fail,
-            now,
-            self.config.request_attempts,
-        )
+        return self._ping(contact.addr, contact, pinged, on_fail, now)
 
     def _send_record(
         self,
@@ -842,6 +822,26 @@ class NodeCore:
         self.stats["requests_out"] += 1
         return len(datagram)
 
+    def _ping(
+        self,
+        addr: Addr,
+        contact: Contact | None,
+        on_reply: Callable[[PingReply, float], None],
+        on_fail: Callable[[float], None],
+        now: float,
+    ) -> int:
+        return self._request(
+            addr,
+            contact,
+            "ping",
+            [self.id_bytes],
+            codec.parse_ping_reply,
+            on_reply,
+            on_fail,
+            now,
+            self.config.request_attempts,
+        )
+
     def _expire_request(self, pending: _Pending, now: float) -> None:
         if pending.on_stall is not None:
             # Soft timeout: the caller moves on; a late reply still counts
@@ -903,7 +903,7 @@ class NodeCore:
         if contact is not None:
             native = getattr(parsed, "native", False) or getattr(parsed, "token", None) is not None
             if native and not contact.native:
-                contact = Contact(contact.node_id, contact.host, contact.port, native=True)
+                contact = codec.contact_of(contact.node_id, contact.host, contact.port, True)
             self._saw(contact, now)
             token = getattr(parsed, "token", None)
             if token is not None:
@@ -1043,17 +1043,7 @@ class NodeCore:
         # drop, after which the newest replacement moves in.
         self._evicting.add(oldest.node_id)
         done = lambda *_: self._evicting.discard(oldest.node_id)  # noqa: E731
-        self._request(
-            oldest.addr,
-            oldest,
-            "ping",
-            [self.id_bytes],
-            codec.parse_ping_reply,
-            done,
-            done,
-            now,
-            self.config.request_attempts,
-        )
+        self._ping(oldest.addr, oldest, done, done, now)
 
     # ---- handing values over when the neighbourhood changes ----------------------------
 
@@ -1303,17 +1293,7 @@ class NodeCore:
         self._ask_successor(now, self.config.max_route_hops)
         pred = self.ring.predecessor
         if pred is not None and pred != self.ring.successor:
-            self._request(
-                pred.addr,
-                pred,
-                "ping",
-                [self.id_bytes],
-                codec.parse_ping_reply,
-                _ignore,
-                _ignore,
-                now,
-                self.config.request_attempts,
-            )
+            self._ping(pred.addr, pred, _ignore, _ignore, now)
 
     def _ask_successor(self, now: float, budget: int) -> None:
         succ = self.ring.successor
@@ -1348,7 +1328,7 @@ class NodeCore:
             self._ring_version += 1
 
     def _bucket_targets(self, indices: Iterable[int]) -> list[int]:
-        return [self.id ^ ((1 << i) | self.rng.getrandbits(i)) for i in indices]
+        return [random_id_in_bucket(self.id, i, self.rng) for i in indices]
 
     def _lookup_all(self, targets: list[int], now: float, done: Callable[[float], None]) -> None:
         """Run node lookups for all targets at once; ``done`` when all ended."""
@@ -1370,9 +1350,10 @@ class NodeCore:
         stale = self.table.stale_buckets(now, interval)
         self.stats["bucket_refreshes"] += len(stale)
         self._lookup_all(self._bucket_targets(stale), now, _ignore)
-        self._refresh_at = min(self.table.refreshed_at) + interval
-        if self._refresh_at <= now:
-            self._refresh_at = now + interval
+        # Buckets nearer than the nearest occupied one keep their creation
+        # time (nothing touches them), so the earliest refresh time is always
+        # in the past after the first round: the next check is one interval on.
+        self._refresh_at = now + interval
 
     def _maintain_record(self, record: Record, now: float) -> None:
         cfg = self.config
@@ -1462,7 +1443,7 @@ class _LookupRun:
 
     def replied(self, contact: Contact, reply: FindReply, at: float) -> None:
         if reply.native and not contact.native:
-            contact = Contact(contact.node_id, contact.host, contact.port, native=True)
+            contact = codec.contact_of(contact.node_id, contact.host, contact.port, True)
         if reply.found and reply.kind == self.kind:
             self.lookup.answered_value(contact, reply.value, reply.ttl, reply.token)
         else:  # no value, or one of another kind: this node holds nothing for us
