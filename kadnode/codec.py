@@ -10,8 +10,9 @@ Native mode. kadnode starts the message id of its requests with
 :data:`NATIVE_MAGIC`. A kadnode responder that sees it knows the requester is
 kadnode and may answer in the richer native shapes (dicts that carry a TTL,
 and contacts flagged as native); a plain rpcudp requester (random ids) gets
-exactly the shapes bmuller/kademlia expects. A native requester may send
-``store`` a fourth argument, the remaining lifetime in seconds.
+exactly the shapes bmuller/kademlia expects. A native requester sends
+``store`` two more arguments: the remaining lifetime in seconds and the write
+token the receiver gave it.
 
 Everything a peer can send is checked here: any datagram that is not exactly
 one of these shapes raises :class:`~kadnode.errors.DecodeError`, and nothing
@@ -26,13 +27,13 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from .config import AE_BUCKETS, AE_HASH_BYTES
+from .config import AE_BUCKETS, AE_HASH_BYTES, MAX_HOST_CHARS
 from .errors import DecodeError
-from .ids import ID_BYTES
+from .ids import ID_BYTES, to_bytes
 
 REQUEST = 0x00
 RESPONSE = 0x01
-HEADER = 1 + 20
+HEADER = 1 + ID_BYTES
 NATIVE_MAGIC = b"kdn\x01"
 TOKEN_BYTES = 8
 MAX_CONTACTS_PER_REPLY = 32
@@ -217,10 +218,14 @@ def decode_datagram(data: bytes, max_size: int) -> Request | Response:
     return Request(msg_id, parse(args))
 
 
-def _id(raw: object) -> int:
+def decode_id(raw: object, what: str = "id") -> int:
+    """A 20-byte id from the wire, as an int; DecodeError naming ``what``."""
     if not isinstance(raw, bytes) or len(raw) != ID_BYTES:
-        raise DecodeError("id is not 20 bytes")
+        raise DecodeError(f"{what} is not 20 bytes")
     return int.from_bytes(raw, "big")
+
+
+_id = decode_id
 
 
 def _key(raw: object) -> bytes:
@@ -380,7 +385,7 @@ def _parse_contact(item: list) -> Contact:
         type(raw_id) is bytes
         and len(raw_id) == ID_BYTES
         and type(host) is str
-        and 0 < len(host) <= 64
+        and 0 < len(host) <= MAX_HOST_CHARS
         and type(port) is int
         and 0 < port < 65536
         and type(flags) is int
@@ -576,10 +581,8 @@ def _pack_entry(contact: Contact) -> bytes:
 
 def contact_entries(contacts: list[Contact], native: bool) -> list[list]:
     if native:
-        return [
-            [c.node_id.to_bytes(ID_BYTES, "big"), c.host, c.port, int(c.native)] for c in contacts
-        ]
-    return [[c.node_id.to_bytes(ID_BYTES, "big"), c.host, c.port] for c in contacts]
+        return [[to_bytes(c.node_id), c.host, c.port, int(c.native)] for c in contacts]
+    return [[to_bytes(c.node_id), c.host, c.port] for c in contacts]
 
 
 def find_reply_body(

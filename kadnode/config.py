@@ -135,16 +135,18 @@ DNS_SEED_TIMEOUT = 3.0
 DNS_SEED_TRIES = 2
 
 # Signed peer records (kadnode.records).
-# A record may claim at most 7 days of life. bmuller/kademlia keeps a value
-# 604800 s (ForgetfulStorage), and a node re-signs its record on every daily
-# re-publication (REPUBLISH_INTERVAL), so a week survives six missed ones while
-# bounding how long a record outlives the node, or a leaked key, that signed it.
+# A record may claim at most 7 days of life, bmuller/kademlia's value lifetime
+# (604800 s, ForgetfulStorage): the bound on how long a record can outlive the
+# node, or a leaked key, that signed it. kadnode's own records ask for far less
+# (REGISTER_LIFETIME, re-signed every half of it).
 MAX_RECORD_LIFETIME = 7 * 86400.0
 # Addresses per record: IPv4, IPv6 and a few NAT mappings. 8 worst-case
 # entries (39-character IPv6 text) keep a whole record under 600 bytes.
 MAX_RECORD_ADDRESSES = 8
-# Host text per address: the same bound as codec.parse_contacts.
+# Host text per address, in records and in contact entries.
 MAX_HOST_CHARS = 64
+# Sequences and vector-clock counters: fits msgpack's int64 as well as its uint64.
+MAX_WIRE_INT = 2**63 - 1
 
 # Vector clocks (kadnode.vclock, seed 001: versions and read repair).
 # Dynamo (DeCandia et al. 2007, section 4.4) truncates a clock past 10 writers

@@ -11,7 +11,6 @@ module's.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .errors import LocalProtocolError
+from .ids import key_id
 
 SEED_BYTES = 32  # RFC 8032 section 5.1.5: an ed25519 private key is 32 bytes
 PUBLIC_KEY_BYTES = 32  # RFC 8032 section 5.1.2
@@ -41,7 +41,7 @@ def node_id_for(public_key: bytes) -> int:
     """
     if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
         raise LocalProtocolError(f"an ed25519 public key is {PUBLIC_KEY_BYTES} bytes")
-    return int.from_bytes(hashlib.sha1(public_key).digest(), "big")
+    return key_id(public_key)
 
 
 def _public_bytes(key: Ed25519PrivateKey) -> bytes:

@@ -88,10 +88,6 @@ def key_id(key: str | bytes) -> int:
     return int.from_bytes(key_digest(key), "big")
 
 
-def random_id(rng: random.Random) -> int:
-    return rng.getrandbits(ID_BITS)
-
-
 def random_id_in_bucket(owner: int, index: int, rng: random.Random) -> int:
     """A random id at log distance ``index`` from ``owner`` (for bucket refresh)."""
     if index < 0:

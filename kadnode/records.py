@@ -26,14 +26,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .codec import _unpack, pack
-from .config import MAX_HOST_CHARS, MAX_RECORD_ADDRESSES, MAX_RECORD_LIFETIME
+from .codec import _unpack, decode_id, pack
+from .config import MAX_HOST_CHARS, MAX_RECORD_ADDRESSES, MAX_RECORD_LIFETIME, MAX_WIRE_INT
 from .errors import DecodeError, KadnodeError, LocalProtocolError, RemoteProtocolError
 from .identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, node_id_for, verify
-from .ids import ID_BYTES, to_bytes
+from .ids import to_bytes
 
 DOMAIN = b"kadnode-peer-record-v1"
-MAX_SEQ = 2**63 - 1  # fits msgpack's int64 as well as its uint64
+MAX_SEQ = MAX_WIRE_INT
 
 # Why a record is refused: RecordRejected.reason is one of these.
 UNSIGNED = "unsigned"
@@ -142,15 +142,14 @@ def from_wire(obj: object) -> PeerRecord:
     if type(obj) is not list or len(obj) != 6:
         raise DecodeError("peer record is not a 6-element list")
     raw_id, public_key, raw_addresses, seq, expires, signature = obj
-    if type(raw_id) is not bytes or len(raw_id) != ID_BYTES:
-        raise DecodeError("record node id is not 20 bytes")
+    node_id = decode_id(raw_id, "record node id")
     if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
         raise DecodeError(f"record public key is not {PUBLIC_KEY_BYTES} bytes")
     if type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
         raise DecodeError(f"record signature is not {SIGNATURE_BYTES} bytes")
     addresses = _addresses(raw_addresses, DecodeError)
     _check_seq_expires(seq, expires, DecodeError)
-    return PeerRecord(int.from_bytes(raw_id, "big"), public_key, addresses, seq, expires, signature)
+    return PeerRecord(node_id, public_key, addresses, seq, expires, signature)
 
 
 def encode_record(record: PeerRecord) -> bytes:

@@ -22,6 +22,7 @@ import msgpack
 
 from .codec import Contact, Value, pack
 from .errors import StorageError
+from .ids import to_bytes
 
 PLAIN, PEER, SHARED = 0, 1, 2
 
@@ -226,7 +227,7 @@ class SqliteStore:
             self._db.execute("DELETE FROM contacts")
             self._db.executemany(
                 "INSERT OR REPLACE INTO contacts (id, host, port, last_seen) VALUES (?, ?, ?, ?)",
-                [(c.node_id.to_bytes(20, "big"), c.host, c.port, seen) for c, seen in contacts],
+                [(to_bytes(c.node_id), c.host, c.port, seen) for c, seen in contacts],
             )
 
     def load_contacts(self) -> list[Contact]:

@@ -30,11 +30,12 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .config import MAX_CLOCK_ENTRIES, MAX_SIBLINGS
+from .codec import decode_id
+from .config import MAX_CLOCK_ENTRIES, MAX_SIBLINGS, MAX_WIRE_INT
 from .errors import DecodeError, LocalProtocolError
-from .ids import ID_BYTES, ID_SPACE, to_bytes
+from .ids import ID_SPACE, to_bytes
 
-MAX_COUNTER = 2**63 - 1  # fits msgpack's int64 as well as its uint64
+MAX_COUNTER = MAX_WIRE_INT
 
 
 class ClockFull(LocalProtocolError):
@@ -132,11 +133,9 @@ def from_wire(obj: object) -> VectorClock:
         if type(item) is not list or len(item) != 2:
             raise DecodeError("vector clock entry is not [writer, counter]")
         raw_writer, counter = item
-        if type(raw_writer) is not bytes or len(raw_writer) != ID_BYTES:
-            raise DecodeError("vector clock writer is not 20 bytes")
+        writer = decode_id(raw_writer, "vector clock writer")
         if type(counter) is not int or not 0 < counter <= MAX_COUNTER:
             raise DecodeError(f"vector clock counter is not in 1..{MAX_COUNTER}")
-        writer = int.from_bytes(raw_writer, "big")
         if writer <= previous:
             raise DecodeError("vector clock writers are not sorted and distinct")
         entries.append((writer, counter))
