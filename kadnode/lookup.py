@@ -162,6 +162,8 @@ class Lookup:
         if cand is None:
             return
         cand.token = token
+        if responder.native:
+            cand.contact = responder
         self.answered += 1
         self.values.append((responder, value))
         if self.value is None:

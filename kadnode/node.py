@@ -643,19 +643,19 @@ class NodeCore:
         on_fail = (lambda at: settled(False, at)) if settled else _ignore
 
         def send(token: bytes | None, at: float) -> int:
-            if token is None:
-                args: list = [self.id_bytes, key, value]
-            else:
+            if token is not None:
                 # The receiver counts the lifetime from when the write arrives;
                 # less the RTT (more than the one-way transit), it never ends
                 # later than ours.
                 remaining = max(0.0, ttl - self._rtt_estimate(contact) - (at - now))
-                args = [self.id_bytes, key, value, remaining, token]
             if kind == PLAIN:
+                args: list = [self.id_bytes, key, value]
+                if token is not None:
+                    args += [remaining, token]
                 method, parse = "store", codec.parse_store_reply
                 on_reply = (lambda ok, t: settled(True, t)) if settled else _ignore
-            else:
-                args = [self.id_bytes, key, kind, value, args[3], token]
+            else:  # only native contacts, which always have a token by now
+                args = [self.id_bytes, key, kind, value, remaining, token]
                 method, parse = "kn_put", codec.parse_put_reply
                 on_reply = (lambda why, t: settled(why or True, t)) if settled else _ignore
             return self._request(
@@ -763,21 +763,23 @@ class NodeCore:
 
     # ---- requests out ------------------------------------------------------------
 
-    def _rtt_estimate(self, contact: Contact) -> float:
-        entry = self.table.get(contact.node_id)
+    def _smoothed_rtt(self, contact: Contact | None) -> tuple[float, float] | None:
+        """(srtt, rttvar): the contact's own, else over all contacts, else None."""
+        entry = self.table.get(contact.node_id) if contact is not None else None
         if entry is not None and entry.srtt is not None:
-            return entry.srtt
-        return self._srtt if self._srtt is not None else self.config.rto_initial
+            return entry.srtt, entry.rttvar
+        if self._srtt is not None:
+            return self._srtt, self._rttvar
+        return None
+
+    def _rtt_estimate(self, contact: Contact) -> float:
+        smoothed = self._smoothed_rtt(contact)
+        return smoothed[0] if smoothed else self.config.rto_initial
 
     def _rto(self, contact: Contact | None) -> float:
         cfg = self.config
-        entry = self.table.get(contact.node_id) if contact is not None else None
-        if entry is not None and entry.srtt is not None:
-            rto = entry.srtt + RTO_K * entry.rttvar
-        elif self._srtt is not None:
-            rto = self._srtt + RTO_K * self._rttvar
-        else:
-            rto = cfg.rto_initial
+        smoothed = self._smoothed_rtt(contact)
+        rto = smoothed[0] + RTO_K * smoothed[1] if smoothed else cfg.rto_initial
         return min(max(rto, cfg.rto_floor), cfg.rto_ceil)
 
     def _request(

@@ -219,6 +219,15 @@ def test_native_flags_are_learned_from_replies_and_responders() -> None:
     assert [x.native for x in closest] == [True, True]
 
 
+def test_a_value_holder_that_speaks_native_is_known_as_native() -> None:
+    # Read repair sends signed records and shared values to native contacts only.
+    lk = Lookup(0, [c(1), c(2)], k=2, alpha=2, self_id=SELF)
+    lk.next_requests()
+    lk.answered_value(c(1, native=True), b"v", 60.0)
+    lk.answered_nodes(c(2), [])
+    assert [x.native for x in lk.outcome().closest] == [True, False]
+
+
 # ---- FIND_VALUE --------------------------------------------------------------------------
 
 
