@@ -21,7 +21,7 @@ import heapq
 import hmac
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -1064,11 +1064,8 @@ class NodeCore:
         if radius is not None and newcomer.node_id ^ self.id > radius:
             return
         new_id = newcomer.node_id
-        for key in self.store.keys():
-            record = self.store.get(key)
-            if record is None or record.expires_at <= now:
-                continue
-            target = int.from_bytes(key, "big")
+        for record in self._live_records(now):
+            target = int.from_bytes(record.key, "big")
             holders = self.table.closest(target, k, exclude=new_id)
             mine = self.id ^ target
             if holders and holders[0].node_id ^ target < mine:
@@ -1078,15 +1075,20 @@ class NodeCore:
                 self._send_record(newcomer, record, now)
                 self.stats["keys_handed_on_join"] += 1
 
+    def _live_records(self, now: float) -> Iterator[Record]:
+        """Every held record that has not expired (the store drops them lazily)."""
+        for key in self.store.keys():
+            record = self.store.get(key)
+            if record is not None and record.expires_at > now:
+                yield record
+
     def leave(self, now: float) -> int:
         """Hand every held value to the k closest remaining nodes, then report."""
         op = self._new_op()
         work = []
-        for key in self.store.keys():
-            record = self.store.get(key)
-            if record is not None and record.expires_at > now:
-                for contact in self.table.closest(int.from_bytes(key, "big"), self.config.k):
-                    work.append((contact, record))
+        for record in self._live_records(now):
+            for contact in self.table.closest(int.from_bytes(record.key, "big"), self.config.k):
+                work.append((contact, record))
         keys = len({record.key for _, record in work})
         state = {"next": 0, "open": 0, "acks": 0}
         window = max(1, self.config.max_pending_requests // 4)
@@ -1114,14 +1116,11 @@ class NodeCore:
         """Held keys for which ``peer_id`` is among the k closest (our view)."""
         k = self.config.k
         out = []
-        for key in self.store.keys():
-            record = self.store.get(key)
-            if record is None or record.expires_at <= now:
-                continue
-            target = int.from_bytes(key, "big")
+        for record in self._live_records(now):
+            target = int.from_bytes(record.key, "big")
             ranked = [c.node_id for c in self.table.closest(target, k)] + [self.id]
             if peer_id in sorted(ranked, key=lambda i: i ^ target)[:k]:
-                out.append((key, antientropy.fingerprint(key, record.value), record))
+                out.append((record.key, antientropy.fingerprint(record.key, record.value), record))
         return out
 
     def sync(self, peer: Contact, now: float) -> int:
