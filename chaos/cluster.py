@@ -25,10 +25,6 @@ from typing import Any, ClassVar
 
 PROBE_SOURCE = (Path(__file__).parent / "probe.py").read_text()
 
-NETWORK_FAULTS = frozenset({"partition", "loss", "delay"})
-PROCESS_FAULTS = frozenset({"kill", "churn"})
-ALL_FAULTS = NETWORK_FAULTS | PROCESS_FAULTS
-
 CHAIN_IN, CHAIN_OUT = "KADCHAOS-IN", "KADCHAOS-OUT"
 KADNODE_DELAY = "kadnode transport send delay (--allow-fault-injection)"
 NETEM_DELAY = "tc netem delay"

@@ -15,7 +15,10 @@ delay are iptables/tc inside the node's namespace (``ip netns exec``).
 
 Both keep their state (pids, addresses, data directories, logs) in a state
 directory, so ``up``, the faults and ``down`` can be separate commands. A pid
-is only signalled while its /proc start time still matches the recorded one.
+is only signalled while its /proc start time still matches the recorded one,
+and a state directory (or state file) that is not ours alone -- owned by another
+user, writable by group or others, or a symlink -- is refused before it is read:
+the netns backend runs as root, and its default lives in /tmp.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 from typing import Any
 
 from .cluster import Backend, ChaosError, NetnsFaults, Node, Status
@@ -61,6 +65,30 @@ def _start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _check_private(path: Path, directory: bool) -> None:
+    """Refuse ``path`` unless it is ours alone: a real directory (or regular file), owned by
+    this user, writable by no group or other user. Nothing there yet is fine."""
+    what = "state directory" if directory else "state file"
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ChaosError(f"{what} {path}: {exc.strerror}") from None
+    kind_ok = S_ISDIR(info.st_mode) if directory else S_ISREG(info.st_mode)
+    if not kind_ok:
+        problem = "is a symlink or not a " + ("directory" if directory else "regular file")
+    elif info.st_uid != os.geteuid():
+        problem = f"belongs to uid {info.st_uid}, not to this user (uid {os.geteuid()})"
+    elif info.st_mode & 0o022:
+        problem = f"is writable by group or others (mode {info.st_mode & 0o777:o})"
+    else:
+        return
+    raise ChaosError(
+        f"refusing {what} {path}: it {problem}; remove it or pass --state-dir elsewhere"
+    )
+
+
 def _free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -77,16 +105,24 @@ class ProcessBackend(Backend):
         self.state_file = self.dir / "state.json"
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.lock = threading.RLock()
-        self.state: dict[str, Any] = (
-            json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
-        )
+        self.state: dict[str, Any] = self._load()
 
     # ---- state ----
+
+    def _check_dir(self) -> None:
+        """Before anything in the state directory is read or trusted."""
+        _check_private(self.dir, directory=True)
+        _check_private(self.state_file, directory=False)
+
+    def _load(self) -> dict[str, Any]:
+        self._check_dir()
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
 
     def _save(self) -> None:
         with self.lock:  # nodes start and stop from several threads
             tmp = self.state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.state, indent=1))
+            tmp.chmod(0o644)  # never group-writable, whatever the umask: _check_dir refuses that
             tmp.replace(self.state_file)
 
     def _entry(self, node: Node) -> dict[str, Any]:
@@ -139,7 +175,9 @@ class ProcessBackend(Backend):
             raise ChaosError("a cluster needs at least 3 nodes (2 of them bootstrap nodes)")
         if self.exists():
             raise ChaosError(f"cluster {self.cluster!r} is up already: run 'down' first")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # 0o755 whatever the umask; and check again: it may have appeared since __init__.
+        self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        self._check_dir()
         self.state = {"backend": self.name, "cluster": self.cluster, "nodes": []}
         self._save()
         self._prepare(count)
@@ -325,9 +363,12 @@ class NetnsBackend(NetnsFaults, ProcessBackend):
         if count > 240:
             raise ChaosError("the netns backend addresses at most 240 nodes")
         hub = self._hub()
-        self.state["namespaces"] = [hub]
-        self._save()
+        # A namespace is recorded (for down to delete) only once our ``ip netns add``
+        # made it: if the name was taken, the namespace is someone else's.
+        self.state["namespaces"] = []
         _ip("netns", "add", hub)
+        self.state["namespaces"].append(hub)
+        self._save()
         _ip("-n", hub, "link", "add", "br0", "type", "bridge")
         _ip("-n", hub, "link", "set", "br0", "up")
         dns_ns = f"{self.cluster}-dns"
@@ -354,9 +395,9 @@ class NetnsBackend(NetnsFaults, ProcessBackend):
 
     def _wire(self, ns: str, veth: str, ip: str) -> None:
         """A namespace with one interface, eth0 at ``ip``, on the hub's bridge."""
+        _ip("netns", "add", ns)  # fails if the name is taken: then it is not ours to record
         self.state["namespaces"].append(ns)
         self._save()
-        _ip("netns", "add", ns)
         _ip("-n", self._hub(), "link", "add", veth, "type", "veth", "peer", "name", "eth0",
             "netns", ns)  # fmt: skip
         _ip("-n", self._hub(), "link", "set", veth, "master", "br0", "up")

@@ -159,9 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chaos: docker: {exc}", file=sys.stderr)  # the engine refused something
         return 2
     except KeyboardInterrupt:
-        print(
-            "chaos: interrupted (faults were removed; 'down' removes the cluster)", file=sys.stderr
-        )
+        if args.command in ("partition", "loss", "delay"):
+            after = "faults were removed; 'down' removes the cluster"
+        else:  # kill, churn, heal, up: nodes may be left stopped
+            after = "'heal' starts stopped nodes and clears faults; 'down' removes the cluster"
+        print(f"chaos: interrupted ({after})", file=sys.stderr)
         return 130
     print(json.dumps(report.as_json(), indent=2) if args.json else report.render())
     return 0 if report.ok else 1

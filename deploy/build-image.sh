@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     --offline) offline=1 ;;
     --tag) tag="$2"; shift ;;
     --base) base="$2"; shift ;;
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     *) echo "build-image.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
