@@ -36,7 +36,7 @@ import time
 from workload import OP_TIMEOUT, Kadnode, emit, make_progress, status_kb
 
 from kadnode import loop
-from kadnode.codec import NATIVE_MAGIC, encode_request
+from kadnode.codec import NATIVE_MAGIC, RESPONSE, encode_request
 from kadnode.config import K
 from kadnode.ids import ID_BITS, ID_BYTES
 from kadnode.server import Server
@@ -125,6 +125,7 @@ def blast(addr: tuple[str, int], owner: int, seconds: float, window: int, rng) -
         )
         for _ in range(REQUEST_POOL)
     ]
+    reply_kind = bytes((RESPONSE,))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.connect(addr)
     sock.setblocking(False)
@@ -149,7 +150,7 @@ def blast(addr: tuple[str, int], owner: int, seconds: float, window: int, rng) -
                     data = sock.recv(65536)
                 except (BlockingIOError, ConnectionRefusedError):
                     break
-                if data[:1] == b"\x01":
+                if data[:1] == reply_kind:
                     replies += 1
                     if measure_from <= now:
                         counted += 1
@@ -195,6 +196,8 @@ async def lookups(nodes: int, clients: int, seconds: float, seed: int) -> dict:
         await net.start(nodes)
         await net.join(say)
         say(f"{clients} clients looking up random ids for {seconds} s")
+        # Timeouts counted from here on: the join's are not the clients'.
+        timeouts0 = sum(s.core.stats["timeouts"] for s in net.nodes)
         completed = failed = 0
         start = time.perf_counter()
         end = start + seconds
@@ -211,7 +214,7 @@ async def lookups(nodes: int, clients: int, seconds: float, seed: int) -> dict:
 
         await asyncio.gather(*(client() for _ in range(clients)))
         elapsed = time.perf_counter() - start
-        timeouts = sum(s.core.stats["timeouts"] for s in net.nodes)
+        timeouts = sum(s.core.stats["timeouts"] for s in net.nodes) - timeouts0
         say(f"{completed / elapsed:.0f} lookups/s")
         return {
             "nodes": nodes,

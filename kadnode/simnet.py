@@ -8,8 +8,7 @@ runs unchanged; only the network is simulated:
   delay per pair of hosts drawn from a lognormal, plus per-datagram jitter);
 * loss: each datagram is dropped with probability ``loss``;
 * partitions: :meth:`SimNetwork.partition` puts hosts in groups and drops
-  every datagram between groups until :meth:`SimNetwork.heal`; the older
-  ``blocked(src, dest)`` callback still works for arbitrary link failures;
+  every datagram between groups until :meth:`SimNetwork.heal`;
 * crashes: a host in ``down`` neither sends, receives nor wakes up;
   :meth:`SimNetwork.fail` crashes a random fraction at one instant (mass
   failure); :meth:`SimNetwork.restart` brings one back as a new process
@@ -123,13 +122,11 @@ class SimNetwork:
         # One stream for everything (ids, node rngs, loss, jitter), drawn in
         # the same order as earlier versions of this module, so seeded tests
         # keep their networks.
-        self.rng = self.wire_rng = random.Random(self.seed)
-        self.nodes: dict[Addr, NodeCore] = {}
+        self.rng = random.Random(self.seed)
         self.cores: list[NodeCore] = []
         self.addrs: list[Addr] = []
         self.index: dict[Addr, int] = {}
         self.down: set[Addr] = set()
-        self.blocked: Callable[[Addr, Addr], bool] | None = None
         self.results: dict[tuple[Addr, int], object] = {}
         self.done_at: dict[tuple[Addr, int], float] = {}
         self._forget: set[tuple[Addr, int]] = set()
@@ -189,7 +186,6 @@ class SimNetwork:
         )
         core.addr = addr  # type: ignore[attr-defined]
         self.cores[index] = core
-        self.nodes[addr] = core
         self._wake[index] = INF
         self._flush(index)
         return core
@@ -243,9 +239,6 @@ class SimNetwork:
         self._last_local[index] = local
         return local
 
-    def node_now(self, core: NodeCore) -> float:
-        return self.local_time(self.index[core.addr])  # type: ignore[attr-defined]
-
     # ---- partitions ------------------------------------------------------------
 
     def partition(self, groups: Iterable[Iterable[Addr]]) -> None:
@@ -287,8 +280,8 @@ class SimNetwork:
             if src in down:
                 self.dropped += len(out)
             else:
-                index, loss, wire, group = self.index, self.loss, self.wire_rng, self._group
-                blocked, delay, queue = self.blocked, self._delay, self._queue
+                index, loss, wire, group = self.index, self.loss, self.rng, self._group
+                delay, queue = self._delay, self._queue
                 for data, dest in out:
                     j = index.get(dest)
                     if (
@@ -296,7 +289,6 @@ class SimNetwork:
                         or dest in down
                         or wire.random() < loss
                         or (group is not None and group[i] != group[j])
-                        or (blocked is not None and blocked(src, dest))
                     ):
                         self.dropped += 1
                         continue
