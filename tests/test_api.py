@@ -83,6 +83,15 @@ def record_of(contact: dict[str, Any], seq: int) -> dict[str, Any]:
 
 SELF_RECORD = record_of(SELF, 1732435200123)
 PEER_RECORD = record_of(PEER, 1732435100456)
+# FakeService.lookup's answer, after "target", for any target but PEER's id.
+LOOKUP_MISS = {
+    "found": False,
+    "peer": None,
+    "closest": [PEER],
+    "record": None,
+    "queried": 4,
+    "elapsed_ms": 12.5,
+}
 # Both other nodes acknowledged: the write quorum of a 2-node replica set is 2.
 WRITTEN = {"stored": 2, "asked": 2, "needed": 2, "replicas": [PEER, PREDECESSOR]}
 REGISTERED = {"key": NODE_ID, **WRITTEN, "elapsed_ms": 4.0, "record": SELF_RECORD}
@@ -133,16 +142,10 @@ class FakeService:
 
     async def lookup(self, target: int) -> dict[str, Any]:
         self._check()
-        found = to_hex(target) == PEER["id"]
-        return {
-            "target": to_hex(target),
-            "found": found,
-            "peer": PEER if found else None,
-            "closest": [PEER],
-            "record": PEER_RECORD if found else None,
-            "queried": 4,
-            "elapsed_ms": 12.5,
-        }
+        reply = {"target": to_hex(target), **LOOKUP_MISS}
+        if reply["target"] == PEER["id"]:
+            reply.update(found=True, peer=PEER, record=PEER_RECORD)
+        return reply
 
     async def put(self, key: str, value: str) -> dict[str, Any]:
         self._check()
@@ -334,15 +337,7 @@ async def node():
             f"/lookup/{NODE_ID}",
             None,
             200,
-            {
-                "target": NODE_ID,
-                "found": False,
-                "peer": None,
-                "closest": [PEER],
-                "record": None,
-                "queried": 4,
-                "elapsed_ms": 12.5,
-            },
+            {"target": NODE_ID, **LOOKUP_MISS},
         ),
         (
             "GET",

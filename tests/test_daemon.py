@@ -174,6 +174,22 @@ class Daemons:
         bootstrap: Sequence[Daemon] = (),
     ) -> Daemon:
         """Start a daemon and wait until it listens (and, with seeds, has joined)."""
+        daemon = self.spawn(
+            name, port=port, data_dir=data_dir, bootstrap=[seed.addr for seed in bootstrap]
+        )
+        if bootstrap:
+            daemon.wait_log(JOINED)
+        return daemon
+
+    def spawn(
+        self,
+        name: str,
+        *,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        bootstrap: Sequence[str] = (),
+    ) -> Daemon:
+        """Start a daemon seeded with ``bootstrap`` addresses; return once it listens."""
         port = port or free_port(socket.SOCK_DGRAM)
         api_port = free_port(socket.SOCK_STREAM)
         data_dir = data_dir or self.root / name
@@ -190,8 +206,8 @@ class Daemons:
             "--api",
             f"{HOST}:{api_port}",
         ]
-        for seed in bootstrap:
-            args += ["--bootstrap", seed.addr]
+        for addr in bootstrap:
+            args += ["--bootstrap", addr]
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=ENV
@@ -199,8 +215,6 @@ class Daemons:
         daemon = Daemon(name, proc, port, api_port, data_dir, log_path, time.monotonic())
         self.started.append(daemon)
         daemon.wait_log(STARTED)
-        if bootstrap:
-            daemon.wait_log(JOINED)
         return daemon
 
     def close(self) -> None:
@@ -210,13 +224,7 @@ class Daemons:
             daemon.proc.wait(STOP_TIMEOUT)
 
 
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    group = Daemons(tmp_path)
-    try:
-        yield group
-    finally:
-        group.close()
+# The ``daemons`` fixture (a Daemons group, closed at teardown) is in conftest.py.
 
 
 # ---- 1. two daemons, the CLI contract --------------------------------------------------------
@@ -569,33 +577,7 @@ def test_signal_while_joining_stops_cleanly(daemons: Daemons) -> None:
     silent.settimeout(START_TIMEOUT)
     try:
         dead_seed = f"{HOST}:{silent.getsockname()[1]}"
-        port, api_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-        log_path = daemons.root / "joining.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    *KADNODE,
-                    "run",
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(port),
-                    "--data-dir",
-                    str(daemons.root / "joining"),
-                    "--api",
-                    f"{HOST}:{api_port}",
-                    "--bootstrap",
-                    dead_seed,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=ENV,
-            )
-        node = Daemon(
-            "joining", proc, port, api_port, daemons.root / "joining", log_path, time.monotonic()
-        )
-        daemons.started.append(node)
-        node.wait_log(STARTED)
+        node = daemons.spawn("joining", bootstrap=[dead_seed])
         assert silent.recv(MAX_DATAGRAM)  # the join's ping: it is waiting now
         assert node.stop(signal.SIGTERM) == 0
         assert "joined" not in node.log()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import random
 
+import msgpack
 import pytest
 
 from kadnode import codec
@@ -271,9 +272,15 @@ def test_a_lookup_routes_around_dead_nodes():
 def test_ids_are_20_bytes_on_the_wire():
     node = core()
     node.ping(PEER, 0.0)
-    [(message, _)] = sent(node)
+    [(data, _)] = node.datagrams_to_send()
+    message = codec.decode_datagram(data, 10_000)
     assert message.message.sender_id == node.id
     assert len(node.id_bytes) == ID_BYTES
+    # The raw wire: type byte + 20-byte message id, then msgpack [method, args].
+    method, args = msgpack.unpackb(data[codec.HEADER :])
+    assert method == "ping"
+    assert isinstance(args[0], bytes) and len(args[0]) == ID_BYTES
+    assert int.from_bytes(args[0], "big") == node.id
 
 
 def test_only_kadnode_contacts_enter_the_ring_view():

@@ -15,11 +15,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from test_daemon import (
     ENV,
     HOST,
@@ -42,16 +39,6 @@ from kadnode.storage import PEER
 REGISTERED = re.compile(r"registered ([0-9a-f]{40}) at .*: (\d+) of (\d+) replicas acknowledged")
 MOVE_TIMEOUT = 10.0  # a restarted node re-registers right after joining
 RAW_TIMEOUT = 3.0
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    """As in test_daemon: whatever still runs at teardown is SIGKILLed."""
-    group = Daemons(tmp_path)
-    try:
-        yield group
-    finally:
-        group.close()
 
 
 def network(daemons: Daemons, *names: str) -> list[Daemon]:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from kadnode.codec import Contact
 from kadnode.config import Config
-from kadnode.ids import ID_SPACE, key_digest, ring_distance
+from kadnode.ids import ID_BITS, ID_SPACE, key_digest, ring_distance
 from kadnode.node import NodeCore
 from kadnode.ring import Fingers, RingView, brute_successor
 from kadnode.simnet import SimNetwork
@@ -49,11 +49,18 @@ def test_fingers_route_to_a_node_preceding_the_key_and_find_its_successor(owner,
     hop = fingers.closest_preceding(key)
     if hop is not None:
         assert 0 < ring_distance(owner, hop.node_id) < ring_distance(owner, key)
+    # Brute force: the finger nearest before the key, else None.
+    all_fingers = {
+        min(far, key=lambda n: ring_distance(owner, n))
+        for i in range(ID_BITS)
+        if (far := [n for n in others if ring_distance(owner, n) >= 1 << i])
+    }
+    preceding = [n for n in all_fingers if 0 < ring_distance(owner, n) < ring_distance(owner, key)]
+    best_hop = max(preceding, key=lambda n: ring_distance(owner, n)) if preceding else None
+    assert (hop.node_id if hop else None) == best_hop
+    # successor_of answers None when the owner itself is the key's successor.
     succ = fingers.successor_of(key)
-    if key != owner and succ is not None:
-        assert succ.node_id == brute_successor(key, others | {owner}) or (
-            brute_successor(key, others | {owner}) == owner
-        )
+    assert (succ.node_id if succ else owner) == brute_successor(key, others | {owner})
 
 
 # ---- networks ---------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -94,7 +95,7 @@ def check_invariants(t: RoutingTable, owner: int, k: int) -> None:
     per_bucket = Counter(log_distance(owner, i) for i in ids)
     assert all(n <= k for n in per_bucket.values())
     for c in contacts:
-        assert t.bucket_index(c.node_id) == log_distance(owner, c.node_id) >= 0
+        assert t.bucket_index(c.node_id) == log_distance(owner, c.node_id)
         assert t.get(c.node_id).contact == c
 
 
@@ -161,7 +162,7 @@ def test_table_invariants_hold_for_any_operation_stream(scenario: tuple) -> None
 
 @INVARIANTS
 @given(scenarios(addresses_per_id=2))
-@example(  # the shortest failure, kept so that the xfail is deterministic
+@example(  # a regression example: the shortest stream that once broke the invariants
     (
         0,
         [4, 5, 6],
@@ -284,30 +285,29 @@ def test_dropped_contact_is_replaced_by_the_newest_cached_one() -> None:
     assert ids_of(t.contacts()) == [7]  # cache empty: the bucket shrinks
 
 
-def test_a_contact_cached_again_becomes_the_newest_replacement() -> None:
-    t = table(k=1, cache=3, stale_limit=1)
+@pytest.mark.parametrize(
+    ("cache", "newcomers", "promoted"),
+    [
+        # A contact cached again becomes the newest replacement; 5 was cached once, not twice.
+        pytest.param(3, (5, 6, 5), (5, 6), id="cached-again-is-newest"),
+        # The cache keeps only the newest entries; 5 fell out of the cache of 2.
+        pytest.param(2, (5, 6, 7), (7, 6), id="only-the-newest-are-kept"),
+    ],
+)
+def test_the_replacement_cache_promotes_newest_first(
+    cache: int, newcomers: tuple[int, ...], promoted: tuple[int, int]
+) -> None:
+    t = table(k=1, cache=cache, stale_limit=1)
     t.seen(peer(4), 0.0)
-    for newcomer in (5, 6, 5):
+    for newcomer in newcomers:
         t.seen(peer(newcomer), 1.0)
+    first, second = promoted
     assert t.failed(4)
-    assert ids_of(t.contacts()) == [5]
-    assert t.failed(5)
-    assert ids_of(t.contacts()) == [6]
-    assert t.failed(6)
-    assert ids_of(t.contacts()) == []  # 5 was cached once, not twice
-
-
-def test_replacement_cache_keeps_only_the_newest_entries() -> None:
-    t = table(k=1, cache=2, stale_limit=1)
-    t.seen(peer(4), 0.0)
-    for newcomer in (5, 6, 7):
-        t.seen(peer(newcomer), 1.0)
-    assert t.failed(4)
-    assert ids_of(t.contacts()) == [7]
-    assert t.failed(7)
-    assert ids_of(t.contacts()) == [6]
-    assert t.failed(6)
-    assert ids_of(t.contacts()) == []  # 5 fell out of the cache of 2
+    assert ids_of(t.contacts()) == [first]
+    assert t.failed(first)
+    assert ids_of(t.contacts()) == [second]
+    assert t.failed(second)
+    assert ids_of(t.contacts()) == []  # the cache is empty: nothing else was kept
 
 
 def test_without_a_replacement_cache_a_dropped_contact_leaves_a_gap() -> None:

@@ -139,16 +139,9 @@ def test_before_is_antisymmetric(a, b):
 
 
 @PROPERTY
-@given(clocks, clocks, clocks)
-def test_before_is_transitive_on_random_triples(a, b, c):
-    if before(a, b) and before(b, c):
-        assert before(a, c)
-
-
-@PROPERTY
 @given(clocks, clocks, clocks, writers, writers)
 def test_before_is_transitive_on_causal_chains(a, d1, d2, w1, w2):
-    # Random triples are rarely chained; build chains a < b < c on purpose.
+    # Random triples are rarely chained, so build chains a < b < c on purpose.
     b = a.merge(d1).increment(w1)
     c = b.merge(d2).increment(w2)
     assert before(a, b) and before(b, c)
