@@ -232,6 +232,13 @@ _READ = {
     "needed": 2,
     "quorum": True,
 }
+# A write's acknowledgements, in the same network.
+_STORED = {
+    "stored": 3,
+    "asked": 3,
+    "needed": 2,
+    "replicas": [_CONTACT, *_SUCCESSORS],
+}
 _WRITER = "c2c74789868e8bb8486dc3b6d0138e7fb22162b5"
 _SIBLINGS = [
     {"value": "hello", "clock": {_ID: 1}},
@@ -357,10 +364,7 @@ def build_routes(service: NodeService) -> list[Route]:
                     PUT_SCHEMA,
                     {
                         "key": "greeting",
-                        "stored": 3,
-                        "asked": 3,
-                        "needed": 2,
-                        "replicas": [_CONTACT, *_SUCCESSORS],
+                        **_STORED,
                         "elapsed_ms": 60.2,
                     },
                     "how many of the k closest nodes acknowledged the STORE",
@@ -400,10 +404,7 @@ def build_routes(service: NodeService) -> list[Route]:
                     REGISTER_SCHEMA,
                     {
                         "key": _ID,
-                        "stored": 3,
-                        "asked": 3,
-                        "needed": 2,
-                        "replicas": [_CONTACT, *_SUCCESSORS],
+                        **_STORED,
                         "elapsed_ms": 52.4,
                         "record": _RECORD,
                     },
@@ -459,10 +460,7 @@ def build_routes(service: NodeService) -> list[Route]:
                     PUT_SCHEMA,
                     {
                         "key": "greeting",
-                        "stored": 3,
-                        "asked": 3,
-                        "needed": 2,
-                        "replicas": [_CONTACT, *_SUCCESSORS],
+                        **_STORED,
                         "elapsed_ms": 48.9,
                     },
                     "how many of the k closest acknowledged the write",

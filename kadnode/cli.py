@@ -1,10 +1,11 @@
 """The ``kadnode`` command line. I/O.
 
-``run`` starts the daemon, ``demo`` a local network; the API commands
-(``info``, ``lookup``, ``put``, ``get``, ``peers``, ``ping``, ``owner``,
-``ring``, ``leave``, ``register``, ``find-peer``) talk to a running daemon over its control API. Bad
-input and failures print one line to stderr and exit non-zero; no
-traceback reaches a user.
+``run`` starts the daemon, ``demo`` a local network, ``sim`` a simulated
+one; the API commands (``info``, ``lookup``, ``put``, ``get``, ``register``,
+``find-peer``, ``peers``, ``ping``, ``owner``, ``ring``, ``fault``,
+``leave``) talk to a running daemon over its control API. Bad input and
+failures print one line to stderr and exit non-zero; no traceback reaches a
+user.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .argtypes import at_least
 from .client import EXIT_ERROR, add_client_commands, one_line, run_client_command
 from .daemon import DEFAULT_API_PORT, DEFAULT_PORT, DaemonOptions, run_daemon
 from .demo import render, run_demo
-from .dns import parse_hostport
+from .dns import parse_hostport, parse_nameserver
 from .errors import KadnodeError
 from .sim import add_sim_command, run_sim_command
 
@@ -40,6 +41,15 @@ def _hostport(text: str) -> tuple[str, int]:
         return parse_hostport(text)
     except KadnodeError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _nameserver(text: str) -> str:
+    """A ``--dns-server`` entry, checked as the resolver will read it (kept as written)."""
+    try:
+        parse_nameserver(text)
+    except KadnodeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--dns-server",
+        type=_nameserver,
         action="append",
         default=None,
         metavar="IP[:PORT]",

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import api
-from .dns import parse_hostport
+from .dns import format_hostport, parse_hostport
 from .errors import ApiError, KadnodeError, LocalProtocolError
 from .httpserver import ERROR_SCHEMA, JsonSchema, check_schema, one_line
 
@@ -37,7 +37,7 @@ class ApiClient:
         host, port = parse_hostport(base)
         self.base = base
         self.timeout = timeout
-        self._url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        self._url = f"http://{format_hostport(host, port)}"
 
     def info(self) -> dict[str, Any]:
         return self._call("GET", "/info", api.INFO_SCHEMA)
@@ -148,8 +148,7 @@ def _segment(text: str, what: str) -> str:
 
 
 def _address(contact: dict[str, Any]) -> str:
-    host = contact["host"]
-    return f"[{host}]:{contact['port']}" if ":" in host else f"{host}:{contact['port']}"
+    return format_hostport(contact["host"], contact["port"])
 
 
 def _contact(contact: dict[str, Any]) -> str:

@@ -98,6 +98,11 @@ def context_wire(context: object) -> list:
     return wire
 
 
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter()`` reading), to the microsecond."""
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
 def put_json(key: str, result: PutResult, started: float) -> dict[str, Any]:
     """A write's reply; a write below its quorum is an error, in one line."""
     if not result.quorum:
@@ -113,7 +118,7 @@ def put_json(key: str, result: PutResult, started: float) -> dict[str, Any]:
         "asked": result.asked,
         "needed": result.needed,
         "replicas": [contact_json(c) for c in result.replicas],
-        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+        "elapsed_ms": elapsed_ms(started),
     }
 
 
@@ -126,7 +131,7 @@ def read_json(result: ReadResult, started: float) -> dict[str, Any]:
         "rejected": result.rejected,
         "needed": result.needed,
         "quorum": result.quorum,
-        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+        "elapsed_ms": elapsed_ms(started),
     }
 
 
@@ -149,15 +154,16 @@ def load_identity(store: SqliteStore) -> Identity:
     return Identity.from_seed(seed)
 
 
-def advertised(host: str, port: int, configured: list[Addr]) -> tuple[Addr, ...]:
+async def advertised(host: str, port: int, configured: list[Addr]) -> tuple[Addr, ...]:
     """The addresses this node registers: as configured, else the one it is
     bound to, else (bound to every interface) its host name's addresses."""
     if configured:
         return tuple(configured)
     if host not in ("0.0.0.0", "::", ""):
         return ((host, port),)
+    loop = asyncio.get_running_loop()
     try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_DGRAM)
+        infos = await loop.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_DGRAM)
     except OSError:
         infos = []
     found = [i[4][0] for i in infos if not i[4][0].startswith(("127.", "::1"))]
@@ -229,7 +235,7 @@ class Daemon:
             "closest": [contact_json(c) for c in result.closest],
             "record": record_json(record) if record is not None else None,
             "queried": result.queried,
-            "elapsed_ms": round((time.perf_counter() - t) * 1000, 3),
+            "elapsed_ms": elapsed_ms(t),
         }
 
     async def put(self, key: str, value: str) -> dict[str, Any]:
@@ -246,7 +252,7 @@ class Daemon:
             "source": (contact_json(result.source) if result.source else "local")
             if result.found
             else None,
-            "elapsed_ms": round((time.perf_counter() - t) * 1000, 3),
+            "elapsed_ms": elapsed_ms(t),
         }
 
     async def peers(self) -> dict[str, Any]:
@@ -338,7 +344,7 @@ class Daemon:
             "successor_hops": route.hops,
             "closest": [contact_json(c) for c in self.with_self(target, lookup.closest)],
             "questions": QUESTIONS,
-            "elapsed_ms": round((time.perf_counter() - t) * 1000, 3),
+            "elapsed_ms": elapsed_ms(t),
         }
 
     async def ring(self) -> dict[str, Any]:
@@ -371,7 +377,7 @@ class Daemon:
             }
         except TimeoutError:
             left = {"keys": None, "stores": None, "acks": None, "timed_out": True}
-        left["elapsed_ms"] = round((time.perf_counter() - t) * 1000, 3)
+        left["elapsed_ms"] = elapsed_ms(t)
         log.info("left the network: %s", left)
         return left
 
@@ -494,6 +500,12 @@ class Daemon:
             )
 
 
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The first exception in ``group``, looking inside nested groups."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 async def run_daemon(
     options: DaemonOptions,
     *,
@@ -516,7 +528,7 @@ async def run_daemon(
         )
         signals = stop is None
         stop = stop or asyncio.Event()
-        server.core.addresses = advertised(*server.address, options.advertise)
+        server.core.addresses = await advertised(*server.address, options.advertise)
         daemon = Daemon(server, store, options, stop)
         api = await serve(build_routes(daemon), options.api_host, options.api_port)
         api_port = api.sockets[0].getsockname()[1]
@@ -535,14 +547,20 @@ async def run_daemon(
         if on_ready is not None:
             on_ready(daemon, api_port)
         try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(c) for c in (daemon.join(), daemon.persist(), daemon.status())
-                ]
-                await stop.wait()
-                log.info("stopping")
-                for task in tasks:
-                    task.cancel()
+            try:
+                async with asyncio.TaskGroup() as group:
+                    tasks = [
+                        group.create_task(c)
+                        for c in (daemon.join(), daemon.persist(), daemon.status())
+                    ]
+                    await stop.wait()
+                    log.info("stopping")
+                    for task in tasks:
+                        task.cancel()
+            except* KadnodeError as failed:
+                # One line for the user (cli.main catches KadnodeError), not a
+                # traceback of the TaskGroup's ExceptionGroup.
+                raise _first(failed) from None
             await daemon.leave()
         finally:
             if signals:

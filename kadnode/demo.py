@@ -13,6 +13,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from .config import K
 from .server import Server
 
 JOIN_BATCH = 4  # one process hosts every node: keep the loop backlog under the RTO floor
@@ -136,7 +137,7 @@ def render(report: DemoReport) -> str:
         [
             f"kadnode demo: {report.nodes} nodes on 127.0.0.1, joined in {report.join_s:.2f} s",
             f"  stored  {report.stored} values, each acknowledged by {report.replicas_mean:.1f} "
-            f"replicas on average (k=20)",
+            f"replicas on average (k={K})",
             f"  found   {report.found}/{report.stored} values, each read from a different node",
             f"  lookups {report.lookups_exact}/{report.lookups} node lookups returned exactly "
             "the true closest nodes",

@@ -72,6 +72,22 @@ def parse_hostport(text: str, default_port: int | None = None) -> Address:
     return host, _parse_port(text, str(default_port))
 
 
+def format_hostport(host: str, port: int) -> str:
+    """``host:port``, an IPv6 host bracketed (``[v6]:port``): what :func:`parse_hostport` reads."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_nameserver(text: str) -> str:
+    """One ``--dns-server`` entry, "ip" or "ip:port" ("[v6]:port"), in c-ares form.
+
+    Raises :class:`LocalProtocolError` with one line when it is not an IP address.
+    """
+    host, port = parse_hostport(text, DNS_PORT)
+    if not _is_ip(host):
+        raise LocalProtocolError(f"name server {text!r}: not an IP address")
+    return format_hostport(host, port)
+
+
 async def resolve_seed(
     name: str,
     default_port: int,
@@ -222,12 +238,7 @@ def _server_list(nameservers: Sequence[str] | None) -> list[str] | None:
     """Name servers in c-ares "ip:port" / "[v6]:port" form, or None for the system ones."""
     if nameservers is None:
         return None
-    servers = []
-    for entry in nameservers:
-        host, port = parse_hostport(entry, DNS_PORT)
-        if not _is_ip(host):
-            raise LocalProtocolError(f"name server {entry!r}: not an IP address")
-        servers.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    servers = [parse_nameserver(entry) for entry in nameservers]
     return servers or None
 
 

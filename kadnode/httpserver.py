@@ -8,7 +8,8 @@ served API and its documentation cannot drift apart.
 
 Errors: a :class:`~kadnode.errors.KadnodeError` from a handler becomes
 ``{"error": "<one line>"}`` with a status from :data:`ERROR_STATUS`; anything
-else is logged once with its traceback and answered with a bare 500.
+else is logged once with its traceback and answered with a 500 whose body is
+``{"error": "internal error"}`` (nothing of the failure leaks to the client).
 """
 
 from __future__ import annotations

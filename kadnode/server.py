@@ -18,7 +18,7 @@ from .codec import Value
 from .config import MAX_KEY_BYTES, Config
 from .errors import LocalProtocolError
 from .identity import Identity
-from .ids import key_digest
+from .ids import key_digest, to_bytes
 from .node import (
     Addr,
     BootstrapResult,
@@ -52,7 +52,6 @@ class Server:
     def __init__(self, udp: UdpNode):
         self.udp = udp
         self.core: NodeCore = udp.core
-        self.started = time.monotonic()
 
     @classmethod
     async def start(
@@ -128,7 +127,7 @@ class Server:
 
     async def find_peer(self, node_id: int) -> ReadResult:
         """The verified peer record of ``node_id`` (quorum read, read repair)."""
-        key = node_id.to_bytes(20, "big")
+        key = to_bytes(node_id)
         return await self.udp.run(lambda core, now: core.read(key, PEER, now))
 
     async def put_shared(self, key: str | bytes, value: Value, context: object = None) -> PutResult:

@@ -57,7 +57,7 @@ class UdpNode(asyncio.DatagramProtocol):
             self.core.receive_datagram(data, (addr[0], addr[1]), self.clock())
         except Exception:
             self._internal_error("handling a datagram")
-        self._transmit()
+        self._flush("after a datagram")
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and friends: the request will time out.
@@ -91,7 +91,14 @@ class UdpNode(asyncio.DatagramProtocol):
             self.core.handle_timer(self.clock())
         except Exception:
             self._internal_error("handling a timer")
-        self._transmit()
+        self._flush("after a timer")
+
+    def _flush(self, when: str) -> None:
+        """:meth:`_transmit` from an event loop callback: a failure is counted, not raised."""
+        try:
+            self._transmit()
+        except Exception:
+            self._internal_error(f"sending {when}")
 
     def _transmit(self) -> None:
         core = self.core

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from kadnode.cli import main
-from kadnode.demo import run_demo
+from kadnode.config import K
+from kadnode.demo import render, run_demo
 
 
 async def test_a_30_node_demo_finds_every_value_and_every_lookup_is_exact():
@@ -16,6 +17,7 @@ async def test_a_30_node_demo_finds_every_value_and_every_lookup_is_exact():
     assert report.lookups_exact == report.lookups == 30
     assert report.replicas_mean == 20.0  # k=20 acknowledgements per put
     assert report.bad_datagrams == 0 and report.ok
+    assert f"replicas on average (k={K})" in render(report)
 
 
 def test_demo_json_follows_the_output_contract(capsys):

@@ -9,7 +9,14 @@ import warnings
 import pytest
 from dnsserver import Srv, serve
 
-from kadnode.dns import SeedResolutionError, parse_hostport, resolve_seed, resolve_seeds
+from kadnode.dns import (
+    SeedResolutionError,
+    format_hostport,
+    parse_hostport,
+    parse_nameserver,
+    resolve_seed,
+    resolve_seeds,
+)
 from kadnode.errors import KadnodeError, LocalProtocolError
 
 PORT = 8468
@@ -209,4 +216,37 @@ def test_parse_hostport_bad(text, default, reason):
     with pytest.raises(LocalProtocolError) as info:
         parse_hostport(text, default)
     assert str(info.value) == f"bad address {text.strip()!r}: {reason}"
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "text"),
+    [
+        ("seed.example", 4000, "seed.example:4000"),
+        ("192.0.2.1", 1, "192.0.2.1:1"),
+        ("2001:db8::1", 65535, "[2001:db8::1]:65535"),
+    ],
+)
+def test_format_hostport_is_what_parse_hostport_reads(host, port, text):
+    assert format_hostport(host, port) == text
+    assert parse_hostport(text) == (host, port)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("192.0.2.53", "192.0.2.53:53"),
+        ("127.0.0.1:5353", "127.0.0.1:5353"),
+        ("2001:db8::53", "[2001:db8::53]:53"),
+        ("[::1]:5353", "[::1]:5353"),
+    ],
+)
+def test_parse_nameserver_good(text, expected):
+    assert parse_nameserver(text) == expected
+
+
+@pytest.mark.parametrize("text", ["notanip", "ns.example:53", "127.0.0.1:0", "[::1:53", ""])
+def test_parse_nameserver_bad_is_one_line(text):
+    with pytest.raises(LocalProtocolError) as info:
+        parse_nameserver(text)
     assert "\n" not in str(info.value)
