@@ -20,8 +20,11 @@ runs unchanged; only the network is simulated:
 
 Seeded and deterministic (pebble / FoundationDB style): one seed replays the
 same run, datagram for datagram. ``trace`` is a SHA-256 over every delivered
-datagram (time, source, destination, bytes) and every completed operation;
-two runs with the same seed end with the same ``trace.hexdigest()``.
+datagram (time, source, destination, bytes) and every completed operation
+(time, node, operation id and its result's values: :func:`behaviour`); two
+runs with the same seed end with the same ``trace.hexdigest()``. Nothing in
+it depends on a Python name or repr, so moving or renaming a class leaves it
+unchanged: only what the nodes did can change it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import math
 import random
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import Enum
 from statistics import NormalDist
 
 from .config import Config
@@ -43,6 +47,25 @@ DATAGRAM, TIMER, CALL = 0, 1, 2
 INF = math.inf
 _M64 = (1 << 64) - 1
 _TRACE_HEADER = struct.Struct("<dII")
+_EVENT_HEADER = struct.Struct("<dIQ")
+
+
+def behaviour(value: object) -> object:
+    """A result as plain values (tuples of numbers, text and bytes), nothing
+    named: dataclasses by their fields in order, enums by their values,
+    dicts sorted. Its ``repr`` is the same in any Python process."""
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return value
+    if isinstance(value, Enum):
+        return behaviour(value.value)
+    if is_dataclass(value):
+        return tuple(behaviour(getattr(value, f.name)) for f in fields(value) if f.repr)
+    if isinstance(value, dict):
+        return tuple(sorted((behaviour(k), behaviour(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(behaviour(v) for v in value)
+    raise TypeError(f"no behaviour digest for {type(value).__name__}")
+
 
 # The latency model's defaults. A 50 ms median one-way delay (100 ms RTT) is
 # the usual figure for paths between random Internet hosts; inter-host
@@ -302,7 +325,8 @@ class SimNetwork:
             while event is not None:
                 assert isinstance(event, OperationCompleted)
                 key = (addr, event.op_id)
-                self.trace.update(repr((i, event)).encode())
+                self.trace.update(_EVENT_HEADER.pack(self.now, i, event.op_id))
+                self.trace.update(repr(behaviour(event.result)).encode())
                 if key in self._forget:
                     self._forget.discard(key)
                 else:
