@@ -35,11 +35,11 @@ import time
 
 from workload import OP_TIMEOUT, Kadnode, emit, make_progress, status_kb
 
-from kadnode import loop
-from kadnode.codec import NATIVE_MAGIC, RESPONSE, encode_request
 from kadnode.config import K
-from kadnode.ids import ID_BITS, ID_BYTES
-from kadnode.server import Server
+from kadnode.core.codec import NATIVE_MAGIC, RESPONSE, encode_request
+from kadnode.core.ids import ID_BITS, ID_BYTES
+from kadnode.shell import loop
+from kadnode.shell.library import Server
 
 PING_BATCH = 16
 WARMUP_S = 0.5

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from kadnode import loop
+from kadnode.shell import loop
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

@@ -30,9 +30,9 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
-from kadnode import loop
-from kadnode.demo import JOIN_BATCH, percentiles
-from kadnode.server import Server
+from kadnode.cli.demo import JOIN_BATCH, percentiles
+from kadnode.shell import loop
+from kadnode.shell.library import Server
 
 IMPLEMENTATIONS = ("kadnode", "bmuller", "opendht")
 

@@ -23,7 +23,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from kadnode.client import ApiClient
+from kadnode.cli.client import ApiClient
 from kadnode.errors import KadnodeError
 
 CALL_TIMEOUT = 15.0

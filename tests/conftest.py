@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from test_daemon import Daemons
+    from daemons import Daemons
 
 
 @pytest.fixture
 def daemons(tmp_path: Path) -> Iterator[Daemons]:
     """Real ``kadnode run`` subprocesses; whatever still runs at teardown is SIGKILLed."""
-    from test_daemon import Daemons  # imported here: only daemon tests pay for it
+    from daemons import Daemons  # imported here: only daemon tests pay for it
 
     group = Daemons(tmp_path)
     try:

@@ -1,0 +1,1 @@
+"""The ``kadnode`` command line."""

@@ -1,0 +1,191 @@
+"""The ``kadnode`` command line. I/O.
+
+``run`` starts the daemon, ``demo`` a local network, ``sim`` a simulated
+one; the API commands (``info``, ``lookup``, ``put``, ``get``, ``register``,
+``find-peer``, ``peers``, ``ping``, ``owner``, ``ring``, ``fault``,
+``leave``) talk to a running daemon over its control API. Bad input and
+failures print one line to stderr and exit non-zero; no traceback reaches a
+user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from kadnode import __version__
+from kadnode.cli.client import EXIT_ERROR, add_client_commands, one_line, run_client_command
+from kadnode.cli.demo import render, run_demo
+from kadnode.errors import KadnodeError
+from kadnode.inputs import at_least, parse_hostport, parse_nameserver
+from kadnode.shell import loop
+from kadnode.shell.daemon import DEFAULT_API_PORT, DEFAULT_PORT, DaemonOptions, run_daemon
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, not {port}")
+    return port
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    try:
+        return parse_hostport(text)
+    except KadnodeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _nameserver(text: str) -> str:
+    """A ``--dns-server`` entry, checked as the resolver will read it (kept as written)."""
+    try:
+        parse_nameserver(text)
+    except KadnodeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kadnode", description="Kademlia peer discovery: daemon, library and shell tools."
+    )
+    parser.add_argument("--version", action="version", version=f"kadnode {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a node (the daemon)")
+    run.add_argument(
+        "--host", default="0.0.0.0", help="UDP address to listen on (default %(default)s)"
+    )
+    run.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help="UDP port (default %(default)s; 0 picks a free one)",
+    )
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("kadnode-data"),
+        help="where values, identity and contacts persist (default %(default)s)",
+    )
+    run.add_argument(
+        "--bootstrap",
+        type=_hostport,
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a node to join through (repeatable)",
+    )
+    run.add_argument(
+        "--dns-seed",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a DNS name whose SRV/A/AAAA records list seed nodes (repeatable)",
+    )
+    run.add_argument(
+        "--dns-server",
+        type=_nameserver,
+        action="append",
+        default=None,
+        metavar="IP[:PORT]",
+        help="DNS server for --dns-seed (default: the system's)",
+    )
+    run.add_argument(
+        "--api",
+        type=_hostport,
+        default=("127.0.0.1", DEFAULT_API_PORT),
+        metavar="HOST:PORT",
+        help=f"control API address (default 127.0.0.1:{DEFAULT_API_PORT})",
+    )
+    run.add_argument(
+        "--advertise",
+        type=_hostport,
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="the address to register in this node's signed peer record (repeatable;"
+        " default: the address it listens on)",
+    )
+    run.add_argument(
+        "--allow-fault-injection",
+        action="store_true",
+        help="let the control API delay this node's datagrams (chaos testing only)",
+    )
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    demo = sub.add_parser("demo", help="start a local network on loopback and show it working")
+    demo.add_argument("--nodes", type=at_least(1), default=50, help="nodes (default %(default)s)")
+    demo.add_argument(
+        "--values",
+        type=at_least(1),
+        default=None,
+        help="values to store and read back (default: as many as nodes, at most 200)",
+    )
+    demo.add_argument("--seed", type=int, default=None, help="seed for the choice of nodes")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    # The simulator is loaded only when asked for; its own parser reads the rest.
+    sim = sub.add_parser(
+        "sim",
+        help="simulate a network of real node cores (hops, failure, churn, partition, load)",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    add_client_commands(sub)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    host, api_port = args.api
+    options = DaemonOptions(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        bootstrap=args.bootstrap,
+        dns_seeds=args.dns_seed,
+        dns_nameservers=args.dns_server,
+        advertise=args.advertise,
+        allow_fault_injection=args.allow_fault_injection,
+        api_host=host,
+        api_port=api_port,
+    )
+    loop.run(run_daemon(options))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    values = args.values if args.values is not None else min(args.nodes, 200)
+    progress = None if args.json else (lambda msg: print(f"  {msg}", file=sys.stderr))
+    report = loop.run(run_demo(args.nodes, values, args.seed, progress))
+    print(json.dumps(report.as_json(), indent=2) if args.json else render(report))
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "sim":
+            from kadnode.sim.bundle import main as sim_main
+
+            return sim_main(args.sim_args, prog="kadnode sim")
+        return run_client_command(args)
+    except KadnodeError as exc:
+        print(f"kadnode: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130

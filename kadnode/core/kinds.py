@@ -1,0 +1,115 @@
+"""How each kind of stored value is accepted, merged and compared. Pure.
+
+Three kinds share the value store and the replication machinery:
+
+* PLAIN: any bmuller-compatible value; the last STORE wins (bmuller's rule).
+  Plain STOREs, which anyone can send, never replace the other two kinds.
+* PEER: a signed peer record (kadnode.records), stored under the node's own
+  id; the highest valid sequence wins, and only its key can sign it.
+* SHARED: multi-writer values with vector clocks (kadnode.vclock): concurrent
+  writes are kept as siblings, a write naming their context resolves them.
+
+The wire payload of a PEER record is ``records.to_wire``; of a SHARED value a
+list of ``[value, clock]`` siblings.
+"""
+
+from __future__ import annotations
+
+from kadnode.core import records, vclock
+from kadnode.core.codec import check_value
+from kadnode.core.store import PEER, PLAIN, SHARED
+from kadnode.errors import DecodeError, KadnodeError
+
+KINDS = (PLAIN, PEER, SHARED)
+NAMES = {PLAIN: "plain", PEER: "peer record", SHARED: "shared"}
+
+
+class Refused(KadnodeError):
+    """A write a replica will not take; the message is the reason."""
+
+
+def siblings_from_wire(payload: object) -> tuple[vclock.Versioned, ...]:
+    if type(payload) is not list or not 0 < len(payload) <= vclock.MAX_SIBLINGS:
+        raise DecodeError("shared value is not a short list of [value, clock]")
+    out = []
+    for item in payload:
+        if type(item) is not list or len(item) != 2:
+            raise DecodeError("shared sibling is not [value, clock]")
+        out.append(vclock.Versioned(check_value(item[0]), vclock.from_wire(item[1])))
+    return tuple(out)
+
+
+def siblings_to_wire(siblings: tuple[vclock.Versioned, ...]) -> list:
+    return [[s.value, vclock.to_wire(s.clock)] for s in siblings]
+
+
+def merge(kind: int, held: object | None, incoming: object, key: bytes, now: float) -> object:
+    """The payload a replica holds once ``incoming`` arrives (``held`` is its
+    current payload of the same kind, or None). Raises Refused or DecodeError."""
+    if kind == PEER:
+        record = records.from_wire(incoming)
+        kept = records.from_wire(held) if held is not None else None
+        try:
+            winner = records.accept(kept, record, now, int.from_bytes(key, "big"))
+        except records.RecordRejected as exc:
+            raise Refused(exc.reason) from None
+        return records.to_wire(winner)
+    if kind == SHARED:
+        siblings = siblings_from_wire(held) if held is not None else ()
+        try:
+            for version in siblings_from_wire(incoming):
+                siblings = vclock.reconcile(siblings, version)
+        except vclock.TooManySiblings as exc:
+            raise Refused(str(exc)) from None
+        return siblings_to_wire(siblings)
+    raise Refused(f"kind {kind} is not written with kn_put")
+
+
+def expires(kind: int, payload: object, default: float) -> float:
+    """A peer record carries its own expiry; other kinds live ``default``."""
+    return records.from_wire(payload).expires if kind == PEER else default
+
+
+def newest(kind: int, payloads: list[object], key: bytes, now: float) -> tuple[object | None, int]:
+    """What a quorum read returns from the replicas' payloads: (payload, rejected).
+
+    PEER: the valid record with the highest sequence (invalid ones counted in
+    ``rejected``); SHARED: every sibling reconciled into one set.
+    """
+    if kind == PEER:
+        best: records.PeerRecord | None = None
+        rejected = 0
+        for payload in payloads:
+            try:
+                record = records.from_wire(payload)
+                records.verify_record(record, now, int.from_bytes(key, "big"))
+            except (DecodeError, records.RecordRejected):
+                rejected += 1  # forged, expired, malformed: never returned
+                continue
+            if best is None or record.seq > best.seq:
+                best = record
+        return (records.to_wire(best) if best is not None else None), rejected
+    merged: object | None = None
+    rejected = 0
+    for payload in payloads:
+        try:
+            merged = merge(kind, merged, payload, key, now)
+        except (Refused, DecodeError):
+            rejected += 1
+    return merged, rejected
+
+
+def same(kind: int, a: object, b: object) -> bool:
+    """Whether a replica's payload is already the newest (no read repair needed)."""
+    if kind == SHARED:
+        try:
+            return set(map(_sibling_key, siblings_from_wire(a))) == set(
+                map(_sibling_key, siblings_from_wire(b))
+            )
+        except DecodeError:
+            return False
+    return a == b
+
+
+def _sibling_key(version: vclock.Versioned) -> tuple:
+    return (repr(version.value), version.clock)

@@ -1,0 +1,228 @@
+"""The iterative lookup (FIND_NODE / FIND_VALUE) as a state machine. Pure.
+
+Kademlia paper, section 2.3, with requests kept in flight continuously rather
+than in lock-step rounds: whenever a reply or failure frees a slot, the
+nearest not-yet-asked candidate is asked, so up to ``alpha`` requests are
+always outstanding. The lookup ends when the ``k`` nearest candidates that
+have not failed have all answered (or, for FIND_VALUE, when a value arrives).
+The caller does the sending and the timing; this class only decides.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from kadnode.core.codec import Contact, Value
+
+
+class State(Enum):
+    FRESH = 0
+    WAITING = 1
+    ANSWERED = 2
+    FAILED = 3
+    STALLED = 4  # past its soft timeout: no longer holds a slot, may still answer
+
+
+@dataclass(slots=True)
+class Candidate:
+    contact: Contact
+    # Hops from us: 1 for contacts we knew, n + 1 for those learned from a
+    # node n hops away. The lookup's hop count is its nearest answer's.
+    hops: int = 1
+    state: State = State.FRESH
+    token: bytes | None = None  # its write token, from its reply
+
+
+@dataclass(frozen=True, slots=True)
+class LookupOutcome:
+    target: int
+    closest: list[Contact]  # the k nearest that answered, nearest first
+    queried: int  # requests sent
+    answered: int
+    failed: int
+    # of the nearest node that answered, or of the first value holder when a
+    # value was found (0: nobody answered)
+    hops: int
+    tokens: dict[int, bytes]  # write tokens the answering nodes gave us
+    # The replica set: the k nearest that answered or failed (a quorum's N).
+    replica_set: int = 0
+    value: Value | None = None
+    value_from: Contact | None = None
+    ttl: float | None = None
+    # the nearest answered contact that did not have the value (paper 2.3 caching)
+    nearest_without_value: Contact | None = None
+    values_seen: list[tuple[Contact, Value]] = field(default_factory=list)
+
+
+class Lookup:
+    def __init__(
+        self,
+        target: int,
+        seeds: Iterable[Contact],
+        *,
+        k: int,
+        alpha: int,
+        self_id: int,
+        want_value: bool = False,
+    ):
+        self.target = target
+        self.k = k
+        self.alpha = alpha
+        self.self_id = self_id
+        self.want_value = want_value
+        self._order: list[tuple[int, int]] = []  # (distance, node_id), sorted
+        self._candidates: dict[int, Candidate] = {}
+        self.in_flight = 0
+        self.queried = 0
+        self.answered = 0
+        self.failed = 0
+        self.value: Value | None = None
+        self.value_from: Contact | None = None
+        self.ttl: float | None = None
+        self.values: list[tuple[Contact, Value]] = []
+        self.value_hops = 0
+        self.add(seeds)
+
+    def add(self, contacts: Iterable[Contact], hops: int = 1) -> None:
+        for contact in contacts:
+            node_id = contact.node_id
+            if node_id == self.self_id:
+                continue
+            known = self._candidates.get(node_id)
+            if known is not None:
+                if contact.native and not known.contact.native and known.contact == contact:
+                    known.contact = contact
+                continue
+            self._candidates[node_id] = Candidate(contact, hops)
+            bisect.insort(self._order, (node_id ^ self.target, node_id))
+
+    def next_requests(self) -> list[Contact]:
+        """Contacts to ask now; each is marked WAITING."""
+        if self.finished:
+            return []
+        out: list[Contact] = []
+        seen_alive = 0
+        for _, node_id in self._order:
+            if self.in_flight >= self.alpha or seen_alive >= self.k:
+                break
+            cand = self._candidates[node_id]
+            if cand.state is State.FAILED or cand.state is State.STALLED:
+                continue  # a stalled one may answer yet: ask past it meanwhile
+            seen_alive += 1
+            if cand.state is State.FRESH:
+                cand.state = State.WAITING
+                self.in_flight += 1
+                self.queried += 1
+                out.append(cand.contact)
+        return out
+
+    def _settle(self, node_id: int, state: State) -> Candidate | None:
+        cand = self._candidates.get(node_id)
+        if cand is None:
+            return None
+        if cand.state is State.WAITING:
+            self.in_flight -= 1
+        elif cand.state is not State.STALLED:
+            return None
+        cand.state = state
+        return cand
+
+    def stalled(self, node_id: int) -> None:
+        """A request passed its soft timeout: free its slot, keep hoping.
+
+        The lookup asks the next candidate meanwhile, but does not end while a
+        stalled one might still be among the k closest (Kademlia paper 2.3:
+        "nodes that fail to respond quickly are removed from consideration
+        until and unless they do respond").
+        """
+        cand = self._candidates.get(node_id)
+        if cand is not None and cand.state is State.WAITING:
+            cand.state = State.STALLED
+            self.in_flight -= 1
+
+    def answered_nodes(
+        self, responder: Contact, contacts: Iterable[Contact], token: bytes | None = None
+    ) -> None:
+        cand = self._settle(responder.node_id, State.ANSWERED)
+        if cand is None:
+            return
+        cand.token = token
+        if responder.native:
+            cand.contact = responder
+        self.answered += 1
+        self.add(contacts, cand.hops + 1)
+
+    def answered_value(
+        self, responder: Contact, value: Value, ttl: float | None, token: bytes | None = None
+    ) -> None:
+        cand = self._settle(responder.node_id, State.ANSWERED)
+        if cand is None:
+            return
+        cand.token = token
+        if responder.native:
+            cand.contact = responder
+        self.answered += 1
+        self.values.append((responder, value))
+        if self.value is None:
+            self.value, self.value_from, self.ttl = value, responder, ttl
+            self.value_hops = cand.hops
+
+    def failed_request(self, node_id: int) -> None:
+        if self._settle(node_id, State.FAILED) is not None:
+            self.failed += 1
+
+    @property
+    def finished(self) -> bool:
+        if self.want_value and self.value is not None:
+            return True
+        if self.in_flight:
+            return False
+        alive = 0
+        for _, node_id in self._order:
+            state = self._candidates[node_id].state
+            if state is State.FAILED:
+                continue
+            if state is State.FRESH or state is State.STALLED:
+                return False
+            alive += 1
+            if alive >= self.k:
+                break
+        return True
+
+    def outcome(self) -> LookupOutcome:
+        closest: list[Contact] = []
+        nearest_without = None
+        hops = 0
+        failed_near = 0
+        holders = {c.node_id for c, _ in self.values}
+        for _, node_id in self._order:
+            cand = self._candidates[node_id]
+            if cand.state is State.FAILED and len(closest) < self.k:
+                failed_near += 1
+            if cand.state is not State.ANSWERED:
+                continue
+            hops = hops or cand.hops
+            if node_id not in holders and nearest_without is None:
+                nearest_without = cand.contact
+            if len(closest) < self.k:
+                closest.append(cand.contact)
+        return LookupOutcome(
+            target=self.target,
+            closest=closest,
+            queried=self.queried,
+            answered=self.answered,
+            failed=self.failed,
+            hops=self.value_hops if self.value is not None else hops,
+            tokens={
+                c.contact.node_id: c.token for c in self._candidates.values() if c.token is not None
+            },
+            replica_set=min(self.k, len(closest) + failed_near),
+            value=self.value,
+            value_from=self.value_from,
+            ttl=self.ttl,
+            nearest_without_value=nearest_without,
+            values_seen=list(self.values),
+        )

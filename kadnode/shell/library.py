@@ -1,0 +1,142 @@
+"""The library API: one kadnode node inside an asyncio program. I/O.
+
+    server = await Server.start("127.0.0.1", 0)
+    await server.bootstrap([("127.0.0.1", 8467)])
+    await server.put("my-id", "203.0.113.5:30303")
+    result = await server.get("my-id")
+
+Keys are hashed with SHA-1 as bmuller/kademlia does (``put("foo", ...)``
+here and ``set("foo", ...)`` there name the same key).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from kadnode.config import MAX_KEY_BYTES, Config
+from kadnode.core.codec import Value
+from kadnode.core.identity import Identity
+from kadnode.core.ids import key_digest, to_bytes
+from kadnode.core.node import (
+    Addr,
+    BootstrapResult,
+    GetResult,
+    LeaveResult,
+    LookupResult,
+    NodeCore,
+    PingResult,
+    PutResult,
+    ReadResult,
+    RouteResult,
+)
+from kadnode.core.store import PEER, SHARED, MemoryStore
+from kadnode.errors import LocalProtocolError
+from kadnode.shell.transport import UdpNode, open_udp_node
+
+
+def storage_key(key: str | bytes) -> bytes:
+    """SHA-1 of a user's key, refusing keys over MAX_KEY_BYTES with one line."""
+    raw = key.encode("utf-8") if isinstance(key, str) else key
+    if len(raw) > MAX_KEY_BYTES:
+        raise LocalProtocolError(f"key of {len(raw)} bytes is over the {MAX_KEY_BYTES}-byte limit")
+    return key_digest(raw)
+
+
+# The OS's randomness, one object for every node (a Random instance carries
+# 2.5 KB of unused generator state).
+_OS_RANDOM = random.SystemRandom()
+
+
+class Server:
+    def __init__(self, udp: UdpNode):
+        self.udp = udp
+        self.core: NodeCore = udp.core
+
+    @classmethod
+    async def start(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        identity: Identity | None = None,
+        node_id: int | None = None,
+        store=None,
+        config: Config | None = None,
+        rng: random.Random | None = None,
+    ) -> Server:
+        """A node on ``host:port``. Its id derives from ``identity``'s key (a
+        new key when none is given), so no node can claim an id it has no
+        key for. ``node_id`` instead places a keyless node (tests, benchmarks):
+        it cannot register."""
+        # Message ids guard against off-path reply spoofing: unpredictable
+        # by default; a seeded rng is for tests.
+        rng = rng or _OS_RANDOM
+        if node_id is None:
+            identity = identity or Identity.generate(rng.randbytes)
+            node_id = identity.node_id
+        core = NodeCore(
+            node_id,
+            store if store is not None else MemoryStore(),
+            config=config,
+            rng=rng,
+            now=time.time(),
+            identity=identity,
+        )
+        udp = await open_udp_node(core, host, port)
+        if host not in ("0.0.0.0", "::"):
+            core.addresses = ((udp.host, udp.port),)
+        return cls(udp)
+
+    @property
+    def id(self) -> int:
+        return self.core.id
+
+    @property
+    def address(self) -> Addr:
+        return (self.udp.host, self.udp.port)
+
+    async def bootstrap(self, addrs: list[Addr]) -> BootstrapResult:
+        return await self.udp.run(lambda core, now: core.bootstrap(addrs, now))
+
+    async def ping(self, addr: Addr) -> PingResult:
+        return await self.udp.run(lambda core, now: core.ping(addr, now))
+
+    async def lookup(self, target: int) -> LookupResult:
+        return await self.udp.run(lambda core, now: core.lookup(target, now))
+
+    async def put(self, key: str | bytes, value: Value, ttl: float | None = None) -> PutResult:
+        digest = storage_key(key)
+        return await self.udp.run(lambda core, now: core.put(digest, value, now, ttl))
+
+    async def get(self, key: str | bytes) -> GetResult:
+        digest = storage_key(key)
+        return await self.udp.run(lambda core, now: core.get(digest, now))
+
+    async def find_successor(self, key: int) -> RouteResult:
+        return await self.udp.run(lambda core, now: core.find_successor(key, now))
+
+    async def leave(self) -> LeaveResult:
+        return await self.udp.run(lambda core, now: core.leave(now))
+
+    async def register(self, addresses: list[Addr] | None = None) -> PutResult:
+        """Sign and store this node's peer record (``store(my_id, my_address)``)."""
+        if addresses is not None:
+            self.core.addresses = tuple(addresses)
+        return await self.udp.run(lambda core, now: core.register(now))
+
+    async def find_peer(self, node_id: int) -> ReadResult:
+        """The verified peer record of ``node_id`` (quorum read, read repair)."""
+        key = to_bytes(node_id)
+        return await self.udp.run(lambda core, now: core.read(key, PEER, now))
+
+    async def put_shared(self, key: str | bytes, value: Value, context: object = None) -> PutResult:
+        digest = storage_key(key)
+        return await self.udp.run(lambda core, now: core.put_shared(digest, value, context, now))
+
+    async def get_shared(self, key: str | bytes) -> ReadResult:
+        digest = storage_key(key)
+        return await self.udp.run(lambda core, now: core.read(digest, SHARED, now))
+
+    def close(self) -> None:
+        self.udp.close()

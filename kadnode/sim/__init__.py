@@ -1,0 +1,1 @@
+"""The simulator: many node cores on one seeded virtual network and clock."""

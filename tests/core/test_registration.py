@@ -1,0 +1,195 @@
+"""Peer registration nobody can forge, shared values, quorum and read repair.
+
+Whole networks on the virtual clock: node cores with ed25519 identities.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from kadnode.config import Config
+from kadnode.core import codec, kinds, records, vclock
+from kadnode.core.codec import NATIVE_MAGIC
+from kadnode.core.identity import Identity
+from kadnode.core.ids import key_digest
+from kadnode.core.node import NodeCore
+from kadnode.core.store import PEER, SHARED
+from kadnode.errors import LocalProtocolError
+from kadnode.sim.network import SimNetwork
+
+
+def identity(rng: random.Random) -> Identity:
+    return Identity.from_seed(rng.randbytes(32))
+
+
+def network(n: int, seed: int = 21, **config) -> tuple[SimNetwork, list[NodeCore]]:
+    net = SimNetwork(seed=seed, config=Config(**config))
+    rng = random.Random(seed)
+    nodes = []
+    for _ in range(n):
+        me = identity(rng)
+        core = net.add_node(node_id=me.node_id)
+        core.identity = me
+        core.addresses = ((core.addr[0], core.addr[1]),)
+        nodes.append(core)
+    for node in nodes[1:]:
+        net.call(node, lambda c, now: c.bootstrap([nodes[0].addr], now))
+    return net, nodes
+
+
+def find_peer(net: SimNetwork, reader: NodeCore, node_id: int):
+    return net.call(reader, lambda c, now: c.read(node_id.to_bytes(20, "big"), PEER, now))
+
+
+def test_a_registered_address_is_found_verified_and_a_new_one_wins_by_sequence():
+    net, nodes = network(30)
+    a, b = nodes[3], nodes[17]
+    put = net.call(a, lambda c, now: c.register(now))
+    assert put.quorum and put.acks >= 15
+    found = find_peer(net, b, a.id)
+    record = records.from_wire(found.payload)
+    assert record.node_id == a.id and record.addresses == (a.addr,)
+    assert found.quorum and found.rejected == 0
+    # A restarts elsewhere: a new address, a higher sequence; B sees it at once.
+    a.addresses = (("10.9.9.9", 5000),)
+    net.run_until(net.now + 1)
+    net.call(a, lambda c, now: c.register(now))
+    again = records.from_wire(find_peer(net, b, a.id).payload)
+    assert again.addresses == (("10.9.9.9", 5000),) and again.seq > record.seq
+
+
+def raw_put(net: SimNetwork, target: NodeCore, sender: NodeCore, key: bytes, payload) -> object:
+    """A kn_put straight from ``sender``'s address, with a token it was given."""
+    token = target._token_for(sender.addr[0])
+    args = [sender.id_bytes, key, PEER, payload, 3600.0, token]
+    target.receive_datagram(
+        codec.encode_request(NATIVE_MAGIC + bytes(16), "kn_put", args), sender.addr, net.now
+    )
+    [(reply, _)] = [(codec.decode_datagram(d, 10_000), a) for d, a in target.datagrams_to_send()]
+    return reply.body
+
+
+def test_forged_records_are_refused_with_a_reason_and_reads_return_the_genuine_one():
+    net, nodes = network(25)
+    victim, attacker, replica = nodes[2], nodes[9], nodes[14]
+    net.call(victim, lambda c, now: c.register(now))
+    genuine = (
+        records.from_wire(replica.store.get(victim.id_bytes).value)
+        if replica.store.get(victim.id_bytes)
+        else records.from_wire(victim.store.get(victim.id_bytes).value)
+    )
+    now, key = net.now, victim.id_bytes
+    mine = identity(random.Random(99))
+    cases = {
+        # signed by the attacker's key for the victim's id
+        "id does not derive from the key": records.to_wire(
+            records.PeerRecord(
+                victim.id,
+                mine.public_key,
+                (("10.6.6.6", 1),),
+                genuine.seq + 1,
+                now + 600,
+                mine.sign(
+                    records.signed_bytes(
+                        mine.public_key, (("10.6.6.6", 1),), genuine.seq + 1, now + 600
+                    )
+                ),
+            )
+        ),
+        # the victim's key, a changed address, the old signature
+        "bad signature": records.to_wire(
+            records.PeerRecord(
+                victim.id,
+                genuine.public_key,
+                (("10.6.6.6", 1),),
+                genuine.seq + 1,
+                genuine.expires,
+                genuine.signature,
+            )
+        ),
+        # a genuine record of another node, under the victim's id
+        "stored under another id": records.to_wire(
+            records.sign_record(mine, (("10.6.6.6", 1),), 1, now + 600)
+        ),
+    }
+    for reason, payload in cases.items():
+        assert raw_put(net, replica, attacker, key, payload) == {"ok": False, "reason": reason}
+    # A replay of an older genuine record.
+    older = records.sign_record(victim.identity, victim.addresses, genuine.seq - 1, now + 600)
+    assert raw_put(net, replica, attacker, key, records.to_wire(older)) == {
+        "ok": False,
+        "reason": "older sequence than the one held",
+    }
+    # A plain STORE cannot overwrite it either.
+    plain = codec.encode_request(bytes(20), "store", [attacker.id_bytes, key, "junk"])
+    replica.receive_datagram(plain, attacker.addr, net.now)
+    assert codec.decode_datagram(replica.datagrams_to_send()[0][0], 10_000).body is False
+    found = records.from_wire(find_peer(net, nodes[20], victim.id).payload)
+    assert found == genuine
+
+
+def test_concurrent_shared_writes_become_siblings_and_a_write_naming_both_resolves_them():
+    net, nodes = network(20)
+    key = key_digest("room")
+    x, y, reader = nodes[4], nodes[11], nodes[15]
+    net.call(x, lambda c, now: c.put_shared(key, "from x", None, now))
+    net.call(y, lambda c, now: c.put_shared(key, "from y", None, now))
+    read = net.call(reader, lambda c, now: c.read(key, SHARED, now))
+    siblings = kinds.siblings_from_wire(read.payload)
+    assert sorted(s.value for s in siblings) == ["from x", "from y"]
+    context = vclock.to_wire(vclock.context(siblings))
+    net.call(reader, lambda c, now: c.put_shared(key, "merged", context, now))
+    after = net.call(x, lambda c, now: c.read(key, SHARED, now))
+    assert [s.value for s in kinds.siblings_from_wire(after.payload)] == ["merged"]
+
+
+def test_a_put_below_the_write_quorum_fails_clearly_and_a_later_read_repairs():
+    net, nodes = network(40, write_quorum=11, read_quorum=11)
+    key = key_digest("quorum")
+    writer = nodes[1]
+    target = int.from_bytes(key, "big")
+    closest = sorted((n for n in nodes if n is not writer), key=lambda n: n.id ^ target)[:20]
+    for dead in closest[:12]:
+        net.down.add(dead.addr)
+    put = net.call(writer, lambda c, now: c.put_shared(key, "v1", None, now))
+    # 12 of the 20 closest are down: every live one acknowledges, too few for W.
+    assert not put.quorum and put.needed == 11 and put.replica_set == 20
+    assert put.acks == put.asked < 11
+    for dead in closest[:12]:
+        net.down.discard(dead.addr)
+    # The replicas that were down come back empty; a read finds them and repairs.
+    read = net.call(nodes[30], lambda c, now: c.read(key, SHARED, now))
+    assert read.found and read.repaired >= 12 and read.answered >= 19
+    net.run_until(net.now + 1)
+    assert all(n.store.get(key) is not None for n in closest)
+
+
+@pytest.mark.parametrize("kind", [PEER, SHARED])
+def test_reads_of_nothing_are_not_found_and_repair_nothing(kind):
+    net, nodes = network(12)
+    read = net.call(nodes[2], lambda c, now: c.read(key_digest("absent"), kind, now))
+    assert not read.found and read.repaired == 0 and read.holding == 0
+
+
+def test_a_second_blind_write_from_the_same_node_replaces_its_first_not_dropped():
+    net, nodes = network(10)
+    key = key_digest("twice")
+    net.call(nodes[2], lambda c, now: c.put_shared(key, "first", None, now))
+    net.call(nodes[2], lambda c, now: c.put_shared(key, "second", None, now))
+    read = net.call(nodes[7], lambda c, now: c.read(key, SHARED, now))
+    # One writer's later write follows its earlier one (its counter moves on).
+    [only] = kinds.siblings_from_wire(read.payload)
+    assert only.value == "second" and only.clock.get(nodes[2].id) == 2
+
+
+def test_oversized_and_unresolved_shared_writes_are_the_callers_error():
+    net, nodes = network(6)
+    key = key_digest("crowded")
+    with pytest.raises(LocalProtocolError, match="over the 1000-byte limit"):
+        nodes[1].put_shared(key, "x" * 2000, None, net.now)
+    for n in nodes[:4]:  # four concurrent versions: the most a key keeps
+        net.call(n, lambda c, now: c.put_shared(key, "v", None, now))
+    with pytest.raises(LocalProtocolError, match="write with their context"):
+        net.call(nodes[4], lambda c, now: c.put_shared(key, "fifth", None, now))

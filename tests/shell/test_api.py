@@ -1,0 +1,887 @@
+"""The control API over real HTTP on 127.0.0.1, against a fake NodeService."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import logging
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from fakes import (
+    GREETING_CONTEXT,
+    GREETING_SIBLINGS,
+    INFO,
+    LEFT,
+    LOOKUP_MISS,
+    METRICS_TEXT,
+    NODE_ID,
+    PEER,
+    PEER_RECORD,
+    PREDECESSOR,
+    QUORUM_ERROR,
+    READ,
+    READ_NOTHING,
+    REGISTERED,
+    RING,
+    SELF,
+    SELF_RECORD,
+    SHARED_GREETING,
+    WRITTEN,
+    FakeService,
+    message_of,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kadnode.core import records, vclock
+from kadnode.core.identity import Identity
+from kadnode.core.ids import parse_hex, to_hex
+from kadnode.core.node import PutResult, ReadResult
+from kadnode.core.store import SHARED
+from kadnode.errors import ApiError, LocalProtocolError
+from kadnode.inputs import parse_hostport
+from kadnode.shell import api, daemon
+from kadnode.shell.api import build_routes
+from kadnode.shell.httpserver import (
+    MAX_BODY_BYTES,
+    MAX_HEAD_BYTES,
+    HttpError,
+    Param,
+    Payload,
+    Request,
+    Response,
+    Route,
+    check_schema,
+    json_response,
+    parse_head,
+    serve,
+)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self) -> Any:
+        assert self.headers["Content-Type"] == "application/json"
+        return json.loads(self.body)
+
+
+def _http(port: int, method: str, path: str, body: bytes | None, headers: dict[str, str]):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, body, headers)
+        reply = conn.getresponse()
+        return Reply(reply.status, reply.headers, reply.read())
+    finally:
+        conn.close()
+
+
+async def call(port: int, method: str, path: str, data: Any = None, **kw: Any) -> Reply:
+    """One request through http.client; ``data`` is sent as a JSON body."""
+    body = kw.pop("raw", None if data is None else json.dumps(data).encode())
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    return await asyncio.to_thread(_http, port, method, path, body, {**headers, **kw})
+
+
+async def raw(port: int, data: bytes, *, half_close: bool = False) -> bytes:
+    """Send bytes as they are and read the whole answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    if half_close:
+        writer.write_eof()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return answer
+
+
+def status_of(answer: bytes) -> tuple[int, Any]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+@dataclass
+class Node:
+    fake: FakeService
+    port: int
+    routes: list[Route]
+
+
+@pytest.fixture
+async def node():
+    fake = FakeService()
+    routes = build_routes(fake)
+    server = await serve(routes, "127.0.0.1", 0)
+    async with server:
+        yield Node(fake, server.sockets[0].getsockname()[1], routes)
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data", "status", "expected"),
+    [
+        ("GET", "/info", None, 200, INFO),
+        ("GET", "/health", None, 200, {"ok": True}),
+        (
+            "GET",
+            f"/lookup/0x{PEER['id'].upper()}",
+            None,
+            200,
+            {
+                "target": PEER["id"],
+                "found": True,
+                "peer": PEER,
+                "closest": [PEER],
+                "record": PEER_RECORD,
+                "queried": 4,
+                "elapsed_ms": 12.5,
+            },
+        ),
+        (
+            "GET",
+            f"/lookup/{NODE_ID}",
+            None,
+            200,
+            {"target": NODE_ID, **LOOKUP_MISS},
+        ),
+        (
+            "GET",
+            "/values/greeting",
+            None,
+            200,
+            {"key": "greeting", "found": True, "value": "hello", "elapsed_ms": 1.5},
+        ),
+        (
+            "GET",
+            "/values/nothing",
+            None,
+            404,
+            {"key": "nothing", "found": False, "value": None, "elapsed_ms": 1.5},
+        ),
+        (
+            "PUT",
+            "/values/k",
+            {"value": "v"},
+            200,
+            {"key": "k", "stored": 2, "replicas": [PEER], "elapsed_ms": 3.0},
+        ),
+        (
+            "GET",
+            "/peers",
+            None,
+            200,
+            {"count": 1, "peers": [{**PEER, "failures": 1, "last_seen_s": 2.5}]},
+        ),
+        (
+            "POST",
+            "/ping",
+            {"address": "127.0.0.1:4001"},
+            200,
+            {"host": "127.0.0.1", "port": 4001, "alive": True, "id": PEER["id"], "rtt_ms": 0.75},
+        ),
+        (
+            "POST",
+            "/ping",
+            {"address": "[::1]:9"},
+            200,
+            {"host": "::1", "port": 9, "alive": False, "id": None, "rtt_ms": None},
+        ),
+        (
+            "GET",
+            "/owner/greeting",
+            None,
+            200,
+            {
+                "key": "greeting",
+                "key_id": "a0f7e779f9247566c84036f07f7bdf4a40a869bd",
+                "successor": SELF,
+                "successor_hops": 0,
+                "closest": [SELF, PEER, PREDECESSOR],
+                "questions": api.QUESTIONS,
+                "elapsed_ms": 2.5,
+            },
+        ),
+        (
+            "GET",
+            "/owner/a%20b%2Fc",
+            None,
+            200,
+            {
+                "key": "a b/c",
+                "key_id": "fa4fb713ddea8a2de316eebb6c7c7a2470987319",
+                "successor": PREDECESSOR,
+                "successor_hops": 1,
+                "closest": [PEER, SELF, PREDECESSOR],
+                "questions": api.QUESTIONS,
+                "elapsed_ms": 2.5,
+            },
+        ),
+        ("GET", "/ring", None, 200, RING),
+        ("POST", "/leave", None, 200, LEFT),
+        ("POST", "/register", None, 200, REGISTERED),
+        (
+            "GET",
+            f"/peers/0x{PEER['id'].upper()}/record",
+            None,
+            200,
+            {"id": PEER["id"], "found": True, "record": PEER_RECORD, **READ},
+        ),
+        (
+            "GET",
+            f"/peers/{'00' * 20}/record",
+            None,
+            404,
+            {"id": "00" * 20, "found": False, "record": None, **READ_NOTHING},
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"value": "v"},
+            200,
+            {"key": "k", **WRITTEN, "elapsed_ms": 3.5},
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"value": "v", "context": None},
+            200,
+            {"key": "k", **WRITTEN, "elapsed_ms": 3.5},
+        ),
+        (
+            "GET",
+            "/shared/greeting",
+            None,
+            200,
+            {
+                "key": "greeting",
+                "found": True,
+                "siblings": GREETING_SIBLINGS,
+                "context": GREETING_CONTEXT,
+                **READ,
+            },
+        ),
+        (
+            "GET",
+            "/shared/nothing",
+            None,
+            404,
+            {"key": "nothing", "found": False, "siblings": [], "context": None, **READ_NOTHING},
+        ),
+    ],
+)
+async def test_route_answers_with_the_service_result(node, method, path, data, status, expected):
+    reply = await call(node.port, method, path, data)
+    assert (reply.status, reply.json()) == (status, expected)
+    assert reply.headers["Connection"] == "close"
+
+
+async def test_metrics_are_prometheus_text(node):
+    reply = await call(node.port, "GET", "/metrics")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert reply.body.decode() == METRICS_TEXT
+
+
+async def test_keys_are_percent_decoded_and_stored_values_come_back(node):
+    key = "a b/ü?#%"
+    path = f"/values/{quote(key, safe='')}"
+    assert (await call(node.port, "PUT", path, {"value": "ünïcode"})).status == 200
+    assert node.fake.values[key] == "ünïcode"
+    assert (await call(node.port, "GET", path)).json()["value"] == "ünïcode"
+
+
+async def test_register_stores_the_record_find_peer_then_finds(node):
+    path = f"/peers/{NODE_ID}/record"
+    assert (await call(node.port, "GET", path)).status == 404
+    assert (await call(node.port, "POST", "/register")).json()["record"] == SELF_RECORD
+    reply = await call(node.port, "GET", path)
+    assert (reply.status, reply.json()["record"]) == (200, SELF_RECORD)
+
+
+async def test_a_write_naming_the_read_context_resolves_the_siblings(node):
+    path = f"/shared/{quote('a b/ü', safe='')}"
+    assert (await call(node.port, "PUT", path, {"value": "one"})).status == 200
+    first = (await call(node.port, "GET", path)).json()
+    assert [s["value"] for s in first["siblings"]] == ["one"]
+    # A blind write by another writer: concurrent, so both are kept.
+    node.fake.shared["a b/ü"] += (
+        vclock.Versioned("two", vclock.VectorClock.of({int(PEER["id"], 16): 1})),
+    )
+    both = (await call(node.port, "GET", path)).json()
+    assert [s["value"] for s in both["siblings"]] == ["one", "two"]
+    assert both["context"] == [[NODE_ID, 1], [PEER["id"], 1]]
+    put = await call(node.port, "PUT", path, {"value": "three", "context": both["context"]})
+    assert put.status == 200
+    after = (await call(node.port, "GET", path)).json()
+    assert after["siblings"] == [{"value": "three", "clock": {NODE_ID: 2, PEER["id"]: 1}}]
+    assert after["context"] == [[NODE_ID, 2], [PEER["id"], 1]]
+
+
+async def test_fake_service_honours_the_declared_schemas():
+    fake = FakeService()
+    for schema, result in [
+        (api.INFO_SCHEMA, await fake.info()),
+        (api.LOOKUP_SCHEMA, await fake.lookup(int(PEER["id"], 16))),
+        (api.LOOKUP_SCHEMA, await fake.lookup(0)),
+        (api.PUT_SCHEMA, await fake.put("k", "v")),
+        (api.VALUE_SCHEMA, await fake.get("k")),
+        (api.VALUE_SCHEMA, await fake.get("missing")),
+        (api.PEERS_SCHEMA, await fake.peers()),
+        (api.PING_SCHEMA, await fake.ping("127.0.0.1", 4001)),
+        (api.PING_SCHEMA, await fake.ping("127.0.0.1", 9)),
+        (api.OWNER_SCHEMA, await fake.owner("greeting")),
+        (api.RING_SCHEMA, await fake.ring()),
+        (api.LEAVE_SCHEMA, await fake.leave()),
+        (api.REGISTER_SCHEMA, await fake.register()),
+        (api.PEER_RECORD_SCHEMA, await fake.find_peer(int(PEER["id"], 16))),
+        (api.PEER_RECORD_SCHEMA, await fake.find_peer(0)),
+        (api.PUT_SCHEMA, await fake.put_shared("k", "v", GREETING_CONTEXT)),
+        (api.SHARED_SCHEMA, await fake.get_shared("greeting")),
+        (api.SHARED_SCHEMA, await fake.get_shared("missing")),
+    ]:
+        check_schema(schema, result)
+
+
+def test_the_daemons_reply_helpers_match_the_declared_schemas():
+    """record_json, context_json, clock_json, put_json and read_json, on real values."""
+    me = Identity.from_seed(bytes(range(32)))
+    record = records.sign_record(me, [("192.0.2.7", 8467), ("2001:db8::7", 8467)], 7, 1e9)
+    put = PutResult(me.node_id.to_bytes(20, "big"), 2, [], 3, 5, needed=2, replica_set=3)
+    written = daemon.put_json(to_hex(me.node_id), put, 0.0)
+    check_schema(api.REGISTER_SCHEMA, {**written, "record": daemon.record_json(record)})
+    check_schema(api.PUT_SCHEMA, written)
+    read = ReadResult(b"k" * 20, SHARED, [], 20, 19, 18, 17, 2, 1, 11)
+    clock = vclock.VectorClock.of({me.node_id: 3, 1: 2**63 - 1})
+    shared = {
+        "key": "k",
+        "found": True,
+        "siblings": [{"value": "v", "clock": daemon.clock_json(clock)}],
+        "context": daemon.context_json(clock),
+        **daemon.read_json(read, 0.0),
+    }
+    check_schema(api.SHARED_SCHEMA, shared)
+    found = {"id": to_hex(me.node_id), "found": True, "record": daemon.record_json(record)}
+    check_schema(api.PEER_RECORD_SCHEMA, {**found, **daemon.read_json(read, 0.0)})
+    # What a reader passes back is what the daemon takes as a context.
+    assert vclock.from_wire(daemon.context_wire(shared["context"])) == clock
+
+
+def test_a_write_below_its_quorum_is_one_line():
+    put = PutResult(b"k" * 20, 1, [], 4, 6, needed=3, replica_set=4, refused=("store full",))
+    with pytest.raises(daemon.QuorumError) as caught:
+        daemon.put_json("k", put, 0.0)
+    assert str(caught.value) == (
+        "only 1 of the 4 closest nodes acknowledged; the write quorum is 3 (refused: store full)"
+        "; the value stays where it was acknowledged, and republishing retries"
+    )
+
+
+def test_owner_questions_are_the_daemons():
+    # The daemon labels its answers itself; the documented example must say the same.
+    assert api.QUESTIONS == daemon.QUESTIONS
+
+
+@pytest.mark.parametrize(
+    ("schema", "good", "change", "error"),
+    [
+        (
+            api.OWNER_SCHEMA,
+            lambda f: f.owner("greeting"),
+            {"successor": {"id": "ab"}},
+            "reply.successor: missing 'host'",
+        ),
+        (
+            api.OWNER_SCHEMA,
+            lambda f: f.owner("greeting"),
+            {"questions": {"closest": "?"}},
+            "reply.questions: missing 'successor'",
+        ),
+        (
+            api.RING_SCHEMA,
+            lambda f: f.ring(),
+            {"fingers": [{**PEER, "index": 160}]},
+            "reply.fingers[0].index: 160 is out of range",
+        ),
+        (api.RING_SCHEMA, lambda f: f.ring(), {"self": None}, "reply.self: expected object"),
+        (api.LEAVE_SCHEMA, lambda f: f.leave(), {"keys": -1}, "reply.keys: -1 is out of range"),
+        (
+            api.LOOKUP_SCHEMA,
+            lambda f: f.lookup(int(PEER["id"], 16)),
+            {"record": {**PEER_RECORD, "seq": -1}},
+            "reply.record.seq: -1 is out of range",
+        ),
+        (
+            api.PEER_RECORD_SCHEMA,
+            lambda f: f.find_peer(int(PEER["id"], 16)),
+            {"record": {**PEER_RECORD, "public_key": "ab"}},
+            "reply.record.public_key: does not match ^[0-9a-f]{64}$",
+        ),
+        (
+            api.PEER_RECORD_SCHEMA,
+            lambda f: f.find_peer(0),
+            {"quorum": None},
+            "reply.quorum: expected boolean",
+        ),
+        (
+            api.REGISTER_SCHEMA,
+            lambda f: f.register(),
+            {"record": {**SELF_RECORD, "addresses": [{"host": "h", "port": 0}]}},
+            "reply.record.addresses[0].port: 0 is out of range",
+        ),
+        (
+            api.SHARED_SCHEMA,
+            lambda f: f.get_shared("greeting"),
+            {"siblings": [{"value": "v", "clock": {NODE_ID: "1"}}]},
+            f"reply.siblings[0].clock.{NODE_ID}: expected integer",
+        ),
+        (
+            api.SHARED_SCHEMA,
+            lambda f: f.get_shared("greeting"),
+            {"context": [[NODE_ID, 0]]},
+            "reply.context[0][1]: 0 is out of range",
+        ),
+        (
+            api.LEAVE_SCHEMA,
+            lambda f: f.leave(),
+            {"timed_out": 1},
+            "reply.timed_out: expected boolean",
+        ),
+    ],
+)
+async def test_new_schemas_refuse_malformed_replies(schema, good, change, error):
+    reply = {**await good(FakeService()), **change}
+    with pytest.raises(LocalProtocolError) as caught:
+        check_schema(schema, reply, "reply")
+    assert str(caught.value) == error
+
+
+def test_leave_schema_takes_a_timed_out_hand_off():
+    timed_out = {"keys": None, "stores": None, "acks": None, "elapsed_ms": 10000.2}
+    check_schema(api.LEAVE_SCHEMA, {**timed_out, "timed_out": True})
+
+
+# -- client errors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kw", "status", "error"),
+    [
+        ("GET", "/lookup/xyz", {}, 400, message_of(parse_hex, "xyz")),
+        ("PUT", "/values/k", {"raw": b"{not json"}, 400, "request body is not valid JSON"),
+        ("PUT", "/values/k", {"raw": b'{"value": NaN}'}, 400, "request body is not valid JSON"),
+        ("PUT", "/values/k", {"raw": b'{"value": "\xff"}'}, 400, "request body is not valid JSON"),
+        ("PUT", "/values/k", {"data": {"value": 5}}, 400, "body.value: expected string"),
+        ("PUT", "/values/k", {"data": {}}, 400, "body: missing 'value'"),
+        ("PUT", "/values/k", {"data": {"value": "v", "ttl": 1}}, 400, "body: unexpected 'ttl'"),
+        ("PUT", "/values/k", {"data": ["v"]}, 400, "body: expected object"),
+        (
+            "PUT",
+            "/values/k",
+            {"raw": b'{"value": "v"}', "Content-Type": "text/plain"},
+            415,
+            "send the body as application/json",
+        ),
+        ("GET", "/info", {"data": {}}, 400, "GET /info takes no body"),
+        ("GET", "/info?verbose=1", {}, 400, "unknown or repeated query parameter 'verbose'"),
+        (
+            "POST",
+            "/ping",
+            {"data": {"address": "nocolon"}},
+            400,
+            message_of(parse_hostport, "nocolon"),
+        ),
+        (
+            "POST",
+            "/ping",
+            {"data": {"address": "h:0"}},
+            400,
+            message_of(parse_hostport, "h:0"),
+        ),
+        ("GET", "/nope", {}, 404, "no such endpoint: /nope"),
+        ("GET", "/info/", {}, 404, "no such endpoint: /info/"),
+        ("GET", "/values/", {}, 404, "no such endpoint: /values/"),
+        ("GET", "/values/%ff", {}, 400, "path is not percent-encoded UTF-8"),
+        ("GET", "/owner/", {}, 404, "no such endpoint: /owner/"),
+        ("GET", "/owner/%ff", {}, 400, "path is not percent-encoded UTF-8"),
+        ("GET", "/ring?verbose=1", {}, 400, "unknown or repeated query parameter 'verbose'"),
+        ("POST", "/leave", {"data": {}}, 400, "POST /leave takes no body"),
+        ("POST", "/register", {"data": {}}, 400, "POST /register takes no body"),
+        ("GET", "/peers/xyz/record", {}, 400, message_of(parse_hex, "xyz")),
+        ("GET", "/peers//record", {}, 404, "no such endpoint: /peers//record"),
+        ("GET", "/peers/ab/record/x", {}, 404, "no such endpoint: /peers/ab/record/x"),
+        ("PUT", "/shared/k", {"data": {"value": 5}}, 400, "body.value: expected string"),
+        ("PUT", "/shared/k", {"data": {"context": []}}, 400, "body: missing 'value'"),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "ttl": 1}},
+            400,
+            "body: unexpected 'ttl'",
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": {"ab": 1}}},
+            400,
+            "body.context: expected array or null",
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": [["zz", 1]]}},
+            400,
+            "body.context[0][0]: does not match ^[0-9a-f]{40}$",
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": [[NODE_ID, 0]]}},
+            400,
+            "body.context[0][1]: 0 is out of range",
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": [[NODE_ID, True]]}},
+            400,
+            "body.context[0][1]: expected string or integer",
+        ),
+        # Shapes the schema's loose item check lets through; the daemon's check refuses.
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": [[NODE_ID]]}},
+            400,
+            "context is not [[40-hex writer id, counter], ...]",
+        ),
+        (
+            "PUT",
+            "/shared/k",
+            {"data": {"value": "v", "context": [[PEER["id"], 1], [NODE_ID, 1]]}},
+            400,
+            "context is not [[40-hex writer id, counter], ...]",
+        ),
+        ("GET", "/shared/%ff", {}, 400, "path is not percent-encoded UTF-8"),
+    ],
+)
+async def test_bad_requests_get_one_line_errors(node, method, path, kw, status, error):
+    reply = await call(node.port, method, path, **kw)
+    assert (reply.status, reply.json()) == (status, {"error": error})
+    # Nothing reached the service's state.
+    assert node.fake.values == {"greeting": "hello"}
+    assert node.fake.shared == {"greeting": SHARED_GREETING}
+    assert NODE_ID not in node.fake.records
+    assert not node.fake.left
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/values/k", "GET, PUT"),
+        ("POST", "/info", "GET"),
+        ("GET", "/leave", "POST"),
+        ("POST", "/ring", "GET"),
+        ("PUT", "/owner/k", "GET"),
+        ("GET", "/register", "POST"),
+        ("POST", "/peers/ab/record", "GET"),
+        ("DELETE", "/shared/k", "GET, PUT"),
+    ],
+)
+async def test_wrong_method_is_405_with_allow(node, method, path, allow):
+    reply = await call(node.port, method, path)
+    assert reply.status == 405
+    assert reply.headers["Allow"] == allow
+    assert reply.json() == {"error": f"{method} not allowed on {path}; use {allow}"}
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "message"),
+    [
+        (ApiError("node is shutting down\nsecond line"), 503, "node is shutting down"),
+        (LocalProtocolError("value over 1000 bytes"), 400, "value over 1000 bytes"),
+    ],
+)
+async def test_kadnode_errors_map_to_status_and_one_line(node, error, status, message):
+    node.fake.error = error
+    reply = await call(node.port, "GET", "/info")
+    assert (reply.status, reply.json()) == (status, {"error": message})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [("POST", "/register", None), ("PUT", "/shared/k", {"value": "v"})],
+)
+async def test_a_write_below_its_quorum_is_503_and_one_line(node, method, path, data):
+    node.fake.error = daemon.QuorumError(QUORUM_ERROR)
+    reply = await call(node.port, method, path, data)
+    assert (reply.status, reply.json()) == (503, {"error": QUORUM_ERROR})
+
+
+async def test_unexpected_exception_is_a_bare_500_logged_once(node, caplog):
+    node.fake.error = RuntimeError("secret detail")
+    with caplog.at_level(logging.ERROR, logger="kadnode.httpserver"):
+        reply = await call(node.port, "GET", "/peers")
+    assert (reply.status, reply.json()) == (500, {"error": "internal error"})
+    assert b"secret" not in reply.body
+    [record] = caplog.records
+    assert record.getMessage() == "GET /peers failed"
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
+# -- framing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "error"),
+    [
+        (b"GARBAGE\r\n\r\n", 400, "malformed request line"),
+        (b"GET /info HTTP/2.0\r\n\r\n", 400, "malformed request line"),
+        (b"GET info HTTP/1.1\r\n\r\n", 400, "malformed request line"),
+        (b"get /info HTTP/1.1\r\n\r\n", 400, "malformed request line"),
+        (b"GET /info  HTTP/1.1\r\n\r\n", 400, "malformed request line"),
+        (b"GET /info HTTP/1.1\r\nNo Colon\r\n\r\n", 400, "malformed header line"),
+        (b"GET /info HTTP/1.1\r\nHost : x\r\n\r\n", 400, "malformed header line"),
+        (b"GET /\xff HTTP/1.1\r\n\r\n", 400, "request head is not ASCII"),
+        (b"GET /info HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, "bad Content-Length"),
+        (
+            b"PUT /values/k HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+            400,
+            "repeated content-length header",
+        ),
+        (
+            b"PUT /values/k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            411,
+            "chunked bodies are not supported; send Content-Length",
+        ),
+        (
+            b"PUT /values/k HTTP/1.1\r\nContent-Type: application/json\r\n\r\n",
+            411,
+            "send the JSON body with a Content-Length header",
+        ),
+        (
+            f"PUT /values/k HTTP/1.1\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode(),
+            413,
+            f"request body over {MAX_BODY_BYTES} bytes",
+        ),
+        (
+            b"GET /info HTTP/1.1\r\nX-Big: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n",
+            431,
+            f"request head over {MAX_HEAD_BYTES} bytes",
+        ),
+    ],
+)
+async def test_malformed_requests_are_refused_and_the_server_lives_on(
+    node, request_bytes, status, error
+):
+    assert status_of(await raw(node.port, request_bytes)) == (status, {"error": error})
+    assert (await call(node.port, "GET", "/health")).json() == {"ok": True}
+
+
+async def test_truncated_requests_are_400(node):
+    head_only = await raw(node.port, b"GET /info HTTP/1.1\r\n", half_close=True)
+    assert status_of(head_only) == (400, {"error": "incomplete request head"})
+    short_body = b"PUT /values/k HTTP/1.1\r\nContent-Length: 10\r\n\r\n{}"
+    assert status_of(await raw(node.port, short_body, half_close=True)) == (
+        400,
+        {"error": "request body shorter than Content-Length"},
+    )
+
+
+async def test_oversized_body_sent_in_full_still_gets_its_413(node):
+    reply = await call(node.port, "PUT", "/values/k", {"value": "x" * (16 * MAX_BODY_BYTES)})
+    assert (reply.status, reply.json()) == (
+        413,
+        {"error": f"request body over {MAX_BODY_BYTES} bytes"},
+    )
+
+
+async def test_silent_and_closing_clients(node):
+    _, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    writer.close()  # connect and leave: nothing to answer
+    assert (await call(node.port, "GET", "/health")).status == 200
+    server = await serve(node.routes, "127.0.0.1", 0, read_timeout=0.1)
+    async with server:
+        answer = await raw(server.sockets[0].getsockname()[1], b"GET /info HTTP/1.1\r\n")
+    assert status_of(answer) == (408, {"error": "request not received in time"})
+
+
+@given(st.binary(max_size=300))
+def test_parse_head_raises_only_http_error(data):
+    try:
+        head = parse_head(data)
+    except HttpError as exc:
+        assert 400 <= exc.status < 500
+    else:
+        assert re.fullmatch(r"[A-Z]+", head.method)
+        assert head.target.startswith("/")
+
+
+@given(
+    st.sampled_from(["GET", "PUT", "POST"]),
+    st.from_regex(r"/[!-~]{0,30}", fullmatch=True),
+    st.dictionaries(
+        st.from_regex(r"x-[a-z0-9-]{1,10}", fullmatch=True),
+        st.from_regex(r"[!-~]([ -~]{0,20}[!-~])?", fullmatch=True),
+        max_size=5,
+    ),
+)
+def test_parse_head_reads_valid_heads_exactly(method, target, headers):
+    lines = [f"{method} {target} HTTP/1.1", *(f"{k.upper()}:  {v} " for k, v in headers.items())]
+    head = parse_head("\r\n".join([*lines, "", ""]).encode())
+    assert (head.method, head.target, dict(head.headers)) == (method, target, headers)
+
+
+# -- route table, OpenAPI and docs -----------------------------------------------------------
+
+
+async def echo(request: Request) -> Response:
+    return json_response({"params": dict(request.params), "query": dict(request.query)})
+
+
+QUERY_ROUTE = Route(
+    "GET",
+    "/echo/{name}",
+    echo,
+    "echo",
+    {200: Payload({"type": "object"}, {})},
+    path_params=(Param("name", "a name", "x"),),
+    query_params=(Param("q", "required", "a"), Param("n", "optional", "1", required=False)),
+)
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "body"),
+    [
+        ("?q=a%20b+c", 200, {"params": {"name": "x y"}, "query": {"q": "a b c"}}),
+        ("?n=2&q=", 200, {"params": {"name": "x y"}, "query": {"n": "2", "q": ""}}),
+        ("", 400, {"error": "missing query parameter 'q'"}),
+        ("?q=1&q=2", 400, {"error": "unknown or repeated query parameter 'q'"}),
+        ("?q=1&z=2", 400, {"error": "unknown or repeated query parameter 'z'"}),
+        ("?q", 400, {"error": "malformed query string"}),
+    ],
+)
+async def test_query_parameters_are_declared_decoded_and_required(query, status, body):
+    server = await serve([QUERY_ROUTE], "127.0.0.1", 0)
+    async with server:
+        reply = await call(server.sockets[0].getsockname()[1], "GET", f"/echo/x%20y{query}")
+    assert (reply.status, reply.json()) == (status, body)
+
+
+def test_route_tables_are_checked():
+    with pytest.raises(LocalProtocolError, match="declare each"):
+        Route("GET", "/values/{key}", echo, "x", {200: Payload({}, {})})
+    with pytest.raises(LocalProtocolError, match="declare each"):
+        Route("GET", "/a{b}", echo, "x", {200: Payload({}, {})}, path_params=(Param("b", "", ""),))
+
+
+async def test_duplicate_routes_are_refused():
+    with pytest.raises(LocalProtocolError, match=r"duplicate routes: GET /echo/\{name\}"):
+        await serve([QUERY_ROUTE, QUERY_ROUTE], "127.0.0.1", 0)
+
+
+async def test_openapi_document_is_structurally_valid_openapi_3_1(node):
+    doc = (await call(node.port, "GET", "/openapi.json")).json()
+    assert doc["openapi"] == "3.1.0"
+    assert doc["info"] == {"title": "kadnode control API", "version": "0.1.0"}
+    operation_ids = []
+    for path, operations in doc["paths"].items():
+        assert path.startswith("/")
+        for method, op in operations.items():
+            assert method in {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+            operation_ids.append(op["operationId"])
+            assert op["summary"] and op["responses"]
+            for status, response in op["responses"].items():
+                assert status == "default" or re.fullmatch(r"[1-5]\d\d", status)
+                assert isinstance(response["description"], str)
+                for media in response["content"].values():
+                    check_schema(media["schema"], media["example"])
+            params = op.get("parameters", [])
+            declared = [p["name"] for p in params if p["in"] == "path"]
+            assert declared == re.findall(r"{(\w+)}", path)
+            for p in params:
+                assert p["in"] in {"path", "query"} and isinstance(p["schema"], dict)
+                assert p["required"] or p["in"] == "query"
+                check_schema(p["schema"], p["example"])
+            if "requestBody" in op:
+                [media] = op["requestBody"]["content"].values()
+                check_schema(media["schema"], media["example"])
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+async def test_openapi_document_matches_the_route_table_exactly(node):
+    doc = (await call(node.port, "GET", "/openapi.json")).json()
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == {(r.method, r.path) for r in node.routes}
+    assert {p for _, p in documented} == {
+        "/info",
+        "/lookup/{id}",
+        "/values/{key}",
+        "/peers",
+        "/ping",
+        "/owner/{key}",
+        "/ring",
+        "/leave",
+        "/register",
+        "/peers/{id}/record",
+        "/shared/{key}",
+        "/fault",
+        "/metrics",
+        "/health",
+        "/openapi.json",
+        "/docs",
+    }
+    assert len(documented) == 18
+
+
+async def test_every_documented_operation_answers_its_examples(node):
+    doc = (await call(node.port, "GET", "/openapi.json")).json()
+    for template, operations in doc["paths"].items():
+        for method, op in operations.items():
+            path = template
+            for p in op.get("parameters", []):
+                path = path.replace("{" + p["name"] + "}", quote(p["example"], safe=""))
+            body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            reply = await call(node.port, method.upper(), path, body and body["example"])
+            assert reply.status == 200, (method, path, reply.body)
+            [(media, declared)] = op["responses"]["200"]["content"].items()
+            assert reply.headers["Content-Type"] == media
+            got = reply.json() if media == "application/json" else reply.body.decode()
+            check_schema(declared["schema"], got, f"{method} {path}")
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+async def test_docs_page_lists_every_route_with_examples(node):
+    reply = await call(node.port, "GET", "/docs")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "text/html; charset=utf-8"
+    page = _Text()
+    page.feed(reply.body.decode())
+    text = "\n".join(page.text)
+    for route in node.routes:
+        assert f"{route.method} {route.path}" in text
+        assert route.summary in text
+    assert '"address": "192.0.2.7:8468"' in text  # a request body example
+    assert "kadnode_peers 42" in text  # a text response example
+    assert "script" not in page.tags and b"://" not in reply.body  # self-contained

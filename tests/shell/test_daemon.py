@@ -1,0 +1,425 @@
+"""``kadnode run`` as real processes on 127.0.0.1, driven by the CLI and the control API.
+
+Every daemon is a subprocess started through the ``daemons`` fixture, which
+SIGKILLs whatever is still running at teardown. Ports come from binding
+port-0 sockets; every wait polls against a deadline. ``pytest -s`` shows the
+measured numbers (rejoin time, flood counts, RSS).
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from daemons import (
+    HOST,
+    JOINED,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    Daemons,
+    assert_one_line_error,
+    cli_json,
+    free_port,
+    kadnode,
+    wait_for,
+)
+
+from kadnode.config import MAX_DATAGRAM
+from kadnode.core.codec import (
+    REQUEST,
+    RESPONSE,
+    Response,
+    decode_datagram,
+    encode_request,
+    encode_response,
+)
+from kadnode.errors import DecodeError, KadnodeError
+
+
+def test_lookup_put_get_between_two_daemons(daemons: Daemons) -> None:
+    a = daemons.start("a")
+    b = daemons.start("b", bootstrap=[a])
+    a_id = a.info()["id"]
+
+    found = cli_json("lookup", a_id, api=b.api)
+    assert found["found"] is True
+    assert found["peer"] == {"id": a_id, "host": HOST, "port": a.port}
+
+    put = cli_json("put", "greeting", "hello from a", api=a.api)
+    assert put["stored"] == 1  # B acknowledged its replica
+    got = cli_json("get", "greeting", api=b.api)
+    assert {k: got[k] for k in ("key", "found", "value")} == {
+        "key": "greeting",
+        "found": True,
+        "value": "hello from a",
+    }
+    text = kadnode("get", "greeting", "--api", b.api)
+    assert (text.returncode, text.stdout) == (0, "hello from a\n")
+
+    missing = cli_json("get", "no such key", api=b.api, status=1)
+    assert {k: missing[k] for k in ("key", "found", "value")} == {
+        "key": "no such key",
+        "found": False,
+        "value": None,
+    }
+
+
+def test_malformed_id_is_one_line(daemons: Daemons) -> None:
+    a = daemons.start("a")
+    for bad_id in ("zz", "ab" * 19, "g" * 40, "ab" * 21, ""):
+        assert_one_line_error(kadnode("lookup", bad_id, "--api", a.api), "id")
+    assert a.proc.poll() is None
+
+
+def test_cli_without_daemon_is_one_line() -> None:
+    nobody = f"{HOST}:{free_port(socket.SOCK_STREAM)}"
+    for command in (["info"], ["get", "k"], ["put", "k", "v"], ["peers"]):
+        assert_one_line_error(kadnode(*command, "--api", nobody), "no kadnode daemon answering")
+
+
+# ---- 2. SIGKILL, then rejoin from persisted contacts ------------------------------------------
+
+
+def test_sigkilled_node_rejoins_from_saved_contacts(daemons: Daemons) -> None:
+    a = daemons.start("a")
+    # C joins before B, so B's join-time table (the one it saves) holds C.
+    c = daemons.start("c", bootstrap=[a])
+    b = daemons.start("b", bootstrap=[a])
+    assert int(JOINED.search(b.log()).group(3)) == 2, b.log()
+    b_id, c_id = b.info()["id"], c.info()["id"]
+    # The join logs before it saves; poll the data file itself.
+    wait_for(lambda: {a.port, c.port} <= b.saved_contact_ports(), 5.0, "B's saved contacts")
+
+    put = cli_json("put", "survivor", "put by b", api=b.api)
+    assert put["stored"] == 2
+
+    b.proc.kill()
+    assert b.proc.wait(STOP_TIMEOUT) == -signal.SIGKILL
+    assert a.stop(signal.SIGTERM) == 0
+    assert "stopped" in a.log()
+    assert "Traceback" not in a.log()
+
+    # Published while A and B are down: no replica acknowledges, so the put
+    # fails its write quorum (one line), yet C keeps the value as its
+    # publisher; B can only learn it through C after rejoining.
+    late = kadnode("put", "while b was down", "put by c", "--api", c.api)
+    assert_one_line_error(late, "write quorum")
+
+    restarted = daemons.start("b", port=b.port, data_dir=b.data_dir)  # no --bootstrap
+    answered, seeds, known = map(int, restarted.wait_log(JOINED).groups())
+    rejoin_s = time.monotonic() - restarted.started_at
+    print(
+        f"\nrejoin: {answered} of {seeds} saved contacts answered, {known} known, "
+        f"{rejoin_s:.2f} s from exec to joined"
+    )
+    assert (answered, seeds) == (1, 2)  # C answered, A is gone
+    assert known >= 1
+
+    assert restarted.info()["id"] == b_id
+    peers = cli_json("peers", api=restarted.api)
+    assert c_id in {p["id"] for p in peers["peers"]}
+    for node in (c, restarted):
+        got = cli_json("get", "survivor", api=node.api)
+        assert (got["found"], got["value"]) == (True, "put by b")
+    got = cli_json("get", "while b was down", api=restarted.api)
+    assert (got["found"], got["value"]) == (True, "put by c")
+    # Only C held it: B read it from C, or C handed it over when B came back.
+    assert got["source"] == "local" or got["source"]["id"] == c_id, got
+
+
+# ---- 3. SIGKILL loses nothing acknowledged ---------------------------------------------------
+
+
+def test_sigkill_loses_no_acknowledged_value(daemons: Daemons) -> None:
+    n_values, writers = 50, 4
+    node = daemons.start("solo")
+    acked: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(10**6))
+    enough = threading.Event()
+
+    def writer() -> None:
+        client = node.client(timeout=5.0)
+        while not enough.is_set():
+            with lock:
+                key = f"key-{next(counter)}"
+            try:
+                client.put(key, f"value of {key}")
+            except KadnodeError:
+                return  # the daemon was killed under us: this one was not acknowledged
+            with lock:
+                acked.append(key)
+                if len(acked) >= n_values:
+                    enough.set()
+
+    threads = [threading.Thread(target=writer) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert enough.wait(30.0), f"only {len(acked)} puts acknowledged"
+        node.proc.kill()  # mid-stream: other writers may have puts in flight
+    finally:
+        enough.set()
+        for thread in threads:
+            thread.join(10.0)
+    assert node.proc.wait(STOP_TIMEOUT) == -signal.SIGKILL
+    with lock:
+        survivors = list(acked)
+
+    restarted = daemons.start("solo", port=node.port, data_dir=node.data_dir)
+    assert restarted.info()["values"] >= len(survivors)
+    client = restarted.client()
+    lost = []
+    for key in survivors:
+        got = client.get(key)
+        if (got["found"], got["value"], got["source"]) != (True, f"value of {key}", "local"):
+            lost.append((key, got))
+    print(f"\nsigkill: {len(survivors)} acknowledged puts, {len(lost)} lost")
+    assert len(survivors) >= n_values
+    assert lost == []
+
+
+# ---- 4. hostile datagrams ---------------------------------------------------------------------
+
+FLOOD_COUNT = 100_000
+# A burst well under what the default socket buffer holds (~200 KB), then a
+# ping the daemon must answer before the next burst: the kernel has little
+# reason to drop anything, yet the daemon is never idle.
+FLOOD_BURST = 64
+FLOOD_SEED = 20241124
+RSS_GROWTH_LIMIT_KB = 30 * 1024
+
+
+def hostile_datagrams(rng: random.Random, count: int) -> Iterator[bytes]:
+    """Random bytes, truncated requests, garbage bodies, wrong arities, stray responses."""
+
+    def rid() -> bytes:
+        return rng.randbytes(20)
+
+    def valid_request() -> bytes:
+        method, args = rng.choice(
+            [
+                ("ping", [rid()]),
+                ("store", [rid(), rid(), "value"]),
+                ("find_node", [rid(), rid()]),
+                ("find_value", [rid(), rid()]),
+            ]
+        )
+        return encode_request(rid(), method, args)
+
+    wrong_arity = [
+        ("ping", lambda: []),
+        ("ping", lambda: [rid(), rid()]),
+        ("store", lambda: [rid(), rid()]),
+        ("store", lambda: [rid(), rid(), "v", 1.0, 2]),
+        ("find_node", lambda: [rid()]),
+        ("find_node", lambda: [rid(), rid(), rid()]),
+        ("find_value", lambda: []),
+        ("find_value", lambda: [rid(), rid(), rid()]),
+        ("ping", lambda: [rid()[:19]]),  # right arity, id one byte short
+        ("no_such_method", lambda: [rid()]),
+    ]
+    reply_bodies = [
+        lambda: rid(),
+        lambda: True,
+        lambda: [[rid(), HOST, rng.randint(1, 65535)]],
+        lambda: {"value": "x", "ttl": 5.0},
+        lambda: {"nodes": []},
+    ]
+    for i in range(count):
+        kind = i % 5
+        if kind == 0:
+            yield rng.randbytes(rng.randint(0, 1500))
+        elif kind == 1:
+            whole = valid_request()
+            yield whole[: rng.randrange(len(whole))]
+        elif kind == 2:
+            garbage = b"\xc1" if rng.random() < 0.5 else b""  # 0xc1: never valid msgpack
+            yield (
+                bytes([rng.choice((REQUEST, RESPONSE))])
+                + rid()
+                + garbage
+                + rng.randbytes(rng.randint(1, 200))
+            )
+        elif kind == 3:
+            method, args = rng.choice(wrong_arity)
+            yield encode_request(rid(), method, args())
+        else:
+            yield encode_response(rid(), rng.choice(reply_bodies)())
+
+
+def expected_outcome(data: bytes) -> str:
+    """Which of the daemon's counters this datagram should move."""
+    try:
+        message = decode_datagram(data, MAX_DATAGRAM)
+    except DecodeError:
+        return "bad_datagrams"
+    return "unexpected_responses" if type(message) is Response else "requests_in"
+
+
+@dataclass
+class Flood:
+    target: tuple[str, int]
+    seed: int
+    expected: Counter[str] = field(default_factory=Counter)
+    sent: int = 0
+    syncs_answered: int = 0
+    syncs_missed: int = 0
+    seconds: float = 0.0
+    error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # reported by the test thread
+            self.error = exc
+
+    def _run(self) -> None:
+        rng = random.Random(self.seed)
+        sync_sender = rng.randbytes(20)
+        start = time.monotonic()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((HOST, 0))
+            sock.settimeout(1.0)
+            for data in hostile_datagrams(rng, FLOOD_COUNT):
+                sock.sendto(data, self.target)
+                self.sent += 1
+                self.expected[expected_outcome(data)] += 1
+                if self.sent % FLOOD_BURST == 0:
+                    self._sync(sock, rng, sync_sender)
+            self._sync(sock, rng, sync_sender)
+        self.seconds = time.monotonic() - start
+
+    def _sync(self, sock: socket.socket, rng: random.Random, sender: bytes) -> None:
+        """Ping the daemon and wait (at most 1 s) for its reply."""
+        msg_id = rng.randbytes(20)
+        sock.sendto(encode_request(msg_id, "ping", [sender]), self.target)
+        self.expected["requests_in"] += 1
+        try:
+            while sock.recv(MAX_DATAGRAM)[1:21] != msg_id:
+                pass  # a late reply to an earlier sync
+        except TimeoutError:
+            self.syncs_missed += 1
+            return
+        self.syncs_answered += 1
+
+
+def test_hostile_datagram_flood(daemons: Daemons) -> None:
+    target = daemons.start("target")
+    helper = daemons.start("helper", bootstrap=[target])
+    # A third live node: the flood's raw pinger becomes a contact that never
+    # answers, and a put needs a majority of the replica set (write quorum).
+    daemons.start("third", bootstrap=[target])
+    before = target.info()["stats"]
+    rss_before = target.rss_kb()
+
+    flood = Flood((HOST, target.port), FLOOD_SEED)
+    thread = threading.Thread(target=flood.run, daemon=True)
+    thread.start()
+    checks, slowest = 0, 0.0
+    while thread.is_alive() or checks == 0:
+        t = time.monotonic()
+        pong = cli_json("ping", target.addr, api=helper.api)
+        assert pong["alive"] is True, pong
+        assert target.info()["id"] == pong["id"]
+        checks += 1
+        slowest = max(slowest, time.monotonic() - t)
+    thread.join(60.0)
+    assert not thread.is_alive(), "the flood did not end"
+    if flood.error is not None:
+        raise flood.error
+
+    pong = cli_json("ping", target.addr, api=helper.api)
+    assert pong["alive"] is True
+    cli_json("put", "after the flood", "still here", api=helper.api)
+    got = cli_json("get", "after the flood", api=target.api)
+    assert got["value"] == "still here"
+    after = target.info()["stats"]
+    rss_after = target.rss_kb()
+
+    counted = {name: after.get(name, 0) - before.get(name, 0) for name in flood.expected}
+    print(
+        f"\nflood (seed {FLOOD_SEED}): {flood.sent} hostile datagrams in {flood.seconds:.2f} s "
+        f"({flood.sent / flood.seconds:,.0f}/s), bursts of {FLOOD_BURST}, "
+        f"syncs answered {flood.syncs_answered}, missed {flood.syncs_missed}"
+    )
+    for name, expected in sorted(flood.expected.items()):
+        print(f"  {name}: expected {expected}, counted {counted[name]}")
+    print(f"  internal_errors: {after.get('internal_errors', 0)}")
+    print(
+        f"  rss: {rss_before} kB before, {rss_after} kB after "
+        f"({(rss_after - rss_before) / 1024:+.1f} MB)"
+    )
+    print(f"  liveness: {checks} ping+info checks during the flood, slowest {slowest:.2f} s")
+
+    assert after.get("internal_errors", 0) == 0
+    assert flood.expected["bad_datagrams"] >= 0.7 * flood.sent
+    for name in ("bad_datagrams", "unexpected_responses"):
+        # The kernel may drop some; the daemon must never count more than it got.
+        assert 0.5 * flood.expected[name] <= counted[name] <= flood.expected[name], name
+    assert rss_after - rss_before < RSS_GROWTH_LIMIT_KB
+    assert "Traceback" not in target.log()
+
+
+# ---- 5. clean shutdown and a busy port ------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_cleanly(daemons: Daemons, sig: signal.Signals) -> None:
+    seed = daemons.start("seed")
+    node = daemons.start("node", bootstrap=[seed])
+    t = time.monotonic()
+    assert node.stop(sig) == 0
+    print(f"\n{sig.name}: exited 0 in {time.monotonic() - t:.2f} s")
+    log = node.log()
+    assert "stopping" in log and log.rstrip().endswith("stopped"), log
+    assert "Traceback" not in log
+
+
+def test_signal_while_joining_stops_cleanly(daemons: Daemons) -> None:
+    # The only seed is silent: the join is still waiting on its pings.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind((HOST, 0))
+    silent.settimeout(START_TIMEOUT)
+    try:
+        dead_seed = f"{HOST}:{silent.getsockname()[1]}"
+        node = daemons.spawn("joining", bootstrap=[dead_seed])
+        assert silent.recv(MAX_DATAGRAM)  # the join's ping: it is waiting now
+        assert node.stop(signal.SIGTERM) == 0
+        assert "joined" not in node.log()
+        assert node.log().rstrip().endswith("stopped")
+    finally:
+        silent.close()
+
+
+def test_busy_ports_fail_with_one_line(daemons: Daemons, tmp_path: Path) -> None:
+    first = daemons.start("first")
+    other_udp = free_port(socket.SOCK_DGRAM)
+    other_api = free_port(socket.SOCK_STREAM)
+    for name, port, api_port in [
+        ("udp", first.port, other_api),
+        ("api", other_udp, first.api_port),
+    ]:
+        done = kadnode(
+            "run",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / f"second-{name}"),
+            "--api",
+            f"{HOST}:{api_port}",
+            timeout=START_TIMEOUT,
+        )
+        assert_one_line_error(done, "kadnode: error: cannot listen: ")
+    assert first.proc.poll() is None
+    assert first.info()["port"] == first.port

@@ -1,0 +1,71 @@
+"""Both store backends behave the same; SQLite persists across reopen."""
+
+from __future__ import annotations
+
+import pytest
+
+from kadnode.core.codec import Contact
+from kadnode.core.store import MemoryStore, Record
+from kadnode.errors import StorageError
+from kadnode.shell.sqlite_store import SqliteStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    s = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "db.sqlite3")
+    yield s
+    s.close()
+
+
+def rec(key: bytes, expires: float, resend: float, origin: bool = False, value="v") -> Record:
+    return Record(key.ljust(20, b"\0"), value, expires, origin, resend)
+
+
+def test_due_records_come_in_due_order_and_only_once(store):
+    store.put(rec(b"a", 100.0, 50.0))
+    store.put(rec(b"b", 30.0, 60.0))
+    store.put(rec(b"c", 500.0, 400.0))
+    store.put(rec(b"a", 100.0, 50.0))  # the same schedule twice
+    assert store.next_due() == 30.0
+    assert [r.key[:1] for r in store.due(60.0, 10)] == [b"b", b"a"]
+    assert store.due(10.0, 10) == []
+    assert len(store) == 3
+
+
+def test_rescheduling_and_deleting_move_the_next_due_time(store):
+    store.put(rec(b"a", 100.0, 50.0))
+    store.put(rec(b"b", 300.0, 200.0))
+    store.put(rec(b"a", 100.0, 90.0))
+    assert store.next_due() == 90.0
+    store.delete(b"a".ljust(20, b"\0"))
+    assert store.next_due() == 200.0 and len(store) == 1
+    store.delete(b"b".ljust(20, b"\0"))
+    assert store.next_due() is None and len(store) == 0
+
+
+def test_values_of_every_bmuller_type_round_trip(store):
+    for i, value in enumerate(["text", b"\x00\xff", 7, 2.5, True]):
+        store.put(rec(bytes([i]), 10.0, 10.0, value=value))
+        assert store.get(bytes([i]).ljust(20, b"\0")).value == value
+
+
+def test_sqlite_keeps_records_identity_and_contacts_across_reopen(tmp_path):
+    path = tmp_path / "node" / "db.sqlite3"
+    s = SqliteStore(path)
+    s.put(rec(b"k", 1000.0, 500.0, origin=True))
+    s.set_meta("node_id", b"\x01" * 20)
+    s.save_contacts([(Contact(5, "127.0.0.1", 9000), 10.0), (Contact(6, "::1", 9001), 20.0)])
+    s.close()
+    s = SqliteStore(path)
+    assert s.get(b"k".ljust(20, b"\0")) == rec(b"k", 1000.0, 500.0, origin=True)
+    assert s.get_meta("node_id") == b"\x01" * 20
+    assert s.load_contacts() == [Contact(6, "::1", 9001), Contact(5, "127.0.0.1", 9000)]
+    assert len(s) == 1 and s.next_due() == 500.0
+    s.close()
+
+
+def test_an_unusable_data_directory_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StorageError, match="cannot open the data file"):
+        SqliteStore(blocker / "db.sqlite3")
