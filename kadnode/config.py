@@ -91,6 +91,23 @@ MAX_OPERATIONS = 1024
 # Values a node holds for others: bound the store (memory and disk bound).
 MAX_STORED_VALUES = 100_000
 
+# Write tokens (BEP 5): "tokens up to ten minutes old are accepted": a secret
+# changes every five minutes and the previous one stays valid. A writer uses
+# a cached token for half that long, then fetches a fresh one with a ping.
+TOKEN_ROTATE = 300.0
+TOKEN_FRESH = 150.0
+TOKEN_BYTES = 8  # BEP 5 leaves the length open; 64 bits of HMAC-SHA1
+TOKEN_MEMO = 4096  # hosts whose token is memoized, per secret
+
+# Work budgets of upkeep (kadnode.core.upkeep): how much one timer tick or one
+# newcomer may make a node do. Today's budgets are sized never to bind in the
+# simulator's scenarios (they are bounds, not yet limits): due records per
+# timer tick; held records examined for one newcomer's join handoff; buckets
+# refreshed per tick (all 160 at most).
+DUE_BATCH = 64
+HANDOFF_SCAN = MAX_STORED_VALUES
+REFRESH_BUCKETS = 160
+
 
 @dataclass(frozen=True, slots=True)
 class Config:

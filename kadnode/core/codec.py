@@ -14,6 +14,12 @@ exactly the shapes bmuller/kademlia expects. A native requester sends
 ``store`` two more arguments: the remaining lifetime in seconds and the write
 token the receiver gave it.
 
+The messages themselves are the frozen dataclasses of
+:mod:`kadnode.core.messages`. :func:`encode` turns a request or a reply into
+a datagram and :func:`decode` a datagram into a :class:`Request` (with its
+message) or a :class:`Response`, whose body :func:`decode_reply` reads as the
+answer to the request it matches: one table each way per direction.
+
 Everything a peer can send is checked here: any datagram that is not exactly
 one of these shapes raises :class:`~kadnode.errors.DecodeError`, and nothing
 else.
@@ -23,127 +29,54 @@ from __future__ import annotations
 
 import sys
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import msgpack
 
-from kadnode.config import AE_BUCKETS, AE_HASH_BYTES, MAX_HOST_CHARS
+from kadnode.config import AE_BUCKETS, AE_HASH_BYTES, MAX_HOST_CHARS, TOKEN_BYTES
 from kadnode.core.ids import ID_BYTES, to_bytes
+from kadnode.core.messages import (
+    VALUE_TYPES,
+    BucketList,
+    Contact,
+    Digest,
+    FindNode,
+    FindReply,
+    FindSuccessor,
+    FindValue,
+    KeyList,
+    Kind,
+    NodesReply,
+    Ping,
+    PingReply,
+    Put,
+    PutReply,
+    ReplyMessage,
+    RequestMessage,
+    RingQuery,
+    RingReply,
+    Store,
+    StoreReply,
+    SuccessorReply,
+    Value,
+    ValueReply,
+)
 from kadnode.errors import DecodeError
 
 REQUEST = 0x00
 RESPONSE = 0x01
 HEADER = 1 + ID_BYTES
 NATIVE_MAGIC = b"kdn\x01"
-TOKEN_BYTES = 8
 MAX_CONTACTS_PER_REPLY = 32
-
-# Values bmuller/kademlia accepts (kademlia.utils.check_dht_value_type).
-Value = int | float | bool | str | bytes
-VALUE_TYPES = (int, float, bool, str, bytes)
-
-
-@dataclass(frozen=True, slots=True)
-class Contact:
-    """A node as others see it. Equality is (id, host, port)."""
-
-    node_id: int
-    host: str
-    port: int
-    native: bool = field(default=False, compare=False)
-    # Its native [id, host, port, flags] entry, packed once when first sent
-    # (see find_nodes_body).
-    wire: bytes = field(default=b"", init=False, compare=False, repr=False)
-
-    @property
-    def addr(self) -> tuple[str, int]:
-        return (self.host, self.port)
-
-
-# ---- messages (requests, decoded) -------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    sender_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Store:
-    sender_id: int
-    key: bytes
-    value: Value
-    ttl: float | None = None  # native only: remaining lifetime
-    token: bytes | None = None  # native only: write token from a recent reply
-
-
-@dataclass(frozen=True, slots=True)
-class FindNode:
-    sender_id: int
-    target: int
-
-
-@dataclass(frozen=True, slots=True)
-class FindValue:
-    sender_id: int
-    key: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class RingQuery:
-    """Native: "who are your predecessor and successors?" (Chord stabilize).
-
-    Being asked is also Chord's notify: the receiver offers the sender to its
-    own ring view, as it does with every request.
-    """
-
-    sender_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class FindSuccessor:
-    """Native: one step of Chord routing towards the successor of ``key``."""
-
-    sender_id: int
-    key: int
-
-
-@dataclass(frozen=True, slots=True)
-class Digest:
-    """Native: bucket hashes of the keys the sender thinks we share."""
-
-    sender_id: int
-    hashes: list[bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class KeyList:
-    """Native: (key, fingerprint) pairs for whole buckets that differed."""
-
-    sender_id: int
-    buckets: list[int]
-    entries: list[tuple[bytes, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class Put:
-    """Native: write a signed peer record or a shared value (kadnode.kinds)."""
-
-    sender_id: int
-    key: bytes
-    kind: int
-    payload: object  # checked by kadnode.kinds for its kind
-    ttl: float
-    token: bytes
-
-
-Message = Ping | Store | FindNode | FindValue | RingQuery | FindSuccessor | Digest | KeyList | Put
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
+    """A decoded request datagram: its message id and its message."""
+
     msg_id: bytes
-    message: Message
+    message: RequestMessage
 
     @property
     def native(self) -> bool:
@@ -152,6 +85,9 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """A response datagram; its body is read by :func:`decode_reply`, which
+    needs the request it answers (the body does not name its shape)."""
+
     msg_id: bytes
     body: object
 
@@ -194,7 +130,7 @@ _PACKERS = threading.local()
 # ---- decoding --------------------------------------------------------------
 
 
-def decode_datagram(data: bytes, max_size: int) -> Request | Response:
+def decode(data: bytes, max_size: int) -> Request | Response:
     """Decode one datagram; raise DecodeError for anything malformed."""
     if len(data) > max_size:
         raise DecodeError(f"datagram of {len(data)} bytes over the {max_size} limit")
@@ -212,7 +148,7 @@ def decode_datagram(data: bytes, max_size: int) -> Request | Response:
     method, args = body
     if not isinstance(method, str) or not isinstance(args, list):
         raise DecodeError("request body is not [method, args]")
-    parse = _REQUEST_PARSERS.get(method)
+    parse = _REQUEST_DECODERS.get(method)
     if parse is None:
         raise DecodeError(f"unknown method {method[:32]!r}")
     return Request(msg_id, parse(args))
@@ -234,6 +170,7 @@ def _key(raw: object) -> bytes:
 
 
 def check_value(value: object) -> Value:
+    """A plain value as bmuller stores it, or DecodeError."""
     if not isinstance(value, VALUE_TYPES):
         raise DecodeError(f"value of type {type(value).__name__} is not storable")
     return value
@@ -321,14 +258,17 @@ def _parse_key_list(args: list) -> KeyList:
 def _parse_put(args: list) -> Put:
     _arity(args, 6)
     kind, token = args[2], args[5]
-    if type(kind) is not int or kind not in (1, 2):
+    if type(kind) is not int or kind not in _PUT_KINDS:
         raise DecodeError("put kind is not 1 (peer record) or 2 (shared)")
     if type(token) is not bytes or len(token) != TOKEN_BYTES:
         raise DecodeError("put token is not 8 bytes")
-    return Put(_id(args[0]), _key(args[1]), kind, args[3], _ttl(args[4]), token)
+    return Put(_id(args[0]), _key(args[1]), Kind(kind), args[3], _ttl(args[4]), token)
 
 
-_REQUEST_PARSERS = {
+_PUT_KINDS = (Kind.PEER, Kind.SHARED)
+
+
+_REQUEST_DECODERS: dict[str, Callable[[list], RequestMessage]] = {
     "ping": _parse_ping,
     "store": _parse_store,
     "find_node": _parse_find_node,
@@ -414,19 +354,6 @@ _ENTRIES: dict[tuple, Contact] = {}
 _CONTACTS_CACHED = 200_000
 
 
-@dataclass(frozen=True, slots=True)
-class FindReply:
-    """What a find_node / find_value reply says, in either dialect."""
-
-    contacts: list[Contact]
-    native: bool
-    found: bool = False
-    value: Value | None = None
-    ttl: float | None = None
-    token: bytes | None = None
-    kind: int = 0  # of the value (kadnode.kinds): 0 plain
-
-
 def _token(body: dict) -> bytes | None:
     token = body.get("token")
     if token is not None and (type(token) is not bytes or len(token) != TOKEN_BYTES):
@@ -434,9 +361,9 @@ def _token(body: dict) -> bytes | None:
     return token
 
 
-def parse_find_reply(body: object) -> FindReply:
+def _decode_find_reply(body: object) -> FindReply:
     if type(body) is list:  # bmuller: a bare contact list
-        return FindReply(parse_contacts(body), native=False)
+        return NodesReply(parse_contacts(body), native=False)
     if type(body) is not dict:
         raise DecodeError("find reply is neither a list nor a map")
     native = "nodes" in body or "ttl" in body
@@ -445,24 +372,21 @@ def parse_find_reply(body: object) -> FindReply:
         ttl = body.get("ttl")
         ttl = None if ttl is None else _ttl(ttl)
         kind = body.get("kind", 0)
-        if type(kind) is not int or kind not in (0, 1, 2):
+        if type(kind) is not int or kind not in _KINDS:
             raise DecodeError("reply kind is not 0, 1 or 2")
         # Plain values are bmuller's scalars; other kinds are checked by their
-        # reader (kadnode.kinds), which verifies signatures and clocks.
-        value = check_value(body["value"]) if kind == 0 else body["value"]
-        return FindReply([], native, True, value, ttl, token, kind)
+        # reader (kadnode.core.kinds), which verifies signatures and clocks.
+        value = check_value(body["value"]) if kind == Kind.PLAIN else body["value"]
+        return ValueReply(value, native, ttl, token, Kind(kind))
     if "nodes" in body:
-        return FindReply(parse_contacts(body["nodes"]), True, token=token)
+        return NodesReply(parse_contacts(body["nodes"]), True, token)
     raise DecodeError("find reply map has neither value nor nodes")
 
 
-@dataclass(frozen=True, slots=True)
-class RingReply:
-    predecessor: Contact | None
-    successors: list[Contact]
+_KINDS = frozenset(Kind)
 
 
-def parse_ring_reply(body: object) -> RingReply:
+def _decode_ring_reply(body: object) -> RingReply:
     if type(body) is not dict or set(body) != {"pred", "succ"}:
         raise DecodeError("ring reply is not {pred, succ}")
     pred = body["pred"]
@@ -470,18 +394,7 @@ def parse_ring_reply(body: object) -> RingReply:
     return RingReply(preds[0] if preds else None, parse_contacts(body["succ"]))
 
 
-def ring_reply_body(predecessor: Contact | None, successors: list[Contact]) -> object:
-    pred = contact_entries([predecessor], True)[0] if predecessor is not None else None
-    return {"pred": pred, "succ": contact_entries(successors, True)}
-
-
-@dataclass(frozen=True, slots=True)
-class SuccessorReply:
-    done: bool  # True: ``node`` is the key's successor; False: ask ``node`` next
-    node: Contact | None  # None: the responder itself
-
-
-def parse_successor_reply(body: object) -> SuccessorReply:
+def _decode_successor_reply(body: object) -> SuccessorReply:
     if type(body) is not dict or set(body) != {"done", "node"} or type(body["done"]) is not bool:
         raise DecodeError("find_successor reply is not {done, node}")
     node = body["node"]
@@ -493,24 +406,13 @@ def parse_successor_reply(body: object) -> SuccessorReply:
     return SuccessorReply(body["done"], contact)
 
 
-def successor_reply_body(done: bool, node: Contact | None) -> object:
-    return {"done": done, "node": None if node is None else contact_entries([node], True)[0]}
-
-
-def parse_bucket_list(body: object) -> list[int]:
-    """Reply to kn_digest (buckets that differ) or kn_keys (entries wanted)."""
+def _decode_bucket_list(body: object) -> BucketList:
     if type(body) is not list or not all(type(i) is int and 0 <= i < 256 for i in body):
         raise DecodeError("reply is not a list of small indices")
-    return body
+    return BucketList(body)
 
 
-@dataclass(frozen=True, slots=True)
-class PingReply:
-    node_id: int
-    token: bytes | None  # native replies carry a write token
-
-
-def parse_ping_reply(body: object) -> PingReply:
+def _decode_ping_reply(body: object) -> PingReply:
     if type(body) is dict:
         if set(body) != {"id", "token"}:
             raise DecodeError("native ping reply is not {id, token}")
@@ -518,39 +420,90 @@ def parse_ping_reply(body: object) -> PingReply:
     return PingReply(_id(body), None)
 
 
-def ping_reply_body(node_id: bytes, native: bool, token: bytes) -> object:
-    return {"id": node_id, "token": token} if native else node_id
-
-
-def parse_put_reply(body: object) -> str | None:
-    """kn_put's reply: None when taken, else the replica's one-line reason."""
+def _decode_put_reply(body: object) -> PutReply:
     if type(body) is not dict or set(body) != {"ok", "reason"} or type(body["ok"]) is not bool:
         raise DecodeError("put reply is not {ok, reason}")
     reason = body["reason"]
     if body["ok"]:
-        return None
+        return PutReply(None)
     if type(reason) is not str or not reason or len(reason) > 200:
         raise DecodeError("put refusal has no short reason")
-    return reason
+    return PutReply(reason)
 
 
-def parse_store_reply(body: object) -> bool:
+def _decode_store_reply(body: object) -> StoreReply:
+    # A refusal (false) reads as a broken reply: the writer counts it as a
+    # failed request, as it would a silent replica.
     if body is not True:
         raise DecodeError("store reply is not true")
-    return True
+    return StoreReply(True)
+
+
+# A reply's shape is set by the request it answers.
+_REPLY_DECODERS: dict[type, Callable[[object], ReplyMessage]] = {
+    Ping: _decode_ping_reply,
+    Store: _decode_store_reply,
+    FindNode: _decode_find_reply,
+    FindValue: _decode_find_reply,
+    RingQuery: _decode_ring_reply,
+    FindSuccessor: _decode_successor_reply,
+    Digest: _decode_bucket_list,
+    KeyList: _decode_bucket_list,
+    Put: _decode_put_reply,
+}
+
+
+def decode_reply(request: RequestMessage, body: object) -> ReplyMessage:
+    """The reply ``body`` read as the answer to ``request``; DecodeError if it is not one."""
+    return _REPLY_DECODERS[type(request)](body)
 
 
 # ---- encoding ---------------------------------------------------------------
 
 
+def encode(msg_id: bytes, message: RequestMessage | ReplyMessage) -> bytes:
+    """A request or reply datagram: ``type | msg_id | msgpack body``."""
+    kind = type(message)
+    request = _REQUEST_ENCODERS.get(kind)
+    if request is not None:
+        method, args = request(message)
+        return encode_request(msg_id, method, args)
+    return encode_response(msg_id, _REPLY_ENCODERS[kind](message))
+
+
 def encode_request(msg_id: bytes, method: str, args: list) -> bytes:
+    """A request datagram from a method name and raw arguments (any, for tests)."""
     return bytes((REQUEST,)) + msg_id + pack([method, args])
 
 
 def encode_response(msg_id: bytes, body: object) -> bytes:
+    """A response datagram from a raw body (any, for tests)."""
     if type(body) is Packed:
         return bytes((RESPONSE,)) + msg_id + body
     return bytes((RESPONSE,)) + msg_id + pack(body)
+
+
+def _store_args(m: Store) -> tuple[str, list]:
+    args: list = [to_bytes(m.sender_id), m.key, m.value]
+    if m.token is not None:
+        args += [m.ttl, m.token]
+    return "store", args
+
+
+_REQUEST_ENCODERS: dict[type, Callable[..., tuple[str, list]]] = {
+    Ping: lambda m: ("ping", [to_bytes(m.sender_id)]),
+    Store: _store_args,
+    FindNode: lambda m: ("find_node", [to_bytes(m.sender_id), to_bytes(m.target)]),
+    FindValue: lambda m: ("find_value", [to_bytes(m.sender_id), m.key]),
+    RingQuery: lambda m: ("kn_ring", [to_bytes(m.sender_id)]),
+    FindSuccessor: lambda m: ("kn_find_successor", [to_bytes(m.sender_id), to_bytes(m.key)]),
+    Digest: lambda m: ("kn_digest", [to_bytes(m.sender_id), m.hashes]),
+    KeyList: lambda m: ("kn_keys", [to_bytes(m.sender_id), m.buckets, m.entries]),
+    Put: lambda m: (
+        "kn_put",
+        [to_bytes(m.sender_id), m.key, m.kind, m.payload, m.ttl, m.token],
+    ),
+}
 
 
 class Packed(bytes):
@@ -562,9 +515,10 @@ _TOKEN_KEY = pack("token")
 
 
 def find_nodes_body(contacts: list[Contact], token: bytes | None) -> Packed:
-    """``pack(find_reply_body(contacts, True, token=token))``, byte for byte,
-    from entries packed once per contact: the reply every lookup step waits
-    for, built without packing twenty lists again."""
+    """A native nodes reply, packed, byte for byte what msgpack makes of
+    ``{"nodes": [...], "token": ...}``, from entries packed once per contact:
+    the reply every lookup step waits for, built without packing twenty
+    lists again."""
     entries = b"".join([c.wire or _pack_entry(c) for c in contacts])
     n = len(contacts)
     array = bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
@@ -585,23 +539,49 @@ def contact_entries(contacts: list[Contact], native: bool) -> list[list]:
     return [[to_bytes(c.node_id), c.host, c.port] for c in contacts]
 
 
-def find_reply_body(
-    contacts: list[Contact],
-    native: bool,
-    value: object | None = None,
-    ttl: float | None = None,
-    token: bytes | None = None,
-    kind: int = 0,
-) -> object:
-    """A find reply in the asker's dialect; native ones carry a write token."""
-    if not native:
-        return {"value": value} if value is not None else contact_entries(contacts, False)
-    if value is not None:
-        body: dict = {"value": value, "ttl": ttl}
-        if kind:
-            body["kind"] = kind
-    else:
-        body = {"nodes": contact_entries(contacts, True)}
-    if token is not None:
-        body["token"] = token
+def _nodes_body(reply: NodesReply) -> object:
+    if reply.native:
+        return find_nodes_body(reply.contacts, reply.token)
+    return contact_entries(reply.contacts, False)
+
+
+def _value_body(reply: ValueReply) -> object:
+    """bmuller's ``{"value": v}``, or native with its lifetime, kind and token."""
+    if not reply.native:
+        return {"value": reply.value}
+    body: dict = {"value": reply.value, "ttl": reply.ttl}
+    if reply.kind:
+        body["kind"] = reply.kind
+    if reply.token is not None:
+        body["token"] = reply.token
     return body
+
+
+def _ping_body(reply: PingReply) -> object:
+    node_id = to_bytes(reply.node_id)
+    return node_id if reply.token is None else {"id": node_id, "token": reply.token}
+
+
+def _ring_body(reply: RingReply) -> object:
+    pred = reply.predecessor
+    return {
+        "pred": contact_entries([pred], True)[0] if pred is not None else None,
+        "succ": contact_entries(reply.successors, True),
+    }
+
+
+def _successor_body(reply: SuccessorReply) -> object:
+    node = reply.node
+    return {"done": reply.done, "node": None if node is None else contact_entries([node], True)[0]}
+
+
+_REPLY_ENCODERS: dict[type, Callable[..., object]] = {
+    PingReply: _ping_body,
+    NodesReply: _nodes_body,
+    ValueReply: _value_body,
+    StoreReply: lambda r: r.ok,
+    PutReply: lambda r: {"ok": r.reason is None, "reason": r.reason},
+    RingReply: _ring_body,
+    SuccessorReply: _successor_body,
+    BucketList: lambda r: r.indices,
+}

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 from kadnode.core import records, vclock
 from kadnode.core.codec import check_value
-from kadnode.core.store import PEER, PLAIN, SHARED
+from kadnode.core.messages import Kind
 from kadnode.errors import DecodeError, KadnodeError
-
-KINDS = (PLAIN, PEER, SHARED)
-NAMES = {PLAIN: "plain", PEER: "peer record", SHARED: "shared"}
 
 
 class Refused(KadnodeError):
@@ -43,10 +40,10 @@ def siblings_to_wire(siblings: tuple[vclock.Versioned, ...]) -> list:
     return [[s.value, vclock.to_wire(s.clock)] for s in siblings]
 
 
-def merge(kind: int, held: object | None, incoming: object, key: bytes, now: float) -> object:
+def merge(kind: Kind, held: object | None, incoming: object, key: bytes, now: float) -> object:
     """The payload a replica holds once ``incoming`` arrives (``held`` is its
     current payload of the same kind, or None). Raises Refused or DecodeError."""
-    if kind == PEER:
+    if kind == Kind.PEER:
         record = records.from_wire(incoming)
         kept = records.from_wire(held) if held is not None else None
         try:
@@ -54,7 +51,7 @@ def merge(kind: int, held: object | None, incoming: object, key: bytes, now: flo
         except records.RecordRejected as exc:
             raise Refused(exc.reason) from None
         return records.to_wire(winner)
-    if kind == SHARED:
+    if kind == Kind.SHARED:
         siblings = siblings_from_wire(held) if held is not None else ()
         try:
             for version in siblings_from_wire(incoming):
@@ -65,18 +62,18 @@ def merge(kind: int, held: object | None, incoming: object, key: bytes, now: flo
     raise Refused(f"kind {kind} is not written with kn_put")
 
 
-def expires(kind: int, payload: object, default: float) -> float:
+def expires(kind: Kind, payload: object, default: float) -> float:
     """A peer record carries its own expiry; other kinds live ``default``."""
-    return records.from_wire(payload).expires if kind == PEER else default
+    return records.from_wire(payload).expires if kind == Kind.PEER else default
 
 
-def newest(kind: int, payloads: list[object], key: bytes, now: float) -> tuple[object | None, int]:
+def newest(kind: Kind, payloads: list[object], key: bytes, now: float) -> tuple[object | None, int]:
     """What a quorum read returns from the replicas' payloads: (payload, rejected).
 
     PEER: the valid record with the highest sequence (invalid ones counted in
     ``rejected``); SHARED: every sibling reconciled into one set.
     """
-    if kind == PEER:
+    if kind == Kind.PEER:
         best: records.PeerRecord | None = None
         rejected = 0
         for payload in payloads:
@@ -99,9 +96,9 @@ def newest(kind: int, payloads: list[object], key: bytes, now: float) -> tuple[o
     return merged, rejected
 
 
-def same(kind: int, a: object, b: object) -> bool:
+def same(kind: Kind, a: object, b: object) -> bool:
     """Whether a replica's payload is already the newest (no read repair needed)."""
-    if kind == SHARED:
+    if kind == Kind.SHARED:
         try:
             return set(map(_sibling_key, siblings_from_wire(a))) == set(
                 map(_sibling_key, siblings_from_wire(b))

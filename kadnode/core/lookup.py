@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from kadnode.core.codec import Contact, Value
+from kadnode.core.messages import Contact, Value
 
 
 class State(Enum):

@@ -15,8 +15,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 
-from kadnode.core.codec import Contact
 from kadnode.core.ids import ID_BITS, ID_SPACE, in_half_open, in_open, ring_distance
+from kadnode.core.messages import Contact
 
 
 class RingView:

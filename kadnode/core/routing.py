@@ -16,8 +16,8 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kadnode.core.codec import Contact
 from kadnode.core.ids import ID_BITS
+from kadnode.core.messages import Contact
 
 _EMPTY: tuple = ()
 

@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from kadnode.core.codec import Value
-
-PLAIN, PEER, SHARED = 0, 1, 2
+from kadnode.core.messages import Kind, Value
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +29,7 @@ class Record:
     origin: bool
     # Next time this node re-sends the record (replicate or republish).
     resend_at: float
-    # PLAIN: any bmuller-compatible value; PEER: a signed peer record (wire
-    # form); SHARED: vector-clocked siblings (wire form).
-    kind: int = 0
+    kind: Kind = Kind.PLAIN
 
     @property
     def due_at(self) -> float:

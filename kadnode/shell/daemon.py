@@ -22,10 +22,10 @@ from typing import Any
 from kadnode import __version__
 from kadnode.config import Config
 from kadnode.core import kinds, records, vclock
-from kadnode.core.codec import Contact, Value
+from kadnode.core.events import PutResult, ReadResult
 from kadnode.core.identity import SEED_BYTES, Identity
 from kadnode.core.ids import to_hex
-from kadnode.core.node import Addr, PutResult, ReadResult
+from kadnode.core.messages import Addr, Contact, Value
 from kadnode.errors import KadnodeError, LocalProtocolError
 from kadnode.shell.api import QUESTIONS, build_routes
 from kadnode.shell.dns import resolve_seeds

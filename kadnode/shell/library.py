@@ -15,22 +15,21 @@ import random
 import time
 
 from kadnode.config import MAX_KEY_BYTES, Config
-from kadnode.core.codec import Value
-from kadnode.core.identity import Identity
-from kadnode.core.ids import key_digest, to_bytes
-from kadnode.core.node import (
-    Addr,
+from kadnode.core.events import (
     BootstrapResult,
     GetResult,
     LeaveResult,
     LookupResult,
-    NodeCore,
     PingResult,
     PutResult,
     ReadResult,
     RouteResult,
 )
-from kadnode.core.store import PEER, SHARED, MemoryStore
+from kadnode.core.identity import Identity
+from kadnode.core.ids import key_digest, to_bytes
+from kadnode.core.messages import Addr, Kind, Value
+from kadnode.core.node import NodeCore
+from kadnode.core.store import MemoryStore
 from kadnode.errors import LocalProtocolError
 from kadnode.shell.transport import UdpNode, open_udp_node
 
@@ -128,7 +127,7 @@ class Server:
     async def find_peer(self, node_id: int) -> ReadResult:
         """The verified peer record of ``node_id`` (quorum read, read repair)."""
         key = to_bytes(node_id)
-        return await self.udp.run(lambda core, now: core.read(key, PEER, now))
+        return await self.udp.run(lambda core, now: core.read(key, Kind.PEER, now))
 
     async def put_shared(self, key: str | bytes, value: Value, context: object = None) -> PutResult:
         digest = storage_key(key)
@@ -136,7 +135,7 @@ class Server:
 
     async def get_shared(self, key: str | bytes) -> ReadResult:
         digest = storage_key(key)
-        return await self.udp.run(lambda core, now: core.read(digest, SHARED, now))
+        return await self.udp.run(lambda core, now: core.read(digest, Kind.SHARED, now))
 
     def close(self) -> None:
         self.udp.close()

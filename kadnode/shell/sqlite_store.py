@@ -13,8 +13,9 @@ from pathlib import Path
 
 import msgpack
 
-from kadnode.core.codec import Contact, pack
+from kadnode.core.codec import pack
 from kadnode.core.ids import to_bytes
+from kadnode.core.messages import Contact, Kind
 from kadnode.core.store import Record
 from kadnode.errors import StorageError
 
@@ -63,7 +64,7 @@ class SqliteStore:
     def _row(row: tuple) -> Record:
         key, value, expires_at, origin, resend_at, kind = row
         value = msgpack.unpackb(value, raw=False)
-        return Record(bytes(key), value, expires_at, bool(origin), resend_at, kind)
+        return Record(bytes(key), value, expires_at, bool(origin), resend_at, Kind(kind))
 
     def get(self, key: bytes) -> Record | None:
         row = self._db.execute(

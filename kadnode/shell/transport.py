@@ -20,7 +20,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from kadnode.core.node import Addr, NodeCore
+from kadnode.core.messages import Addr
+from kadnode.core.node import NodeCore
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,9 @@ from enum import Enum
 from statistics import NormalDist
 
 from kadnode.config import Config
-from kadnode.core.node import Addr, NodeCore, OperationCompleted
+from kadnode.core.events import OperationCompleted
+from kadnode.core.messages import Addr
+from kadnode.core.node import NodeCore
 from kadnode.core.store import MemoryStore
 
 DATAGRAM, TIMER, CALL = 0, 1, 2

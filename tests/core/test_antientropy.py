@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from kadnode.config import Config
 from kadnode.core import antientropy
 from kadnode.core.ids import key_digest
+from kadnode.core.operations import shared_with
 from kadnode.core.store import MemoryStore
 from kadnode.sim.network import SimNetwork
 
@@ -47,14 +48,14 @@ def test_a_wiped_replica_is_refilled_by_a_neighbours_sync_with_less_than_a_repub
     assert len(held) > 100
     wiped.store = MemoryStore()
     neighbour = max(
-        nodes, key=lambda n: len(n._shared_with(wiped.id, net.now)) if n is not wiped else -1
+        nodes, key=lambda n: len(shared_with(n, wiped.id, net.now)) if n is not wiped else -1
     )
     peer = next(c for c in neighbour.table.contacts() if c.node_id == wiped.id)
     repair = net.call(neighbour, lambda c, now: c.sync(peer, now))
     net.run_until(net.now + 1)
     assert repair.keys_sent == repair.shared > 0
     assert {k for k in wiped.store.keys()} >= {
-        k for k, _, _ in neighbour._shared_with(wiped.id, net.now)
+        k for k, _, _ in shared_with(neighbour, wiped.id, net.now)
     }
     # Right after a wipe every value must travel: about what a republish costs.
     assert repair.bytes < 1.5 * repair.republish_bytes

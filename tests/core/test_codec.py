@@ -18,29 +18,39 @@ from kadnode.core.codec import (
     NATIVE_MAGIC,
     REQUEST,
     RESPONSE,
-    Contact,
-    FindNode,
-    FindReply,
-    FindValue,
-    Ping,
-    PingReply,
     Request,
     Response,
-    Store,
-    decode_datagram,
+    decode_reply,
+    encode,
     encode_request,
     encode_response,
     find_nodes_body,
-    find_reply_body,
     pack,
     parse_contacts,
-    parse_find_reply,
-    parse_ping_reply,
-    parse_ring_reply,
-    parse_store_reply,
-    parse_successor_reply,
 )
+from kadnode.core.codec import decode as decode_datagram
 from kadnode.core.ids import ID_MAX, to_bytes
+from kadnode.core.messages import (
+    BucketList,
+    Contact,
+    Digest,
+    FindNode,
+    FindSuccessor,
+    FindValue,
+    KeyList,
+    Kind,
+    NodesReply,
+    Ping,
+    PingReply,
+    Put,
+    PutReply,
+    RingQuery,
+    RingReply,
+    Store,
+    StoreReply,
+    SuccessorReply,
+    ValueReply,
+)
 from kadnode.errors import DecodeError
 
 PROPERTY = settings(max_examples=100, deadline=None)
@@ -190,15 +200,47 @@ def test_datagram_layout_is_rpcudp_framing() -> None:
 # ---- replies ----------------------------------------------------------------------
 
 
+def find_reply_body(contacts, native, value=None, ttl=None, token=None, kind=Kind.PLAIN):
+    """What a find reply's body is on the wire, read back as msgpack objects."""
+    if value is None:
+        reply: NodesReply | ValueReply = NodesReply(contacts, native, token)
+    else:
+        reply = ValueReply(value, native, ttl, token, kind)
+    return msgpack.unpackb(encode(b"m" * 20, reply)[HEADER:], raw=False)
+
+
+def parse_find_reply(body: object):
+    return decode_reply(FindNode(1, 2), body)
+
+
+def parse_ping_reply(body: object):
+    return decode_reply(Ping(1), body)
+
+
+def parse_store_reply(body: object):
+    return decode_reply(Store(1, bytes(20), 1), body)
+
+
+def parse_ring_reply(body: object):
+    return decode_reply(RingQuery(1), body)
+
+
+def parse_successor_reply(body: object):
+    return decode_reply(FindSuccessor(1, 2), body)
+
+
 @PROPERTY
 @given(st.lists(contacts, max_size=32), st.none() | st.binary(min_size=8, max_size=8))
 def test_prepacked_nodes_reply_is_byte_for_byte_the_packed_map(
     found: list[Contact], token: bytes | None
 ) -> None:
-    expected = pack(find_reply_body(found, True, token=token))
+    body: dict = {"nodes": [[to_bytes(c.node_id), c.host, c.port, int(c.native)] for c in found]}
+    if token is not None:
+        body["token"] = token
+    expected = pack(body)
     assert find_nodes_body(found, token) == expected
     assert find_nodes_body(found, token) == expected  # again, from the kept entries
-    assert umsgpack.unpackb(expected) == find_reply_body(found, True, token=token)
+    assert umsgpack.unpackb(expected) == body
 
 
 @PROPERTY
@@ -210,7 +252,7 @@ def test_find_reply_with_contacts_round_trip(
     assert isinstance(response, Response)
     assert response.msg_id == msg_id
     reply = parse_find_reply(response.body)
-    assert reply == FindReply(found, native=native)
+    assert reply == NodesReply(found, native=native)
     if native:  # the native dialect carries each contact's flag
         assert [c.native for c in reply.contacts] == [c.native for c in found]
     else:  # bmuller's [id, host, port] cannot say it
@@ -224,7 +266,7 @@ def test_native_find_reply_with_a_value_round_trip(
 ) -> None:
     body = decode(encode_response(msg_id, find_reply_body([], True, value, ttl))).body
     reply = parse_find_reply(body)
-    assert reply == FindReply([], native=True, found=True, value=value, ttl=ttl)
+    assert reply == ValueReply(value, native=True, ttl=ttl)
     assert type(reply.value) is type(value)
 
 
@@ -235,14 +277,13 @@ def test_bmuller_find_reply_with_a_value_has_no_ttl(
 ) -> None:
     body = decode(encode_response(msg_id, find_reply_body([], False, value, ttl))).body
     assert body == {"value": value}  # exactly what kademlia 2.2.3 returns
-    assert parse_find_reply(body) == FindReply([], native=False, found=True, value=value)
+    assert parse_find_reply(body) == ValueReply(value, native=False)
 
 
 @pytest.mark.parametrize("value", [0, False, "", b"", 0.0])
 def test_falsy_values_are_found_values(value: object) -> None:
     reply = parse_find_reply(find_reply_body([Contact(1, "h", 1)], True, value, 5.0))
-    assert reply.found
-    assert reply.contacts == []
+    assert type(reply) is ValueReply
     assert strictly_equal(reply.value, value)
 
 
@@ -251,8 +292,8 @@ def test_bmuller_find_reply_shapes() -> None:
     assert find_reply_body([one], False) == [[to_bytes(0xAB), "10.0.0.1", 8468]]
     assert find_reply_body([one], True) == {"nodes": [[to_bytes(0xAB), "10.0.0.1", 8468, 1]]}
     assert find_reply_body([], False) == []
-    assert parse_find_reply([]) == FindReply([], native=False)
-    assert parse_find_reply({"nodes": []}) == FindReply([], native=True)
+    assert parse_find_reply([]) == NodesReply([], native=False)
+    assert parse_find_reply({"nodes": []}) == NodesReply([], native=True)
 
 
 def test_parse_contacts_takes_three_and_four_element_entries() -> None:
@@ -344,10 +385,96 @@ def test_parse_find_reply_rejects_the_ttls_a_store_request_rejects(ttl: object) 
         parse_find_reply({"value": 1, "ttl": ttl})
 
 
+# ---- every message, both ways ------------------------------------------------------
+
+tokens = st.binary(min_size=8, max_size=8)
+keys = id_bytes
+lifetimes = st.floats(min_value=0, max_value=1e9)
+requests = st.one_of(
+    st.builds(Ping, node_ids),
+    st.builds(Store, node_ids, keys, values),
+    st.builds(Store, node_ids, keys, values, lifetimes, tokens),
+    st.builds(FindNode, node_ids, node_ids),
+    st.builds(FindValue, node_ids, keys),
+    st.builds(RingQuery, node_ids),
+    st.builds(FindSuccessor, node_ids, node_ids),
+    st.builds(Digest, node_ids, st.lists(tokens, min_size=64, max_size=64)),
+    st.builds(
+        KeyList,
+        node_ids,
+        st.lists(st.integers(0, 63), max_size=8),
+        st.lists(st.tuples(keys, tokens), max_size=8),
+    ),
+    st.builds(
+        Put,
+        node_ids,
+        keys,
+        st.sampled_from([Kind.PEER, Kind.SHARED]),
+        values,
+        lifetimes,
+        tokens,
+    ),
+)
+
+
+@PROPERTY
+@given(msg_ids, requests)
+def test_every_request_decodes_to_the_message_encoded(msg_id: bytes, message: object) -> None:
+    decoded = decode(encode(msg_id, message))
+    assert isinstance(decoded, Request) and decoded.msg_id == msg_id
+    expected = message
+    if isinstance(message, KeyList):  # msgpack arrays read back as lists
+        expected = KeyList(message.sender_id, message.buckets, [tuple(e) for e in message.entries])
+    assert decoded.message == expected
+
+
+# Each reply with a request it can answer.
+replies = st.one_of(
+    st.tuples(st.just(Ping(1)), st.builds(PingReply, node_ids, st.none() | tokens)),
+    st.tuples(
+        st.sampled_from([FindNode(1, 2), FindValue(1, bytes(20))]),
+        st.builds(NodesReply, contact_lists, st.just(True), st.none() | tokens),
+    ),
+    st.tuples(
+        st.just(FindValue(1, bytes(20))),
+        st.builds(ValueReply, values, st.just(True), lifetimes, st.none() | tokens),
+    ),
+    st.tuples(st.just(Store(1, bytes(20), 1)), st.just(StoreReply(True))),
+    st.tuples(
+        st.just(Put(1, bytes(20), Kind.PEER, 1, 1.0, bytes(8))),
+        st.builds(PutReply, st.none() | st.text(min_size=1, max_size=200)),
+    ),
+    st.tuples(
+        st.just(RingQuery(1)),
+        st.builds(RingReply, st.none() | contacts, st.lists(contacts, max_size=16)),
+    ),
+    st.tuples(
+        st.just(FindSuccessor(1, 2)),
+        st.one_of(
+            st.builds(SuccessorReply, st.booleans(), contacts),
+            st.just(SuccessorReply(True, None)),
+        ),
+    ),
+    st.tuples(
+        st.sampled_from([Digest(1, [bytes(8)] * 64), KeyList(1, [], [])]),
+        st.builds(BucketList, st.lists(st.integers(0, 255), max_size=64)),
+    ),
+)
+
+
+@PROPERTY
+@given(msg_ids, replies)
+def test_every_reply_reads_back_as_the_reply_encoded(msg_id: bytes, pair: tuple) -> None:
+    request, reply = pair
+    response = decode(encode(msg_id, reply))
+    assert isinstance(response, Response) and response.msg_id == msg_id
+    assert decode_reply(request, response.body) == reply
+
+
 def test_ping_and_store_replies() -> None:
     assert parse_ping_reply(to_bytes(42)) == PingReply(42, None)
     assert parse_ping_reply({"id": to_bytes(42), "token": bytes(8)}) == PingReply(42, bytes(8))
-    assert parse_store_reply(True) is True
+    assert parse_store_reply(True) == StoreReply(True)
     for bad in (None, 42, bytes(19), bytes(21), "00" * 20, [to_bytes(42)]):
         with pytest.raises(DecodeError):
             parse_ping_reply(bad)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kadnode.core.codec import Contact
 from kadnode.core.lookup import Lookup, LookupOutcome
+from kadnode.core.messages import Contact
 
 SELF = 1000  # the id of the node running the lookup; not in anyone's network below
 

@@ -10,10 +10,12 @@ import pytest
 
 from kadnode.config import Config
 from kadnode.core import codec
-from kadnode.core.codec import NATIVE_MAGIC, Contact
+from kadnode.core.codec import NATIVE_MAGIC
+from kadnode.core.events import PingResult
 from kadnode.core.ids import ID_BYTES, key_digest
 from kadnode.core.lookup import Lookup
-from kadnode.core.node import NodeCore, PingResult
+from kadnode.core.messages import Contact, Ping
+from kadnode.core.node import NodeCore
 from kadnode.core.store import MemoryStore
 from kadnode.errors import LocalProtocolError
 from kadnode.sim.network import SimNetwork
@@ -37,7 +39,7 @@ def reply_to(node: NodeCore, body: object) -> bytes:
 
 
 def sent(node: NodeCore) -> list[tuple[object, tuple[str, int]]]:
-    return [(codec.decode_datagram(d, 10_000), a) for d, a in node.datagrams_to_send()]
+    return [(codec.decode(d, 10_000), a) for d, a in node.datagrams_to_send()]
 
 
 def test_a_ping_retransmits_once_then_fails_at_exact_times():
@@ -84,16 +86,8 @@ def test_a_contact_is_dropped_on_the_third_consecutive_failure_not_the_first():
     node.table.seen(contact, 0.0)
     for attempt in range(3):
         assert PEER_ID in node.table, attempt
-        node._request(
-            PEER,
-            contact,
-            "ping",
-            [node.id_bytes],
-            codec.parse_ping_reply,
-            lambda *_: None,
-            lambda *_: None,
-            10.0 * attempt,
-            1,
+        node.requests.send(
+            PEER, contact, Ping(node.id), lambda *_: None, lambda *_: None, 10.0 * attempt, 1
         )
         node.handle_timer(10.0 * attempt + 5.0)
     assert PEER_ID not in node.table
@@ -111,7 +105,7 @@ def test_requests_are_answered_in_the_dialect_of_the_asker():
     native = request("find_value", [PEER_ID.to_bytes(20, "big"), key], NATIVE_MAGIC + b"\x00" * 16)
     node.receive_datagram(native, PEER, 10.0)
     body = sent(node)[0][0].body
-    assert body == {"value": "v", "ttl": 86400.0 - 5.0, "token": node._token_for(PEER[0])}
+    assert body == {"value": "v", "ttl": 86400.0 - 5.0, "token": node.tokens.token_for(PEER[0])}
 
 
 def native_token(node: NodeCore, addr=PEER, now: float = 0.0) -> bytes:
@@ -139,11 +133,11 @@ def test_a_native_store_needs_a_token_given_to_the_same_address():
 def test_tokens_stay_valid_for_one_rotation_then_expire():
     node = core()
     token = native_token(node)
-    assert node._token_valid(PEER[0], token)
+    assert node.tokens.valid(PEER[0], token)
     node.handle_timer(300.0)  # the secret rotates; the previous one is still accepted
-    assert node._token_valid(PEER[0], token)
+    assert node.tokens.valid(PEER[0], token)
     node.handle_timer(600.0)
-    assert not node._token_valid(PEER[0], token)
+    assert not node.tokens.valid(PEER[0], token)
 
 
 def test_bad_datagrams_are_counted_and_dropped():
@@ -273,7 +267,7 @@ def test_ids_are_20_bytes_on_the_wire():
     node = core()
     node.ping(PEER, 0.0)
     [(data, _)] = node.datagrams_to_send()
-    message = codec.decode_datagram(data, 10_000)
+    message = codec.decode(data, 10_000)
     assert message.message.sender_id == node.id
     assert len(node.id_bytes) == ID_BYTES
     # The raw wire: type byte + 20-byte message id, then msgpack [method, args].

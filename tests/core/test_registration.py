@@ -14,8 +14,8 @@ from kadnode.core import codec, kinds, records, vclock
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.identity import Identity
 from kadnode.core.ids import key_digest
+from kadnode.core.messages import Kind
 from kadnode.core.node import NodeCore
-from kadnode.core.store import PEER, SHARED
 from kadnode.errors import LocalProtocolError
 from kadnode.sim.network import SimNetwork
 
@@ -40,7 +40,7 @@ def network(n: int, seed: int = 21, **config) -> tuple[SimNetwork, list[NodeCore
 
 
 def find_peer(net: SimNetwork, reader: NodeCore, node_id: int):
-    return net.call(reader, lambda c, now: c.read(node_id.to_bytes(20, "big"), PEER, now))
+    return net.call(reader, lambda c, now: c.read(node_id.to_bytes(20, "big"), Kind.PEER, now))
 
 
 def test_a_registered_address_is_found_verified_and_a_new_one_wins_by_sequence():
@@ -62,12 +62,12 @@ def test_a_registered_address_is_found_verified_and_a_new_one_wins_by_sequence()
 
 def raw_put(net: SimNetwork, target: NodeCore, sender: NodeCore, key: bytes, payload) -> object:
     """A kn_put straight from ``sender``'s address, with a token it was given."""
-    token = target._token_for(sender.addr[0])
-    args = [sender.id_bytes, key, PEER, payload, 3600.0, token]
+    token = target.tokens.token_for(sender.addr[0])
+    args = [sender.id_bytes, key, Kind.PEER, payload, 3600.0, token]
     target.receive_datagram(
         codec.encode_request(NATIVE_MAGIC + bytes(16), "kn_put", args), sender.addr, net.now
     )
-    [(reply, _)] = [(codec.decode_datagram(d, 10_000), a) for d, a in target.datagrams_to_send()]
+    [(reply, _)] = [(codec.decode(d, 10_000), a) for d, a in target.datagrams_to_send()]
     return reply.body
 
 
@@ -125,7 +125,7 @@ def test_forged_records_are_refused_with_a_reason_and_reads_return_the_genuine_o
     # A plain STORE cannot overwrite it either.
     plain = codec.encode_request(bytes(20), "store", [attacker.id_bytes, key, "junk"])
     replica.receive_datagram(plain, attacker.addr, net.now)
-    assert codec.decode_datagram(replica.datagrams_to_send()[0][0], 10_000).body is False
+    assert codec.decode(replica.datagrams_to_send()[0][0], 10_000).body is False
     found = records.from_wire(find_peer(net, nodes[20], victim.id).payload)
     assert found == genuine
 
@@ -136,12 +136,12 @@ def test_concurrent_shared_writes_become_siblings_and_a_write_naming_both_resolv
     x, y, reader = nodes[4], nodes[11], nodes[15]
     net.call(x, lambda c, now: c.put_shared(key, "from x", None, now))
     net.call(y, lambda c, now: c.put_shared(key, "from y", None, now))
-    read = net.call(reader, lambda c, now: c.read(key, SHARED, now))
+    read = net.call(reader, lambda c, now: c.read(key, Kind.SHARED, now))
     siblings = kinds.siblings_from_wire(read.payload)
     assert sorted(s.value for s in siblings) == ["from x", "from y"]
     context = vclock.to_wire(vclock.context(siblings))
     net.call(reader, lambda c, now: c.put_shared(key, "merged", context, now))
-    after = net.call(x, lambda c, now: c.read(key, SHARED, now))
+    after = net.call(x, lambda c, now: c.read(key, Kind.SHARED, now))
     assert [s.value for s in kinds.siblings_from_wire(after.payload)] == ["merged"]
 
 
@@ -160,13 +160,13 @@ def test_a_put_below_the_write_quorum_fails_clearly_and_a_later_read_repairs():
     for dead in closest[:12]:
         net.down.discard(dead.addr)
     # The replicas that were down come back empty; a read finds them and repairs.
-    read = net.call(nodes[30], lambda c, now: c.read(key, SHARED, now))
+    read = net.call(nodes[30], lambda c, now: c.read(key, Kind.SHARED, now))
     assert read.found and read.repaired >= 12 and read.answered >= 19
     net.run_until(net.now + 1)
     assert all(n.store.get(key) is not None for n in closest)
 
 
-@pytest.mark.parametrize("kind", [PEER, SHARED])
+@pytest.mark.parametrize("kind", [Kind.PEER, Kind.SHARED])
 def test_reads_of_nothing_are_not_found_and_repair_nothing(kind):
     net, nodes = network(12)
     read = net.call(nodes[2], lambda c, now: c.read(key_digest("absent"), kind, now))
@@ -178,7 +178,7 @@ def test_a_second_blind_write_from_the_same_node_replaces_its_first_not_dropped(
     key = key_digest("twice")
     net.call(nodes[2], lambda c, now: c.put_shared(key, "first", None, now))
     net.call(nodes[2], lambda c, now: c.put_shared(key, "second", None, now))
-    read = net.call(nodes[7], lambda c, now: c.read(key, SHARED, now))
+    read = net.call(nodes[7], lambda c, now: c.read(key, Kind.SHARED, now))
     # One writer's later write follows its earlier one (its counter moves on).
     [only] = kinds.siblings_from_wire(read.payload)
     assert only.value == "second" and only.clock.get(nodes[2].id) == 2

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kadnode.config import Config
-from kadnode.core.codec import Contact
 from kadnode.core.ids import ID_BITS, ID_SPACE, key_digest, ring_distance
+from kadnode.core.messages import Contact
 from kadnode.core.node import NodeCore
 from kadnode.core.ring import Fingers, RingView, brute_successor
 from kadnode.sim.network import SimNetwork

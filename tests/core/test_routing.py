@@ -11,8 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kadnode.config import RTO_ALPHA, RTO_BETA
-from kadnode.core.codec import Contact
 from kadnode.core.ids import ID_BITS, ID_MAX, log_distance
+from kadnode.core.messages import Contact
 from kadnode.core.routing import RoutingTable, rtt_update
 
 GOOD_FOR = 100.0

@@ -40,10 +40,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kadnode.core import records, vclock
+from kadnode.core.events import PutResult, ReadResult
 from kadnode.core.identity import Identity
 from kadnode.core.ids import parse_hex, to_hex
-from kadnode.core.node import PutResult, ReadResult
-from kadnode.core.store import SHARED
+from kadnode.core.messages import Kind
 from kadnode.errors import ApiError, LocalProtocolError
 from kadnode.inputs import parse_hostport
 from kadnode.shell import api, daemon
@@ -360,7 +360,7 @@ def test_the_daemons_reply_helpers_match_the_declared_schemas():
     written = daemon.put_json(to_hex(me.node_id), put, 0.0)
     check_schema(api.REGISTER_SCHEMA, {**written, "record": daemon.record_json(record)})
     check_schema(api.PUT_SCHEMA, written)
-    read = ReadResult(b"k" * 20, SHARED, [], 20, 19, 18, 17, 2, 1, 11)
+    read = ReadResult(b"k" * 20, Kind.SHARED, [], 20, 19, 18, 17, 2, 1, 11)
     clock = vclock.VectorClock.of({me.node_id: 3, 1: 2**63 - 1})
     shared = {
         "key": "k",

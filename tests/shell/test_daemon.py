@@ -33,14 +33,7 @@ from daemons import (
 )
 
 from kadnode.config import MAX_DATAGRAM
-from kadnode.core.codec import (
-    REQUEST,
-    RESPONSE,
-    Response,
-    decode_datagram,
-    encode_request,
-    encode_response,
-)
+from kadnode.core.codec import REQUEST, RESPONSE, Response, decode, encode_request, encode_response
 from kadnode.errors import DecodeError, KadnodeError
 
 
@@ -259,7 +252,7 @@ def hostile_datagrams(rng: random.Random, count: int) -> Iterator[bytes]:
 def expected_outcome(data: bytes) -> str:
     """Which of the daemon's counters this datagram should move."""
     try:
-        message = decode_datagram(data, MAX_DATAGRAM)
+        message = decode(data, MAX_DATAGRAM)
     except DecodeError:
         return "bad_datagrams"
     return "unexpected_responses" if type(message) is Response else "requests_in"

@@ -17,7 +17,7 @@ from typing import Any
 from kadnode.cli.client import ApiClient
 from kadnode.config import Config
 from kadnode.core.ids import ID_BITS, ID_SPACE, key_digest, key_id, ring_distance, to_hex
-from kadnode.core.node import Addr
+from kadnode.core.messages import Addr
 from kadnode.core.ring import brute_successor
 from kadnode.errors import ApiError
 from kadnode.shell.api import QUESTIONS

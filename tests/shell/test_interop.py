@@ -26,7 +26,7 @@ from kadnode.config import Config
 from kadnode.core import codec
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.ids import ID_BYTES, to_bytes
-from kadnode.core.node import Addr
+from kadnode.core.messages import Addr, FindNode
 from kadnode.shell.library import Server
 
 HOST = "127.0.0.1"
@@ -97,7 +97,7 @@ async def quiesce(bmullers: list[KademliaServer], kadnodes: list[Server]) -> Non
     """
     for _ in range(100):
         busy = any(b.protocol._outstanding for b in bmullers)
-        busy = busy or any(k.core._pending for k in kadnodes)
+        busy = busy or any(len(k.core.requests) for k in kadnodes)
         if not busy:
             return
         await asyncio.sleep(0.05)
@@ -130,7 +130,7 @@ class RawPeer(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
-        reply = codec.decode_datagram(data, codec.HEADER + 65536)
+        reply = codec.decode(data, codec.HEADER + 65536)
         assert isinstance(reply, codec.Response)
         future = self.waiting.pop(reply.msg_id, None)
         if future is not None and not future.done():
@@ -391,7 +391,7 @@ async def test_native_requester_gets_native_replies_and_plain_requester_bmullers
         for peer in nodes[1:]:
             assert entries[to_bytes(peer.id)] == [to_bytes(peer.id), HOST, peer.address[1], 1]
         assert len(entries) == 3
-        parsed = codec.parse_find_reply(native)
+        parsed = codec.decode_reply(FindNode(0, 0), native)
         assert parsed.native
         assert {c.node_id for c in parsed.contacts if c.native} == {n.id for n in nodes[1:]}
 

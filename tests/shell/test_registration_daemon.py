@@ -32,9 +32,9 @@ from daemons import (
 
 from kadnode.config import MAX_DATAGRAM
 from kadnode.core import records
-from kadnode.core.codec import NATIVE_MAGIC, Response, decode_datagram, encode_request
+from kadnode.core.codec import NATIVE_MAGIC, Response, decode, encode_request
 from kadnode.core.identity import Identity
-from kadnode.core.store import PEER
+from kadnode.core.messages import Kind
 
 REGISTERED = re.compile(r"registered ([0-9a-f]{40}) at .*: (\d+) of (\d+) replicas acknowledged")
 MOVE_TIMEOUT = 10.0  # a restarted node re-registers right after joining
@@ -135,7 +135,7 @@ class RawNode:
         self.sock.sendto(encode_request(msg_id, method, [self.id, *args]), (HOST, daemon.port))
         deadline = time.monotonic() + RAW_TIMEOUT
         while time.monotonic() < deadline:
-            message = decode_datagram(self.sock.recv(MAX_DATAGRAM), MAX_DATAGRAM)
+            message = decode(self.sock.recv(MAX_DATAGRAM), MAX_DATAGRAM)
             if type(message) is Response and message.msg_id == msg_id:
                 return message.body
         raise AssertionError(f"no reply to {method} from {daemon.name}")
@@ -148,11 +148,13 @@ class RawNode:
     def record(self, daemon: Daemon, node_id: str) -> list:
         """The peer record ``daemon`` holds for ``node_id``, in wire form."""
         reply = self.request(daemon, "find_value", [bytes.fromhex(node_id)])
-        assert reply.get("kind") == PEER, reply
+        assert reply.get("kind") == Kind.PEER, reply
         return reply["value"]
 
     def put_record(self, daemon: Daemon, node_id: str, wire: list, token: bytes) -> Any:
-        return self.request(daemon, "kn_put", [bytes.fromhex(node_id), PEER, wire, 3600.0, token])
+        return self.request(
+            daemon, "kn_put", [bytes.fromhex(node_id), Kind.PEER, wire, 3600.0, token]
+        )
 
 
 def test_forged_records_are_refused_and_find_peer_returns_the_genuine_one(

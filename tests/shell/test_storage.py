@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kadnode.core.codec import Contact
+from kadnode.core.messages import Contact
 from kadnode.core.store import MemoryStore, Record
 from kadnode.errors import StorageError
 from kadnode.shell.sqlite_store import SqliteStore

@@ -1,0 +1,135 @@
+"""What operations report: one result type each, and the event that carries it. Pure.
+
+A NodeCore operation (``ping``, ``lookup``, ``put``...) returns an operation
+id at once; its result arrives later from ``NodeCore.next_event()`` as an
+:class:`OperationCompleted` with the id and one of these results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kadnode.core.messages import Addr, Contact, Kind, Value
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    addr: Addr
+    node_id: int | None  # None: no answer
+    rtt: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapResult:
+    seeds: int
+    answered: int
+    table_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    target: int
+    closest: list[Contact]
+    peer: Contact | None  # the node with the target id, when it answered
+    queried: int
+    answered: int
+    failed: int
+    hops: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    key: bytes
+    value: Value | None
+    found: bool
+    source: Contact | None  # None: this node's own store
+    queried: int
+    hops: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    key: bytes
+    acks: int
+    replicas: list[Contact]  # the nodes that acknowledged
+    asked: int
+    queried: int
+    needed: int = 0  # the write quorum W for this replica set
+    replica_set: int = 0  # the k closest found, answering or not
+    refused: tuple[str, ...] = ()  # reasons replicas gave for refusing
+
+    @property
+    def quorum(self) -> bool:
+        return self.acks >= self.needed
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """A quorum read of a peer record or a shared value."""
+
+    key: bytes
+    kind: Kind
+    payload: object | None  # the newest (kinds.newest), None: not found
+    replica_set: int  # the k closest found, answering or not
+    answered: int  # of those, how many answered
+    holding: int  # of those, how many held some version
+    agreeing: int  # of those, how many held the newest already
+    repaired: int  # read repairs sent to stale or empty replicas
+    rejected: int  # invalid versions seen (bad signature, expired...)
+    needed: int  # the read quorum R for this replica set
+
+    @property
+    def found(self) -> bool:
+        return self.payload is not None
+
+    @property
+    def quorum(self) -> bool:
+        return self.answered >= self.needed
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """Chord routing to the successor of ``key``."""
+
+    key: int
+    successor: Contact | None  # None: this node owns the key (or routing failed)
+    ok: bool
+    hops: int  # requests along the route (0: answered from our own view)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveResult:
+    """A graceful leave: every held value handed to the k closest remaining."""
+
+    keys: int
+    stores: int
+    acks: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """One anti-entropy exchange with a neighbour, seen from its initiator."""
+
+    peer: Contact
+    shared: int  # keys we hold that the peer should hold too
+    buckets_differ: int
+    keys_offered: int  # (key, fingerprint) pairs sent for differing buckets
+    keys_sent: int  # values the peer lacked and received
+    bytes: int  # every datagram of the exchange, both directions
+    republish_bytes: int  # what re-sending every shared value would have cost
+
+
+@dataclass(frozen=True, slots=True)
+class OperationCompleted:
+    op_id: int
+    result: (
+        PingResult
+        | BootstrapResult
+        | LookupResult
+        | GetResult
+        | PutResult
+        | ReadResult
+        | RouteResult
+        | LeaveResult
+        | SyncResult
+    )

@@ -1,0 +1,211 @@
+"""Every message on the wire, as a frozen dataclass. Pure, no I/O.
+
+Requests carry the sender's id first, as bmuller/kademlia's RPCs do; replies
+are what a request gets back. :mod:`kadnode.core.codec` turns each into
+bytes and back, one table each way. The wire shapes (rpcudp framing, bmuller's
+argument lists, the native dialect) are described there.
+
+Also here: :class:`Contact` (a node as others see it), the storable
+:data:`Value` types and the :class:`Kind` of a stored value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+Addr = tuple[str, int]  # (host, port) of a UDP endpoint
+
+# Values bmuller/kademlia accepts (kademlia.utils.check_dht_value_type).
+Value = int | float | bool | str | bytes
+VALUE_TYPES = (int, float, bool, str, bytes)
+
+
+class Kind(IntEnum):
+    """What a stored value is (kadnode.core.kinds has each one's merge rule)."""
+
+    PLAIN = 0  # any bmuller-compatible value; the last STORE wins
+    PEER = 1  # a signed peer record (kadnode.core.records), wire form
+    SHARED = 2  # vector-clocked siblings (kadnode.core.vclock), wire form
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+
+_LABELS = {Kind.PLAIN: "plain", Kind.PEER: "peer record", Kind.SHARED: "shared"}
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A node as others see it. Equality is (id, host, port)."""
+
+    node_id: int
+    host: str
+    port: int
+    native: bool = field(default=False, compare=False)
+    # Its native [id, host, port, flags] entry, packed once when first sent
+    # (see kadnode.core.codec.find_nodes_body).
+    wire: bytes = field(default=b"", init=False, compare=False, repr=False)
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+# ---- requests ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    sender_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """A plain value. bmuller's three arguments, or native with the remaining
+    lifetime and the write token the receiver gave the sender."""
+
+    sender_id: int
+    key: bytes
+    value: Value
+    ttl: float | None = None  # native only: remaining lifetime
+    token: bytes | None = None  # native only: write token from a recent reply
+
+
+@dataclass(frozen=True, slots=True)
+class FindNode:
+    sender_id: int
+    target: int
+
+
+@dataclass(frozen=True, slots=True)
+class FindValue:
+    sender_id: int
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RingQuery:
+    """Native: "who are your predecessor and successors?" (Chord stabilize).
+
+    Being asked is also Chord's notify: the receiver offers the sender to its
+    own ring view, as it does with every request.
+    """
+
+    sender_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class FindSuccessor:
+    """Native: one step of Chord routing towards the successor of ``key``."""
+
+    sender_id: int
+    key: int
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Native: bucket hashes of the keys the sender thinks we share."""
+
+    sender_id: int
+    hashes: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyList:
+    """Native: (key, fingerprint) pairs for whole buckets that differed."""
+
+    sender_id: int
+    buckets: list[int]
+    entries: list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Native: write a signed peer record or a shared value (kadnode.core.kinds)."""
+
+    sender_id: int
+    key: bytes
+    kind: Kind
+    payload: object  # checked by kadnode.core.kinds for its kind
+    ttl: float
+    token: bytes
+
+
+RequestMessage = (
+    Ping | Store | FindNode | FindValue | RingQuery | FindSuccessor | Digest | KeyList | Put
+)
+
+
+# ---- replies -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PingReply:
+    node_id: int
+    token: bytes | None  # native replies carry a write token
+
+
+@dataclass(frozen=True, slots=True)
+class NodesReply:
+    """find_node, or find_value without the value: the closest contacts known."""
+
+    contacts: list[Contact]
+    native: bool
+    token: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValueReply:
+    """find_value with the value: plain, or (native only) another kind."""
+
+    value: object
+    native: bool
+    ttl: float | None = None  # native only: its remaining lifetime
+    token: bytes | None = None
+    kind: Kind = Kind.PLAIN
+
+
+FindReply = NodesReply | ValueReply
+
+
+@dataclass(frozen=True, slots=True)
+class StoreReply:
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PutReply:
+    reason: str | None  # None: taken; else the replica's one-line reason
+
+
+@dataclass(frozen=True, slots=True)
+class RingReply:
+    predecessor: Contact | None
+    successors: list[Contact]
+
+
+@dataclass(frozen=True, slots=True)
+class SuccessorReply:
+    done: bool  # True: ``node`` is the key's successor; False: ask ``node`` next
+    node: Contact | None  # None: the responder itself
+
+
+@dataclass(frozen=True, slots=True)
+class BucketList:
+    """Reply to kn_digest (buckets that differ) or kn_keys (entries wanted)."""
+
+    indices: list[int]
+
+
+ReplyMessage = (
+    PingReply
+    | NodesReply
+    | ValueReply
+    | StoreReply
+    | PutReply
+    | RingReply
+    | SuccessorReply
+    | BucketList
+)

@@ -1,0 +1,223 @@
+"""Requests in flight: sending, retransmission, soft timeouts, RTO, reply matching. Pure.
+
+The shape of aioquic's ``recovery.py`` for a request/response protocol over
+UDP. Each request gets an unpredictable message id (with kadnode's native
+prefix) and a deadline from an RFC 6298 retransmission timeout: per contact
+when we have measured it, else over all contacts, else the initial 1 s,
+bounded by a floor and a ceiling. At a deadline a request is either
+retransmitted with the same id and a doubled timeout (RFC 6298 5.5), or
+given a soft timeout (lookups: the caller moves on, a late reply still
+counts), or failed. A reply is matched on message id *and* the address it
+was sent to; RTT samples follow Karn's rule (none from retransmissions).
+
+Bounded: at most ``max_pending_requests`` outstanding; beyond that a request
+is refused at once (its failure callback runs).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kadnode.config import RTO_ALPHA, RTO_BETA, RTO_K, Config
+from kadnode.core import codec
+from kadnode.core.codec import NATIVE_MAGIC, Response
+from kadnode.core.messages import Addr, Contact, ReplyMessage, RequestMessage
+from kadnode.core.routing import RoutingTable, rtt_update
+from kadnode.errors import DecodeError
+
+OnReply = Callable[[ReplyMessage, float], None]
+OnTime = Callable[[float], None]
+
+
+@dataclass(slots=True)
+class Pending:
+    msg_id: bytes
+    addr: Addr
+    contact: Contact | None  # None when we only know an address (bootstrap)
+    message: RequestMessage
+    datagram: bytes
+    attempts_left: int
+    sent_at: float
+    deadline: float
+    rto: float
+    retransmitted: bool
+    on_reply: OnReply
+    on_fail: OnTime
+    # Lookups: called at the first deadline instead of failing (a soft
+    # timeout); the request stays open, backed off, for a late reply.
+    on_stall: OnTime | None = None
+
+
+class Requests:
+    """Outstanding requests of one node, with their deadlines and RTT estimates.
+
+    ``out`` is the node's list of datagrams to send; ``failed`` is told of
+    every contact whose request timed out or got a broken reply.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        rng: random.Random,
+        stats: Counter[str],
+        table: RoutingTable,
+        out: list[tuple[bytes, Addr]],
+        failed: Callable[[Contact | None], None],
+    ):
+        self.config = config
+        self.rng = rng
+        self.stats = stats
+        self.table = table
+        self.out = out
+        self.failed = failed
+        self.pending: dict[bytes, Pending] = {}
+        self._deadlines: list[tuple[float, bytes]] = []
+        self._srtt: float | None = None  # over all contacts, for unknown ones
+        self._rttvar = 0.0
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    # ---- timeouts (RFC 6298) ----------------------------------------------------
+
+    def smoothed_rtt(self, contact: Contact | None) -> tuple[float, float] | None:
+        """(srtt, rttvar): the contact's own, else over all contacts, else None."""
+        entry = self.table.get(contact.node_id) if contact is not None else None
+        if entry is not None and entry.srtt is not None:
+            return entry.srtt, entry.rttvar
+        if self._srtt is not None:
+            return self._srtt, self._rttvar
+        return None
+
+    def rtt_estimate(self, contact: Contact) -> float:
+        smoothed = self.smoothed_rtt(contact)
+        return smoothed[0] if smoothed else self.config.rto_initial
+
+    def rto(self, contact: Contact | None) -> float:
+        cfg = self.config
+        smoothed = self.smoothed_rtt(contact)
+        rto = smoothed[0] + RTO_K * smoothed[1] if smoothed else cfg.rto_initial
+        return min(max(rto, cfg.rto_floor), cfg.rto_ceil)
+
+    # ---- out ------------------------------------------------------------------------
+
+    def send(
+        self,
+        addr: Addr,
+        contact: Contact | None,
+        message: RequestMessage,
+        on_reply: OnReply,
+        on_fail: OnTime,
+        now: float,
+        attempts: int,
+        on_stall: OnTime | None = None,
+    ) -> int:
+        """Send a request; returns the datagram's size (0: refused)."""
+        if len(self.pending) >= self.config.max_pending_requests:
+            self.stats["requests_refused"] += 1
+            on_fail(now)
+            return 0
+        msg_id = NATIVE_MAGIC + self.rng.getrandbits(128).to_bytes(16, "big")
+        datagram = codec.encode(msg_id, message)
+        rto = self.rto(contact)
+        pending = Pending(
+            msg_id,
+            addr,
+            contact,
+            message,
+            datagram,
+            attempts - 1,
+            now,
+            now + rto,
+            rto,
+            False,
+            on_reply,
+            on_fail,
+            on_stall,
+        )
+        self.pending[msg_id] = pending
+        heapq.heappush(self._deadlines, (pending.deadline, msg_id))
+        self.out.append((datagram, addr))
+        self.stats["requests_out"] += 1
+        return len(datagram)
+
+    # ---- deadlines --------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        deadlines = self._deadlines
+        while deadlines:  # drop answered requests' deadlines (lazy deletion)
+            deadline, msg_id = deadlines[0]
+            pending = self.pending.get(msg_id)
+            if pending is not None and pending.deadline == deadline:
+                return deadline
+            heapq.heappop(deadlines)
+        return None
+
+    def expire(self, now: float) -> None:
+        """Act on every deadline that has passed."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline, msg_id = heapq.heappop(deadlines)
+            pending = self.pending.get(msg_id)
+            if pending is not None and pending.deadline == deadline:
+                self._expire(pending, now)
+
+    def _expire(self, pending: Pending, now: float) -> None:
+        if pending.on_stall is not None:
+            # Soft timeout: the caller moves on; a late reply still counts
+            # until the backed-off deadline (a slow node is not a dead one).
+            stalled, pending.on_stall = pending.on_stall, None
+            self._back_off(pending, now)
+            self.stats["stalls"] += 1
+            stalled(now)
+            return
+        if pending.attempts_left > 0:
+            # Retransmit with the same message id; back off (RFC 6298 5.5).
+            pending.attempts_left -= 1
+            pending.retransmitted = True
+            self._back_off(pending, now)
+            self.out.append((pending.datagram, pending.addr))
+            self.stats["retransmits"] += 1
+            return
+        del self.pending[pending.msg_id]
+        self.stats["timeouts"] += 1
+        self.failed(pending.contact)
+        pending.on_fail(now)
+
+    def _back_off(self, pending: Pending, now: float) -> None:
+        pending.rto = min(pending.rto * 2, self.config.rto_ceil)
+        pending.deadline = now + pending.rto
+        heapq.heappush(self._deadlines, (pending.deadline, pending.msg_id))
+
+    # ---- in ---------------------------------------------------------------------------
+
+    def match(
+        self, response: Response, addr: Addr, now: float
+    ) -> tuple[Pending, ReplyMessage] | None:
+        """The request ``response`` answers and the reply read from it, or None
+        (unexpected, or a broken reply: then the request has failed)."""
+        pending = self.pending.get(response.msg_id)
+        if pending is None or pending.addr != addr:
+            self.stats["unexpected_responses"] += 1
+            return None
+        del self.pending[response.msg_id]
+        self.stats["responses_in"] += 1
+        try:
+            reply = codec.decode_reply(pending.message, response.body)
+        except DecodeError:
+            self.stats["bad_replies"] += 1
+            self.failed(pending.contact)
+            pending.on_fail(now)
+            return None
+        if not pending.retransmitted:  # Karn's rule: no samples from retransmissions
+            sample = now - pending.sent_at
+            self._srtt, self._rttvar = rtt_update(
+                self._srtt, self._rttvar, sample, RTO_ALPHA, RTO_BETA
+            )
+            if pending.contact is not None:
+                self.table.record_rtt(pending.contact.node_id, sample, RTO_ALPHA, RTO_BETA)
+        return pending, reply
