@@ -8,7 +8,7 @@ on the replies a writer reads before writing, a write token for their host
 Work per request: find_node, find_value and find_successor are a table or
 ring walk of at most k contacts; store and put are one store read and write;
 kn_digest and kn_keys walk the records the asker shares with us
-(:func:`kadnode.core.operations.shared_with`), bounded by the store's size.
+(:func:`kadnode.core.values.shared_with`), bounded by the store's size.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kadnode.core import antientropy, kinds
-from kadnode.core.codec import Request, contact_of
+from kadnode.core.codec import Request
 from kadnode.core.messages import (
     Addr,
     BucketList,
@@ -40,8 +40,9 @@ from kadnode.core.messages import (
     SuccessorReply,
     ValueReply,
 )
-from kadnode.core.operations import send_record, shared_with
 from kadnode.core.store import Record
+from kadnode.core.values import send_record, shared_with
+from kadnode.core.wire import contact_of
 from kadnode.errors import DecodeError
 
 if TYPE_CHECKING:

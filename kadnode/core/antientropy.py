@@ -17,8 +17,8 @@ from collections.abc import Iterable
 
 from kadnode.config import AE_BUCKETS as BUCKETS
 from kadnode.config import AE_HASH_BYTES as HASH_BYTES
-from kadnode.core.codec import pack
 from kadnode.core.messages import Value
+from kadnode.core.wire import pack
 
 EMPTY = bytes(HASH_BYTES)
 

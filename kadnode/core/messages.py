@@ -45,7 +45,7 @@ class Contact:
     port: int
     native: bool = field(default=False, compare=False)
     # Its native [id, host, port, flags] entry, packed once when first sent
-    # (see kadnode.core.codec.find_nodes_body).
+    # (see kadnode.core.wire.find_nodes_body).
     wire: bytes = field(default=b"", init=False, compare=False, repr=False)
 
     @property

@@ -13,7 +13,8 @@ The parts, each in its own module:
 - :mod:`~kadnode.core.requests`: requests in flight, retransmission, RTO;
 - :mod:`~kadnode.core.tokens`: write tokens given and kept;
 - :mod:`~kadnode.core.answers`: one handler per request type;
-- :mod:`~kadnode.core.operations`: the operations, one small object each;
+- :mod:`~kadnode.core.operations` and :mod:`~kadnode.core.values`: the
+  operations, one small object each;
 - :mod:`~kadnode.core.upkeep`: what the timer and newcomers make it do.
 
 This class holds the state they share (routing table, ring view, store,
@@ -28,8 +29,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from kadnode.config import Config
-from kadnode.core import answers, codec, operations, upkeep
-from kadnode.core.codec import Response, contact_of
+from kadnode.core import answers, codec, operations, upkeep, values, wire
+from kadnode.core.codec import Response
 from kadnode.core.events import OperationCompleted
 from kadnode.core.identity import Identity
 from kadnode.core.ids import ID_BYTES, in_half_open
@@ -39,6 +40,7 @@ from kadnode.core.ring import Fingers, RingView
 from kadnode.core.routing import RoutingTable
 from kadnode.core.store import Record
 from kadnode.core.tokens import WriteTokens, remember
+from kadnode.core.wire import contact_of
 from kadnode.errors import DecodeError, LocalProtocolError
 
 
@@ -133,7 +135,7 @@ class NodeCore:
 
     def get(self, key: bytes, now: float) -> int:
         op = self._new_op()
-        operations.Get(self, op, key, now)
+        values.Get(self, op, key, now)
         return op
 
     def put(self, key: bytes, value: Value, now: float, ttl: float | None = None) -> int:
@@ -159,12 +161,12 @@ class NodeCore:
         (``vclock.to_wire`` form) and names what this write supersedes; None
         is a blind write that becomes a sibling of what is held."""
         self._check_value(value)
-        return operations.write_shared(self, key, value, context, now)
+        return values.write_shared(self, key, value, context, now)
 
     def read(self, key: bytes, kind: Kind, now: float) -> int:
         """Quorum read of a peer record or shared value, with read repair."""
         op = self._new_op()
-        operations.Read(self, op, key, Kind(kind), now)
+        values.Read(self, op, key, Kind(kind), now)
         return op
 
     def find_successor(self, key: int, now: float) -> int:
@@ -176,13 +178,13 @@ class NodeCore:
     def leave(self, now: float) -> int:
         """Hand every held value to the k closest remaining nodes, then report."""
         op = self._new_op()
-        operations.Leave(self, op, now)
+        values.Leave(self, op, now)
         return op
 
     def sync(self, peer: Contact, now: float) -> int:
         """One anti-entropy exchange with ``peer`` (it also runs by itself)."""
         op = self._new_op()
-        operations.Sync(self, peer, now, self._completes(op))
+        values.Sync(self, peer, now, self._completes(op))
         return op
 
     # ---- what the parts share -------------------------------------------------------
@@ -192,11 +194,11 @@ class NodeCore:
     ) -> int:
         """Write ``value`` on the k closest to ``key``; returns the operation id."""
         op = self._new_op()
-        operations.Publish(self, op, key, value, ttl, kind, now)
+        values.Publish(self, op, key, value, ttl, kind, now)
         return op
 
     def register_now(self, now: float) -> int:
-        return operations.register(self, now)
+        return values.register(self, now)
 
     def busy(self) -> bool:
         """As many operations running as the configuration allows."""
@@ -221,7 +223,7 @@ class NodeCore:
 
     def _check_value(self, value: Value) -> None:
         codec.check_value(value)
-        size = len(codec.pack(value))
+        size = len(wire.pack(value))
         if size > self.config.max_value_bytes:
             raise LocalProtocolError(
                 f"value of {size} bytes is over the {self.config.max_value_bytes}-byte limit"

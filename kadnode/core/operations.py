@@ -1,4 +1,4 @@
-"""The node's operations, each a small object with its state in plain fields. Pure.
+"""Finding things: lookups, joining, Chord routing, each a small object. Pure.
 
 An operation is started by a NodeCore entry point with an operation id and
 ends by completing it (``node.complete``) with a result from
@@ -7,65 +7,39 @@ sends, so its whole state is visible in its fields (no closures over state
 dictionaries), and nothing refers back to it once its last request settles:
 it is freed without the cyclic garbage collector.
 
-The deciding is pure arithmetic over replies (:class:`~kadnode.core.lookup.Lookup`
-decides whom to ask; :func:`quorum` what counts as enough); the objects here
-send what those decisions ask for and collect the answers.
+The deciding is pure arithmetic over replies: :class:`~kadnode.core.lookup.Lookup`
+decides whom to ask, :func:`quorum` what counts as enough; the objects here
+send what those decisions ask for and collect the answers. Operations on
+values (writes, quorum reads, leave, anti-entropy) are in
+:mod:`kadnode.core.values`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from enum import IntEnum
 from functools import partial
-from itertools import islice
 from typing import TYPE_CHECKING
 
-from kadnode.config import AE_KEYS_PER_DATAGRAM
-from kadnode.core import antientropy, codec, kinds, records, vclock
-from kadnode.core.events import (
-    BootstrapResult,
-    GetResult,
-    LeaveResult,
-    LookupResult,
-    PingResult,
-    PutResult,
-    ReadResult,
-    RouteResult,
-    SyncResult,
-)
+from kadnode.core import wire
+from kadnode.core.events import BootstrapResult, LookupResult, PingResult, RouteResult
 from kadnode.core.ids import ID_BITS, ID_BYTES, ID_SPACE, random_id_in_bucket
 from kadnode.core.lookup import Lookup, LookupOutcome
 from kadnode.core.messages import (
     Addr,
-    BucketList,
     Contact,
-    Digest,
     FindNode,
     FindSuccessor,
     FindValue,
-    KeyList,
     Kind,
     NodesReply,
     PingReply,
-    Put,
-    PutReply,
-    Store,
-    StoreReply,
     SuccessorReply,
-    Value,
     ValueReply,
 )
-from kadnode.core.store import Record
-from kadnode.core.tokens import fresh
-from kadnode.errors import LocalProtocolError
 
 if TYPE_CHECKING:
     from kadnode.core.node import NodeCore
-
-# A STORE's reply on the wire: header and msgpack ``true``.
-STORE_REPLY_BYTES = codec.HEADER + 1
-
-Settled = Callable[[bool | str, float], None]  # True, False (no answer) or a refusal
 
 
 class Mode(IntEnum):
@@ -83,125 +57,6 @@ def quorum(configured: int, replica_set: int) -> int:
 
 def ignore(*_args: object) -> None:
     return None
-
-
-# ---- what we hold ------------------------------------------------------------------
-
-
-def live_records(node: NodeCore, now: float, limit: int | None = None) -> Iterator[Record]:
-    """Held records that have not expired (the store drops them lazily),
-    examining at most ``limit`` keys."""
-    store = node.store
-    for key in islice(store.keys(), limit):
-        record = store.get(key)
-        if record is not None and record.expires_at > now:
-            yield record
-
-
-def shared_with(node: NodeCore, peer_id: int, now: float) -> list[tuple[bytes, bytes, Record]]:
-    """Held (key, fingerprint, record) for which ``peer_id`` is among the k
-    closest (our view): what anti-entropy with that peer compares."""
-    k = node.config.k
-    out = []
-    for record in live_records(node, now):
-        target = int.from_bytes(record.key, "big")
-        ranked = [c.node_id for c in node.table.closest(target, k)] + [node.id]
-        if peer_id in sorted(ranked, key=lambda i: i ^ target)[:k]:
-            out.append((record.key, antientropy.fingerprint(record.key, record.value), record))
-    return out
-
-
-# ---- writing one value on one contact -------------------------------------------
-
-
-def send_store(
-    node: NodeCore,
-    contact: Contact,
-    key: bytes,
-    value: object,
-    ttl: float,
-    now: float,
-    settled: Settled | None = None,
-    token: bytes | None = None,
-    kind: Kind = Kind.PLAIN,
-) -> int:
-    """Write ``value`` on ``contact``. Plain values: bmuller's three-argument
-    STORE to stock nodes, or the native STORE with the remaining lifetime
-    and a write token. Peer records and shared values: ``kn_put``, native
-    only. The token is given (from a lookup's reply) or kept in the
-    contact's table entry, else fetched first with a ping. ``settled``
-    gets True, False (no answer) or a replica's reason for refusing.
-    Returns the bytes sent now."""
-    write = _Write(node, contact, key, value, ttl, now, settled, kind)
-    if not contact.native:
-        if kind != Kind.PLAIN:  # stock nodes hold plain values only
-            write.failed(now)
-            return 0
-        return write.send(None, now)
-    token = token or fresh(node.table, contact.node_id, now)
-    if token is not None:
-        return write.send(token, now)
-    return node.send_ping(contact.addr, contact, write.pinged, write.failed, now)
-
-
-def send_record(
-    node: NodeCore, contact: Contact, record: Record, now: float, settled: Settled | None = None
-) -> int:
-    """Re-send a held record (replication, join handoff, leave, anti-entropy)."""
-    remaining = record.expires_at - now
-    return send_store(
-        node, contact, record.key, record.value, remaining, now, settled, None, record.kind
-    )
-
-
-class _Write:
-    __slots__ = ("contact", "key", "kind", "node", "settled", "started", "ttl", "value")
-
-    def __init__(self, node, contact, key, value, ttl, started, settled, kind):
-        self.node, self.contact, self.key, self.value = node, contact, key, value
-        self.ttl, self.started, self.settled, self.kind = ttl, started, settled, kind
-
-    def send(self, token: bytes | None, at: float) -> int:
-        node, contact = self.node, self.contact
-        remaining = 0.0
-        if token is not None:
-            # The receiver counts the lifetime from when the write arrives;
-            # less the RTT (more than the one-way transit), it never ends
-            # later than ours.
-            elapsed = at - self.started
-            remaining = max(0.0, self.ttl - node.requests.rtt_estimate(contact) - elapsed)
-        if self.kind == Kind.PLAIN:
-            message: Store | Put = Store(node.id, self.key, self.value)
-            if token is not None:
-                message = Store(node.id, self.key, self.value, remaining, token)
-        else:  # only native contacts, which always have a token by now
-            message = Put(node.id, self.key, self.kind, self.value, remaining, token)
-        on_reply = self.replied if self.settled else ignore
-        return node.requests.send(
-            contact.addr,
-            contact,
-            message,
-            on_reply,
-            self.failed,
-            at,
-            node.config.request_attempts,
-        )
-
-    def pinged(self, reply: PingReply, at: float) -> None:
-        if reply.token is None:
-            self.failed(at)
-        else:
-            self.send(reply.token, at)
-
-    def replied(self, reply: StoreReply | PutReply, at: float) -> None:
-        if type(reply) is PutReply:
-            self.settled(reply.reason or True, at)
-        else:
-            self.settled(True, at)
-
-    def failed(self, at: float) -> None:
-        if self.settled:
-            self.settled(False, at)
 
 
 # ---- lookups ----------------------------------------------------------------------
@@ -270,7 +125,7 @@ class LookupRun:
 
     def replied(self, contact: Contact, reply: NodesReply | ValueReply, at: float) -> None:
         if reply.native and not contact.native:
-            contact = codec.contact_of(contact.node_id, contact.host, contact.port, True)
+            contact = wire.contact_of(contact.node_id, contact.host, contact.port, True)
         if type(reply) is NodesReply:
             self.lookup.answered_nodes(contact, reply.contacts, reply.token)
         elif reply.kind == self.kind:
@@ -409,317 +264,7 @@ class Bootstrap:
             self.node.complete(self.op, result)
 
 
-# ---- values ----------------------------------------------------------------------
-
-
-class Get:
-    """A plain value: our own copy, else the first replica's (paper 2.3)."""
-
-    __slots__ = ("key", "node", "op")
-
-    def __init__(self, node: NodeCore, op: int, key: bytes, now: float):
-        self.node, self.op, self.key = node, op, key
-        record = node.store.get(key)
-        if record is not None and record.expires_at > now:
-            node.complete(op, GetResult(key, record.value, True, None, 0, 0))
-            return
-        run_lookup(node, int.from_bytes(key, "big"), Mode.FIRST, now, self.done)
-
-    def done(self, outcome: LookupOutcome, at: float) -> None:
-        node = self.node
-        found = outcome.value is not None
-        if found and outcome.nearest_without_value is not None:
-            # Paper 2.3: cache at the nearest node that lacked it, with the
-            # remaining lifetime so caching never extends it.
-            ttl = outcome.ttl if outcome.ttl is not None else node.config.expire_after
-            nearest = outcome.nearest_without_value
-            token = outcome.tokens.get(nearest.node_id)
-            send_store(node, nearest, self.key, outcome.value, ttl, at, None, token)
-        result = GetResult(
-            self.key, outcome.value, found, outcome.value_from, outcome.queried, outcome.hops
-        )
-        node.complete(self.op, result)
-
-
-class Publish:
-    """Find the k closest, write to each, count acknowledgements against W."""
-
-    __slots__ = ("acks", "key", "kind", "left", "node", "op", "outcome", "refused", "ttl", "value")
-
-    def __init__(self, node, op: int, key: bytes, value: object, ttl: float, kind: Kind, now):
-        self.node, self.op, self.key, self.value, self.ttl, self.kind = (
-            node,
-            op,
-            key,
-            value,
-            ttl,
-            kind,
-        )
-        self.acks: list[Contact] = []
-        self.refused: list[str] = []
-        self.left = 0
-        self.outcome: LookupOutcome | None = None
-        run_lookup(node, int.from_bytes(key, "big"), Mode.NODES, now, self.found)
-
-    def found(self, outcome: LookupOutcome, at: float) -> None:
-        self.outcome = outcome
-        self.left = len(outcome.closest)
-        for contact in outcome.closest:
-            token = outcome.tokens.get(contact.node_id)
-            settled = partial(self.settled, contact)
-            send_store(
-                self.node, contact, self.key, self.value, self.ttl, at, settled, token, self.kind
-            )
-        if not outcome.closest:
-            self.finish()
-
-    def settled(self, contact: Contact, ok: bool | str, at: float) -> None:
-        self.left -= 1
-        if ok is True:
-            self.acks.append(contact)
-        elif isinstance(ok, str):
-            self.refused.append(ok)
-        if self.left == 0:
-            self.finish()
-
-    def finish(self) -> None:
-        outcome = self.outcome
-        assert outcome is not None
-        result = PutResult(
-            self.key,
-            len(self.acks),
-            self.acks,
-            len(outcome.closest),
-            outcome.queried,
-            quorum(self.node.config.write_quorum, outcome.replica_set),
-            outcome.replica_set,
-            tuple(dict.fromkeys(self.refused)),
-        )
-        self.node.complete(self.op, result)
-
-
-def register(node: NodeCore, now: float) -> int:
-    """Sign a peer record for ``node.addresses`` with a higher sequence than
-    any before and publish it under our id; returns the operation id."""
-    assert node.identity is not None
-    cfg = node.config
-    # Sequence numbers from the clock in milliseconds: higher after a
-    # restart too, with nothing to persist.
-    node.seq = max(node.seq + 1, int(now * 1000))
-    record = records.sign_record(
-        node.identity, node.addresses, node.seq, now + cfg.register_lifetime
-    )
-    payload = records.to_wire(record)
-    resend_at = now + cfg.register_lifetime / 2
-    node.store.put(Record(node.id_bytes, payload, record.expires, True, resend_at, Kind.PEER))
-    return node.publish(node.id_bytes, payload, cfg.register_lifetime, now, Kind.PEER)
-
-
-def write_shared(node: NodeCore, key: bytes, value: Value, context: object | None, now: float):
-    """Write a shared value; returns the operation id. ``context`` is the
-    clock a read returned (``vclock.to_wire`` form) and names what this
-    write supersedes; None is a blind write that becomes a sibling."""
-    seen = vclock.from_wire(context) if context is not None else vclock.VectorClock()
-    held = node.store.get(key)
-    current = held.value if held is not None and held.kind == Kind.SHARED else None
-    # Our counter must pass every version we wrote before, or a second
-    # blind write would carry an equal clock and be dropped as already seen.
-    siblings = kinds.siblings_from_wire(current) if current is not None else ()
-    mine = max([seen.get(node.id), *(s.clock.get(node.id) for s in siblings)])
-    counters = dict(seen.entries)
-    if mine:
-        counters[node.id] = mine
-    version = vclock.write(vclock.VectorClock.of(counters), node.id, value)
-    payload = kinds.siblings_to_wire((version,))
-    try:
-        merged = kinds.merge(Kind.SHARED, current, payload, key, now)
-    except kinds.Refused as exc:  # too many siblings: the caller must resolve them
-        raise LocalProtocolError(str(exc)) from None
-    cfg = node.config
-    node.store.put(
-        Record(key, merged, now + cfg.expire_after, True, now + cfg.republish_interval, Kind.SHARED)
-    )
-    return node.publish(key, payload, cfg.expire_after, now, Kind.SHARED)
-
-
-class Read:
-    """Quorum read of a peer record or shared value, with read repair."""
-
-    __slots__ = ("key", "kind", "node", "op")
-
-    def __init__(self, node: NodeCore, op: int, key: bytes, kind: Kind, now: float):
-        self.node, self.op, self.key, self.kind = node, op, key, kind
-        run_lookup(node, int.from_bytes(key, "big"), Mode.ALL, now, self.done, kind)
-
-    def done(self, outcome: LookupOutcome, at: float) -> None:
-        node, key, kind = self.node, self.key, self.kind
-        held = {c.node_id: v for c, v in outcome.values_seen}
-        mine = node.store.get(key)
-        payloads = list(held.values())
-        if mine is not None and mine.kind == kind and mine.expires_at > at:
-            payloads.append(mine.value)
-        newest, rejected = kinds.newest(kind, payloads, key, at)
-        stale = [
-            c
-            for c in outcome.closest
-            if newest is not None and not kinds.same(kind, held.get(c.node_id), newest)
-        ]
-        ttl = kinds.expires(kind, newest, at + node.config.expire_after) - at if newest else 0
-        for contact in stale:
-            token = outcome.tokens.get(contact.node_id)
-            send_store(node, contact, key, newest, ttl, at, None, token, kind)
-        node.stats["read_repairs"] += len(stale)
-        answered = len(outcome.closest)
-        result = ReadResult(
-            key,
-            kind,
-            newest,
-            outcome.replica_set,
-            answered,
-            len(held),
-            answered - len(stale) if newest is not None else 0,
-            len(stale),
-            rejected,
-            quorum(node.config.read_quorum, outcome.replica_set),
-        )
-        node.complete(self.op, result)
-
-
-class Leave:
-    """Hand every held value to the k closest remaining nodes, then report.
-    At most a quarter of the request budget is in flight at once."""
-
-    __slots__ = ("acks", "keys", "next", "node", "op", "open", "window", "work")
-
-    def __init__(self, node: NodeCore, op: int, now: float):
-        self.node, self.op = node, op
-        self.work = [
-            (contact, record)
-            for record in live_records(node, now)
-            for contact in node.table.closest(int.from_bytes(record.key, "big"), node.config.k)
-        ]
-        self.keys = len({record.key for _, record in self.work})
-        self.next = self.open = self.acks = 0
-        self.window = max(1, node.config.max_pending_requests // 4)
-        self.pump(now)
-
-    def pump(self, at: float) -> None:
-        while self.next < len(self.work) and self.open < self.window:
-            contact, record = self.work[self.next]
-            self.next += 1
-            self.open += 1
-            send_record(self.node, contact, record, at, self.settled)
-        if self.open == 0:
-            self.node.complete(self.op, LeaveResult(self.keys, len(self.work), self.acks))
-
-    def settled(self, ok: bool | str, at: float) -> None:
-        self.open -= 1
-        self.acks += ok is True
-        self.pump(at)
-
-
-# ---- anti-entropy and the ring -----------------------------------------------------
-
-
-class Sync:
-    """One anti-entropy exchange with ``peer``: a digest first; then key lists
-    for the buckets that differ; then the values the peer lacks. Buckets the
-    peer holds nothing of skip the key list."""
-
-    __slots__ = (
-        "bytes",
-        "differ",
-        "done",
-        "node",
-        "offered",
-        "open",
-        "peer",
-        "republish",
-        "sent",
-        "shared",
-    )
-
-    def __init__(self, node: NodeCore, peer: Contact, now: float, done: Callable):
-        self.node, self.peer, self.done = node, peer, done
-        self.shared = shared_with(node, peer.node_id, now)
-        node.stats["ae_syncs"] += 1
-        self.bytes = self.open = self.offered = self.sent = self.differ = 0
-        self.republish = sum(
-            len(codec.encode_request(bytes(20), "store", [node.id_bytes, k, r.value, 0.0]))
-            + STORE_REPLY_BYTES
-            for k, _, r in self.shared
-        )
-        hashes = antientropy.digest((k, fp) for k, fp, _ in self.shared)
-        self.ask(Digest(node.id, hashes), self.differing, now)
-
-    def ask(self, message: Digest | KeyList, then: Callable, at: float) -> None:
-        self.open += 1
-        node = self.node
-        self.bytes += node.requests.send(
-            self.peer.addr,
-            self.peer,
-            message,
-            partial(self.replied, then),
-            self.settle,
-            at,
-            node.config.request_attempts,
-        )
-
-    def replied(self, then: Callable, reply: BucketList, at: float) -> None:
-        self.bytes += codec.HEADER + len(codec.pack(reply.indices))
-        then(reply.indices, at)
-        self.settle(at)
-
-    def send(self, entries: list[tuple[bytes, bytes, Record]], at: float) -> None:
-        for _, _, record in entries:
-            self.sent += 1
-            self.open += 1
-            self.bytes += send_record(self.node, self.peer, record, at, self.stored)
-
-    def stored(self, ok: bool | str, at: float) -> None:
-        self.bytes += STORE_REPLY_BYTES
-        self.settle(at)
-
-    def offer(self, chunk: list[tuple[bytes, bytes, Record]], buckets: list[int], at: float):
-        self.offered += len(chunk)
-        entries = [[k, fp] for k, fp, _ in chunk]
-        wanted = partial(self.wanted, chunk)
-        self.ask(KeyList(self.node.id, buckets, entries), wanted, at)
-
-    def wanted(self, chunk: list, indices: list[int], at: float) -> None:
-        self.send([chunk[i] for i in indices if i < len(chunk)], at)
-
-    def differing(self, buckets: list[int], at: float) -> None:
-        self.differ = len(buckets)
-        shared = self.shared
-        empty = {b - antientropy.BUCKETS for b in buckets if b >= antientropy.BUCKETS}
-        self.send([e for e in shared if antientropy.bucket_of(e[0]) in empty], at)
-        chunk: list[tuple[bytes, bytes, Record]] = []
-        covered: list[int] = []
-        for bucket in sorted(b for b in buckets if b < antientropy.BUCKETS):
-            part = [e for e in shared if antientropy.bucket_of(e[0]) == bucket]
-            if covered and len(chunk) + len(part) > AE_KEYS_PER_DATAGRAM:
-                self.offer(chunk, covered, at)
-                chunk, covered = [], []
-            chunk.extend(part)
-            covered.append(bucket)
-        if covered:
-            self.offer(chunk, covered, at)
-
-    def settle(self, at: float) -> None:
-        self.open -= 1
-        if self.open == 0:
-            self.node.stats["ae_bytes"] += self.bytes
-            result = SyncResult(
-                self.peer,
-                len(self.shared),
-                self.differ,
-                self.offered,
-                self.sent,
-                self.bytes,
-                self.republish,
-            )
-            self.done(result, at)
+# ---- the ring -----------------------------------------------------------------------
 
 
 class Route:

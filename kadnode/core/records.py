@@ -27,9 +27,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kadnode.config import MAX_HOST_CHARS, MAX_RECORD_ADDRESSES, MAX_RECORD_LIFETIME, MAX_WIRE_INT
-from kadnode.core.codec import _unpack, decode_id, pack
 from kadnode.core.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, node_id_for, verify
 from kadnode.core.ids import to_bytes
+from kadnode.core.wire import decode_id, pack, unpack
 from kadnode.errors import DecodeError, KadnodeError, LocalProtocolError, RemoteProtocolError
 
 DOMAIN = b"kadnode-peer-record-v1"
@@ -163,7 +163,7 @@ def decode_record(data: bytes) -> PeerRecord:
     Only the canonical encoding is accepted (msgpack can spell 8080 as a
     uint16 or an int16), so equal records always have equal bytes.
     """
-    record = from_wire(_unpack(data))
+    record = from_wire(unpack(data))
     if encode_record(record) != data:
         raise DecodeError("peer record is not in canonical msgpack form")
     return record

@@ -21,15 +21,9 @@ from typing import TYPE_CHECKING
 from kadnode.config import DUE_BATCH, HANDOFF_SCAN, REFRESH_BUCKETS
 from kadnode.core.ids import in_open
 from kadnode.core.messages import Contact, Kind, RingQuery, RingReply
-from kadnode.core.operations import (
-    LookupAll,
-    Sync,
-    bucket_targets,
-    ignore,
-    live_records,
-    send_record,
-)
+from kadnode.core.operations import LookupAll, bucket_targets, ignore
 from kadnode.core.store import Record
+from kadnode.core.values import Sync, live_records, send_record
 
 if TYPE_CHECKING:
     from kadnode.core.node import NodeCore

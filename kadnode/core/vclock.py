@@ -31,8 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kadnode.config import MAX_CLOCK_ENTRIES, MAX_SIBLINGS, MAX_WIRE_INT
-from kadnode.core.codec import decode_id
 from kadnode.core.ids import ID_SPACE, to_bytes
+from kadnode.core.wire import decode_id
 from kadnode.errors import DecodeError, LocalProtocolError
 
 MAX_COUNTER = MAX_WIRE_INT

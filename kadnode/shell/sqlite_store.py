@@ -13,10 +13,10 @@ from pathlib import Path
 
 import msgpack
 
-from kadnode.core.codec import pack
 from kadnode.core.ids import to_bytes
 from kadnode.core.messages import Contact, Kind
 from kadnode.core.store import Record
+from kadnode.core.wire import pack
 from kadnode.errors import StorageError
 
 _SCHEMA = """

@@ -1,4 +1,4 @@
-"""kadnode.codec: round trips, wire equivalence with u-msgpack-python (rpcudp's
+"""kadnode.core.codec and wire: round trips, wire equivalence with u-msgpack-python (rpcudp's
 encoder), and "anything a peer sends raises DecodeError or nothing"."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from kadnode.config import MAX_DATAGRAM
 from kadnode.core.codec import (
     HEADER,
-    MAX_CONTACTS_PER_REPLY,
     NATIVE_MAGIC,
     REQUEST,
     RESPONSE,
@@ -24,9 +23,6 @@ from kadnode.core.codec import (
     encode,
     encode_request,
     encode_response,
-    find_nodes_body,
-    pack,
-    parse_contacts,
 )
 from kadnode.core.codec import decode as decode_datagram
 from kadnode.core.ids import ID_MAX, to_bytes
@@ -51,6 +47,7 @@ from kadnode.core.messages import (
     SuccessorReply,
     ValueReply,
 )
+from kadnode.core.wire import MAX_CONTACTS_PER_REPLY, find_nodes_body, pack, parse_contacts
 from kadnode.errors import DecodeError
 
 PROPERTY = settings(max_examples=100, deadline=None)

@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kadnode.config import MAX_DATAGRAM, MAX_RECORD_ADDRESSES, MAX_RECORD_LIFETIME
-from kadnode.core.codec import pack
 from kadnode.core.identity import Identity
 from kadnode.core.records import (
     BAD_SIGNATURE,
@@ -36,6 +35,7 @@ from kadnode.core.records import (
     to_wire,
     verify_record,
 )
+from kadnode.core.wire import pack
 from kadnode.errors import DecodeError, LocalProtocolError, RemoteProtocolError
 
 NOW = 1_700_000_000.0

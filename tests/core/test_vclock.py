@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kadnode.config import MAX_CLOCK_ENTRIES, MAX_DATAGRAM, MAX_SIBLINGS, MAX_VALUE_BYTES
-from kadnode.core.codec import HEADER, pack
+from kadnode.core.codec import HEADER
 from kadnode.core.ids import ID_MAX, to_bytes
 from kadnode.core.vclock import (
     MAX_COUNTER,
@@ -27,6 +27,7 @@ from kadnode.core.vclock import (
     to_wire,
     write,
 )
+from kadnode.core.wire import pack
 from kadnode.errors import DecodeError, LocalProtocolError
 
 PROPERTY = settings(max_examples=200, deadline=None)
