@@ -190,14 +190,21 @@ class Daemon:
     """One running node plus what it takes to serve and persist it."""
 
     def __init__(
-        self, server: Server, store: SqliteStore, options: DaemonOptions, stop: asyncio.Event
+        self,
+        server: Server,
+        store: SqliteStore,
+        options: DaemonOptions,
+        stop: asyncio.Event,
+        tasks: asyncio.TaskGroup,
     ):
         self.server = server
         self.store = store
         self.options = options
         self.stop = stop
+        # The daemon's TaskGroup: its background work and the hand-over run here.
+        self.tasks = tasks
         self.started = time.time()
-        self._leaving: asyncio.Future[dict[str, Any]] | None = None
+        self._leaving: asyncio.Task[dict[str, Any]] | None = None
 
     # ---- NodeService (the HTTP API calls these) ----
 
@@ -359,9 +366,13 @@ class Daemon:
         }
 
     async def leave(self) -> dict[str, Any]:
-        """Hand every held value on (once, however often asked), then stop."""
+        """Hand every held value on (once, however often asked), then stop.
+
+        The hand-over is a task of the daemon's TaskGroup, so a caller that
+        goes away (an HTTP client hanging up) neither cancels nor loses it.
+        """
         if self._leaving is None:
-            self._leaving = asyncio.ensure_future(self._hand_over())
+            self._leaving = self.tasks.create_task(self._hand_over())
         try:
             return await asyncio.shield(self._leaving)
         finally:
@@ -421,6 +432,45 @@ class Daemon:
         return "\n".join(lines) + "\n"
 
     # ---- background work ----
+
+    async def run(self, on_ready: Callable[[Daemon, int], None] | None, signals: bool) -> None:
+        """Serve the API and do the background work until stopped, then leave: all
+        of it inside the daemon's TaskGroup. ``signals``: SIGINT and SIGTERM stop it."""
+        options, server, stop = self.options, self.server, self.stop
+        try:
+            api = await serve(build_routes(self), options.api_host, options.api_port)
+        except OSError as exc:  # raised here, it would reach run_daemon inside an ExceptionGroup
+            raise _cannot_listen(exc) from None
+        api_port = api.sockets[0].getsockname()[1]
+        log.info(
+            "kadnode %s node %s on udp %s:%d, control api http://%s:%d (docs at /docs)",
+            __version__,
+            to_hex(server.id),
+            *server.address,
+            options.api_host,
+            api_port,
+        )
+        loop = asyncio.get_running_loop()
+        if signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            if on_ready is not None:
+                on_ready(self, api_port)
+            background = [
+                self.tasks.create_task(c) for c in (self.join(), self.persist(), self.status())
+            ]
+            await stop.wait()
+            log.info("stopping")
+            for task in background:
+                task.cancel()
+            await self.leave()
+        finally:
+            if signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+            await shutdown(api)
+            self.save_contacts()
 
     def save_contacts(self) -> None:
         entries = list(self.server.core.table.entries())
@@ -501,6 +551,10 @@ class Daemon:
             )
 
 
+def _cannot_listen(exc: OSError) -> KadnodeError:
+    return KadnodeError(f"cannot listen: {exc.strerror or exc}")
+
+
 def _first(group: BaseExceptionGroup) -> BaseException:
     """The first exception in ``group``, looking inside nested groups."""
     first = group.exceptions[0]
@@ -530,47 +584,16 @@ async def run_daemon(
         signals = stop is None
         stop = stop or asyncio.Event()
         server.core.addresses = await advertised(*server.address, options.advertise)
-        daemon = Daemon(server, store, options, stop)
-        api = await serve(build_routes(daemon), options.api_host, options.api_port)
-        api_port = api.sockets[0].getsockname()[1]
-        log.info(
-            "kadnode %s node %s on udp %s:%d, control api http://%s:%d (docs at /docs)",
-            __version__,
-            to_hex(server.id),
-            *server.address,
-            options.api_host,
-            api_port,
-        )
-        loop = asyncio.get_running_loop()
-        if signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-        if on_ready is not None:
-            on_ready(daemon, api_port)
         try:
-            try:
-                async with asyncio.TaskGroup() as group:
-                    tasks = [
-                        group.create_task(c)
-                        for c in (daemon.join(), daemon.persist(), daemon.status())
-                    ]
-                    await stop.wait()
-                    log.info("stopping")
-                    for task in tasks:
-                        task.cancel()
-            except* KadnodeError as failed:
-                # One line for the user (cli.main catches KadnodeError), not a
-                # traceback of the TaskGroup's ExceptionGroup.
-                raise _first(failed) from None
-            await daemon.leave()
-        finally:
-            if signals:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
-            await shutdown(api)
-            daemon.save_contacts()
+            async with asyncio.TaskGroup() as tasks:
+                daemon = Daemon(server, store, options, stop, tasks)
+                await daemon.run(on_ready, signals)
+        except* KadnodeError as failed:
+            # One line for the user (cli.main catches KadnodeError), not a
+            # traceback of the TaskGroup's ExceptionGroup.
+            raise _first(failed) from None
     except OSError as exc:
-        raise KadnodeError(f"cannot listen: {exc.strerror or exc}") from None
+        raise _cannot_listen(exc) from None
     finally:
         if server is not None:
             server.close()
