@@ -8,26 +8,32 @@ k = 20, so "the k closest" is a real choice and not simply every node.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
+
+from loopback import (
+    K,
+    clockwise,
+    contact,
+    daemon,
+    fingers,
+    ids_of,
+    nodes,
+    poll,
+    xor_closest,
+)
 
 from kadnode.cli.client import ApiClient
 from kadnode.config import Config
-from kadnode.core.ids import ID_BITS, ID_SPACE, key_digest, key_id, ring_distance, to_hex
-from kadnode.core.messages import Addr
+from kadnode.core.ids import key_digest, key_id, to_hex
 from kadnode.core.ring import brute_successor
 from kadnode.errors import ApiError
 from kadnode.shell.api import QUESTIONS
-from kadnode.shell.daemon import Daemon, DaemonOptions, run_daemon
-from kadnode.shell.library import Server
 
 NODES = 24
 KEYS = 50
 VALUES = 20
-K = Config().k
 SUCCESSORS = Config().successors
 TEST_BUDGET_S = 30.0
 # The daemon places itself on the ring as it joins; stabilize (every 15 s) mends what
@@ -35,85 +41,9 @@ TEST_BUDGET_S = 30.0
 RING_BUDGET_S = Config().stabilize_interval + 3.0
 
 
-@contextlib.asynccontextmanager
-async def network(n: int) -> AsyncIterator[list[Server]]:
-    """``n`` nodes, each bootstrapped from the first."""
-    nodes = [await Server.start("127.0.0.1", 0)]
-    try:
-        for _ in range(n - 1):
-            nodes.append(await Server.start("127.0.0.1", 0))
-            await nodes[-1].bootstrap([nodes[0].address])
-        yield nodes
-    finally:
-        for node in nodes:
-            node.close()
-
-
-@contextlib.asynccontextmanager
-async def daemon(
-    tmp_path, seed: Addr
-) -> AsyncIterator[tuple[Daemon, ApiClient, asyncio.Task[None]]]:
-    stop = asyncio.Event()
-    ready: asyncio.Future[tuple[Daemon, int]] = asyncio.get_running_loop().create_future()
-    options = DaemonOptions(
-        host="127.0.0.1", port=0, data_dir=tmp_path, api_port=0, bootstrap=[seed]
-    )
-    task = asyncio.create_task(
-        run_daemon(options, stop=stop, on_ready=lambda d, port: ready.set_result((d, port)))
-    )
-    try:
-        node, api_port = await asyncio.wait_for(ready, 10)
-        yield node, ApiClient(f"127.0.0.1:{api_port}", timeout=10), task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
 async def http(call: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """One blocking ApiClient call, off the event loop the daemon runs on."""
     return await asyncio.to_thread(call, *args)
-
-
-async def poll(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> float:
-    """Await ``check`` until true; return how long it took."""
-    start = time.monotonic()
-    while not await check():
-        if time.monotonic() - start > seconds:
-            raise AssertionError(f"waited {seconds:g} s for {what}")
-        await asyncio.sleep(0.1)
-    return time.monotonic() - start
-
-
-def contact(server: Server) -> dict[str, Any]:
-    host, port = server.address
-    return {"id": to_hex(server.id), "host": host, "port": port}
-
-
-def clockwise(origin: int, ids: set[int]) -> list[int]:
-    """``ids`` other than ``origin``, nearest clockwise from it first."""
-    return sorted(ids - {origin}, key=lambda i: ring_distance(origin, i))
-
-
-def xor_closest(target: int, ids: set[int], k: int = K) -> list[int]:
-    return sorted(ids, key=lambda i: i ^ target)[:k]
-
-
-def ids_of(contacts: list[dict[str, Any]]) -> list[int]:
-    return [int(c["id"], 16) for c in contacts]
-
-
-def fingers(origin: int, ids: set[int]) -> list[tuple[int, int]]:
-    """Chord's finger table over ``ids``: finger i is the first node at or after
-    ``origin + 2**i``; each node listed once, at its lowest index."""
-    table: list[tuple[int, int]] = []
-    for i in range(ID_BITS):
-        start = (origin + (1 << i)) % ID_SPACE
-        finger = brute_successor(start, ids)
-        if ring_distance(origin, finger) < 1 << i:
-            break  # wrapped past origin: no node at or after origin + 2**i
-        if not table or table[-1][1] != finger:
-            table.append((i, finger))
-    return table
 
 
 async def settled_view(client: ApiClient) -> tuple[dict[str, Any], set[int]]:
@@ -134,10 +64,11 @@ async def test_owner_and_ring_match_brute_force_and_leave_loses_no_value(tmp_pat
     rng = random.Random(20240611)
     async with (
         asyncio.timeout(TEST_BUDGET_S),
-        network(NODES) as nodes,
-        daemon(tmp_path, nodes[0].address) as (node, client, task),
+        nodes(NODES) as servers,
+        daemon(tmp_path, [servers[0].address]) as running,
     ):
-        by_id = {n.id: contact(n) for n in nodes} | {node.server.id: contact(node.server)}
+        node, client, task = running.daemon, ApiClient(running.api, timeout=10), running.stopped
+        by_id = {n.id: contact(n) for n in servers} | {node.server.id: contact(node.server)}
         everyone = set(by_id)
         me = node.server.id
         assert len(everyone) == NODES + 1
@@ -188,7 +119,7 @@ async def test_owner_and_ring_match_brute_force_and_leave_loses_no_value(tmp_pat
             assert put["stored"] == K
             assert sorted(ids_of(put["replicas"])) == sorted(xor_closest(key_id(key), others))
         # Wipe every other copy: after this, only the daemon's leave can save a value.
-        for n in nodes:
+        for n in servers:
             for key in values:
                 n.core.store.delete(key_digest(key))
         assert all(node.store.get(key_digest(key)) is not None for key in values)
@@ -213,8 +144,9 @@ async def test_owner_and_ring_match_brute_force_and_leave_loses_no_value(tmp_pat
 
         # Every value held by exactly the k nodes now closest, and found from every node.
         for key in values:
-            holders = {n.id for n in nodes if n.core.store.get(key_digest(key)) is not None}
+            holders = {n.id for n in servers if n.core.store.get(key_digest(key)) is not None}
             assert holders == set(xor_closest(key_id(key), others)), key
         keys = list(values)
-        got = await asyncio.gather(*(n.get(key) for n in nodes for key in keys))
-        assert [(g.found, g.value) for g in got] == [(True, values[k]) for _ in nodes for k in keys]
+        got = await asyncio.gather(*(n.get(key) for n in servers for key in keys))
+        expected = [(True, values[k]) for _ in servers for k in keys]
+        assert [(g.found, g.value) for g in got] == expected
