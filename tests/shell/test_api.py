@@ -1,4 +1,9 @@
-"""The control API over real HTTP on 127.0.0.1, against a fake NodeService."""
+"""The control API over real HTTP on 127.0.0.1.
+
+What each operation does, against a real daemon among real nodes (tests/loopback.py);
+the HTTP layer itself (framing, bad requests, error mapping, OpenAPI and docs) against a
+fake service with canned answers (tests/fakes.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import http.client
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
@@ -14,36 +20,36 @@ from urllib.parse import quote
 
 import pytest
 from fakes import (
-    GREETING_CONTEXT,
-    GREETING_SIBLINGS,
-    INFO,
-    LEFT,
-    LOOKUP_MISS,
-    METRICS_TEXT,
     NODE_ID,
     PEER,
     PEER_RECORD,
-    PREDECESSOR,
     QUORUM_ERROR,
-    READ,
-    READ_NOTHING,
-    REGISTERED,
-    RING,
-    SELF,
     SELF_RECORD,
     SHARED_GREETING,
-    WRITTEN,
     FakeService,
     message_of,
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from loopback import (
+    NODES,
+    STOP_S,
+    Network,
+    by_distance,
+    clockwise,
+    contact,
+    fingers,
+    network,
+    xor_closest,
+)
 
-from kadnode.core import records, vclock
+from kadnode.config import Config
+from kadnode.core import kinds, records, vclock
 from kadnode.core.events import PutResult, ReadResult
 from kadnode.core.identity import Identity
-from kadnode.core.ids import parse_hex, to_hex
+from kadnode.core.ids import key_id, parse_hex, to_hex
 from kadnode.core.messages import Kind
+from kadnode.core.ring import brute_successor
 from kadnode.errors import ApiError, LocalProtocolError
 from kadnode.inputs import parse_hostport
 from kadnode.shell import api, daemon
@@ -62,6 +68,7 @@ from kadnode.shell.httpserver import (
     parse_head,
     serve,
 )
+from kadnode.shell.library import storage_key
 
 
 @dataclass
@@ -124,232 +131,271 @@ async def node():
         yield Node(fake, server.sockets[0].getsockname()[1], routes)
 
 
-# -- routes ----------------------------------------------------------------------------------
+# -- stories: a real daemon among real nodes, asked over HTTP --------------------------------
+
+
+@pytest.fixture
+async def live(tmp_path) -> AsyncIterator[Network]:
+    async with network(tmp_path) as net:
+        yield net
+
+
+def by_id(contacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(contacts, key=lambda c: c["id"])
+
+
+async def test_info_is_this_node_and_what_it_holds(live, tmp_path):
+    host, port = live.server.address
+    reply = await call(live.api_port, "GET", "/info")
+    assert reply.status == 200
+    info = reply.json()
+    check_schema(api.INFO_SCHEMA, info)
+    assert {k: info[k] for k in ("id", "host", "port", "peers", "values", "data_dir")} == {
+        "id": to_hex(live.server.id),
+        "host": host,
+        "port": port,
+        "peers": NODES,
+        "values": 0,
+        "data_dir": str(tmp_path),
+    }
+    assert info["stats"]["requests_in"] > 0  # the nodes joined through it
+    await call(live.api_port, "PUT", "/values/k", {"value": "v"})
+    assert (await call(live.api_port, "GET", "/info")).json()["values"] == 1
+
+
+async def test_lookup_finds_a_node_by_id_and_names_the_closest_when_none_has_it(live):
+    wanted = live.nodes[0]
+    found = (await call(live.api_port, "GET", f"/lookup/0x{to_hex(wanted.id).upper()}")).json()
+    check_schema(api.LOOKUP_SCHEMA, found)
+    assert {k: found[k] for k in ("target", "found", "peer", "closest", "record", "queried")} == {
+        "target": to_hex(wanted.id),
+        "found": True,
+        "peer": contact(wanted),
+        "closest": by_distance(wanted.id, live.contacts),
+        "record": None,  # it has not registered
+        "queried": NODES,
+    }
+    nobody = (await call(live.api_port, "GET", f"/lookup/{'00' * 20}")).json()
+    assert (nobody["found"], nobody["peer"]) == (False, None)
+    assert nobody["closest"] == by_distance(0, live.contacts)
+
+
+async def test_a_value_put_is_on_every_replica_under_its_decoded_key_and_read_back(live):
+    key = "a b/ü?#%"
+    path = f"/values/{quote(key, safe='')}"
+    put = await call(live.api_port, "PUT", path, {"value": "ünïcode"})
+    assert put.status == 200
+    stored = put.json()
+    check_schema(api.PUT_SCHEMA, stored)
+    assert (stored["key"], stored["stored"], stored["asked"]) == (key, NODES, NODES)
+    assert by_id(stored["replicas"]) == by_id(live.contacts)
+    for node in live.nodes:
+        assert node.core.store.get(storage_key(key)).value == "ünïcode"
+    got = await call(live.api_port, "GET", path)
+    assert got.status == 200
+    assert {k: got.json()[k] for k in ("key", "found", "value", "source")} == {
+        "key": key,
+        "found": True,
+        "value": "ünïcode",
+        "source": "local",
+    }
+    # This node loses its copy: the read goes to the replicas.
+    live.daemon.store.delete(storage_key(key))
+    again = (await call(live.api_port, "GET", path)).json()
+    assert (again["value"], again["source"] in live.contacts) == ("ünïcode", True)
+
+
+async def test_a_key_nobody_holds_is_404_and_found_false(live):
+    reply = await call(live.api_port, "GET", "/values/nothing")
+    assert reply.status == 404
+    assert {k: reply.json()[k] for k in ("key", "found", "value")} == {
+        "key": "nothing",
+        "found": False,
+        "value": None,
+    }
+
+
+async def test_peers_are_the_nodes_that_joined(live):
+    peers = (await call(live.api_port, "GET", "/peers")).json()
+    check_schema(api.PEERS_SCHEMA, peers)
+    assert peers["count"] == NODES
+    assert by_id([{k: p[k] for k in ("id", "host", "port")} for p in peers["peers"]]) == by_id(
+        live.contacts
+    )
+    assert [p["failures"] for p in peers["peers"]] == [0] * NODES
+
+
+async def test_ping_a_node_then_ping_it_once_it_stopped(live):
+    node = live.nodes[0]
+    host, port = node.address
+    alive = (await call(live.api_port, "POST", "/ping", {"address": f"{host}:{port}"})).json()
+    check_schema(api.PING_SCHEMA, alive)
+    assert (alive["alive"], alive["id"]) == (True, to_hex(node.id))
+    assert alive["rtt_ms"] is not None
+    node.close()
+    gone = (await call(live.api_port, "POST", "/ping", {"address": f"{host}:{port}"})).json()
+    assert gone == {"host": host, "port": port, "alive": False, "id": None, "rtt_ms": None}
+
+
+async def test_owner_answers_both_questions_as_brute_force_does(live):
+    everyone = set(live.by_id)
+    documented = (await call(live.api_port, "GET", "/openapi.json")).json()
+    example = documented["paths"]["/owner/{key}"]["get"]["responses"]["200"]
+    for key in ("greeting", "a b/c", *(f"service/{i}" for i in range(8))):
+        reply = await call(live.api_port, "GET", f"/owner/{quote(key, safe='')}")
+        assert reply.status == 200
+        owner = reply.json()
+        check_schema(api.OWNER_SCHEMA, owner)
+        target = key_id(key)
+        assert (owner["key"], owner["key_id"]) == (key, to_hex(target))
+        assert owner["successor"] == live.by_id[brute_successor(target, everyone)], key
+        assert owner["closest"] == [live.by_id[i] for i in xor_closest(target, everyone)], key
+        # Each answer labelled as the documentation labels it.
+        assert owner["questions"] == example["content"]["application/json"]["example"]["questions"]
+
+
+async def test_ring_is_brute_force_over_the_network(live):
+    me, everyone = live.server.id, set(live.by_id)
+    ring = (await call(live.api_port, "GET", "/ring")).json()
+    check_schema(api.RING_SCHEMA, ring)
+    assert ring == {
+        "self": live.by_id[me],
+        "predecessor": live.by_id[clockwise(me, everyone)[-1]],
+        "successors": [live.by_id[i] for i in clockwise(me, everyone)[: Config().successors]],
+        "fingers": [{"index": i, **live.by_id[f]} for i, f in fingers(me, everyone)],
+    }
+
+
+async def test_register_then_find_peer_finds_the_signed_record(live):
+    me = to_hex(live.server.id)
+    path = f"/peers/{me}/record"
+    before = await call(live.api_port, "GET", path)
+    assert (before.status, before.json()["found"], before.json()["record"]) == (404, False, None)
+    registered = await call(live.api_port, "POST", "/register")
+    assert registered.status == 200
+    reply = registered.json()
+    check_schema(api.REGISTER_SCHEMA, reply)
+    host, port = live.server.address
+    record = reply["record"]
+    assert (reply["key"], reply["stored"]) == (me, NODES)
+    assert (record["id"], record["addresses"]) == (me, [{"host": host, "port": port}])
+    assert record["public_key"] == live.daemon.server.core.identity.public_key.hex()
+    after = await call(live.api_port, "GET", path)
+    assert after.status == 200
+    assert {k: after.json()[k] for k in ("found", "record", "answered", "agreeing")} == {
+        "found": True,
+        "record": record,
+        "answered": NODES,
+        "agreeing": NODES,  # every replica holds it
+    }
+
+
+async def test_find_peer_finds_the_record_another_node_registered(live):
+    node = live.nodes[0]
+    await node.register()
+    reply = await call(live.api_port, "GET", f"/peers/0x{to_hex(node.id).upper()}/record")
+    assert reply.status == 200
+    found = reply.json()
+    check_schema(api.PEER_RECORD_SCHEMA, found)
+    assert (found["id"], found["record"]["addresses"]) == (
+        to_hex(node.id),
+        [{"host": "127.0.0.1", "port": node.address[1]}],
+    )
+    # A lookup of that id now returns the verified record too.
+    looked_up = (await call(live.api_port, "GET", f"/lookup/{to_hex(node.id)}")).json()
+    assert looked_up["record"] == found["record"]
+
+
+async def test_a_write_naming_the_read_context_resolves_the_siblings(live):
+    key = "a b/ü"
+    path = f"/shared/{quote(key, safe='')}"
+    me, other = to_hex(live.server.id), live.nodes[0]
+    assert (await call(live.api_port, "PUT", path, {"value": "one"})).status == 200
+    first = (await call(live.api_port, "GET", path)).json()
+    check_schema(api.SHARED_SCHEMA, first)
+    assert first["siblings"] == [{"value": "one", "clock": {me: 1}}]
+    assert first["context"] == [[me, 1]]
+    # A blind write by another node: concurrent, so both are kept.
+    await other.put_shared(key, "two")
+    both = (await call(live.api_port, "GET", path)).json()
+    assert sorted(s["value"] for s in both["siblings"]) == ["one", "two"]
+    assert both["context"] == sorted([[me, 1], [to_hex(other.id), 1]])
+    put = await call(live.api_port, "PUT", path, {"value": "three", "context": both["context"]})
+    assert put.status == 200
+    after = (await call(live.api_port, "GET", path)).json()
+    assert after["siblings"] == [{"value": "three", "clock": {me: 2, to_hex(other.id): 1}}]
+    assert after["context"] == sorted([[me, 2], [to_hex(other.id), 1]])
+    # The other writer reads the same single value.
+    read = await other.get_shared(key)
+    assert [s.value for s in kinds.siblings_from_wire(read.payload)] == ["three"]
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "data", "status", "expected"),
+    "context",
     [
-        ("GET", "/info", None, 200, INFO),
-        ("GET", "/health", None, 200, {"ok": True}),
-        (
-            "GET",
-            f"/lookup/0x{PEER['id'].upper()}",
-            None,
-            200,
-            {
-                "target": PEER["id"],
-                "found": True,
-                "peer": PEER,
-                "closest": [PEER],
-                "record": PEER_RECORD,
-                "queried": 4,
-                "elapsed_ms": 12.5,
-            },
-        ),
-        (
-            "GET",
-            f"/lookup/{NODE_ID}",
-            None,
-            200,
-            {"target": NODE_ID, **LOOKUP_MISS},
-        ),
-        (
-            "GET",
-            "/values/greeting",
-            None,
-            200,
-            {"key": "greeting", "found": True, "value": "hello", "elapsed_ms": 1.5},
-        ),
-        (
-            "GET",
-            "/values/nothing",
-            None,
-            404,
-            {"key": "nothing", "found": False, "value": None, "elapsed_ms": 1.5},
-        ),
-        (
-            "PUT",
-            "/values/k",
-            {"value": "v"},
-            200,
-            {"key": "k", "stored": 2, "replicas": [PEER], "elapsed_ms": 3.0},
-        ),
-        (
-            "GET",
-            "/peers",
-            None,
-            200,
-            {"count": 1, "peers": [{**PEER, "failures": 1, "last_seen_s": 2.5}]},
-        ),
-        (
-            "POST",
-            "/ping",
-            {"address": "127.0.0.1:4001"},
-            200,
-            {"host": "127.0.0.1", "port": 4001, "alive": True, "id": PEER["id"], "rtt_ms": 0.75},
-        ),
-        (
-            "POST",
-            "/ping",
-            {"address": "[::1]:9"},
-            200,
-            {"host": "::1", "port": 9, "alive": False, "id": None, "rtt_ms": None},
-        ),
-        (
-            "GET",
-            "/owner/greeting",
-            None,
-            200,
-            {
-                "key": "greeting",
-                "key_id": "a0f7e779f9247566c84036f07f7bdf4a40a869bd",
-                "successor": SELF,
-                "successor_hops": 0,
-                "closest": [SELF, PEER, PREDECESSOR],
-                "questions": api.QUESTIONS,
-                "elapsed_ms": 2.5,
-            },
-        ),
-        (
-            "GET",
-            "/owner/a%20b%2Fc",
-            None,
-            200,
-            {
-                "key": "a b/c",
-                "key_id": "fa4fb713ddea8a2de316eebb6c7c7a2470987319",
-                "successor": PREDECESSOR,
-                "successor_hops": 1,
-                "closest": [PEER, SELF, PREDECESSOR],
-                "questions": api.QUESTIONS,
-                "elapsed_ms": 2.5,
-            },
-        ),
-        ("GET", "/ring", None, 200, RING),
-        ("POST", "/leave", None, 200, LEFT),
-        ("POST", "/register", None, 200, REGISTERED),
-        (
-            "GET",
-            f"/peers/0x{PEER['id'].upper()}/record",
-            None,
-            200,
-            {"id": PEER["id"], "found": True, "record": PEER_RECORD, **READ},
-        ),
-        (
-            "GET",
-            f"/peers/{'00' * 20}/record",
-            None,
-            404,
-            {"id": "00" * 20, "found": False, "record": None, **READ_NOTHING},
-        ),
-        (
-            "PUT",
-            "/shared/k",
-            {"value": "v"},
-            200,
-            {"key": "k", **WRITTEN, "elapsed_ms": 3.5},
-        ),
-        (
-            "PUT",
-            "/shared/k",
-            {"value": "v", "context": None},
-            200,
-            {"key": "k", **WRITTEN, "elapsed_ms": 3.5},
-        ),
-        (
-            "GET",
-            "/shared/greeting",
-            None,
-            200,
-            {
-                "key": "greeting",
-                "found": True,
-                "siblings": GREETING_SIBLINGS,
-                "context": GREETING_CONTEXT,
-                **READ,
-            },
-        ),
-        (
-            "GET",
-            "/shared/nothing",
-            None,
-            404,
-            {"key": "nothing", "found": False, "siblings": [], "context": None, **READ_NOTHING},
-        ),
+        [["ab" * 20]],  # not a pair
+        [["cd" * 20, 1], ["ab" * 20, 1]],  # writers out of order
     ],
 )
-async def test_route_answers_with_the_service_result(node, method, path, data, status, expected):
-    reply = await call(node.port, method, path, data)
-    assert (reply.status, reply.json()) == (status, expected)
-    assert reply.headers["Connection"] == "close"
+async def test_a_context_the_daemon_cannot_read_is_refused_and_nothing_is_written(live, context):
+    # Shapes the schema's loose item check lets through; the daemon's own check refuses.
+    reply = await call(live.api_port, "PUT", "/shared/k", {"value": "v", "context": context})
+    assert (reply.status, reply.json()) == (
+        400,
+        {"error": "context is not [[40-hex writer id, counter], ...]"},
+    )
+    assert (await call(live.api_port, "GET", "/shared/k")).status == 404
 
 
-async def test_metrics_are_prometheus_text(node):
-    reply = await call(node.port, "GET", "/metrics")
+@pytest.mark.xfail(
+    strict=True,
+    reason="found moving this story off the fake: plain and shared values share one record "
+    "per key, and a plain GET of a key holding a shared value sends the siblings' wire form "
+    "to json.dumps: a 500",
+)
+async def test_a_plain_read_of_a_key_holding_a_shared_value_is_not_an_internal_error(live):
+    assert (await call(live.api_port, "PUT", "/shared/greeting", {"value": "hi"})).status == 200
+    assert (await call(live.api_port, "GET", "/values/greeting")).status in (200, 404)
+
+
+async def test_metrics_count_what_the_node_holds(live):
+    await call(live.api_port, "PUT", "/values/k", {"value": "v"})
+    reply = await call(live.api_port, "GET", "/metrics")
     assert reply.status == 200
     assert reply.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-    assert reply.body.decode() == METRICS_TEXT
+    lines = reply.body.decode().splitlines()
+    assert lines[:4] == [
+        "# TYPE kadnode_peers gauge",
+        f"kadnode_peers {NODES}",
+        "# TYPE kadnode_values gauge",
+        "kadnode_values 1",
+    ]
+    assert f"kadnode_requests_in_total {live.server.core.stats['requests_in']}" in lines
 
 
-async def test_keys_are_percent_decoded_and_stored_values_come_back(node):
-    key = "a b/ü?#%"
-    path = f"/values/{quote(key, safe='')}"
-    assert (await call(node.port, "PUT", path, {"value": "ünïcode"})).status == 200
-    assert node.fake.values[key] == "ünïcode"
-    assert (await call(node.port, "GET", path)).json()["value"] == "ünïcode"
+async def test_leave_hands_every_value_on_once_and_stops_the_daemon(live):
+    keys = ["colour", "shape"]
+    for key in keys:
+        await call(live.api_port, "PUT", f"/values/{key}", {"value": key.upper()})
+    # Wipe every other copy: after this, only the leave can save a value.
+    for node in live.nodes:
+        for key in keys:
+            node.core.store.delete(storage_key(key))
+    # Asked twice at once (POST /leave, and the stop that follows it): handed on once.
+    reply, again = await asyncio.gather(call(live.api_port, "POST", "/leave"), live.daemon.leave())
+    assert reply.status == 200
+    left = reply.json()
+    check_schema(api.LEAVE_SCHEMA, left)
+    assert left == again
+    assert (left["keys"], left["stores"], left["acks"]) == (2, 2 * NODES, 2 * NODES)
+    await asyncio.wait_for(live.stopped, STOP_S)  # the daemon stops by itself
+    with pytest.raises(ConnectionRefusedError):
+        await call(live.api_port, "GET", "/health")
+    for node in live.nodes:
+        assert [node.core.store.get(storage_key(k)).value for k in keys] == ["COLOUR", "SHAPE"]
 
 
-async def test_register_stores_the_record_find_peer_then_finds(node):
-    path = f"/peers/{NODE_ID}/record"
-    assert (await call(node.port, "GET", path)).status == 404
-    assert (await call(node.port, "POST", "/register")).json()["record"] == SELF_RECORD
-    reply = await call(node.port, "GET", path)
-    assert (reply.status, reply.json()["record"]) == (200, SELF_RECORD)
-
-
-async def test_a_write_naming_the_read_context_resolves_the_siblings(node):
-    path = f"/shared/{quote('a b/ü', safe='')}"
-    assert (await call(node.port, "PUT", path, {"value": "one"})).status == 200
-    first = (await call(node.port, "GET", path)).json()
-    assert [s["value"] for s in first["siblings"]] == ["one"]
-    # A blind write by another writer: concurrent, so both are kept.
-    node.fake.shared["a b/ü"] += (
-        vclock.Versioned("two", vclock.VectorClock.of({int(PEER["id"], 16): 1})),
-    )
-    both = (await call(node.port, "GET", path)).json()
-    assert [s["value"] for s in both["siblings"]] == ["one", "two"]
-    assert both["context"] == [[NODE_ID, 1], [PEER["id"], 1]]
-    put = await call(node.port, "PUT", path, {"value": "three", "context": both["context"]})
-    assert put.status == 200
-    after = (await call(node.port, "GET", path)).json()
-    assert after["siblings"] == [{"value": "three", "clock": {NODE_ID: 2, PEER["id"]: 1}}]
-    assert after["context"] == [[NODE_ID, 2], [PEER["id"], 1]]
-
-
-async def test_fake_service_honours_the_declared_schemas():
-    fake = FakeService()
-    for schema, result in [
-        (api.INFO_SCHEMA, await fake.info()),
-        (api.LOOKUP_SCHEMA, await fake.lookup(int(PEER["id"], 16))),
-        (api.LOOKUP_SCHEMA, await fake.lookup(0)),
-        (api.PUT_SCHEMA, await fake.put("k", "v")),
-        (api.VALUE_SCHEMA, await fake.get("k")),
-        (api.VALUE_SCHEMA, await fake.get("missing")),
-        (api.PEERS_SCHEMA, await fake.peers()),
-        (api.PING_SCHEMA, await fake.ping("127.0.0.1", 4001)),
-        (api.PING_SCHEMA, await fake.ping("127.0.0.1", 9)),
-        (api.OWNER_SCHEMA, await fake.owner("greeting")),
-        (api.RING_SCHEMA, await fake.ring()),
-        (api.LEAVE_SCHEMA, await fake.leave()),
-        (api.REGISTER_SCHEMA, await fake.register()),
-        (api.PEER_RECORD_SCHEMA, await fake.find_peer(int(PEER["id"], 16))),
-        (api.PEER_RECORD_SCHEMA, await fake.find_peer(0)),
-        (api.PUT_SCHEMA, await fake.put_shared("k", "v", GREETING_CONTEXT)),
-        (api.SHARED_SCHEMA, await fake.get_shared("greeting")),
-        (api.SHARED_SCHEMA, await fake.get_shared("missing")),
-    ]:
-        check_schema(schema, result)
+# -- the HTTP layer, against a fake service --------------------------------------------------
 
 
 def test_the_daemons_reply_helpers_match_the_declared_schemas():
@@ -384,11 +430,6 @@ def test_a_write_below_its_quorum_is_one_line():
         "only 1 of the 4 closest nodes acknowledged; the write quorum is 3 (refused: store full)"
         "; the value stays where it was acknowledged, and republishing retries"
     )
-
-
-def test_owner_questions_are_the_daemons():
-    # The daemon labels its answers itself; the documented example must say the same.
-    assert api.QUESTIONS == daemon.QUESTIONS
 
 
 @pytest.mark.parametrize(
@@ -555,21 +596,6 @@ def test_leave_schema_takes_a_timed_out_hand_off():
             {"data": {"value": "v", "context": [[NODE_ID, True]]}},
             400,
             "body.context[0][1]: expected string or integer",
-        ),
-        # Shapes the schema's loose item check lets through; the daemon's check refuses.
-        (
-            "PUT",
-            "/shared/k",
-            {"data": {"value": "v", "context": [[NODE_ID]]}},
-            400,
-            "context is not [[40-hex writer id, counter], ...]",
-        ),
-        (
-            "PUT",
-            "/shared/k",
-            {"data": {"value": "v", "context": [[PEER["id"], 1], [NODE_ID, 1]]}},
-            400,
-            "context is not [[40-hex writer id, counter], ...]",
         ),
         ("GET", "/shared/%ff", {}, 400, "path is not percent-encoded UTF-8"),
     ],
