@@ -1,4 +1,9 @@
-"""The fake NodeService the API and client tests share, with its canned answers."""
+"""The one fake NodeService: a canned answer per operation, or an injected error.
+
+For tests of the HTTP layer (framing, bad requests, error mapping, the OpenAPI document)
+and of how the CLI renders replies a small real network does not give. What the
+operations themselves do is tested against a real daemon (tests/loopback.py).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,9 @@ from typing import Any
 
 import pytest
 
-from kadnode.core import vclock
 from kadnode.core.ids import key_id, to_hex
-from kadnode.core.ring import brute_successor
 from kadnode.errors import LocalProtocolError
-from kadnode.shell import api, daemon
+from kadnode.shell.api import QUESTIONS
 
 NODE_ID = "ab" * 20
 PEER = {"id": "cd" * 20, "host": "127.0.0.1", "port": 4001}
@@ -37,9 +40,6 @@ RING = {
 }
 # Its one value, handed to the two other nodes it knows; both acknowledged.
 LEFT = {"keys": 1, "stores": 2, "acks": 2, "elapsed_ms": 4.5}
-# The peer in kadnode.api's examples: the fake holds its record, so the
-# documented GET /peers/{id}/record example is found.
-DOC_PEER = {"id": "8f14e45fceea167a5a36dedd4bea2543b0e1a1d3", "host": "192.0.2.7", "port": 8468}
 
 
 def record_of(contact: dict[str, Any], seq: int) -> dict[str, Any]:
@@ -55,18 +55,8 @@ def record_of(contact: dict[str, Any], seq: int) -> dict[str, Any]:
 
 SELF_RECORD = record_of(SELF, 1732435200123)
 PEER_RECORD = record_of(PEER, 1732435100456)
-# FakeService.lookup's answer, after "target", for any target but PEER's id.
-LOOKUP_MISS = {
-    "found": False,
-    "peer": None,
-    "closest": [PEER],
-    "record": None,
-    "queried": 4,
-    "elapsed_ms": 12.5,
-}
 # Both other nodes acknowledged: the write quorum of a 2-node replica set is 2.
 WRITTEN = {"stored": 2, "asked": 2, "needed": 2, "replicas": [PEER, PREDECESSOR]}
-REGISTERED = {"key": NODE_ID, **WRITTEN, "elapsed_ms": 4.0, "record": SELF_RECORD}
 # A quorum read over the same two replicas: one held the newest, one was repaired.
 READ = {
     "replicas": 2,
@@ -78,142 +68,98 @@ READ = {
     "quorum": True,
     "elapsed_ms": 6.5,
 }
-READ_NOTHING = {**READ, "agreeing": 0, "repaired": 0}
-# "greeting" as a shared value: PEER and PREDECESSOR wrote it concurrently.
-SHARED_GREETING = (
-    vclock.Versioned("hello", vclock.VectorClock.of({int(PEER["id"], 16): 1})),
-    vclock.Versioned("bonjour", vclock.VectorClock.of({int(PREDECESSOR["id"], 16): 1})),
-)
-GREETING_SIBLINGS = [
+# A shared value PEER and PREDECESSOR wrote concurrently.
+SIBLINGS = [
     {"value": "hello", "clock": {PEER["id"]: 1}},
     {"value": "bonjour", "clock": {PREDECESSOR["id"]: 1}},
 ]
-GREETING_CONTEXT = [[PREDECESSOR["id"], 1], [PEER["id"], 1]]  # sorted by writer id
+CONTEXT = [[PREDECESSOR["id"], 1], [PEER["id"], 1]]  # sorted by writer id
 
 QUORUM_ERROR = "only 1 of the 4 closest nodes acknowledged; the write quorum is 3"
 
 
 class FakeService:
-    """A NodeService with canned answers; ``error`` makes every call raise it."""
+    """A NodeService with one canned answer per operation; every answer is a found one.
+
+    ``error`` makes every call raise it; ``answered`` lists the operations answered.
+    """
 
     def __init__(self) -> None:
-        self.values: dict[str, str] = {"greeting": "hello"}
-        self.records: dict[str, dict[str, Any]] = {
-            PEER["id"]: PEER_RECORD,
-            DOC_PEER["id"]: record_of(DOC_PEER, 1732435000789),
-        }
-        self.shared: dict[str, tuple[vclock.Versioned, ...]] = {"greeting": SHARED_GREETING}
         self.error: Exception | None = None
-        self.left = False
+        self.answered: list[str] = []
 
-    def _check(self) -> None:
+    def _answer(self, operation: str, reply: Any) -> Any:
         if self.error is not None:
             raise self.error
-
-    async def info(self) -> dict[str, Any]:
-        self._check()
-        return dict(INFO)
-
-    async def lookup(self, target: int) -> dict[str, Any]:
-        self._check()
-        reply = {"target": to_hex(target), **LOOKUP_MISS}
-        if reply["target"] == PEER["id"]:
-            reply.update(found=True, peer=PEER, record=PEER_RECORD)
+        self.answered.append(operation)
         return reply
 
+    async def info(self) -> dict[str, Any]:
+        return self._answer("info", INFO)
+
+    async def lookup(self, target: int) -> dict[str, Any]:
+        found = {"found": True, "peer": PEER, "closest": [PEER], "record": PEER_RECORD}
+        return self._answer(
+            "lookup", {"target": to_hex(target), **found, "queried": 4, "elapsed_ms": 12.5}
+        )
+
     async def put(self, key: str, value: str) -> dict[str, Any]:
-        self._check()
-        self.values[key] = value
-        return {"key": key, "stored": 2, "replicas": [PEER], "elapsed_ms": 3.0}
+        return self._answer("put", {"key": key, **WRITTEN, "elapsed_ms": 3.0})
 
     async def get(self, key: str) -> dict[str, Any]:
-        self._check()
-        value = self.values.get(key)
-        return {"key": key, "found": value is not None, "value": value, "elapsed_ms": 1.5}
+        return self._answer("get", {"key": key, "found": True, "value": "hello", "elapsed_ms": 1.5})
 
     async def peers(self) -> dict[str, Any]:
-        self._check()
-        return {"count": 1, "peers": [{**PEER, "failures": 1, "last_seen_s": 2.5}]}
+        return self._answer(
+            "peers", {"count": 1, "peers": [{**PEER, "failures": 1, "last_seen_s": 2.5}]}
+        )
 
     async def ping(self, host: str, port: int) -> dict[str, Any]:
-        self._check()
-        alive = port == PEER["port"]
-        return {
-            "host": host,
-            "port": port,
-            "alive": alive,
-            "id": PEER["id"] if alive else None,
-            "rtt_ms": 0.75 if alive else None,
-        }
+        alive = {"alive": True, "id": PEER["id"], "rtt_ms": 0.75}
+        return self._answer("ping", {"host": host, "port": port, **alive})
 
     async def register(self) -> dict[str, Any]:
-        self._check()
-        self.records[NODE_ID] = SELF_RECORD
-        return dict(REGISTERED)
+        registered = {"key": NODE_ID, **WRITTEN, "elapsed_ms": 4.0, "record": SELF_RECORD}
+        return self._answer("register", registered)
 
     async def find_peer(self, target: int) -> dict[str, Any]:
-        self._check()
-        record = self.records.get(to_hex(target))
-        found = record is not None
-        return {
-            "id": to_hex(target),
-            "found": found,
-            "record": record,
-            **(READ if found else READ_NOTHING),
-        }
+        found = {"id": to_hex(target), "found": True, "record": PEER_RECORD, **READ}
+        return self._answer("find_peer", found)
 
     async def put_shared(self, key: str, value: str, context: list | None) -> dict[str, Any]:
-        """A write by this node, with the daemon's context checks and vector-clock rules."""
-        self._check()
-        seen = vclock.from_wire(daemon.context_wire(context)) if context is not None else None
-        version = vclock.write(seen, int(NODE_ID, 16), value)
-        self.shared[key] = vclock.reconcile(self.shared.get(key, ()), version)
-        return {"key": key, **WRITTEN, "elapsed_ms": 3.5}
+        return self._answer("put_shared", {"key": key, **WRITTEN, "elapsed_ms": 3.5})
 
     async def get_shared(self, key: str) -> dict[str, Any]:
-        self._check()
-        siblings = self.shared.get(key, ())
-        return {
-            "key": key,
-            "found": bool(siblings),
-            "siblings": [{"value": s.value, "clock": daemon.clock_json(s.clock)} for s in siblings],
-            "context": daemon.context_json(vclock.context(siblings)) if siblings else None,
-            **(READ if siblings else READ_NOTHING),
-        }
+        found = {"key": key, "found": True, "siblings": SIBLINGS, "context": CONTEXT}
+        return self._answer("get_shared", {**found, **READ})
 
     async def owner(self, key: str) -> dict[str, Any]:
-        """Both answers, by brute force over the three nodes of the fake's ring."""
-        self._check()
-        target = key_id(key)
-        nodes = {int(c["id"], 16): c for c in (SELF, PEER, PREDECESSOR)}
-        successor = nodes[brute_successor(target, nodes)]
-        return {
-            "key": key,
-            "key_id": to_hex(target),
-            "successor": successor,
-            "successor_hops": 0 if successor is SELF else 1,
-            "closest": [nodes[i] for i in sorted(nodes, key=lambda i: i ^ target)],
-            "questions": api.QUESTIONS,
-            "elapsed_ms": 2.5,
-        }
+        answers = {"successor": SELF, "successor_hops": 0, "closest": [SELF, PEER, PREDECESSOR]}
+        return self._answer(
+            "owner",
+            {
+                "key": key,
+                "key_id": to_hex(key_id(key)),
+                **answers,
+                "questions": QUESTIONS,
+                "elapsed_ms": 2.5,
+            },
+        )
 
     async def ring(self) -> dict[str, Any]:
-        self._check()
-        return RING
+        return self._answer("ring", RING)
 
     async def leave(self) -> dict[str, Any]:
-        self._check()
-        self.left = True
-        return dict(LEFT)
+        return self._answer("leave", LEFT)
 
     async def fault(self, delay_ms: float, jitter_ms: float) -> dict[str, Any]:
-        self._check()
         mechanism = "kadnode transport send delay (--allow-fault-injection)"
-        return {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "mechanism": mechanism}
+        return self._answer(
+            "fault", {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "mechanism": mechanism}
+        )
 
     async def metrics(self) -> str:
-        self._check()
-        return METRICS_TEXT
+        return self._answer("metrics", METRICS_TEXT)
 
 
 def message_of(parse: Callable[[str], object], text: str) -> str:
