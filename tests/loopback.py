@@ -47,6 +47,11 @@ def contact(server: Server) -> dict[str, Any]:
     return {"id": to_hex(server.id), "host": host, "port": port}
 
 
+def fields(reply: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The named fields of an API reply (leaving out timings and counters that vary)."""
+    return {name: reply[name] for name in names}
+
+
 def ids_of(contacts: list[dict[str, Any]]) -> list[int]:
     return [int(c["id"], 16) for c in contacts]
 

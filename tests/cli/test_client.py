@@ -27,7 +27,17 @@ from fakes import (
     FakeService,
     message_of,
 )
-from loopback import NODES, STOP_S, Network, by_distance, contact, daemon, in_thread, network
+from loopback import (
+    NODES,
+    STOP_S,
+    Network,
+    by_distance,
+    contact,
+    daemon,
+    fields,
+    in_thread,
+    network,
+)
 
 from kadnode.cli.client import ApiClient, add_client_commands, run_client_command
 from kadnode.config import Config
@@ -75,10 +85,6 @@ def dead_address() -> str:
 
 def down(address: str) -> str:
     return f"no kadnode daemon answering at {address} (start one with 'kadnode run')"
-
-
-def fields(reply: dict[str, Any], *names: str) -> dict[str, Any]:
-    return {name: reply[name] for name in names}
 
 
 # -- ApiClient ---------------------------------------------------------------------------------

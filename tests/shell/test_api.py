@@ -37,6 +37,7 @@ from loopback import (
     by_distance,
     clockwise,
     contact,
+    fields,
     fingers,
     network,
     xor_closest,
@@ -114,22 +115,6 @@ def status_of(answer: bytes) -> tuple[int, Any]:
     return int(head.split(b" ")[1]), json.loads(body)
 
 
-@dataclass
-class Node:
-    fake: FakeService
-    port: int
-    routes: list[Route]
-
-
-@pytest.fixture
-async def node():
-    fake = FakeService()
-    routes = build_routes(fake)
-    server = await serve(routes, "127.0.0.1", 0)
-    async with server:
-        yield Node(fake, server.sockets[0].getsockname()[1], routes)
-
-
 # -- stories: a real daemon among real nodes, asked over HTTP --------------------------------
 
 
@@ -149,7 +134,7 @@ async def test_info_is_this_node_and_what_it_holds(live, tmp_path):
     assert reply.status == 200
     info = reply.json()
     check_schema(api.INFO_SCHEMA, info)
-    assert {k: info[k] for k in ("id", "host", "port", "peers", "values", "data_dir")} == {
+    assert fields(info, "id", "host", "port", "peers", "values", "data_dir") == {
         "id": to_hex(live.server.id),
         "host": host,
         "port": port,
@@ -166,7 +151,7 @@ async def test_lookup_finds_a_node_by_id_and_names_the_closest_when_none_has_it(
     wanted = live.nodes[0]
     found = (await call(live.api_port, "GET", f"/lookup/0x{to_hex(wanted.id).upper()}")).json()
     check_schema(api.LOOKUP_SCHEMA, found)
-    assert {k: found[k] for k in ("target", "found", "peer", "closest", "record", "queried")} == {
+    assert fields(found, "target", "found", "peer", "closest", "record", "queried") == {
         "target": to_hex(wanted.id),
         "found": True,
         "peer": contact(wanted),
@@ -192,7 +177,7 @@ async def test_a_value_put_is_on_every_replica_under_its_decoded_key_and_read_ba
         assert node.core.store.get(storage_key(key)).value == "ünïcode"
     got = await call(live.api_port, "GET", path)
     assert got.status == 200
-    assert {k: got.json()[k] for k in ("key", "found", "value", "source")} == {
+    assert fields(got.json(), "key", "found", "value", "source") == {
         "key": key,
         "found": True,
         "value": "ünïcode",
@@ -207,7 +192,7 @@ async def test_a_value_put_is_on_every_replica_under_its_decoded_key_and_read_ba
 async def test_a_key_nobody_holds_is_404_and_found_false(live):
     reply = await call(live.api_port, "GET", "/values/nothing")
     assert reply.status == 404
-    assert {k: reply.json()[k] for k in ("key", "found", "value")} == {
+    assert fields(reply.json(), "key", "found", "value") == {
         "key": "nothing",
         "found": False,
         "value": None,
@@ -218,9 +203,7 @@ async def test_peers_are_the_nodes_that_joined(live):
     peers = (await call(live.api_port, "GET", "/peers")).json()
     check_schema(api.PEERS_SCHEMA, peers)
     assert peers["count"] == NODES
-    assert by_id([{k: p[k] for k in ("id", "host", "port")} for p in peers["peers"]]) == by_id(
-        live.contacts
-    )
+    assert by_id([fields(p, "id", "host", "port") for p in peers["peers"]]) == by_id(live.contacts)
     assert [p["failures"] for p in peers["peers"]] == [0] * NODES
 
 
@@ -238,8 +221,8 @@ async def test_ping_a_node_then_ping_it_once_it_stopped(live):
 
 async def test_owner_answers_both_questions_as_brute_force_does(live):
     everyone = set(live.by_id)
-    documented = (await call(live.api_port, "GET", "/openapi.json")).json()
-    example = documented["paths"]["/owner/{key}"]["get"]["responses"]["200"]
+    doc = (await call(live.api_port, "GET", "/openapi.json")).json()
+    documented = doc["paths"]["/owner/{key}"]["get"]["responses"]["200"]["content"]
     for key in ("greeting", "a b/c", *(f"service/{i}" for i in range(8))):
         reply = await call(live.api_port, "GET", f"/owner/{quote(key, safe='')}")
         assert reply.status == 200
@@ -250,7 +233,7 @@ async def test_owner_answers_both_questions_as_brute_force_does(live):
         assert owner["successor"] == live.by_id[brute_successor(target, everyone)], key
         assert owner["closest"] == [live.by_id[i] for i in xor_closest(target, everyone)], key
         # Each answer labelled as the documentation labels it.
-        assert owner["questions"] == example["content"]["application/json"]["example"]["questions"]
+        assert owner["questions"] == documented["application/json"]["example"]["questions"]
 
 
 async def test_ring_is_brute_force_over_the_network(live):
@@ -281,7 +264,7 @@ async def test_register_then_find_peer_finds_the_signed_record(live):
     assert record["public_key"] == live.daemon.server.core.identity.public_key.hex()
     after = await call(live.api_port, "GET", path)
     assert after.status == 200
-    assert {k: after.json()[k] for k in ("found", "record", "answered", "agreeing")} == {
+    assert fields(after.json(), "found", "record", "answered", "agreeing") == {
         "found": True,
         "record": record,
         "answered": NODES,
@@ -380,7 +363,7 @@ async def test_leave_hands_every_value_on_once_and_stops_the_daemon(live):
     for node in live.nodes:
         for key in keys:
             node.core.store.delete(storage_key(key))
-    # Asked twice at once (POST /leave, and the stop that follows it): handed on once.
+    # Asked twice at once (over HTTP, and by the daemon itself as it stops): handed on once.
     reply, again = await asyncio.gather(call(live.api_port, "POST", "/leave"), live.daemon.leave())
     assert reply.status == 200
     left = reply.json()
@@ -394,7 +377,7 @@ async def test_leave_hands_every_value_on_once_and_stops_the_daemon(live):
         assert [node.core.store.get(storage_key(k)).value for k in keys] == ["COLOUR", "SHAPE"]
 
 
-# -- the HTTP layer, against a fake service --------------------------------------------------
+# -- reply helpers and schemas ----------------------------------------------------------------
 
 
 def test_the_daemons_reply_helpers_match_the_declared_schemas():
@@ -510,7 +493,23 @@ def test_leave_schema_takes_a_timed_out_hand_off():
     check_schema(api.LEAVE_SCHEMA, {**timed_out, "timed_out": True})
 
 
-# -- client errors -----------------------------------------------------------------------------
+# -- the HTTP layer, against a fake service: client errors ------------------------------------
+
+
+@dataclass
+class Node:
+    fake: FakeService
+    port: int
+    routes: list[Route]
+
+
+@pytest.fixture
+async def node():
+    fake = FakeService()
+    routes = build_routes(fake)
+    server = await serve(routes, "127.0.0.1", 0)
+    async with server:
+        yield Node(fake, server.sockets[0].getsockname()[1], routes)
 
 
 @pytest.mark.parametrize(
