@@ -272,20 +272,20 @@ async def test_register_then_find_peer_finds_the_signed_record(live):
     }
 
 
-async def test_find_peer_finds_the_record_another_node_registered(live):
+async def test_find_peer_and_lookup_give_the_address_another_node_registered(live):
     node = live.nodes[0]
-    await node.register()
+    # It registers the address it is reached at from outside (a NAT's, say), not its socket's.
+    advertised = {"host": "127.0.0.1", "port": node.address[1] + 1}
+    await node.register([(advertised["host"], advertised["port"])])
     reply = await call(live.api_port, "GET", f"/peers/0x{to_hex(node.id).upper()}/record")
     assert reply.status == 200
     found = reply.json()
     check_schema(api.PEER_RECORD_SCHEMA, found)
-    assert (found["id"], found["record"]["addresses"]) == (
-        to_hex(node.id),
-        [{"host": "127.0.0.1", "port": node.address[1]}],
-    )
-    # A lookup of that id now returns the verified record too.
+    assert (found["id"], found["record"]["addresses"]) == (to_hex(node.id), [advertised])
+    # A lookup finds the node, and gives the signed address rather than the socket's.
     looked_up = (await call(live.api_port, "GET", f"/lookup/{to_hex(node.id)}")).json()
     assert looked_up["record"] == found["record"]
+    assert looked_up["peer"] == {"id": to_hex(node.id), **advertised}
 
 
 async def test_a_write_naming_the_read_context_resolves_the_siblings(live):
