@@ -16,6 +16,7 @@ from kadnode.errors import (
     DecodeError,
     KadnodeError,
     LocalProtocolError,
+    QuorumError,
     RemoteProtocolError,
     StorageError,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "DecodeError",
     "KadnodeError",
     "LocalProtocolError",
+    "QuorumError",
     "RemoteProtocolError",
     "Server",
     "StorageError",

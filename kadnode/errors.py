@@ -31,3 +31,7 @@ class StorageError(KadnodeError):
 
 class ApiError(KadnodeError):
     """The control API could not answer (daemon down, bad reply...)."""
+
+
+class QuorumError(KadnodeError):
+    """A write that fewer than W replicas acknowledged."""

@@ -12,6 +12,7 @@ logs a bad seed and goes on.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ import aiodns
 import pycares
 
 from kadnode.config import DNS_SEED_SRV_PREFIX, DNS_SEED_TIMEOUT, DNS_SEED_TRIES
-from kadnode.errors import KadnodeError
+from kadnode.errors import KadnodeError, LocalProtocolError
 from kadnode.inputs import Address, is_host_name, is_ip, parse_nameserver
 
 # c-ares errors meaning "this name or type has no records", not a failure.
@@ -192,3 +193,18 @@ def _server_list(nameservers: Sequence[str] | None) -> list[str] | None:
 
 def _unique(addresses: Iterable[Address]) -> list[Address]:
     return list(dict.fromkeys(addresses))
+
+
+async def resolve_host(host: str) -> str:
+    """A numeric address for ``host`` (the core matches replies by address)."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return host
+    except OSError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise LocalProtocolError(f"cannot resolve {host!r}: {exc.strerror or exc}") from None
+    return infos[0][4][0]

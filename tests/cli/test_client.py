@@ -43,10 +43,9 @@ from kadnode.cli.client import ApiClient, add_client_commands, run_client_comman
 from kadnode.config import Config
 from kadnode.core.ids import key_id, parse_hex, to_hex
 from kadnode.core.ring import brute_successor
-from kadnode.errors import ApiError, LocalProtocolError
+from kadnode.errors import ApiError, LocalProtocolError, QuorumError
 from kadnode.inputs import parse_hostport
 from kadnode.shell.api import QUESTIONS, NodeService, build_routes
-from kadnode.shell.daemon import QuorumError
 from kadnode.shell.httpserver import serve
 
 

@@ -50,9 +50,9 @@ from kadnode.core.identity import Identity
 from kadnode.core.ids import key_id, parse_hex, to_hex
 from kadnode.core.messages import Kind
 from kadnode.core.ring import brute_successor
-from kadnode.errors import ApiError, LocalProtocolError
+from kadnode.errors import ApiError, LocalProtocolError, QuorumError
 from kadnode.inputs import parse_hostport
-from kadnode.shell import api, daemon
+from kadnode.shell import api, service
 from kadnode.shell.api import build_routes
 from kadnode.shell.httpserver import (
     MAX_BODY_BYTES,
@@ -390,29 +390,29 @@ def test_the_daemons_reply_helpers_match_the_declared_schemas():
     me = Identity.from_seed(bytes(range(32)))
     record = records.sign_record(me, [("192.0.2.7", 8467), ("2001:db8::7", 8467)], 7, 1e9)
     put = PutResult(me.node_id.to_bytes(20, "big"), 2, [], 3, 5, needed=2, replica_set=3)
-    written = daemon.put_json(to_hex(me.node_id), put, 0.0)
-    check_schema(api.REGISTER_SCHEMA, {**written, "record": daemon.record_json(record)})
+    written = service.put_json(to_hex(me.node_id), put, 0.0)
+    check_schema(api.REGISTER_SCHEMA, {**written, "record": service.record_json(record)})
     check_schema(api.PUT_SCHEMA, written)
     read = ReadResult(b"k" * 20, Kind.SHARED, [], 20, 19, 18, 17, 2, 1, 11)
     clock = vclock.VectorClock.of({me.node_id: 3, 1: 2**63 - 1})
     shared = {
         "key": "k",
         "found": True,
-        "siblings": [{"value": "v", "clock": daemon.clock_json(clock)}],
-        "context": daemon.context_json(clock),
-        **daemon.read_json(read, 0.0),
+        "siblings": [{"value": "v", "clock": service.clock_json(clock)}],
+        "context": service.context_json(clock),
+        **service.read_json(read, 0.0),
     }
     check_schema(api.SHARED_SCHEMA, shared)
-    found = {"id": to_hex(me.node_id), "found": True, "record": daemon.record_json(record)}
-    check_schema(api.PEER_RECORD_SCHEMA, {**found, **daemon.read_json(read, 0.0)})
+    found = {"id": to_hex(me.node_id), "found": True, "record": service.record_json(record)}
+    check_schema(api.PEER_RECORD_SCHEMA, {**found, **service.read_json(read, 0.0)})
     # What a reader passes back is what the daemon takes as a context.
-    assert vclock.from_wire(daemon.context_wire(shared["context"])) == clock
+    assert vclock.from_wire(service.context_wire(shared["context"])) == clock
 
 
 def test_a_write_below_its_quorum_is_one_line():
     put = PutResult(b"k" * 20, 1, [], 4, 6, needed=3, replica_set=4, refused=("store full",))
-    with pytest.raises(daemon.QuorumError) as caught:
-        daemon.put_json("k", put, 0.0)
+    with pytest.raises(QuorumError) as caught:
+        service.put_json("k", put, 0.0)
     assert str(caught.value) == (
         "only 1 of the 4 closest nodes acknowledged; the write quorum is 3 (refused: store full)"
         "; the value stays where it was acknowledged, and republishing retries"
@@ -647,7 +647,7 @@ async def test_kadnode_errors_map_to_status_and_one_line(node, error, status, me
     [("POST", "/register", None), ("PUT", "/shared/k", {"value": "v"})],
 )
 async def test_a_write_below_its_quorum_is_503_and_one_line(node, method, path, data):
-    node.fake.error = daemon.QuorumError(QUORUM_ERROR)
+    node.fake.error = QuorumError(QUORUM_ERROR)
     reply = await call(node.port, method, path, data)
     assert (reply.status, reply.json()) == (503, {"error": QUORUM_ERROR})
 

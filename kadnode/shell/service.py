@@ -1,0 +1,352 @@
+"""What the control API calls: one method per operation, and its JSON views. I/O.
+
+:class:`NodeService` answers each route of :mod:`kadnode.shell.api` from the
+running node (:class:`~kadnode.shell.library.Server`) and its store; the
+daemon (:mod:`kadnode.shell.daemon`) adds its lifecycle on top. Replies are
+plain JSON objects, checked against the API's schemas in the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from kadnode import __version__
+from kadnode.core import kinds, records, vclock
+from kadnode.core.events import PutResult, ReadResult
+from kadnode.core.ids import to_hex
+from kadnode.core.messages import Contact, Value
+from kadnode.errors import KadnodeError, LocalProtocolError, QuorumError
+from kadnode.shell.api import QUESTIONS
+from kadnode.shell.dns import resolve_host
+from kadnode.shell.library import Server, storage_key
+from kadnode.shell.sqlite_store import SqliteStore
+
+if TYPE_CHECKING:
+    from kadnode.shell.daemon import DaemonOptions
+
+log = logging.getLogger("kadnode")
+
+# A graceful leave (SIGTERM, SIGINT, `kadnode leave`) waits this long at most
+# for the nodes taking over its values to acknowledge them.
+LEAVE_TIMEOUT = 10.0
+
+
+def contact_json(contact: Contact) -> dict[str, Any]:
+    return {"id": to_hex(contact.node_id), "host": contact.host, "port": contact.port}
+
+
+def record_json(record: records.PeerRecord) -> dict[str, Any]:
+    return {
+        "id": to_hex(record.node_id),
+        "addresses": [{"host": h, "port": p} for h, p in record.addresses],
+        "seq": record.seq,
+        "expires": record.expires,
+        "public_key": record.public_key.hex(),
+    }
+
+
+def clock_json(clock: vclock.VectorClock) -> dict[str, int]:
+    return {to_hex(writer): counter for writer, counter in clock.entries}
+
+
+def context_json(clock: vclock.VectorClock) -> list[list]:
+    """A clock as JSON: ``[[writer id hex, counter], ...]`` (what a client passes back)."""
+    return [[to_hex(writer), counter] for writer, counter in clock.entries]
+
+
+def context_wire(context: object) -> list:
+    """A client's context back in wire form; one clear line when it is not one."""
+    try:
+        wire = [[bytes.fromhex(w), c] for w, c in context]  # type: ignore[union-attr]
+        vclock.from_wire(wire)
+    except (TypeError, ValueError, KadnodeError):
+        raise LocalProtocolError("context is not [[40-hex writer id, counter], ...]") from None
+    return wire
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter()`` reading), to the microsecond."""
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def put_json(key: str, result: PutResult, started: float) -> dict[str, Any]:
+    """A write's reply; a write below its quorum is an error, in one line."""
+    if not result.quorum:
+        why = f" (refused: {'; '.join(result.refused)})" if result.refused else ""
+        raise QuorumError(
+            f"only {result.acks} of the {result.replica_set} closest nodes acknowledged;"
+            f" the write quorum is {result.needed}{why}; the value stays where it was"
+            " acknowledged, and republishing retries"
+        )
+    return {
+        "key": key,
+        "stored": result.acks,
+        "asked": result.asked,
+        "needed": result.needed,
+        "replicas": [contact_json(c) for c in result.replicas],
+        "elapsed_ms": elapsed_ms(started),
+    }
+
+
+def read_json(result: ReadResult, started: float) -> dict[str, Any]:
+    return {
+        "replicas": result.replica_set,
+        "answered": result.answered,
+        "agreeing": result.agreeing,
+        "repaired": result.repaired,
+        "rejected": result.rejected,
+        "needed": result.needed,
+        "quorum": result.quorum,
+        "elapsed_ms": elapsed_ms(started),
+    }
+
+
+def value_json(value: Value | None) -> Any:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+class NodeService:
+    """What the control API calls: one method per operation, answering in JSON."""
+
+    def __init__(
+        self,
+        server: Server,
+        store: SqliteStore,
+        options: DaemonOptions,
+        stop: asyncio.Event,
+        tasks: asyncio.TaskGroup,
+    ):
+        self.server = server
+        self.store = store
+        self.options = options
+        self.stop = stop
+        # The daemon's TaskGroup: its background work and the hand-over run here.
+        self.tasks = tasks
+        self.started = time.time()
+        self._leaving: asyncio.Task[dict[str, Any]] | None = None
+
+    async def info(self) -> dict[str, Any]:
+        core = self.server.core
+        host, port = self.server.address
+        return {
+            "id": to_hex(core.id),
+            "host": host,
+            "port": port,
+            "version": __version__,
+            "peers": len(core.table),
+            "values": len(self.store),
+            "uptime_s": round(time.time() - self.started, 3),
+            "data_dir": str(self.options.data_dir),
+            "stats": dict(core.stats),
+        }
+
+    async def lookup(self, target: int) -> dict[str, Any]:
+        t = time.perf_counter()
+        result, found = await asyncio.gather(
+            self.server.lookup(target), self.server.find_peer(target)
+        )
+        peer = result.peer
+        record = records.from_wire(found.payload) if found.found else None
+        if record is not None:  # a verified, signed address beats a contact's
+            host, port = record.addresses[0]
+            peer = Contact(target, host, port)
+        if target == self.server.id:
+            host, port = self.server.address
+            peer = Contact(target, host, port)
+        return {
+            "target": to_hex(target),
+            "found": peer is not None,
+            "peer": contact_json(peer) if peer else None,
+            "closest": [contact_json(c) for c in result.closest],
+            "record": record_json(record) if record is not None else None,
+            "queried": result.queried,
+            "elapsed_ms": elapsed_ms(t),
+        }
+
+    async def put(self, key: str, value: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        return put_json(key, await self.server.put(key, value), t)
+
+    async def get(self, key: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        result = await self.server.get(key)
+        return {
+            "key": key,
+            "found": result.found,
+            "value": value_json(result.value),
+            "source": (contact_json(result.source) if result.source else "local")
+            if result.found
+            else None,
+            "elapsed_ms": elapsed_ms(t),
+        }
+
+    async def peers(self) -> dict[str, Any]:
+        now = time.time()
+        entries = sorted(self.server.core.table.entries(), key=lambda e: -e.last_seen)
+        return {
+            "count": len(entries),
+            "peers": [
+                {
+                    **contact_json(e.contact),
+                    "failures": e.failures,
+                    "last_seen_s": round(now - e.last_seen, 3),
+                }
+                for e in entries
+            ],
+        }
+
+    async def ping(self, host: str, port: int) -> dict[str, Any]:
+        address = await resolve_host(host)
+        own_host, own_port = self.server.address
+        if port == own_port and address in (own_host, "127.0.0.1", "::1"):
+            # Ourselves: a datagram to our own socket would claim our own id.
+            return {
+                "host": host,
+                "port": port,
+                "alive": True,
+                "id": to_hex(self.server.id),
+                "rtt_ms": 0.0,
+                "self": True,
+            }
+        result = await self.server.ping((address, port))
+        return {
+            "host": host,
+            "port": port,
+            "alive": result.node_id is not None,
+            "id": to_hex(result.node_id) if result.node_id is not None else None,
+            "rtt_ms": round(result.rtt * 1000, 3) if result.rtt is not None else None,
+        }
+
+    async def register(self) -> dict[str, Any]:
+        t = time.perf_counter()
+        result = await self.server.register()
+        own = self.server.core.store.get(self.server.core.id_bytes)
+        out = put_json(to_hex(self.server.id), result, t)
+        out["record"] = record_json(records.from_wire(own.value)) if own else None
+        return out
+
+    async def find_peer(self, target: int) -> dict[str, Any]:
+        t = time.perf_counter()
+        found = await self.server.find_peer(target)
+        record = records.from_wire(found.payload) if found.found else None
+        return {
+            "id": to_hex(target),
+            "found": record is not None,
+            "record": record_json(record) if record is not None else None,
+            **read_json(found, t),
+        }
+
+    async def put_shared(self, key: str, value: str, context: list | None) -> dict[str, Any]:
+        t = time.perf_counter()
+        wire = context_wire(context) if context is not None else None
+        return put_json(key, await self.server.put_shared(key, value, wire), t)
+
+    async def get_shared(self, key: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        found = await self.server.get_shared(key)
+        siblings = kinds.siblings_from_wire(found.payload) if found.found else ()
+        return {
+            "key": key,
+            "found": found.found,
+            "siblings": [
+                {"value": value_json(s.value), "clock": clock_json(s.clock)} for s in siblings
+            ],
+            "context": context_json(vclock.context(siblings)) if siblings else None,
+            **read_json(found, t),
+        }
+
+    async def owner(self, key: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        target = int.from_bytes(storage_key(key), "big")
+        route, lookup = await asyncio.gather(
+            self.server.find_successor(target), self.server.lookup(target)
+        )
+        successor = (route.successor or self.self_contact()) if route.ok else None
+        return {
+            "key": key,
+            "key_id": to_hex(target),
+            "successor": contact_json(successor) if successor else None,
+            "successor_hops": route.hops,
+            "closest": [contact_json(c) for c in self.with_self(target, lookup.closest)],
+            "questions": QUESTIONS,
+            "elapsed_ms": elapsed_ms(t),
+        }
+
+    async def ring(self) -> dict[str, Any]:
+        core = self.server.core
+        pred = core.ring.predecessor
+        return {
+            "self": contact_json(self.self_contact()),
+            "predecessor": contact_json(pred) if pred else None,
+            "successors": [contact_json(c) for c in core.ring.successors],
+            "fingers": [{"index": i, **contact_json(c)} for i, c in core.fingers().table()],
+        }
+
+    async def leave(self) -> dict[str, Any]:
+        """Hand every held value on (once, however often asked), then stop.
+
+        The hand-over is a task of the daemon's TaskGroup, so a caller that
+        goes away (an HTTP client hanging up) neither cancels nor loses it.
+        """
+        if self._leaving is None:
+            self._leaving = self.tasks.create_task(self._hand_over())
+        try:
+            return await asyncio.shield(self._leaving)
+        finally:
+            self.stop.set()
+
+    async def _hand_over(self) -> dict[str, Any]:
+        t = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(self.server.leave(), LEAVE_TIMEOUT)
+            left: dict[str, Any] = {
+                "keys": result.keys,
+                "stores": result.stores,
+                "acks": result.acks,
+            }
+        except TimeoutError:
+            left = {"keys": None, "stores": None, "acks": None, "timed_out": True}
+        left["elapsed_ms"] = elapsed_ms(t)
+        log.info("left the network: %s", left)
+        return left
+
+    def self_contact(self) -> Contact:
+        host, port = self.server.address
+        return Contact(self.server.id, host, port)
+
+    def with_self(self, target: int, closest: list[Contact]) -> list[Contact]:
+        """The k closest to ``target`` counting this node too (it stores values)."""
+        k = self.server.core.config.k
+        return sorted([*closest, self.self_contact()], key=lambda c: c.node_id ^ target)[:k]
+
+    async def fault(self, delay_ms: float, jitter_ms: float) -> dict[str, Any]:
+        """Chaos testing: delay every datagram this node sends (0 clears)."""
+        if not self.options.allow_fault_injection:
+            raise LocalProtocolError(
+                "fault injection is off: start the daemon with --allow-fault-injection"
+            )
+        if not (0 <= jitter_ms <= delay_ms <= 60_000):
+            raise LocalProtocolError("need 0 <= jitter_ms <= delay_ms <= 60000")
+        udp = self.server.udp
+        udp.fault_delay = (delay_ms / 1000, jitter_ms / 1000) if delay_ms else None
+        log.warning("fault injection: send delay %s ms +- %s ms", delay_ms, jitter_ms)
+        return {
+            "delay_ms": delay_ms,
+            "jitter_ms": jitter_ms,
+            "mechanism": "kadnode transport send delay (--allow-fault-injection)",
+        }
+
+    async def metrics(self) -> str:
+        core = self.server.core
+        lines = [
+            "# TYPE kadnode_peers gauge",
+            f"kadnode_peers {len(core.table)}",
+            "# TYPE kadnode_values gauge",
+            f"kadnode_values {len(self.store)}",
+        ]
+        for name, count in sorted(core.stats.items()):
+            lines += [f"# TYPE kadnode_{name}_total counter", f"kadnode_{name}_total {count}"]
+        return "\n".join(lines) + "\n"
