@@ -34,11 +34,9 @@ for and prints progress to stderr. matplotlib is imported only for plots.
 from __future__ import annotations
 
 import argparse
-import bisect
 import contextlib
 import gc
 import hashlib
-import heapq
 import json
 import math
 import os
@@ -57,6 +55,16 @@ from kadnode.core.ids import ID_BITS, ID_SPACE
 from kadnode.core.node import NodeCore
 from kadnode.inputs import at_least
 from kadnode.sim.network import PairLatency, SimNetwork
+from kadnode.sim.oracle import (
+    hop_bound,
+    hop_model,
+    one_bit_bound,
+    ring_successor,
+    weibull_median,
+    xor_closest,
+    xor_closest_sorted,
+)
+from kadnode.stats import gini, mean, percentile
 
 # ---- parameters, with their sources -----------------------------------------
 
@@ -110,36 +118,6 @@ DEFAULT_NODES = {
 SCENARIOS = tuple(DEFAULT_NODES)
 
 
-def weibull_median(shape: float, scale: float) -> float:
-    return scale * math.log(2) ** (1 / shape)
-
-
-# ---- small statistics ----------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); 0.0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return float(ordered[rank - 1])
-
-
-def mean(values: Sequence[float]) -> float:
-    return statistics.fmean(values) if values else 0.0
-
-
-def gini(values: Sequence[float]) -> float:
-    """Gini index: 0 when all equal, near 1 when one holds everything."""
-    ordered = sorted(values)
-    n, total = len(ordered), sum(ordered)
-    if n == 0 or total == 0:
-        return 0.0
-    weighted = sum((i + 1) * v for i, v in enumerate(ordered))
-    return (2 * weighted) / (n * total) - (n + 1) / n
-
-
 def rss_bytes() -> int:
     """Resident set size of this process (Linux /proc; 0 elsewhere)."""
     try:
@@ -147,52 +125,6 @@ def rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
-
-
-# ---- truth, computed from outside the network --------------------------------
-
-
-def xor_closest(ids: Sequence[int], target: int, n: int, exclude: int | None = None) -> list[int]:
-    """The n ids nearest ``target`` by XOR (brute force: the ground truth)."""
-    if exclude is None:
-        return heapq.nsmallest(n, ids, key=lambda i: i ^ target)
-    return heapq.nsmallest(n, (i for i in ids if i != exclude), key=lambda i: i ^ target)
-
-
-def xor_closest_sorted(
-    sorted_ids: Sequence[int], target: int, n: int, exclude: int | None = None
-) -> list[int]:
-    """:func:`xor_closest` over sorted ids, without scanning them all.
-
-    Ids within XOR distance 2**m of ``target`` form an aligned block, a
-    contiguous run of the sorted ids; the n nearest lie in the smallest
-    block holding n of them (plus ``exclude``).
-    """
-    want = n + (exclude is not None)
-    lo_bits, hi_bits = 0, ID_BITS
-    while lo_bits < hi_bits:  # the smallest m whose block holds enough
-        m = (lo_bits + hi_bits) // 2
-        start = (target >> m) << m
-        count = bisect.bisect_left(sorted_ids, start + (1 << m)) - bisect.bisect_left(
-            sorted_ids, start
-        )
-        if count >= want:
-            hi_bits = m
-        else:
-            lo_bits = m + 1
-    start = (target >> lo_bits) << lo_bits
-    block = sorted_ids[
-        bisect.bisect_left(sorted_ids, start) : bisect.bisect_left(
-            sorted_ids, start + (1 << lo_bits)
-        )
-    ]
-    return xor_closest(block, target, n, exclude)
-
-
-def ring_successor(sorted_ids: Sequence[int], key: int) -> int:
-    """Chord's successor: the first id at or clockwise after ``key``."""
-    at = bisect.bisect_left(sorted_ids, key)
-    return sorted_ids[at % len(sorted_ids)]
 
 
 # ---- the Chord hook ------------------------------------------------------------
@@ -597,18 +529,6 @@ def _finish_report(world: World, report: Report) -> Report:
 # ---- scenario: hops -------------------------------------------------------------------
 
 
-def hop_model(n: float, k: int, c: float) -> float:
-    """Kademlia's estimate log_{2^b}(N/k) + c with 2^b = k.
-
-    A reply brings the k contacts the responder knows in the target's
-    bucket, k random nodes of that subtree; the nearest of them shares about
-    log2 k more bits with the target, so each hop resolves b = log2 k bits
-    (the paper's accelerated lookups, section 4.2, with k-buckets playing
-    the part of 2^b-wide digits). Below k nodes everyone knows everyone.
-    """
-    return max(0.0, math.log(max(n / k, 1.0), k)) + c
-
-
 def measure_lookups(world: World, count: int, spread: float = 20.0) -> dict:
     """Random-key lookups from random members, checked against the truth."""
     rng, members = world.rng, world.members
@@ -762,18 +682,6 @@ def scenario_hops(
                 f"N={row['n']}: {row['max']} hops, over the bound {hop_bound(row['n'], k):.1f}"
             )
     return _finish_report(world, report)
-
-
-def one_bit_bound(n: int, k: int) -> float:
-    """The one-bit-per-hop bound (b = 1), log2(N/k) + 1: the hops report's
-    "bound" column, beside the fitted model."""
-    return math.log2(max(n / k, 1.0)) + 1
-
-
-def hop_bound(n: int, k: int) -> float:
-    """What no lookup may exceed: :func:`one_bit_bound` plus one hop of
-    slack, log2(N/k) + 2."""
-    return one_bit_bound(n, k) + 1
 
 
 # ---- scenario: failure -------------------------------------------------------------------

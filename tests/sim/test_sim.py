@@ -20,6 +20,8 @@ from kadnode.cli.main import main as cli_main
 from kadnode.core.ids import key_digest
 from kadnode.sim import bundle as sim
 from kadnode.sim.network import LATENCY_MEDIAN, PairLatency, SimNetwork
+from kadnode.sim.oracle import hop_bound, weibull_median
+from kadnode.stats import percentile
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("KADNODE_SIM_SEED", "7"))
@@ -78,7 +80,7 @@ def test_pair_latency_is_fixed_per_pair_lognormal_around_the_median():
     bases = [model.base(a, a + 1 + a % 97) for a in range(20_000)]
     assert statistics.median(bases) == pytest.approx(LATENCY_MEDIAN, rel=0.05)
     # lognormal, sigma 0.5: the 90th percentile is e^(0.5 * 1.2816) times the median
-    assert sim.percentile(bases, 90) / statistics.median(bases) == pytest.approx(1.90, rel=0.1)
+    assert percentile(bases, 90) / statistics.median(bases) == pytest.approx(1.90, rel=0.1)
     assert model.base(3, 9) == model.base(9, 3) == PairLatency(SEED).base(3, 9)
     assert model.base(3, 9) != PairLatency(SEED + 1).base(3, 9)
     rng = sim.random.Random(1)
@@ -133,7 +135,7 @@ def test_hops_stay_within_the_bound_and_lookups_find_the_nearest():
     for row in report.rows:
         n = row["n"]
         assert row["nearest"] >= sim.MIN_FOUND_NEAREST, f"seed {SEED}, N={n}: {row}"
-        assert row["max"] <= sim.hop_bound(n, 20), f"seed {SEED}, N={n}: {row}"
+        assert row["max"] <= hop_bound(n, 20), f"seed {SEED}, N={n}: {row}"
         # Far below log2 N: each hop resolves ~log2 k bits, not one.
         assert 1 <= row["mean"] <= math.log2(n / 20) + 1, f"seed {SEED}, N={n}: {row}"
         if "chord" in row:
@@ -195,15 +197,9 @@ def test_load_spreads_values_over_the_k_nearest():
 def test_weibull_sessions_have_the_stated_median():
     rng = sim.random.Random(SEED)
     draws = [rng.weibullvariate(sim.CHURN_SCALE, sim.CHURN_SHAPE) for _ in range(20_000)]
-    median = sim.weibull_median(sim.CHURN_SHAPE, sim.CHURN_SCALE)
+    median = weibull_median(sim.CHURN_SHAPE, sim.CHURN_SCALE)
     assert median / 60 == pytest.approx(28.8, abs=0.1)
     assert statistics.median(draws) == pytest.approx(median, rel=0.05)
-
-
-def test_gini_and_percentile():
-    assert sim.gini([5, 5, 5, 5]) == 0
-    assert sim.gini([0, 0, 0, 10]) == pytest.approx(0.75)
-    assert sim.percentile([1, 2, 3, 4], 50) == 2 and sim.percentile([], 99) == 0.0
 
 
 # ---- the command ------------------------------------------------------------------------
