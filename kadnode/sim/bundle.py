@@ -34,27 +34,20 @@ for and prints progress to stderr. matplotlib is imported only for plots.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
 import hashlib
 import json
 import math
-import os
-import pickle
 import random
-import select
 import statistics
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from kadnode.config import Config
 from kadnode.core.ids import ID_BITS, ID_SPACE
 from kadnode.core.node import NodeCore
 from kadnode.inputs import at_least
-from kadnode.sim.network import PairLatency, SimNetwork
+from kadnode.sim.fork import forked_map
 from kadnode.sim.oracle import (
     hop_bound,
     hop_model,
@@ -66,19 +59,22 @@ from kadnode.sim.oracle import (
 )
 from kadnode.sim.plots import plot
 from kadnode.sim.report import Report, write_report
+from kadnode.sim.world import (
+    MIN_FOUND_NEAREST,
+    Op,
+    Progress,
+    World,
+    finish_report,
+    measure_lookups,
+    measure_routes,
+    settle_gc,
+    tuned_gc,
+)
 from kadnode.stats import gini, mean, percentile
 
 # ---- parameters, with their sources -----------------------------------------
 
-# Well-known bootstrap nodes every newcomer is configured with (Mainline DHT
-# clients ship two or three, e.g. router.bittorrent.com); they stay up.
-SEEDS = 3
-# A network grows in waves: at most this many joins in flight at once, and
-# never more newcomers than members (the network at most doubles per wave).
-JOIN_BATCH = 500
-# Arrivals of one wave are spread uniformly over this many seconds.
-JOIN_SPREAD = 5.0
-# Contacts a restarted node rejoins through: kadnode.daemon.REJOIN_CONTACTS
+# Contacts a restarted node rejoins through: kadnode.shell.daemon.REJOIN_CONTACTS
 # (not imported: that module does I/O).
 REJOIN_CONTACTS = 64
 
@@ -107,7 +103,6 @@ FAILURE_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
 # for a live node's id under churn reach it in 99 %. (Before the core's soft
 # timeouts, slow first contacts timed out and 2-4 % of lookups missed their
 # nearest node under lognormal latency: docs/sim/README.md.)
-MIN_FOUND_NEAREST = 0.99
 MIN_CHURN_LOOKUPS = 0.99
 
 DEFAULT_NODES = {
@@ -118,329 +113,7 @@ DEFAULT_NODES = {
     "load": 1000,
 }
 SCENARIOS = tuple(DEFAULT_NODES)
-
-
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-# ---- the Chord hook ------------------------------------------------------------
-
-
-def chord_route(core: NodeCore) -> Callable[[int, float], int] | None:
-    """Hook for Chord-style routing: the core's ``find_successor`` when it has one.
-
-    The ring view (``kadnode.ring``) adds ``NodeCore.find_successor(key,
-    now)``, completing with a result that has ``successor``, ``ok`` and
-    ``hops``. The hops scenario measures it beside 1/2 log2 N (Chord paper,
-    section 6.3) whenever this returns a callable, and leaves the column out
-    otherwise.
-    """
-    return getattr(core, "find_successor", None)
-
-
-# ---- progress and run bookkeeping ---------------------------------------------
-
-
-class Progress:
-    """Progress lines on stderr, at most one per ``every`` seconds of wall time."""
-
-    def __init__(self, name: str, enabled: bool = True, every: float = 5.0):
-        self.name = name
-        self.enabled = enabled
-        self.every = every
-        self._last = -math.inf
-        self.started = time.perf_counter()
-
-    def __call__(self, message: str, force: bool = False) -> None:
-        now = time.perf_counter()
-        if self.enabled and (force or now - self._last >= self.every):
-            self._last = now
-            print(f"[sim {self.name} {now - self.started:7.1f}s] {message}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def tuned_gc() -> Iterator[None]:
-    """Cheaper garbage collection for millions of long-lived objects.
-
-    The cores' routing tables live for the whole run; scanning them in every
-    full collection cost a third of the run time at 1000 nodes. Young
-    collections stay (lookups leave reference cycles behind); long-lived
-    objects are frozen out of the scans after each join wave
-    (:func:`settle_gc`). Restored on exit.
-    """
-    threshold = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 100)
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
-
-
-def settle_gc() -> None:
-    gc.collect()
-    gc.freeze()
-
-
-@dataclass
-class Op:
-    kind: str
-    key: tuple
-    started: float
-    core: NodeCore
-    info: object = None
-
-
-class World:
-    """A simulated network plus what scenarios share: members, seeds, joins, ops."""
-
-    def __init__(
-        self,
-        name: str,
-        seed: int,
-        *,
-        config: Config | None = None,
-        loss: float = 0.0,
-        latency: PairLatency | None = None,
-        progress: Progress | None = None,
-    ):
-        self.name = name
-        self.seed = seed
-        self.net = SimNetwork(
-            seed=seed,
-            latency=latency if latency is not None else PairLatency(seed),
-            loss=loss,
-            config=config or Config(),
-        )
-        self.rng = random.Random(f"kadnode-sim:{name}:{seed}")
-        self.members: list[NodeCore] = []  # joined and alive
-        self.seeds: list[NodeCore] = []
-        self.join_failures = 0
-        self.progress = progress or Progress(name, enabled=False)
-        self.wall0 = time.perf_counter()
-        self.rss0 = rss_bytes()
-        self.build_wall = 0.0
-        self.build_events = 0
-        self.built = 0
-        self.rss_per_node = 0.0
-
-    @property
-    def config(self) -> Config:
-        return self.net.config
-
-    # -- joining --
-
-    def seed_addrs(self) -> list:
-        return [s.addr for s in self.seeds]  # type: ignore[attr-defined]
-
-    def first_node(self) -> None:
-        core = self.net.add_node()
-        self.members.append(core)
-        self.seeds.append(core)
-
-    def grow(self, target: int, *, stop_at: Sequence[int] = (), on_size=None) -> None:
-        """Join newcomers in waves until there are ``target`` members.
-
-        ``on_size(n)`` is called whenever the network reaches a size in
-        ``stop_at`` (waves are cut so as to land on it exactly). The build
-        figures (``build_wall``, ``build_events``) leave out the time and
-        events spent inside ``on_size``: they count the joins alone.
-        """
-        if not self.members:
-            self.first_node()
-        marks = sorted(s for s in stop_at if s >= len(self.members))
-        t0, ev0 = time.perf_counter(), self.net.events
-        measuring_wall, measuring_events = 0.0, 0  # inside on_size
-
-        def measure(n: int) -> None:
-            nonlocal measuring_wall, measuring_events
-            if on_size is None:
-                return
-            t, ev = time.perf_counter(), self.net.events
-            on_size(n)
-            measuring_wall += time.perf_counter() - t
-            measuring_events += self.net.events - ev
-
-        while len(self.members) < target:
-            n = len(self.members)
-            if marks and marks[0] == n:
-                measure(n)
-                marks.pop(0)
-                continue
-            limit = marks[0] if marks else target
-            batch = min(JOIN_BATCH, n, target - n, limit - n)
-            self.join_wave(batch)
-            settle_gc()
-            elapsed = time.perf_counter() - t0 - measuring_wall
-            joined_events = self.net.events - ev0 - measuring_events
-            self.progress(
-                f"{len(self.members)}/{target} nodes joined, t={self.net.now:.0f}s simulated,"
-                f" {joined_events / max(elapsed, 1e-9):,.0f} events/s"
-            )
-        if marks and marks[0] == len(self.members):
-            measure(len(self.members))
-        self.build_wall += time.perf_counter() - t0 - measuring_wall
-        self.build_events += self.net.events - ev0 - measuring_events
-        self.built = len(self.net.cores)
-        self.rss_per_node = (rss_bytes() - self.rss0) / max(1, len(self.net.cores))
-
-    def join_wave(self, size: int) -> None:
-        net = self.net
-        newcomers = [net.add_node() for _ in range(size)]
-        ops = self.run_ops(
-            [(core, self._bootstrap_from(self.seed_addrs())) for core in newcomers], JOIN_SPREAD
-        )
-        for core, (result, _) in zip(newcomers, ops, strict=True):
-            if result.answered == 0:
-                self.join_failures += 1
-            self.members.append(core)
-            if len(self.seeds) < SEEDS:
-                self.seeds.append(core)
-
-    @staticmethod
-    def _bootstrap_from(addrs: list) -> Callable[[NodeCore, float], int]:
-        return lambda core, now: core.bootstrap(addrs, now)
-
-    # -- operations --
-
-    def begin(self, core: NodeCore, start: Callable[[NodeCore, float], int], kind: str, info=None):
-        return Op(kind, self.net.start(core, start), self.net.now, core, info)
-
-    def gone(self, op: Op) -> bool:
-        """True when the node that started ``op`` crashed (even if restarted since)."""
-        net = self.net
-        addr = op.key[0]
-        return addr in net.down or net.cores[net.index[addr]] is not op.core
-
-    def run_ops(
-        self, starts: Sequence[tuple[NodeCore, Callable[[NodeCore, float], int]]], spread: float
-    ) -> list[tuple[object, float]]:
-        """Start operations spread over ``spread`` seconds; wait for all.
-
-        Returns (result, latency in seconds) for each, in order.
-        """
-        net = self.net
-        ops: list[Op | None] = [None] * len(starts)
-
-        def launch(i: int) -> None:
-            core, start = starts[i]
-            ops[i] = self.begin(core, start, "op")
-
-        t0 = net.now
-        for i in range(len(starts)):
-            net.at(t0 + self.rng.uniform(0.0, spread), launch, i)
-        net.run_until(t0 + spread)
-        out = []
-        for op in ops:
-            assert op is not None
-            result, done = self.finish(op)
-            out.append((result, done - op.started))
-        return out
-
-    def finish(self, op: Op, limit: float = 600.0) -> tuple[object, float]:
-        return self.net.finish(op.key, limit)
-
-    def poll(self, op: Op) -> tuple[object, float] | None:
-        """The result of ``op`` if it completed, without running the network."""
-        if op.key in self.net.results:
-            return self.net.results.pop(op.key), self.net.done_at.pop(op.key)
-        return None
-
-    def put_values(self, count: int, prefix: str, spread: float = 10.0) -> list[tuple[bytes, int]]:
-        """Store ``count`` values from random members; returns (key, publisher index)."""
-        items = []
-        starts = []
-        for i in range(count):
-            key = self.rng.getrandbits(160).to_bytes(20, "big")
-            publisher = self.rng.choice(self.members)
-            value = f"{prefix}-{i}"
-            items.append((key, self.net.index[publisher.addr]))  # type: ignore[attr-defined]
-            starts.append((publisher, lambda c, now, k=key, v=value: c.put(k, v, now)))
-        self.run_ops(starts, spread)
-        return items
-
-    def settle(self, seconds: float) -> None:
-        self.net.run_until(self.net.now + seconds)
-
-    def perf(self) -> dict:
-        wall = time.perf_counter() - self.wall0
-        net = self.net
-        return {
-            "wall_s": round(wall, 1),
-            "simulated_s": round(net.now, 1),
-            "nodes_created": len(net.cores),
-            "events": net.events,
-            "events_per_s": round(net.events / max(wall, 1e-9)),
-            "datagrams_delivered": net.delivered,
-            "datagrams_dropped": net.dropped,
-            "build_wall_s": round(self.build_wall, 1),
-            "build_events_per_s": round(self.build_events / max(self.build_wall, 1e-9)),
-            "events_per_join": round(self.build_events / max(1, self.built - 1)),
-            "rss_per_node_kib": round(self.rss_per_node / 1024, 1),
-            "join_failures": self.join_failures,
-        }
-
-
-def _finish_report(world: World, report: Report) -> Report:
-    report.perf = world.perf()
-    report.digest = world.net.trace.hexdigest()
-    return report
-
-
 # ---- scenario: hops -------------------------------------------------------------------
-
-
-def measure_lookups(world: World, count: int, spread: float = 20.0) -> dict:
-    """Random-key lookups from random members, checked against the truth."""
-    rng, members = world.rng, world.members
-    ids = sorted(m.id for m in members)
-    k = world.config.k
-    pairs = [(rng.choice(members), rng.getrandbits(ID_BITS)) for _ in range(count)]
-    results = world.run_ops(
-        [(src, lambda c, now, t=t: c.lookup(t, now)) for src, t in pairs], spread
-    )
-    hops, latency, queried, nearest_ok, exact = [], [], [], 0, 0
-    for (src, target), (result, took) in zip(pairs, results, strict=True):
-        truth = xor_closest_sorted(ids, target, k, exclude=src.id)
-        got = [c.node_id for c in result.closest]
-        nearest_ok += bool(got) and got[0] == truth[0]
-        exact += got == truth
-        hops.append(result.hops)
-        latency.append(took)
-        queried.append(result.queried)
-    return {
-        "hops": hops,
-        "latency": latency,
-        "queried": queried,
-        "nearest_ok": nearest_ok,
-        "exact": exact,
-        "count": count,
-    }
-
-
-def measure_routes(world: World, count: int, spread: float = 20.0) -> dict | None:
-    """Chord routing through the hook, checked against the true successor."""
-    members = world.members
-    if chord_route(members[0]) is None:
-        return None
-    rng = world.rng
-    ids = sorted(m.id for m in members)
-    pairs = [(rng.choice(members), rng.getrandbits(ID_BITS)) for _ in range(count)]
-    results = world.run_ops(
-        [(src, lambda c, now, key=key: chord_route(c)(key, now)) for src, key in pairs], spread
-    )
-    hops, ok = [], 0
-    for (src, key), (result, _) in zip(pairs, results, strict=True):
-        owner = result.successor.node_id if result.successor is not None else src.id
-        ok += bool(result.ok) and owner == ring_successor(ids, key)
-        hops.append(result.hops)
-    return {"hops": hops, "ok": ok, "count": count}
 
 
 def powers_of_two(low: int, high: int) -> list[int]:
@@ -548,53 +221,10 @@ def scenario_hops(
             report.failures.append(
                 f"N={row['n']}: {row['max']} hops, over the bound {hop_bound(row['n'], k):.1f}"
             )
-    return _finish_report(world, report)
+    return finish_report(world, report)
 
 
 # ---- scenario: failure -------------------------------------------------------------------
-
-
-def _forked_map(fn: Callable[[object], object], items: Sequence, workers: int) -> list:
-    """Run ``fn(item)`` for each item in a forked child of this process.
-
-    Each child starts from this process's memory as it is now (a built
-    network, say), so every item sees the same state, untouched by the
-    others; up to ``workers`` run at once. Results come back pickled.
-    """
-    results: list = [None] * len(items)
-    running: dict[int, tuple[int, int]] = {}  # read fd -> (item index, pid)
-    queue = list(range(len(items)))
-    while queue or running:
-        while queue and len(running) < max(1, workers):
-            index = queue.pop(0)
-            read, write = os.pipe()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:  # the child: run, send the outcome, leave at once
-                os.close(read)
-                try:
-                    payload = pickle.dumps((True, fn(items[index])))
-                except BaseException as exc:  # everything goes back to the parent
-                    payload = pickle.dumps((False, f"{type(exc).__name__}: {exc}"))
-                with os.fdopen(write, "wb") as f:
-                    f.write(payload)
-                os._exit(0)
-            os.close(write)
-            running[read] = (index, pid)
-        ready, _, _ = select.select(list(running), [], [])
-        fd = ready[0]
-        index, pid = running.pop(fd)
-        with os.fdopen(fd, "rb") as f:  # read to the end before reaping
-            data = f.read()
-        _, status = os.waitpid(pid, 0)
-        if not data:
-            raise RuntimeError(f"simulation child for {items[index]!r} died (status {status})")
-        ok, value = pickle.loads(data)
-        if not ok:
-            raise RuntimeError(f"{items[index]!r}: {value}")
-        results[index] = value
-    return results
 
 
 def scenario_failure(
@@ -635,7 +265,7 @@ def scenario_failure(
         return _failure_run(world, p, stored, closest_before, lookups, repair)
 
     with tuned_gc():
-        outcomes = _forked_map(one, list(fractions), workers)
+        outcomes = forked_map(one, list(fractions), workers)
     rows = []
     events = world.net.events
     for p, out in zip(fractions, outcomes, strict=True):
@@ -968,7 +598,7 @@ def scenario_churn(
     ok_lookups = sum(r["lookup_ok"] * r["lookups"] for r in buckets)
     if total_lookups and ok_lookups / total_lookups < MIN_CHURN_LOOKUPS:
         report.failures.append(f"only {ok_lookups / total_lookups:.1%} of lookups succeeded")
-    return _finish_report(world, report)
+    return finish_report(world, report)
 
 
 def _churn_bucket(world: World, done: list, elapsed: float, stats: dict) -> dict:
@@ -1207,7 +837,7 @@ def scenario_partition(
         )
     if lost:
         report.failures.append(f"{len(lost)} records lost")
-    return _finish_report(world, report)
+    return finish_report(world, report)
 
 
 def _after(seconds: float | None, watched: float) -> str:
@@ -1339,7 +969,7 @@ def scenario_load(
     stored_ok = sum(1 for c in counts if c > 0)
     if stored_ok < len(counts) * 0.9:
         report.failures.append(f"only {stored_ok} of {len(counts)} nodes hold anything")
-    return _finish_report(world, report)
+    return finish_report(world, report)
 
 
 # ---- command line -----------------------------------------------------------------------
@@ -1360,7 +990,7 @@ def run_scenario(name: str, nodes: int | None, seed: int, quiet: bool = False) -
 
 def run_all(nodes: int | None, seed: int, quiet: bool = False, workers: int = 2) -> list[Report]:
     """Every scenario, in four groups, each group in a forked child of this
-    process, at most ``workers`` children at once (:func:`_forked_map`).
+    process, at most ``workers`` children at once (:func:`forked_map`).
 
     One child grows the big network and runs hops then failure on it:
     growing 10,000 nodes is the longest part of both, so the failure
@@ -1381,7 +1011,7 @@ def run_all(nodes: int | None, seed: int, quiet: bool = False, workers: int = 2)
         return [run_scenario(name, nodes, seed, quiet) for name in names]
 
     with tuned_gc():
-        done = _forked_map(run_group, groups, workers)
+        done = forked_map(run_group, groups, workers)
     reports = {r.scenario: r for group in done for r in group}
     return [reports[name] for name in SCENARIOS]
 
