@@ -220,7 +220,7 @@ class World:
         net = self.net
         newcomers = [net.add_node() for _ in range(size)]
         ops = self.run_ops(
-            [(core, self._bootstrap_from(self.seed_addrs())) for core in newcomers], JOIN_SPREAD
+            [(core, self.bootstrap_from(self.seed_addrs())) for core in newcomers], JOIN_SPREAD
         )
         for core, (result, _) in zip(newcomers, ops, strict=True):
             if result.answered == 0:
@@ -230,7 +230,7 @@ class World:
                 self.seeds.append(core)
 
     @staticmethod
-    def _bootstrap_from(addrs: list) -> Callable[[NodeCore, float], int]:
+    def bootstrap_from(addrs: list) -> Callable[[NodeCore, float], int]:
         return lambda core, now: core.bootstrap(addrs, now)
 
     # -- operations --

@@ -19,9 +19,13 @@ import pytest
 
 from kadnode.cli.main import main as cli_main
 from kadnode.core.ids import key_digest
-from kadnode.sim import bundle as sim
 from kadnode.sim.network import LATENCY_MEDIAN, PairLatency, SimNetwork
 from kadnode.sim.oracle import hop_bound, weibull_median
+from kadnode.sim.scenarios.churn import CHURN_SCALE, CHURN_SHAPE, MIN_CHURN_LOOKUPS, scenario_churn
+from kadnode.sim.scenarios.failure import scenario_failure
+from kadnode.sim.scenarios.hops import scenario_hops
+from kadnode.sim.scenarios.load import scenario_load
+from kadnode.sim.scenarios.partition import scenario_partition
 from kadnode.sim.world import MIN_FOUND_NEAREST, World, measure_lookups, tuned_gc
 from kadnode.stats import percentile
 
@@ -132,7 +136,7 @@ def test_nodes_with_skewed_clocks_still_find_each_other():
 
 
 def test_hops_stay_within_the_bound_and_lookups_find_the_nearest():
-    report = sim.scenario_hops(256, SEED, lookups=150)
+    report = scenario_hops(256, SEED, lookups=150)
     assert [r["n"] for r in report.rows] == [64, 128, 256]
     for row in report.rows:
         n = row["n"]
@@ -150,7 +154,7 @@ def test_hops_stay_within_the_bound_and_lookups_find_the_nearest():
 
 
 def test_a_mass_failure_loses_no_value_and_replication_restores_the_replicas():
-    report = sim.scenario_failure(
+    report = scenario_failure(
         200, SEED, fractions=(0.3,), values=40, lookups=60, workers=1, progress=None
     )
     [row] = report.rows
@@ -167,9 +171,7 @@ def test_a_mass_failure_loses_no_value_and_replication_restores_the_replicas():
 
 
 def test_a_healed_partition_loses_no_record():
-    report = sim.scenario_partition(
-        160, SEED, split_for=600.0, watch_for=300.0, probes=20, values=40
-    )
+    report = scenario_partition(160, SEED, split_for=600.0, watch_for=300.0, probes=20, values=40)
     [row] = report.rows
     assert row["records"] == 80
     assert row["lost"] == 0 and row["missed_gets"] == 0, f"seed {SEED}: {row}"
@@ -180,17 +182,17 @@ def test_a_healed_partition_loses_no_record():
 
 
 def test_lookups_keep_succeeding_under_weibull_churn():
-    report = sim.scenario_churn(150, SEED, duration=1200.0, bucket=600.0, values=20, rate=0.5)
+    report = scenario_churn(150, SEED, duration=1200.0, bucket=600.0, values=20, rate=0.5)
     assert len(report.rows) == 2
     assert sum(r["departures"] for r in report.rows) >= 20, f"seed {SEED}: {report.rows}"
     assert sum(r["arrivals"] for r in report.rows) >= 15, f"seed {SEED}: {report.rows}"
     for row in report.rows:
-        assert row["lookup_ok"] >= sim.MIN_CHURN_LOOKUPS, f"seed {SEED}: {row}"
+        assert row["lookup_ok"] >= MIN_CHURN_LOOKUPS, f"seed {SEED}: {row}"
         assert row["get_ok"] == 1.0, f"seed {SEED}: {row}"
 
 
 def test_load_spreads_values_over_the_k_nearest():
-    report = sim.scenario_load(100, SEED, per_node=5)
+    report = scenario_load(100, SEED, per_node=5)
     held, owned = report.rows
     assert held["mean"] == pytest.approx(20 * 500 / 100, rel=0.15), f"seed {SEED}: {held}"
     assert held["min"] > 0 and held["gini"] < owned["gini"], f"seed {SEED}: {report.rows}"
@@ -198,8 +200,8 @@ def test_load_spreads_values_over_the_k_nearest():
 
 def test_weibull_sessions_have_the_stated_median():
     rng = random.Random(SEED)
-    draws = [rng.weibullvariate(sim.CHURN_SCALE, sim.CHURN_SHAPE) for _ in range(20_000)]
-    median = weibull_median(sim.CHURN_SHAPE, sim.CHURN_SCALE)
+    draws = [rng.weibullvariate(CHURN_SCALE, CHURN_SHAPE) for _ in range(20_000)]
+    median = weibull_median(CHURN_SHAPE, CHURN_SCALE)
     assert median / 60 == pytest.approx(28.8, abs=0.1)
     assert statistics.median(draws) == pytest.approx(median, rel=0.05)
 
