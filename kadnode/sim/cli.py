@@ -1,34 +1,10 @@
-"""Simulation scenarios: thousands of real node cores on one virtual network.
+"""``kadnode sim`` and ``python -m kadnode.sim``: the argument parser, running one
+scenario or all of them, and printing or writing their reports.
 
-``kadnode sim <scenario> --nodes N --seed S`` (or ``python -m kadnode.sim``)
-builds a network of unchanged :class:`~kadnode.node.NodeCore` instances on
-:class:`~kadnode.simnet.SimNetwork` (lognormal per-pair latency, loss,
-partitions, crashes; seeded, deterministic) and measures what the papers
-predict:
-
-``hops``
-    lookup hops and success against N, beside log2 N and the Kademlia
-    estimate log_{2^b}(N/k) + c (Maymounkov & Mazieres 2002, 2.3 and 4.2);
-``failure``
-    a fraction p of nodes fails at once; lookups and gets from survivors,
-    beside the Chord paper's fig. 11 (no replication: failures ~ p);
-``churn``
-    lookups and gets over time while nodes leave and join with Weibull
-    session lengths (Stutzbach & Rejaie 2006);
-``partition``
-    two halves cut apart, then healed: time until routing tables span both
-    halves again, and records lost;
-``load``
-    values held per node: min / median / p99 / max and the Gini index.
-
-Networks are built by the real join (``NodeCore.bootstrap``), in waves of
-newcomers arriving over a few seconds, through a few well-known seed nodes,
-as a real network grows. Every scenario returns a :class:`Report` (markdown
-table, JSON, PNG plot) with its trace digest: one seed gives one digest, and
-a failing run names its seed.
-
-No real I/O in the simulation; the command writes the reports it is asked
-for and prints progress to stderr. matplotlib is imported only for plots.
+I/O: prints reports (text or JSON) to stdout and progress to stderr, writes
+the markdown and PNG files it is asked for (``--out``, ``--plot``), and for
+``all`` forks a child process per group of scenarios. The simulations
+themselves send nothing over any network.
 """
 
 from __future__ import annotations
@@ -49,10 +25,9 @@ from kadnode.sim.scenarios.failure import FAILURE_REPLICATE_INTERVAL, scenario_f
 from kadnode.sim.scenarios.hops import scenario_hops
 from kadnode.sim.world import Progress, World, tuned_gc
 
-# ---- command line -----------------------------------------------------------------------
-
 
 def run_scenario(name: str, nodes: int | None, seed: int, quiet: bool = False) -> Report:
+    """One scenario by name, on ``nodes`` nodes or its default size."""
     scenario = SCENARIOS[name]
     n = nodes if nodes is not None else scenario.nodes
     return scenario.run(n, seed, progress=Progress(name, enabled=not quiet))
@@ -60,7 +35,7 @@ def run_scenario(name: str, nodes: int | None, seed: int, quiet: bool = False) -
 
 def run_all(nodes: int | None, seed: int, quiet: bool = False, workers: int = 2) -> list[Report]:
     """Every scenario, in four groups, each group in a forked child of this
-    process, at most ``workers`` children at once (:func:`forked_map`).
+    process, at most ``workers`` children at once (:func:`~kadnode.sim.fork.forked_map`).
 
     One child grows the big network and runs hops then failure on it:
     growing 10,000 nodes is the longest part of both, so the failure
@@ -104,7 +79,7 @@ def _hops_then_failure(nodes: int | None, seed: int, quiet: bool) -> list[Report
     return [hops, failure]
 
 
-def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", choices=[*SCENARIOS, "all"], help="what to simulate")
     parser.add_argument(
         "--nodes",
@@ -131,7 +106,7 @@ def _reports(args: argparse.Namespace) -> Iterator[Report]:
         yield run_scenario(args.scenario, args.nodes, args.seed, args.quiet)
 
 
-def run_sim_command(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace) -> int:
     """Run ``kadnode sim``: 0 when every invariant held, 1 when one failed."""
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     if args.plot is not None and len(names) > 1:
@@ -174,5 +149,5 @@ def main(argv: list[str] | None = None, prog: str = "python -m kadnode.sim") -> 
         prog=prog,
         description="Run a seeded simulation of many node cores on a virtual network.",
     )
-    _add_sim_arguments(parser)
-    return run_sim_command(parser.parse_args(argv))
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
