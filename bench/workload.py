@@ -24,15 +24,15 @@ import logging
 import os
 import random
 import socket
-import statistics
 import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
-from kadnode.cli.demo import JOIN_BATCH, percentiles
+from kadnode.cli.demo import JOIN_BATCH
 from kadnode.shell import loop
 from kadnode.shell.library import Server
+from kadnode.stats import mean, percentiles_ms
 
 IMPLEMENTATIONS = ("kadnode", "bmuller", "opendht")
 
@@ -321,11 +321,11 @@ async def run_workload(impl, nodes: int, values: int, seed: int, say) -> dict:
             "seed": seed,
             "start_s": round(started_s, 3),
             "join_s": round(join_s, 3),
-            "put_ms": percentiles(put_times),
-            "get_ms": percentiles(get_times),
+            "put_ms": percentiles_ms(put_times),
+            "get_ms": percentiles_ms(get_times),
             # Mean datagrams sent while a put (a get) ran, by every node.
-            "put_datagrams": round(statistics.fmean(put_sent), 1) if put_sent else None,
-            "get_datagrams": round(statistics.fmean(get_sent), 1) if get_sent else None,
+            "put_datagrams": round(mean(put_sent), 1) if put_sent else None,
+            "get_datagrams": round(mean(get_sent), 1) if get_sent else None,
             "acked": acked,
             "found": found,
             "timeouts": timeouts,

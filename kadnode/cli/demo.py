@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import statistics
 import time
 from dataclasses import dataclass
 
 from kadnode.config import K
 from kadnode.shell.library import Server
+from kadnode.stats import mean, percentiles_ms
 
 JOIN_BATCH = 4  # one process hosts every node: keep the loop backlog under the RTO floor
 
@@ -54,14 +54,6 @@ class DemoReport:
             "bad_datagrams": self.bad_datagrams,
             "timeouts": self.timeouts,
         }
-
-
-def percentiles(samples_s: list[float]) -> dict[str, float]:
-    if not samples_s:
-        return {"p50": 0.0, "p99": 0.0}
-    ms = sorted(s * 1000 for s in samples_s)
-    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
-    return {"p50": round(statistics.median(ms), 3), "p99": round(p99, 3)}
 
 
 async def run_demo(nodes: int, values: int, seed: int | None = None, progress=None) -> DemoReport:
@@ -116,10 +108,10 @@ async def run_demo(nodes: int, values: int, seed: int | None = None, progress=No
             nodes=nodes,
             stored=values,
             found=found,
-            replicas_mean=statistics.fmean(replicas) if replicas else 0.0,
+            replicas_mean=mean(replicas),
             join_s=join_s,
-            put_ms=percentiles(put_times),
-            get_ms=percentiles(get_times),
+            put_ms=percentiles_ms(put_times),
+            get_ms=percentiles_ms(get_times),
             lookups=lookups,
             lookups_exact=exact,
             datagrams=sum(s["datagrams_out"] for s in stats),

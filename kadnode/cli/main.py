@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args)
         if args.command == "sim":
-            from kadnode.sim.bundle import main as sim_main
+            from kadnode.sim.cli import main as sim_main
 
             return sim_main(args.sim_args, prog="kadnode sim")
         return run_client_command(args)

@@ -1,5 +1,5 @@
 """``python -m kadnode.sim``: every scenario, or one."""
 
-from kadnode.sim.bundle import main
+from kadnode.sim.cli import main
 
 raise SystemExit(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -18,16 +19,23 @@ import pytest
 
 from kadnode.cli.main import main as cli_main
 from kadnode.core.ids import key_digest
-from kadnode.sim import bundle as sim
 from kadnode.sim.network import LATENCY_MEDIAN, PairLatency, SimNetwork
+from kadnode.sim.oracle import hop_bound, weibull_median
+from kadnode.sim.scenarios.churn import CHURN_SCALE, CHURN_SHAPE, MIN_CHURN_LOOKUPS, scenario_churn
+from kadnode.sim.scenarios.failure import scenario_failure
+from kadnode.sim.scenarios.hops import scenario_hops
+from kadnode.sim.scenarios.load import scenario_load
+from kadnode.sim.scenarios.partition import scenario_partition
+from kadnode.sim.world import MIN_FOUND_NEAREST, World, measure_lookups, tuned_gc
+from kadnode.stats import percentile
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("KADNODE_SIM_SEED", "7"))
 
 
-def world(n: int, seed: int = SEED, **kwargs) -> sim.World:
-    w = sim.World("test", seed, **kwargs)
-    with sim.tuned_gc():
+def world(n: int, seed: int = SEED, **kwargs) -> World:
+    w = World("test", seed, **kwargs)
+    with tuned_gc():
         w.grow(n)
     return w
 
@@ -37,7 +45,7 @@ def world(n: int, seed: int = SEED, **kwargs) -> sim.World:
 
 def digest(seed: int) -> str:
     w = world(40, seed, loss=0.02)
-    sim.measure_lookups(w, 20)
+    measure_lookups(w, 20)
     w.put_values(5, "d")
     return w.net.trace.hexdigest()
 
@@ -49,10 +57,10 @@ def test_one_seed_one_digest_and_another_seed_another():
 
 def test_the_digest_does_not_depend_on_the_process_hash_seed():
     code = (
-        "from kadnode.sim import bundle as sim\n"
-        f"w = sim.World('x', {SEED})\n"
+        "from kadnode.sim.world import World, measure_lookups\n"
+        f"w = World('x', {SEED})\n"
         "w.grow(30)\n"
-        "sim.measure_lookups(w, 10)\n"
+        "measure_lookups(w, 10)\n"
         "print(w.net.trace.hexdigest())\n"
     )
     digests = {
@@ -78,10 +86,10 @@ def test_pair_latency_is_fixed_per_pair_lognormal_around_the_median():
     bases = [model.base(a, a + 1 + a % 97) for a in range(20_000)]
     assert statistics.median(bases) == pytest.approx(LATENCY_MEDIAN, rel=0.05)
     # lognormal, sigma 0.5: the 90th percentile is e^(0.5 * 1.2816) times the median
-    assert sim.percentile(bases, 90) / statistics.median(bases) == pytest.approx(1.90, rel=0.1)
+    assert percentile(bases, 90) / statistics.median(bases) == pytest.approx(1.90, rel=0.1)
     assert model.base(3, 9) == model.base(9, 3) == PairLatency(SEED).base(3, 9)
     assert model.base(3, 9) != PairLatency(SEED + 1).base(3, 9)
-    rng = sim.random.Random(1)
+    rng = random.Random(1)
     assert all(model(3, 9, rng) >= model.base(3, 9) for _ in range(100))
 
 
@@ -114,11 +122,11 @@ def test_a_restarted_host_keeps_its_id_and_values_and_rejoins():
 
 
 def test_nodes_with_skewed_clocks_still_find_each_other():
-    w = sim.World("skew", SEED)
+    w = World("skew", SEED)
     w.net.clock_skew = 1e-3  # 1000 ppm, ten times a cheap quartz
-    with sim.tuned_gc():
+    with tuned_gc():
         w.grow(40)
-    m = sim.measure_lookups(w, 30)
+    m = measure_lookups(w, 30)
     assert m["nearest_ok"] >= 0.9 * m["count"], f"seed {SEED}: {m['nearest_ok']}"
     clocks = {round(w.net.local_time(i)) for i in range(len(w.net.cores))}
     assert len(clocks) > 1  # the clocks really differ
@@ -128,12 +136,12 @@ def test_nodes_with_skewed_clocks_still_find_each_other():
 
 
 def test_hops_stay_within_the_bound_and_lookups_find_the_nearest():
-    report = sim.scenario_hops(256, SEED, lookups=150)
+    report = scenario_hops(256, SEED, lookups=150)
     assert [r["n"] for r in report.rows] == [64, 128, 256]
     for row in report.rows:
         n = row["n"]
-        assert row["nearest"] >= sim.MIN_FOUND_NEAREST, f"seed {SEED}, N={n}: {row}"
-        assert row["max"] <= sim.hop_bound(n, 20), f"seed {SEED}, N={n}: {row}"
+        assert row["nearest"] >= MIN_FOUND_NEAREST, f"seed {SEED}, N={n}: {row}"
+        assert row["max"] <= hop_bound(n, 20), f"seed {SEED}, N={n}: {row}"
         # Far below log2 N: each hop resolves ~log2 k bits, not one.
         assert 1 <= row["mean"] <= math.log2(n / 20) + 1, f"seed {SEED}, N={n}: {row}"
         if "chord" in row:
@@ -146,14 +154,14 @@ def test_hops_stay_within_the_bound_and_lookups_find_the_nearest():
 
 
 def test_a_mass_failure_loses_no_value_and_replication_restores_the_replicas():
-    report = sim.scenario_failure(
+    report = scenario_failure(
         200, SEED, fractions=(0.3,), values=40, lookups=60, workers=1, progress=None
     )
     [row] = report.rows
     assert row["killed"] == 60
     assert row["all_lost"] == 0 and row["get_fail"] == 0, f"seed {SEED}: {row}"
     assert row["get_fail_after"] == 0, f"seed {SEED}: {row}"
-    assert row["lookup_fail"] <= 1 - sim.MIN_FOUND_NEAREST, f"seed {SEED}: {row}"
+    assert row["lookup_fail"] <= 1 - MIN_FOUND_NEAREST, f"seed {SEED}: {row}"
     # Without replication about p of the values would be gone.
     assert 0.1 <= row["primary_lost"] <= 0.5, f"seed {SEED}: {row}"
     # Right after, the k nearest live nodes include ~p*k that never held it;
@@ -163,9 +171,7 @@ def test_a_mass_failure_loses_no_value_and_replication_restores_the_replicas():
 
 
 def test_a_healed_partition_loses_no_record():
-    report = sim.scenario_partition(
-        160, SEED, split_for=600.0, watch_for=300.0, probes=20, values=40
-    )
+    report = scenario_partition(160, SEED, split_for=600.0, watch_for=300.0, probes=20, values=40)
     [row] = report.rows
     assert row["records"] == 80
     assert row["lost"] == 0 and row["missed_gets"] == 0, f"seed {SEED}: {row}"
@@ -176,34 +182,28 @@ def test_a_healed_partition_loses_no_record():
 
 
 def test_lookups_keep_succeeding_under_weibull_churn():
-    report = sim.scenario_churn(150, SEED, duration=1200.0, bucket=600.0, values=20, rate=0.5)
+    report = scenario_churn(150, SEED, duration=1200.0, bucket=600.0, values=20, rate=0.5)
     assert len(report.rows) == 2
     assert sum(r["departures"] for r in report.rows) >= 20, f"seed {SEED}: {report.rows}"
     assert sum(r["arrivals"] for r in report.rows) >= 15, f"seed {SEED}: {report.rows}"
     for row in report.rows:
-        assert row["lookup_ok"] >= sim.MIN_CHURN_LOOKUPS, f"seed {SEED}: {row}"
+        assert row["lookup_ok"] >= MIN_CHURN_LOOKUPS, f"seed {SEED}: {row}"
         assert row["get_ok"] == 1.0, f"seed {SEED}: {row}"
 
 
 def test_load_spreads_values_over_the_k_nearest():
-    report = sim.scenario_load(100, SEED, per_node=5)
+    report = scenario_load(100, SEED, per_node=5)
     held, owned = report.rows
     assert held["mean"] == pytest.approx(20 * 500 / 100, rel=0.15), f"seed {SEED}: {held}"
     assert held["min"] > 0 and held["gini"] < owned["gini"], f"seed {SEED}: {report.rows}"
 
 
 def test_weibull_sessions_have_the_stated_median():
-    rng = sim.random.Random(SEED)
-    draws = [rng.weibullvariate(sim.CHURN_SCALE, sim.CHURN_SHAPE) for _ in range(20_000)]
-    median = sim.weibull_median(sim.CHURN_SHAPE, sim.CHURN_SCALE)
+    rng = random.Random(SEED)
+    draws = [rng.weibullvariate(CHURN_SCALE, CHURN_SHAPE) for _ in range(20_000)]
+    median = weibull_median(CHURN_SHAPE, CHURN_SCALE)
     assert median / 60 == pytest.approx(28.8, abs=0.1)
     assert statistics.median(draws) == pytest.approx(median, rel=0.05)
-
-
-def test_gini_and_percentile():
-    assert sim.gini([5, 5, 5, 5]) == 0
-    assert sim.gini([0, 0, 0, 10]) == pytest.approx(0.75)
-    assert sim.percentile([1, 2, 3, 4], 50) == 2 and sim.percentile([], 99) == 0.0
 
 
 # ---- the command ------------------------------------------------------------------------
