@@ -475,7 +475,7 @@ Why the missed ones miss, with the profile: the performance section of
   its own whose routing table holds {args.contacts} live contacts (nodes with
   ids spread over its buckets ping it first); a separate load-generator
   process sends valid `find_node` requests (random targets, built with
-  `kadnode.codec.encode_request`) over loopback UDP, keeping 64 in flight,
+  `kadnode.core.codec.encode_request`) over loopback UDP, keeping 64 in flight,
   for {args.find_node_seconds:g} s, counting replies. With two cores or more the two
   processes are pinned to different cores.
 - **lookups/s** (kadnode only): an N={args.lookup_nodes} kadnode network in one process;

@@ -13,7 +13,7 @@ Two uses:
 - check a zone before publishing it, on loopback::
 
       bootstrap/seed_dns.py --zone my.zone --listen 127.0.0.1:5353 &
-      python -c 'import asyncio; from kadnode.dns import resolve_seed; print(asyncio.run(
+      python -c 'import asyncio; from kadnode.shell.dns import resolve_seed; print(asyncio.run(
           resolve_seed("seeds.my.example", 8467, nameservers=["127.0.0.1:5353"])))'
 
   (resolving only: a daemon started with such a seed would send to the

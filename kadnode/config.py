@@ -139,7 +139,11 @@ class Config:
     max_stored_values: int = MAX_STORED_VALUES
 
 
-# Bootstrap by DNS name (kadnode.dns).
+# A restarted daemon rejoins through the contacts it saved, most recently seen
+# first, this many at most (the simulator's churn scenario does the same).
+REJOIN_CONTACTS = 64
+
+# Bootstrap by DNS name (kadnode.shell.dns).
 # RFC 1035 section 4.2.1: DNS servers listen on port 53.
 DNS_PORT = 53
 # RFC 2782: an SRV owner name is _Service._Proto.Name; seeds publish
@@ -151,7 +155,7 @@ DNS_SEED_TIMEOUT = 3.0
 # Sends per DNS question; resolv.conf(5) default "attempts" is 2.
 DNS_SEED_TRIES = 2
 
-# Signed peer records (kadnode.records).
+# Signed peer records (kadnode.core.records).
 # A record may claim at most 7 days of life, bmuller/kademlia's value lifetime
 # (604800 s, ForgetfulStorage): the bound on how long a record can outlive the
 # node, or a leaked key, that signed it. kadnode's own records ask for far less
@@ -165,7 +169,7 @@ MAX_HOST_CHARS = 64
 # Sequences and vector-clock counters: fits msgpack's int64 as well as its uint64.
 MAX_WIRE_INT = 2**63 - 1
 
-# Vector clocks (kadnode.vclock, seed 001: versions and read repair).
+# Vector clocks (kadnode.core.vclock, seed 001: versions and read repair).
 # Dynamo (DeCandia et al. 2007, section 4.4) truncates a clock past 10 writers
 # by dropping the oldest, by timestamp; ours carry no timestamps, and dropping
 # an arbitrary writer can make a concurrent version look superseded (a lost

@@ -1,7 +1,7 @@
 """Talk to a running daemon's control API, and the CLI commands that do. Does network I/O.
 
 :class:`ApiClient` is a blocking urllib client returning the API's JSON dicts,
-each checked against the route's schema (``kadnode.api``), so a reply from an
+each checked against the route's schema (``kadnode.shell.api``), so a reply from an
 incompatible daemon is one clear error rather than a KeyError later.
 :func:`add_client_commands` and :func:`run_client_command` plug the commands
 into the main argument parser; every failure is one line on stderr.

@@ -34,7 +34,7 @@ def node_id_for(public_key: bytes) -> int:
     """The 160-bit node id of a public key: SHA-1 of its 32 raw bytes.
 
     SHA-1 puts key-derived ids in the same 160-bit space as Kademlia ids and
-    key hashes (:mod:`kadnode.ids`), so they mix with bmuller/kademlia nodes'
+    key hashes (:mod:`kadnode.core.ids`), so they mix with bmuller/kademlia nodes'
     ids. Deriving the id from the key, as S/Kademlia does, is what makes a
     record for an id unforgeable: a peer cannot claim an id without the key
     that hashes to it.

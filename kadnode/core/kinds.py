@@ -4,9 +4,9 @@ Three kinds share the value store and the replication machinery:
 
 * PLAIN: any bmuller-compatible value; the last STORE wins (bmuller's rule).
   Plain STOREs, which anyone can send, never replace the other two kinds.
-* PEER: a signed peer record (kadnode.records), stored under the node's own
+* PEER: a signed peer record (kadnode.core.records), stored under the node's own
   id; the highest valid sequence wins, and only its key can sign it.
-* SHARED: multi-writer values with vector clocks (kadnode.vclock): concurrent
+* SHARED: multi-writer values with vector clocks (kadnode.core.vclock): concurrent
   writes are kept as siblings, a write naming their context resolves them.
 
 The wire payload of a PEER record is ``records.to_wire``; of a SHARED value a

@@ -1,7 +1,7 @@
 """Signed peer records: where a node id listens, said by the key the id derives from. Pure, no I/O.
 
 A record binds a node id to its addresses. Its id is the SHA-1 of its
-ed25519 public key (:func:`kadnode.identity.node_id_for`) and it is signed by
+ed25519 public key (:func:`kadnode.core.identity.node_id_for`) and it is signed by
 that key, so no one but the key holder can publish, move or revive an id: a
 replica stores a record only after :func:`verify_record`, and replaces it only
 with a higher sequence number (:func:`accept`). No clock is read here: the

@@ -65,7 +65,7 @@ class VectorClock:
         if len(self.entries) > MAX_CLOCK_ENTRIES:
             raise ClockFull(
                 f"a vector clock names at most {MAX_CLOCK_ENTRIES} writers, not "
-                f"{len(self.entries)}; refusing rather than pruning (see kadnode.vclock)"
+                f"{len(self.entries)}; refusing rather than pruning (see kadnode.core.vclock)"
             )
         previous = -1
         for writer, counter in self.entries:

@@ -75,7 +75,7 @@ BOOLEAN: JsonSchema = {"type": "boolean"}
 HEX_ID: JsonSchema = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
 PORT: JsonSchema = {"type": "integer", "minimum": 1, "maximum": 65535}
 CONTACT = _object(id=HEX_ID, host=STRING, port=PORT)
-# A signed peer record (kadnode.records), verified by the node that returns it.
+# A signed peer record (kadnode.core.records), verified by the node that returns it.
 RECORD = _object(
     id=HEX_ID,
     addresses={"type": "array", "items": _object(host=STRING, port=PORT)},

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kadnode import __version__
-from kadnode.config import Config
+from kadnode.config import REJOIN_CONTACTS, Config
 from kadnode.core.identity import SEED_BYTES, Identity
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Addr
@@ -41,8 +41,6 @@ CONTACT_SAVE_INTERVAL = 15.0
 # A node that knows nobody retries its seeds this often.
 REJOIN_INTERVAL = 30.0
 STATUS_INTERVAL = 600.0
-# Persisted contacts tried at a restart (nearest-seen first).
-REJOIN_CONTACTS = 64
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A virtual network and clock for node cores. No real I/O.
 
-Many :class:`~kadnode.node.NodeCore` instances exchange their real wire
+Many :class:`~kadnode.core.node.NodeCore` instances exchange their real wire
 datagrams through one event queue on one virtual clock. The protocol code
 runs unchanged; only the network is simulated:
 
@@ -13,7 +13,7 @@ runs unchanged; only the network is simulated:
   :meth:`SimNetwork.fail` crashes a random fraction at one instant (mass
   failure); :meth:`SimNetwork.restart` brings one back as a new process
   with the same identity and store (a daemon restarted on its SQLite file);
-  churn (Weibull sessions) is scripted on top, in :mod:`kadnode.sim`;
+  churn (Weibull sessions) is scripted on top, in :mod:`kadnode.sim.scenarios.churn`;
 * clock skew: with ``clock_skew > 0`` every node's clock runs at its own
   rate (``1 +- clock_skew``) from its own offset; cores only ever see their
   local time.

@@ -61,7 +61,7 @@ def rss_bytes() -> int:
 def chord_route(core: NodeCore) -> Callable[[int, float], int] | None:
     """Hook for Chord-style routing: the core's ``find_successor`` when it has one.
 
-    The ring view (``kadnode.ring``) adds ``NodeCore.find_successor(key,
+    The ring view (``kadnode.core.ring``) adds ``NodeCore.find_successor(key,
     now)``, completing with a result that has ``successor``, ``ok`` and
     ``hops``. The hops scenario measures it beside 1/2 log2 N (Chord paper,
     section 6.3) whenever this returns a callable, and leaves the column out

@@ -1,4 +1,4 @@
-"""kadnode.identity: ids derived from ed25519 keys, signing and verifying."""
+"""kadnode.core.identity: ids derived from ed25519 keys, signing and verifying."""
 
 from __future__ import annotations
 

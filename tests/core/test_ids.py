@@ -1,4 +1,4 @@
-"""kadnode.ids: the XOR metric laws, ring intervals and id encodings, by hypothesis."""
+"""kadnode.core.ids: the XOR metric laws, ring intervals and id encodings, by hypothesis."""
 
 from __future__ import annotations
 

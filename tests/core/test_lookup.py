@@ -1,4 +1,4 @@
-"""kadnode.lookup: the iterative lookup as a state machine, driven by hand.
+"""kadnode.core.lookup: the iterative lookup as a state machine, driven by hand.
 
 Most tests look up target 0, so a contact's id is its XOR distance to the
 target and "nearest first" reads as "smallest id first".

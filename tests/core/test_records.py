@@ -1,4 +1,4 @@
-"""kadnode.records: signed peer records, their wire form, and when a replica believes one."""
+"""kadnode.core.records: signed peer records, their wire form, and when a replica believes one."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""kadnode.routing: k-bucket invariants under any operation stream, then the
+"""kadnode.core.routing: k-bucket invariants under any operation stream, then the
 eviction, failure and refresh rules with exact values. A fake clock throughout."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""kadnode.vclock: the lattice laws of merge, happens-before as a strict partial
+"""kadnode.core.vclock: the lattice laws of merge, happens-before as a strict partial
 order, sibling reconciliation, bounds, and the strict wire form."""
 
 from __future__ import annotations

@@ -654,7 +654,7 @@ async def test_a_write_below_its_quorum_is_503_and_one_line(node, method, path, 
 
 async def test_unexpected_exception_is_a_bare_500_logged_once(node, caplog):
     node.fake.error = RuntimeError("secret detail")
-    with caplog.at_level(logging.ERROR, logger="kadnode.httpserver"):
+    with caplog.at_level(logging.ERROR, logger="kadnode.shell.httpserver"):
         reply = await call(node.port, "GET", "/peers")
     assert (reply.status, reply.json()) == (500, {"error": "internal error"})
     assert b"secret" not in reply.body

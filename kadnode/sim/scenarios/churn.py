@@ -8,15 +8,12 @@ through their saved contacts, as a restarted daemon does.
 
 from __future__ import annotations
 
+from kadnode.config import REJOIN_CONTACTS
 from kadnode.core.node import NodeCore
 from kadnode.sim.oracle import weibull_median
 from kadnode.sim.report import Report
 from kadnode.sim.world import Op, Progress, World, finish_report, settle_gc, tuned_gc
 from kadnode.stats import percentile
-
-# Contacts a restarted node rejoins through: kadnode.shell.daemon.REJOIN_CONTACTS
-# (not imported: that module does I/O).
-REJOIN_CONTACTS = 64
 
 # Session lengths: Weibull. Stutzbach & Rejaie, "Understanding Churn in
 # Peer-to-Peer Networks", IMC 2006, fit session lengths of Gnutella,
