@@ -12,7 +12,7 @@ A paragraph of comments alone is prose. From tests/testdata/join.txt::
     +0.030 n2 -> n1 find_node n2
     +0.040 n1 -> n2 nodes []
     ...
-    => join n2: 1 of 1 seeds answered, 1 contacts
+    => join n2 (0.060 s): 1 of 1 seeds answered, 1 contacts
 
 A trace line is one datagram, ``+TIME SRC -> DEST MESSAGE``, written when it
 is delivered or dropped (``(dropped)``: a partition, a crashed sender or
@@ -20,7 +20,8 @@ receiver); TIME is virtual seconds since the command began. A request shows
 its wire method and arguments (``(again)``: a retransmission), a reply is
 read as the answer to the request it matches. Nodes are n1, n2... in order of
 creation, a key is the name a command gave it, another id its first 4 hex
-digits (``n2+1``: the id after n2's). ``=> ...`` is what the command reports.
+digits (``n2+1``: the id after n2's). ``=> ...`` is what the command reports:
+an operation's result, after how long it came (virtual seconds).
 
 Commands: ``add-nodes N [seed=S] [k=K] [alpha=A]`` (the first makes the
 network: seeded, 10 ms constant latency, no loss); ``join nX via nY[,nZ]``;
@@ -119,16 +120,16 @@ class Story:
         """Run an operation on node ``node`` until it completes and no datagram
         is in flight; report its result, or that it timed out."""
         net = self.net
-        deadline = net.now + LIMIT
+        started, deadline = net.now, net.now + LIMIT
         key = net.start(net.cores[node], begin)
         try:
-            result, _ = net.finish(key, LIMIT)
+            result, done = net.finish(key, LIMIT)
         except TimeoutError:
             net.run_until(deadline)
             self.report(f"{what}: timed out after {LIMIT:g} s")
             return
         self.settle(deadline)
-        self.report(f"{what}: {self.outcome(result)}")
+        self.report(f"{what} ({done - started:.3f} s): {self.outcome(result)}")
 
     def settle(self, deadline: float) -> None:
         """Deliver what is in flight, and what that causes, until ``deadline``."""
