@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kadnode.sim.script import run_story
+from kadnode.core.ids import key_digest
+from kadnode.sim.network import SimNetwork
+from kadnode.sim.script import ScriptError, run_story
 
 STORIES = sorted((Path(__file__).resolve().parent.parent / "testdata").glob("*.txt"))
 
@@ -33,3 +35,36 @@ def test_story(path: Path, request: pytest.FixtureRequest) -> None:
 
 def test_stories_exist() -> None:
     assert {p.stem for p in STORIES} >= {"join", "put-get", "partition", "churn", "leave"}
+
+
+def test_an_operation_that_cannot_complete_times_out() -> None:
+    # A crashed node's timers never fire: its put can never end.
+    out = run_story("add-nodes 2\njoin n2 via n1 quiet\nkill n2\nput n2 x=1\n")
+    assert "+0.000 n2 -> n1 find_node x (dropped)\n" in out
+    assert out.endswith("\n=> put x: timed out after 60 s\n")
+
+
+def test_a_bad_line_is_named_by_its_number() -> None:
+    with pytest.raises(ScriptError, match="line 3: join n1: wrong arguments"):
+        run_story("# a comment\nadd-nodes 2\njoin n1\n")
+
+
+def test_the_observer_only_watches() -> None:
+    """Same trace digest with and without an observer, and it saw every datagram."""
+    seen: list[bool] = []
+
+    def run(observer) -> SimNetwork:
+        net = SimNetwork(seed=4, observer=observer)
+        cores = [net.add_node() for _ in range(6)]
+        for core in cores[1:]:
+            net.call(core, lambda c, now: c.bootstrap([cores[0].addr], now))
+        net.kill([cores[2].addr])
+        net.call(cores[3], lambda c, now: c.put(key_digest("k"), "v", now))
+        net.run_until(net.now + 30)
+        return net
+
+    plain = run(None)
+    watched = run(lambda now, src, dest, data, delivered: seen.append(delivered))
+    assert watched.trace.hexdigest() == plain.trace.hexdigest()
+    assert seen.count(True) == plain.delivered
+    assert seen.count(False) == plain.dropped > 0
