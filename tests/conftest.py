@@ -12,6 +12,14 @@ if TYPE_CHECKING:
     from daemons import Daemons
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--rewrite-stories",
+        action="store_true",
+        help="write the actual traces into tests/testdata/*.txt instead of comparing",
+    )
+
+
 @pytest.fixture
 def daemons(tmp_path: Path) -> Iterator[Daemons]:
     """Real ``kadnode run`` subprocesses; whatever still runs at teardown is SIGKILLed."""

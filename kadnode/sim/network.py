@@ -25,6 +25,12 @@ datagram (time, source, destination, bytes) and every completed operation
 runs with the same seed end with the same ``trace.hexdigest()``. Nothing in
 it depends on a Python name or repr, so moving or renaming a class leaves it
 unchanged: only what the nodes did can change it.
+
+An optional ``observer(now, src, dest, data, delivered)`` sees every datagram
+as it is delivered (``delivered`` True) or dropped (False; ``dest`` is None
+for an address outside the network); it only watches, so the run and its
+trace are the same with or without one (:mod:`kadnode.sim.script` prints
+stories with it).
 """
 
 from __future__ import annotations
@@ -142,6 +148,7 @@ class SimNetwork:
     config: Config = field(default_factory=Config)
     now: float = 0.0
     clock_skew: float = 0.0  # max relative clock rate error, e.g. 1e-4 = 100 ppm
+    observer: Callable[[float, int, int | None, bytes, bool], None] | None = None
 
     def __post_init__(self) -> None:
         # One stream for everything (ids, node rngs, loss, jitter), drawn in
@@ -302,8 +309,12 @@ class SimNetwork:
             src = self.addrs[i]
             self.sent += len(out)
             down = self.down
+            observer = self.observer
             if src in down:
                 self.dropped += len(out)
+                if observer is not None:
+                    for data, dest in out:
+                        observer(now, i, self.index.get(dest), data, False)
             else:
                 index, loss, wire, group = self.index, self.loss, self.rng, self._group
                 delay, queue = self._delay, self._queue
@@ -316,6 +327,8 @@ class SimNetwork:
                         or (group is not None and group[i] != group[j])
                     ):
                         self.dropped += 1
+                        if observer is not None:
+                            observer(now, i, j, data, False)
                         continue
                     self._seq += 1
                     heapq.heappush(
@@ -349,10 +362,15 @@ class SimNetwork:
             self.now = at
         if kind == DATAGRAM:
             src, dest = b, c
+            observer = self.observer
             if self.addrs[dest] in self.down:
                 self.dropped += 1
+                if observer is not None:
+                    observer(self.now, src, dest, a, False)
                 return True
             self.delivered += 1
+            if observer is not None:
+                observer(self.now, src, dest, a, True)
             self.trace.update(_TRACE_HEADER.pack(self.now, src, dest))
             self.trace.update(a)
             local = self.now if self.clock_skew <= 0 else self.local_time(dest)
