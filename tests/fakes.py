@@ -56,7 +56,14 @@ def record_of(contact: dict[str, Any], seq: int) -> dict[str, Any]:
 SELF_RECORD = record_of(SELF, 1732435200123)
 PEER_RECORD = record_of(PEER, 1732435100456)
 # Both other nodes acknowledged: the write quorum of a 2-node replica set is 2.
-WRITTEN = {"stored": 2, "asked": 2, "needed": 2, "replicas": [PEER, PREDECESSOR]}
+WRITTEN = {
+    "stored": 2,
+    "asked": 2,
+    "needed": 2,
+    "local": False,
+    "only_copy": False,
+    "replicas": [PEER, PREDECESSOR],
+}
 # A quorum read over the same two replicas: one held the newest, one was repaired.
 READ = {
     "replicas": 2,

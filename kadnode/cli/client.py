@@ -187,8 +187,19 @@ def _show_lookup(r: dict[str, Any]) -> str:
 
 
 def _show_put(r: dict[str, Any]) -> str:
-    head = f"stored {r['key']!r} on {r['stored']} nodes ({r['elapsed_ms']:.1f} ms); replicas:"
+    took = f"{r['elapsed_ms']:.1f} ms"
+    if r.get("only_copy"):
+        return (
+            f"stored {r['key']!r} on this node only: it knows no other node,"
+            f" so it holds the only copy ({took})"
+        )
+    head = f"stored {r['key']!r} on {_held_by(r)} ({took}); other replicas:"
     return "\n".join([head, *_contacts(r["replicas"])])
+
+
+def _held_by(r: dict[str, Any]) -> str:
+    """How many replicas hold a write, and whether this node is one of them."""
+    return f"{r['stored']} nodes" + (", this one among them" if r.get("local") else "")
 
 
 def _value(value: Any) -> str:
@@ -204,7 +215,7 @@ def _show_get(r: dict[str, Any]) -> str:
 def _show_register(r: dict[str, Any]) -> str:
     record = r["record"]
     at = f" at {_addresses(record)} (seq {record['seq']})" if record else ""
-    return f"registered {r['key']}{at}: {r['stored']} of {r['asked']} replicas acknowledged"
+    return f"registered {r['key']}{at}: on {_held_by(r)}"
 
 
 def _replies(r: dict[str, Any]) -> str:
@@ -318,9 +329,10 @@ def _show_leave(r: dict[str, Any]) -> str:
             f"the hand-off did not finish within {r['elapsed_ms'] / 1000:.1f} s: some values "
             "may not have been handed on; the daemon is stopping"
         )
+    said = f"; {r['goodbyes']} nodes took its goodbye" if r.get("goodbyes") is not None else ""
     return (
         f"handed {r['keys']} keys to the nodes now responsible ({r['stores']} stores, "
-        f"{r['acks']} acknowledged); the daemon is stopping"
+        f"{r['acks']} acknowledged){said}; the daemon is stopping"
     )
 
 

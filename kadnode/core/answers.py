@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING
 from kadnode.core import antientropy, kinds
 from kadnode.core.codec import Request
 from kadnode.core.messages import (
+    Ack,
     Addr,
     BucketList,
     Digest,
     FindNode,
     FindSuccessor,
     FindValue,
+    Goodbye,
     KeyList,
     Kind,
     NodesReply,
@@ -36,7 +38,6 @@ from kadnode.core.messages import (
     RingQuery,
     RingReply,
     Store,
-    StoreReply,
     SuccessorReply,
     ValueReply,
 )
@@ -78,23 +79,23 @@ def ping(node: NodeCore, message: Ping, addr, native, token, now) -> PingReply:
     return PingReply(node.id, token)
 
 
-def store(node: NodeCore, message: Store, addr: Addr, native, token, now: float) -> StoreReply:
+def store(node: NodeCore, message: Store, addr: Addr, native, token, now: float) -> Ack:
     """A plain value: bmuller's STORE, or the native one with a token."""
     cfg, stats = node.config, node.stats
     if message.token is not None and not node.tokens.valid(addr[0], message.token):
         # A native STORE must come from the address the token was given
         # to: spoofed-source STOREs fail here (BEP 5).
         stats["stores_refused_token"] += 1
-        return StoreReply(False)
+        return Ack(False)
     held = node.store.get(message.key)
     if held is not None and held.kind != Kind.PLAIN:
         # Anyone can send a plain STORE; it never replaces a signed peer
         # record or a shared value.
         stats["stores_refused_kind"] += 1
-        return StoreReply(False)
+        return Ack(False)
     if held is None and len(node.store) >= cfg.max_stored_values:
         stats["stores_refused"] += 1
-        return StoreReply(False)
+        return Ack(False)
     ttl = cfg.expire_after if message.ttl is None else min(message.ttl, cfg.expire_after)
     expires_at = now + ttl
     if held is not None:
@@ -102,14 +103,14 @@ def store(node: NodeCore, message: Store, addr: Addr, native, token, now: float)
         if held.origin:
             node.store.put(Record(message.key, message.value, expires_at, True, held.resend_at))
             stats["stores_in"] += 1
-            return StoreReply(True)
+            return Ack(True)
     # Paper 2.5: a node that just received a STORE skips its own
     # replication of that key for the next interval.
     node.store.put(
         Record(message.key, message.value, expires_at, False, now + cfg.replicate_interval)
     )
     stats["stores_in"] += 1
-    return StoreReply(True)
+    return Ack(True)
 
 
 def put(node: NodeCore, message: Put, addr: Addr, native, token, now: float) -> PutReply:
@@ -148,6 +149,18 @@ def _take_put(node: NodeCore, message: Put, addr: Addr, now: float) -> str | Non
     return None
 
 
+def goodbye(node: NodeCore, message: Goodbye, addr: Addr, native, token, now) -> Ack:
+    """The sender leaves: out of the table and the ring at once, if it is the
+    contact we know at that address and it echoes a token we gave there."""
+    known = node.table.get(message.sender_id)
+    if known is None or known.contact.addr != addr or not node.tokens.valid(addr[0], message.token):
+        node.stats["goodbyes_refused"] += 1
+        return Ack(False)
+    node.forget(message.sender_id)
+    node.stats["goodbyes"] += 1
+    return Ack(True)
+
+
 def ring(node: NodeCore, message: RingQuery, addr, native, token, now) -> RingReply:
     return RingReply(node.ring.predecessor, node.ring.successors)
 
@@ -184,4 +197,5 @@ ANSWERS: dict[type, Callable[..., ReplyMessage]] = {
     KeyList: key_list,
     Put: put,
     FindSuccessor: find_successor,
+    Goodbye: goodbye,
 }

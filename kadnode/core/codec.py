@@ -34,12 +34,14 @@ from kadnode.config import AE_BUCKETS, AE_HASH_BYTES, TOKEN_BYTES
 from kadnode.core.ids import ID_BYTES, to_bytes
 from kadnode.core.messages import (
     VALUE_TYPES,
+    Ack,
     BucketList,
     Digest,
     FindNode,
     FindReply,
     FindSuccessor,
     FindValue,
+    Goodbye,
     KeyList,
     Kind,
     NodesReply,
@@ -52,7 +54,6 @@ from kadnode.core.messages import (
     RingQuery,
     RingReply,
     Store,
-    StoreReply,
     SuccessorReply,
     Value,
     ValueReply,
@@ -180,6 +181,14 @@ def _parse_ring_query(args: list) -> RingQuery:
     return RingQuery(_id(args[0]))
 
 
+def _parse_goodbye(args: list) -> Goodbye:
+    _arity(args, 2)
+    token = args[1]
+    if type(token) is not bytes or len(token) != TOKEN_BYTES:
+        raise DecodeError("goodbye token is not 8 bytes")
+    return Goodbye(_id(args[0]), token)
+
+
 def _parse_find_successor(args: list) -> FindSuccessor:
     _arity(args, 2)
     return FindSuccessor(_id(args[0]), _id(args[1]))
@@ -239,6 +248,7 @@ _REQUEST_DECODERS: dict[str, Callable[[list], RequestMessage]] = {
     "kn_digest": _parse_digest,
     "kn_keys": _parse_key_list,
     "kn_put": _parse_put,
+    "kn_bye": _parse_goodbye,
 }
 
 
@@ -322,18 +332,16 @@ def _decode_put_reply(body: object) -> PutReply:
     return PutReply(reason)
 
 
-def _decode_store_reply(body: object) -> StoreReply:
-    # A refusal (false) reads as a broken reply: the writer counts it as a
-    # failed request, as it would a silent replica.
-    if body is not True:
-        raise DecodeError("store reply is not true")
-    return StoreReply(True)
+def _decode_ack(body: object) -> Ack:
+    if type(body) is not bool:
+        raise DecodeError("reply is not true or false")
+    return Ack(body)
 
 
 # A reply's shape is set by the request it answers.
 _REPLY_DECODERS: dict[type, Callable[[object], ReplyMessage]] = {
     Ping: _decode_ping_reply,
-    Store: _decode_store_reply,
+    Store: _decode_ack,
     FindNode: _decode_find_reply,
     FindValue: _decode_find_reply,
     RingQuery: _decode_ring_reply,
@@ -341,6 +349,7 @@ _REPLY_DECODERS: dict[type, Callable[[object], ReplyMessage]] = {
     Digest: _decode_bucket_list,
     KeyList: _decode_bucket_list,
     Put: _decode_put_reply,
+    Goodbye: _decode_ack,
 }
 
 
@@ -390,6 +399,7 @@ _REQUEST_ENCODERS: dict[type, Callable[..., tuple[str, list]]] = {
     FindSuccessor: lambda m: ("kn_find_successor", [to_bytes(m.sender_id), to_bytes(m.key)]),
     Digest: lambda m: ("kn_digest", [to_bytes(m.sender_id), m.hashes]),
     KeyList: lambda m: ("kn_keys", [to_bytes(m.sender_id), m.buckets, m.entries]),
+    Goodbye: lambda m: ("kn_bye", [to_bytes(m.sender_id), m.token]),
     Put: lambda m: (
         "kn_put",
         [to_bytes(m.sender_id), m.key, m.kind, m.payload, m.ttl, m.token],
@@ -437,7 +447,7 @@ _REPLY_ENCODERS: dict[type, Callable[..., object]] = {
     PingReply: _ping_body,
     NodesReply: _nodes_body,
     ValueReply: _value_body,
-    StoreReply: lambda r: r.ok,
+    Ack: lambda r: r.ok,
     PutReply: lambda r: {"ok": r.reason is None, "reason": r.reason},
     RingReply: _ring_body,
     SuccessorReply: _successor_body,

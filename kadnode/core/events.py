@@ -45,22 +45,34 @@ class GetResult:
     source: Contact | None  # None: this node's own store
     queried: int
     hops: int
+    # Not found as a plain value because the key holds another kind (a
+    # shared value, a peer record): read it as that kind.
+    other_kind: Kind | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PutResult:
+    """A write on the replica set: the k closest to the key, the writer itself
+    among them when it is that close (its own copy is one of the k)."""
+
     key: bytes
-    acks: int
-    replicas: list[Contact]  # the nodes that acknowledged
+    acks: int  # replicas in the set that hold it now, the writer's own copy included
+    replicas: list[Contact]  # the other nodes that acknowledged
     asked: int
     queried: int
     needed: int = 0  # the write quorum W for this replica set
-    replica_set: int = 0  # the k closest found, answering or not
+    replica_set: int = 0  # the k closest found, answering or not, the writer included
     refused: tuple[str, ...] = ()  # reasons replicas gave for refusing
+    local: bool = False  # the writer's own copy is in the replica set and counted
 
     @property
     def quorum(self) -> bool:
         return self.acks >= self.needed
+
+    @property
+    def only_copy(self) -> bool:
+        """The writer knew no other node: its own copy is the only one."""
+        return self.local and self.replica_set == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,7 @@ class ReadResult:
     repaired: int  # read repairs sent to stale or empty replicas
     rejected: int  # invalid versions seen (bad signature, expired...)
     needed: int  # the read quorum R for this replica set
+    other_kind: Kind | None = None  # the key holds another kind of value
 
     @property
     def found(self) -> bool:
@@ -104,6 +117,7 @@ class LeaveResult:
     keys: int
     stores: int
     acks: int
+    goodbyes: int = 0  # contacts that took our goodbye (we left their tables)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from kadnode.core.messages import Contact, Value
+from kadnode.core.messages import Contact, Kind, Value
 
 
 class State(Enum):
@@ -47,14 +47,24 @@ class LookupOutcome:
     # value was found (0: nobody answered)
     hops: int
     tokens: dict[int, bytes]  # write tokens the answering nodes gave us
-    # The replica set: the k nearest that answered or failed (a quorum's N).
-    replica_set: int = 0
+    # The replica set (a quorum's N): the ids of the k nearest that answered
+    # or failed, the asker itself among them when it is that near, nearest
+    # first. ``self_replica``: the asker is in it (its own copy counts).
+    replica_ids: tuple[int, ...] = ()
+    self_replica: bool = False
     value: Value | None = None
     value_from: Contact | None = None
     ttl: float | None = None
     # the nearest answered contact that did not have the value (paper 2.3 caching)
     nearest_without_value: Contact | None = None
     values_seen: list[tuple[Contact, Value]] = field(default_factory=list)
+    # A replica held a value of another kind under this key (a shared value
+    # where a plain one was asked for, ...): the first such kind seen.
+    other_kind: Kind | None = None
+
+    @property
+    def replica_set(self) -> int:
+        return len(self.replica_ids)
 
 
 class Lookup:
@@ -84,6 +94,7 @@ class Lookup:
         self.ttl: float | None = None
         self.values: list[tuple[Contact, Value]] = []
         self.value_hops = 0
+        self.other_kind: Kind | None = None
         self.add(seeds)
 
     def add(self, contacts: Iterable[Contact], hops: int = 1) -> None:
@@ -170,6 +181,12 @@ class Lookup:
             self.value, self.value_from, self.ttl = value, responder, ttl
             self.value_hops = cand.hops
 
+    def answered_other_kind(self, responder: Contact, kind: Kind, token: bytes | None) -> None:
+        """A value of another kind than asked for: this node holds nothing for us."""
+        if self.other_kind is None:
+            self.other_kind = kind
+        self.answered_nodes(responder, (), token)
+
     def failed_request(self, node_id: int) -> None:
         if self._settle(node_id, State.FAILED) is not None:
             self.failed += 1
@@ -194,14 +211,20 @@ class Lookup:
 
     def outcome(self) -> LookupOutcome:
         closest: list[Contact] = []
+        replicas: list[int] = []
+        mine = self.self_id ^ self.target
+        placed = False  # the asker itself, in distance order
         nearest_without = None
         hops = 0
-        failed_near = 0
         holders = {c.node_id for c, _ in self.values}
-        for _, node_id in self._order:
+        for distance, node_id in self._order:
             cand = self._candidates[node_id]
-            if cand.state is State.FAILED and len(closest) < self.k:
-                failed_near += 1
+            if cand.state is State.ANSWERED or cand.state is State.FAILED:
+                if not placed and mine < distance and len(replicas) < self.k:
+                    replicas.append(self.self_id)
+                    placed = True
+                if len(replicas) < self.k:
+                    replicas.append(node_id)
             if cand.state is not State.ANSWERED:
                 continue
             hops = hops or cand.hops
@@ -209,6 +232,9 @@ class Lookup:
                 nearest_without = cand.contact
             if len(closest) < self.k:
                 closest.append(cand.contact)
+        if not placed and len(replicas) < self.k:
+            replicas.append(self.self_id)
+            placed = True
         return LookupOutcome(
             target=self.target,
             closest=closest,
@@ -219,10 +245,12 @@ class Lookup:
             tokens={
                 c.contact.node_id: c.token for c in self._candidates.values() if c.token is not None
             },
-            replica_set=min(self.k, len(closest) + failed_near),
+            replica_ids=tuple(replicas),
+            self_replica=placed,
             value=self.value,
             value_from=self.value_from,
             ttl=self.ttl,
             nearest_without_value=nearest_without,
             values_seen=list(self.values),
+            other_kind=self.other_kind,
         )

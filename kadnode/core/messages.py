@@ -133,8 +133,29 @@ class Put:
     token: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Goodbye:
+    """Native: the sender leaves the network; drop it from the table and ring
+    now rather than after three failed requests. Believed only from the
+    address the receiver knows it at, proven by echoing a write token the
+    receiver gave that address (BEP 5): a forged source cannot say goodbye
+    for anyone."""
+
+    sender_id: int
+    token: bytes
+
+
 RequestMessage = (
-    Ping | Store | FindNode | FindValue | RingQuery | FindSuccessor | Digest | KeyList | Put
+    Ping
+    | Store
+    | FindNode
+    | FindValue
+    | RingQuery
+    | FindSuccessor
+    | Digest
+    | KeyList
+    | Put
+    | Goodbye
 )
 
 
@@ -171,7 +192,9 @@ FindReply = NodesReply | ValueReply
 
 
 @dataclass(frozen=True, slots=True)
-class StoreReply:
+class Ack:
+    """A bare yes or no: a store taken, a goodbye believed."""
+
     ok: bool
 
 
@@ -200,12 +223,5 @@ class BucketList:
 
 
 ReplyMessage = (
-    PingReply
-    | NodesReply
-    | ValueReply
-    | StoreReply
-    | PutReply
-    | RingReply
-    | SuccessorReply
-    | BucketList
+    PingReply | NodesReply | ValueReply | Ack | PutReply | RingReply | SuccessorReply | BucketList
 )

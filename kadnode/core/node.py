@@ -34,11 +34,11 @@ from kadnode.core.codec import Response
 from kadnode.core.events import OperationCompleted
 from kadnode.core.identity import Identity
 from kadnode.core.ids import ID_BYTES, in_half_open
-from kadnode.core.messages import Addr, Contact, Kind, Ping, PingReply, Store, Value
+from kadnode.core.messages import Addr, Contact, Goodbye, Kind, Ping, PingReply, Value
 from kadnode.core.requests import Requests
 from kadnode.core.ring import Fingers, RingView
 from kadnode.core.routing import RoutingTable
-from kadnode.core.store import Record
+from kadnode.core.store import Record, Store
 from kadnode.core.tokens import WriteTokens, remember
 from kadnode.core.wire import contact_of
 from kadnode.errors import DecodeError, LocalProtocolError
@@ -265,6 +265,12 @@ class NodeCore:
         if native:
             remember(self.table, reply.node_id, reply.token, now)
 
+    def forget(self, node_id: int) -> None:
+        """Drop a contact that said goodbye: from the table and the ring."""
+        self.table.remove(node_id)
+        if self.ring.remove(node_id):
+            self._ring_version += 1
+
     def failed(self, contact: Contact | None) -> None:
         """One failed request: counts toward a table drop; leaves the ring at once
         (Chord: the next successor in the list takes over)."""
@@ -332,9 +338,10 @@ class NodeCore:
             self.stats["bad_datagrams"] += 1  # someone claims our id
             return
         self.stats["requests_in"] += 1
-        # Before the request itself: a newcomer's welcome must not echo back
-        # the value it is storing with us right now.
-        self.saw(contact_of(message.sender_id, addr[0], addr[1], request.native), now)
+        if type(message) is not Goodbye:
+            # Before the request itself: a newcomer's welcome must not echo
+            # back the value it is storing with us right now.
+            self.saw(contact_of(message.sender_id, addr[0], addr[1], request.native), now)
         data = codec.encode(request.msg_id, answers.answer(self, request, addr, now))
         if len(data) > self.config.max_datagram:
             self.stats["replies_too_large"] += 1

@@ -131,7 +131,7 @@ class LookupRun:
         elif reply.kind == self.kind:
             self.lookup.answered_value(contact, reply.value, reply.ttl, reply.token)
         else:  # a value of another kind: this node holds nothing for us
-            self.lookup.answered_nodes(contact, [], reply.token)
+            self.lookup.answered_other_kind(contact, reply.kind, reply.token)
         self.pump(at)
 
     def failed(self, contact: Contact, at: float) -> None:

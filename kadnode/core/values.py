@@ -19,16 +19,17 @@ from kadnode.core import antientropy, codec, kinds, records, vclock, wire
 from kadnode.core.events import GetResult, LeaveResult, PutResult, ReadResult, SyncResult
 from kadnode.core.lookup import LookupOutcome
 from kadnode.core.messages import (
+    Ack,
     BucketList,
     Contact,
     Digest,
+    Goodbye,
     KeyList,
     Kind,
     PingReply,
     Put,
     PutReply,
     Store,
-    StoreReply,
     Value,
 )
 from kadnode.core.operations import Mode, ignore, quorum, run_lookup
@@ -153,11 +154,11 @@ class _Write:
         else:
             self.send(reply.token, at)
 
-    def replied(self, reply: StoreReply | PutReply, at: float) -> None:
+    def replied(self, reply: Ack | PutReply, at: float) -> None:
         if type(reply) is PutReply:
             self.settled(reply.reason or True, at)
-        else:
-            self.settled(True, at)
+        else:  # a plain STORE is refused for a bad token, a kind it holds, a full store
+            self.settled(True if reply.ok else "store refused", at)
 
     def failed(self, at: float) -> None:
         if self.settled:
@@ -176,7 +177,11 @@ class Get:
         self.node, self.op, self.key = node, op, key
         record = node.store.get(key)
         if record is not None and record.expires_at > now:
-            node.complete(op, GetResult(key, record.value, True, None, 0, 0))
+            if record.kind == Kind.PLAIN:
+                result = GetResult(key, record.value, True, None, 0, 0)
+            else:  # a plain read of a shared value or a peer record
+                result = GetResult(key, None, False, None, 0, 0, Kind(record.kind))
+            node.complete(op, result)
             return
         run_lookup(node, int.from_bytes(key, "big"), Mode.FIRST, now, self.done)
 
@@ -191,13 +196,24 @@ class Get:
             token = outcome.tokens.get(nearest.node_id)
             send_store(node, nearest, self.key, outcome.value, ttl, at, None, token)
         result = GetResult(
-            self.key, outcome.value, found, outcome.value_from, outcome.queried, outcome.hops
+            self.key,
+            outcome.value,
+            found,
+            outcome.value_from,
+            outcome.queried,
+            outcome.hops,
+            None if found else outcome.other_kind,
         )
         node.complete(self.op, result)
 
 
 class Publish:
-    """Find the k closest, write to each, count acknowledgements against W."""
+    """Find the k closest, write to each, count acknowledgements against W.
+
+    The replica set is the k nearest to the key that answered or failed, the
+    writer itself among them when it is that near: its own copy (stored
+    before publishing) is one of the k, and counts. Only acknowledgements
+    from the set count toward W; a node beyond it may still take a copy."""
 
     __slots__ = ("acks", "key", "kind", "left", "node", "op", "outcome", "refused", "ttl", "value")
 
@@ -222,9 +238,8 @@ class Publish:
         for contact in outcome.closest:
             token = outcome.tokens.get(contact.node_id)
             settled = partial(self.settled, contact)
-            send_store(
-                self.node, contact, self.key, self.value, self.ttl, at, settled, token, self.kind
-            )
+            value, ttl, kind = self.value, self.ttl, self.kind
+            send_store(self.node, contact, self.key, value, ttl, at, settled, token, kind)
         if not outcome.closest:
             self.finish()
 
@@ -240,15 +255,18 @@ class Publish:
     def finish(self) -> None:
         outcome = self.outcome
         assert outcome is not None
+        members = set(outcome.replica_ids)
+        in_set = sum(1 for c in self.acks if c.node_id in members) + outcome.self_replica
         result = PutResult(
             self.key,
-            len(self.acks),
+            in_set,
             self.acks,
             len(outcome.closest),
             outcome.queried,
             quorum(self.node.config.write_quorum, outcome.replica_set),
             outcome.replica_set,
             tuple(dict.fromkeys(self.refused)),
+            outcome.self_replica,
         )
         self.node.complete(self.op, result)
 
@@ -309,10 +327,9 @@ class Read:
     def done(self, outcome: LookupOutcome, at: float) -> None:
         node, key, kind = self.node, self.key, self.kind
         held = {c.node_id: v for c, v in outcome.values_seen}
-        mine = node.store.get(key)
-        payloads = list(held.values())
-        if mine is not None and mine.kind == kind and mine.expires_at > at:
-            payloads.append(mine.value)
+        record = node.store.get(key)
+        mine = record.value if record and record.kind == kind and record.expires_at > at else None
+        payloads = list(held.values()) + ([mine] if mine is not None else [])
         newest, rejected = kinds.newest(kind, payloads, key, at)
         stale = [
             c
@@ -324,27 +341,49 @@ class Read:
             token = outcome.tokens.get(contact.node_id)
             send_store(node, contact, key, newest, ttl, at, None, token, kind)
         node.stats["read_repairs"] += len(stale)
-        answered = len(outcome.closest)
+        # The replicas of the set that answered, the reader's own store
+        # included when it is one of them, and of those the ones that held
+        # the newest already.
+        members = set(outcome.replica_ids)
+        answered = [held.get(c.node_id) for c in outcome.closest if c.node_id in members]
+        if outcome.self_replica:
+            answered.append(mine)
+        agreeing = sum(1 for v in answered if newest is not None and kinds.same(kind, v, newest))
         result = ReadResult(
             key,
             kind,
             newest,
             outcome.replica_set,
-            answered,
+            len(answered),
             len(held),
-            answered - len(stale) if newest is not None else 0,
+            agreeing,
             len(stale),
             rejected,
             quorum(node.config.read_quorum, outcome.replica_set),
+            None if newest is not None else outcome.other_kind,
         )
         node.complete(self.op, result)
 
 
 class Leave:
-    """Hand every held value to the k closest remaining nodes, then report.
-    At most a quarter of the request budget is in flight at once."""
+    """Hand every held value to the k closest remaining nodes, then say
+    goodbye to every kadnode contact, so each drops us from its table and
+    ring at once (not after three failed requests), then report. At most a
+    quarter of the request budget is in flight during the hand-over; the
+    goodbyes are one per contact of the table (bounded by its size)."""
 
-    __slots__ = ("acks", "keys", "next", "node", "op", "open", "window", "work")
+    __slots__ = (
+        "acks",
+        "byes",
+        "goodbyes",
+        "keys",
+        "next",
+        "node",
+        "op",
+        "open",
+        "window",
+        "work",
+    )
 
     def __init__(self, node: NodeCore, op: int, now: float):
         self.node, self.op = node, op
@@ -354,7 +393,8 @@ class Leave:
             for contact in node.table.closest(int.from_bytes(record.key, "big"), node.config.k)
         ]
         self.keys = len({record.key for _, record in self.work})
-        self.next = self.open = self.acks = 0
+        self.next = self.open = self.acks = self.goodbyes = 0
+        self.byes: list[Contact] | None = None  # once the hand-over is done
         self.window = max(1, node.config.max_pending_requests // 4)
         self.pump(now)
 
@@ -364,13 +404,58 @@ class Leave:
             self.next += 1
             self.open += 1
             send_record(self.node, contact, record, at, self.settled)
-        if self.open == 0:
-            self.node.complete(self.op, LeaveResult(self.keys, len(self.work), self.acks))
+        if self.open == 0 and self.next == len(self.work) and self.byes is None:
+            self.wave(at)
 
     def settled(self, ok: bool | str, at: float) -> None:
         self.open -= 1
         self.acks += ok is True
         self.pump(at)
+
+    def wave(self, at: float) -> None:
+        node = self.node
+        self.byes = [c for c in node.table.contacts() if c.native]
+        self.open = len(self.byes)
+        for contact in self.byes:
+            token = fresh(node.table, contact.node_id, at)
+            if token is not None:
+                self.goodbye(contact, token, at)
+            else:  # fetch a token first: the goodbye must echo one
+                pinged = partial(self.pinged, contact)
+                node.send_ping(contact.addr, contact, pinged, self.unheard, at)
+        if not self.byes:
+            self.finish()
+
+    def pinged(self, contact: Contact, reply: PingReply, at: float) -> None:
+        if reply.token is None:
+            self.unheard(at)
+        else:
+            self.goodbye(contact, reply.token, at)
+
+    def goodbye(self, contact: Contact, token: bytes, at: float) -> None:
+        node = self.node
+        node.requests.send(
+            contact.addr,
+            contact,
+            Goodbye(node.id, token),
+            self.waved,
+            self.unheard,
+            at,
+            node.config.request_attempts,
+        )
+
+    def waved(self, reply: Ack, at: float) -> None:
+        self.goodbyes += reply.ok
+        self.unheard(at)
+
+    def unheard(self, at: float) -> None:
+        self.open -= 1
+        if self.open == 0:
+            self.finish()
+
+    def finish(self) -> None:
+        result = LeaveResult(self.keys, len(self.work), self.acks, self.goodbyes)
+        self.node.complete(self.op, result)
 
 
 # ---- anti-entropy -------------------------------------------------------------------

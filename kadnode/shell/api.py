@@ -137,6 +137,8 @@ PUT_SCHEMA = _optional(
     ),
     asked=INTEGER,  # how many of the k closest were asked to store
     needed=INTEGER,  # the write quorum W those acknowledgements were counted against
+    local=BOOLEAN,  # this node is one of the k closest: its own copy is counted in stored
+    only_copy=BOOLEAN,  # this node knows no other node: it holds the only copy
 )
 REGISTER_SCHEMA = _object(**PUT_SCHEMA["properties"], record=_nullable(RECORD))
 PEER_RECORD_SCHEMA = _object(id=HEX_ID, found=BOOLEAN, record=_nullable(RECORD), **READ)
@@ -200,6 +202,7 @@ LEAVE_SCHEMA = _optional(
         acks=_nullable(INTEGER),
         elapsed_ms=NUMBER,
     ),
+    goodbyes=_nullable(INTEGER),  # contacts that dropped this node at its goodbye
     timed_out=BOOLEAN,
 )
 
@@ -237,6 +240,8 @@ _STORED = {
     "stored": 3,
     "asked": 3,
     "needed": 2,
+    "local": False,
+    "only_copy": False,
     "replicas": [_CONTACT, *_SUCCESSORS],
 }
 _WRITER = "c2c74789868e8bb8486dc3b6d0138e7fb22162b5"
@@ -606,14 +611,16 @@ def build_routes(service: NodeService) -> list[Route]:
             {
                 200: Payload(
                     LEAVE_SCHEMA,
-                    {"keys": 7, "stores": 140, "acks": 138, "elapsed_ms": 85.3},
+                    {"keys": 7, "stores": 140, "acks": 138, "goodbyes": 31, "elapsed_ms": 85.3},
                     "the hand-off's outcome; the daemon stops after replying",
                 )
             },
             "A graceful leave, as on SIGTERM: every value this node holds is stored on the k "
-            "closest remaining nodes it knows, then the daemon stops. keys, stores and acks "
-            "count the keys handed on, the STOREs sent and those acknowledged; they are null, "
-            "and timed_out true, when the hand-off did not finish in time.",
+            "closest remaining nodes it knows, then it says goodbye to every kadnode contact "
+            "(each drops it from its table and ring at once), then the daemon stops. keys, "
+            "stores and acks count the keys handed on, the STOREs sent and those acknowledged, "
+            "goodbyes the contacts that took the goodbye; they are null, and timed_out true, "
+            "when the hand-off did not finish in time.",
             tag="ops",
         ),
         Route(

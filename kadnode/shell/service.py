@@ -17,7 +17,7 @@ from kadnode import __version__
 from kadnode.core import kinds, records, vclock
 from kadnode.core.events import PutResult, ReadResult
 from kadnode.core.ids import to_hex
-from kadnode.core.messages import Contact, Value
+from kadnode.core.messages import Contact, Kind, Value
 from kadnode.errors import KadnodeError, LocalProtocolError, QuorumError
 from kadnode.shell.api import QUESTIONS
 from kadnode.shell.dns import resolve_host
@@ -76,8 +76,9 @@ def put_json(key: str, result: PutResult, started: float) -> dict[str, Any]:
     """A write's reply; a write below its quorum is an error, in one line."""
     if not result.quorum:
         why = f" (refused: {'; '.join(result.refused)})" if result.refused else ""
+        mine = "this one included" if result.local else "this one not among them"
         raise QuorumError(
-            f"only {result.acks} of the {result.replica_set} closest nodes acknowledged;"
+            f"only {result.acks} of the {result.replica_set} closest nodes ({mine}) hold it;"
             f" the write quorum is {result.needed}{why}; the value stays where it was"
             " acknowledged, and republishing retries"
         )
@@ -86,9 +87,21 @@ def put_json(key: str, result: PutResult, started: float) -> dict[str, Any]:
         "stored": result.acks,
         "asked": result.asked,
         "needed": result.needed,
+        "local": result.local,
+        "only_copy": result.only_copy,
         "replicas": [contact_json(c) for c in result.replicas],
         "elapsed_ms": elapsed_ms(started),
     }
+
+
+def _held_as(key: str, kind: Kind) -> str:
+    """One line for a read of the wrong kind: what the key holds, how to read it."""
+    how = {
+        Kind.PLAIN: f"kadnode get {key}",
+        Kind.SHARED: f"kadnode get {key} --shared",
+        Kind.PEER: "kadnode find-peer <id>",
+    }[kind]
+    return f"key {key!r} holds a {kind.label} value; read it with `{how}`"
 
 
 def read_json(result: ReadResult, started: float) -> dict[str, Any]:
@@ -173,6 +186,8 @@ class NodeService:
     async def get(self, key: str) -> dict[str, Any]:
         t = time.perf_counter()
         result = await self.server.get(key)
+        if result.other_kind is not None:
+            raise LocalProtocolError(_held_as(key, result.other_kind))
         return {
             "key": key,
             "found": result.found,
@@ -247,6 +262,8 @@ class NodeService:
     async def get_shared(self, key: str) -> dict[str, Any]:
         t = time.perf_counter()
         found = await self.server.get_shared(key)
+        if found.other_kind is not None:
+            raise LocalProtocolError(_held_as(key, found.other_kind))
         siblings = kinds.siblings_from_wire(found.payload) if found.found else ()
         return {
             "key": key,
@@ -306,9 +323,10 @@ class NodeService:
                 "keys": result.keys,
                 "stores": result.stores,
                 "acks": result.acks,
+                "goodbyes": result.goodbyes,
             }
         except TimeoutError:
-            left = {"keys": None, "stores": None, "acks": None, "timed_out": True}
+            left = {"keys": None, "stores": None, "acks": None, "goodbyes": None, "timed_out": True}
         left["elapsed_ms"] = elapsed_ms(t)
         log.info("left the network: %s", left)
         return left

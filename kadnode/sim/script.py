@@ -190,6 +190,9 @@ class Story:
             if request is None:
                 return f"{head} reply to no request seen", False
             reply = codec.decode_reply(request, decoded.body)
+            if type(reply) is m.Ack:  # taken or refused: a store, or a goodbye
+                said = "stored" if type(request) is m.Store else "bye"
+                return f"{head} {said if reply.ok else 'refused'}", False
             return f"{head} {_REPLIES[type(reply)](self, reply, src)}", False
         except DecodeError as e:
             return f"{head} undecodable: {e}", False
@@ -320,6 +323,7 @@ _REQUESTS: dict[type, Callable[[Story, Any], str]] = {
     m.Store: lambda s, q: f"store {s.key(q.key)}={_value(q.value)}{_ttl(q.ttl)}",
     m.Put: lambda s, q: f"kn_put {s.key(q.key)} {q.kind.label}{_ttl(q.ttl)}",
     m.RingQuery: lambda s, q: "kn_ring",
+    m.Goodbye: lambda s, q: "kn_bye",
     m.FindSuccessor: lambda s, q: f"kn_find_successor {s.name(q.key)}",
     m.Digest: lambda s, q: f"kn_digest {sum(h != EMPTY for h in q.hashes)} buckets",
     m.KeyList: lambda s, q: (
@@ -334,7 +338,6 @@ _REPLIES: dict[type, Callable[[Story, Any, int], str]] = {
         f"value {_value(r.value)}{'' if r.kind == m.Kind.PLAIN else ' ' + r.kind.label}"
         f"{_ttl(r.ttl)}"
     ),
-    m.StoreReply: lambda s, r, src: "stored",
     m.PutReply: lambda s, r, src: "taken" if r.reason is None else f"refused: {r.reason}",
     m.RingReply: lambda s, r, src: (
         f"ring pred={'-' if r.predecessor is None else s.name(r.predecessor.node_id)}"

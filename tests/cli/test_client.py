@@ -101,7 +101,7 @@ def test_not_found_is_a_result_not_an_error(live):
         "id": "00" * 20,
         "found": False,
         "record": None,
-        "answered": NODES,  # every replica answered: none holds one
+        "answered": NODES + 1,  # every replica answered (this node too): none holds one
     }
     assert fields(client.get_shared("missing"), "key", "found", "siblings", "context") == {
         "key": "missing",
@@ -243,7 +243,10 @@ def test_lookup_found_and_not_found(capsys, live):
 def test_put_then_get(capsys, live):
     code, out, _ = run(capsys, "put", "colour", "blue", "--api", live.api)
     head, *replicas = untimed(out).splitlines()
-    assert (code, head) == (0, f"stored 'colour' on {NODES} nodes (N ms); replicas:")
+    assert (code, head) == (
+        0,
+        f"stored 'colour' on {NODES + 1} nodes, this one among them (N ms); other replicas:",
+    )
     assert sorted(replicas) == sorted(listed(live.contacts))
     assert run(capsys, "get", "colour", "--api", live.api) == (0, "blue\n", "")
     code, out, _ = run(capsys, "get", "colour", "--json", "--api", live.api)
@@ -268,17 +271,19 @@ def test_register_json_and_human_and_find_peer_finds_it(capsys, live):
     code, out, err = run(capsys, "register", "--json", "--api", live.api)
     registered = json.loads(out)
     assert (code, err) == (0, "")
-    assert fields(registered, "key", "stored", "asked") == {
+    assert fields(registered, "key", "stored", "asked", "local") == {
         "key": me,
-        "stored": NODES,
+        "stored": NODES + 1,  # the NODES others and this node's own copy
         "asked": NODES,
+        "local": True,
     }
     assert registered["record"]["addresses"] == [{"host": host, "port": port}]
     code, out, err = run(capsys, "register", "--api", live.api)
     seq = int(re.search(r"\(seq (\d+)\)", out)[1])
     assert (code, out, err) == (
         0,
-        f"registered {me} at {host}:{port} (seq {seq}): {NODES} of {NODES} replicas acknowledged\n",
+        f"registered {me} at {host}:{port} (seq {seq}):"
+        f" on {NODES + 1} nodes, this one among them\n",
         "",
     )
     assert seq > registered["record"]["seq"]  # signed again: a newer record
@@ -297,7 +302,7 @@ def test_find_peer_found(capsys, live):
     assert untimed(out).splitlines() == [
         f"{to_hex(node.id)} seq {found['record']['seq']}, signed by its key; verified addresses:",
         f"  127.0.0.1:{node.address[1]}",
-        f"{NODES} of {NODES} replicas answered, 0 repaired (N ms)",
+        f"{NODES + 1} of {NODES + 1} replicas answered, 0 repaired (N ms)",
     ]
 
 
@@ -313,7 +318,7 @@ def test_find_peer_not_found_exits_1(capsys, live):
     assert (code, untimed(out), err) == (
         1,
         f"not found: no valid record for {'00' * 20}; "
-        f"{NODES} of {NODES} replicas answered, 0 repaired (N ms)\n",
+        f"{NODES + 1} of {NODES + 1} replicas answered, 0 repaired (N ms)\n",
         "",
     )
 
@@ -341,7 +346,11 @@ def test_shared_siblings_then_a_put_with_their_context_resolves_them(capsys, liv
         capsys, "put", "greeting", "hi", "--shared", "--context", context, "--api", live.api
     )
     head, *replicas = untimed(out).splitlines()
-    assert (code, err, head) == (0, "", f"stored 'greeting' on {NODES} nodes (N ms); replicas:")
+    assert (code, err, head) == (
+        0,
+        "",
+        f"stored 'greeting' on {NODES + 1} nodes, this one among them (N ms); other replicas:",
+    )
     assert sorted(replicas) == sorted(listed(live.contacts))
     assert run(capsys, "get", "greeting", "--shared", "--api", live.api) == (0, "hi\n", "")
 
@@ -351,7 +360,7 @@ def test_put_shared_blind_json(capsys, live):
     assert (code, err) == (0, "")
     assert fields(json.loads(out), "key", "stored", "asked") == {
         "key": "new",
-        "stored": NODES,
+        "stored": NODES + 1,
         "asked": NODES,
     }
     assert run(capsys, "get", "new", "--shared", "--api", live.api) == (0, "v\n", "")
@@ -497,7 +506,7 @@ def test_leave_hands_the_values_on_and_the_daemon_stops(capsys, live):
     assert run(capsys, "leave", "--api", live.api) == (
         0,
         f"handed 1 keys to the nodes now responsible ({NODES} stores, {NODES} acknowledged); "
-        "the daemon is stopping\n",
+        f"{NODES} nodes took its goodbye; the daemon is stopping\n",
         "",
     )
     live.run(asyncio.wait_for(live.stopped, STOP_S))

@@ -27,6 +27,7 @@ from kadnode.core.codec import (
 from kadnode.core.codec import decode as decode_datagram
 from kadnode.core.ids import ID_MAX, to_bytes
 from kadnode.core.messages import (
+    Ack,
     BucketList,
     Contact,
     Digest,
@@ -43,7 +44,6 @@ from kadnode.core.messages import (
     RingQuery,
     RingReply,
     Store,
-    StoreReply,
     SuccessorReply,
     ValueReply,
 )
@@ -436,7 +436,7 @@ replies = st.one_of(
         st.just(FindValue(1, bytes(20))),
         st.builds(ValueReply, values, st.just(True), lifetimes, st.none() | tokens),
     ),
-    st.tuples(st.just(Store(1, bytes(20), 1)), st.just(StoreReply(True))),
+    st.tuples(st.just(Store(1, bytes(20), 1)), st.just(Ack(True))),
     st.tuples(
         st.just(Put(1, bytes(20), Kind.PEER, 1, 1.0, bytes(8))),
         st.builds(PutReply, st.none() | st.text(min_size=1, max_size=200)),
@@ -471,11 +471,12 @@ def test_every_reply_reads_back_as_the_reply_encoded(msg_id: bytes, pair: tuple)
 def test_ping_and_store_replies() -> None:
     assert parse_ping_reply(to_bytes(42)) == PingReply(42, None)
     assert parse_ping_reply({"id": to_bytes(42), "token": bytes(8)}) == PingReply(42, bytes(8))
-    assert parse_store_reply(True) == StoreReply(True)
+    assert parse_store_reply(True) == Ack(True)
+    assert parse_store_reply(False) == Ack(False)  # refused: an answer, not a broken reply
     for bad in (None, 42, bytes(19), bytes(21), "00" * 20, [to_bytes(42)]):
         with pytest.raises(DecodeError):
             parse_ping_reply(bad)
-    for bad in (None, False, 1, "true", b"\x01", [True]):
+    for bad in (None, 0, 1, "true", b"\x01", [True]):
         with pytest.raises(DecodeError):
             parse_store_reply(bad)
 

@@ -30,6 +30,36 @@ def ids(contacts: list[Contact]) -> list[int]:
     return [x.node_id for x in contacts]
 
 
+# ---- the replica set --------------------------------------------------------------------
+
+
+def test_the_replica_set_is_the_k_nearest_that_answered_or_failed() -> None:
+    lk = lookup(1, 2, 3, 4, k=3, alpha=4)
+    lk.next_requests()
+    lk.answered_nodes(c(1), [])
+    lk.failed_request(2)
+    lk.answered_nodes(c(3), [])
+    lk.answered_nodes(c(4), [])
+    outcome = lk.outcome()
+    assert outcome.replica_ids == (1, 2, 3) and not outcome.self_replica
+    assert outcome.replica_set == 3
+
+
+def test_the_asker_is_a_replica_when_it_is_among_the_k_nearest() -> None:
+    lk = Lookup(0, [c(1), c(2000), c(3000)], k=3, alpha=3, self_id=SELF)
+    lk.next_requests()
+    for node_id in (1, 2000, 3000):
+        lk.answered_nodes(c(node_id), [])
+    outcome = lk.outcome()
+    assert outcome.replica_ids == (1, SELF, 2000)  # 3000 is beyond the k = 3 nearest
+    assert outcome.self_replica and ids(outcome.closest) == [1, 2000, 3000]
+
+
+def test_an_asker_that_knows_nobody_is_its_own_replica_set() -> None:
+    outcome = Lookup(0, [], k=3, alpha=3, self_id=SELF).outcome()
+    assert outcome.replica_ids == (SELF,) and outcome.self_replica
+
+
 # ---- order and concurrency ----------------------------------------------------------
 
 
@@ -87,7 +117,7 @@ def test_finishes_exactly_when_the_k_nearest_have_answered() -> None:
         failed=0,
         hops=1,
         tokens={},
-        replica_set=2,
+        replica_ids=(1, 2),  # SELF (1000) is farther than both: not a replica
         nearest_without_value=c(1),
     )
 
@@ -134,7 +164,15 @@ def test_a_lookup_without_seeds_is_finished_at_once() -> None:
     assert lk.finished
     assert lk.next_requests() == []
     assert lk.outcome() == LookupOutcome(
-        target=0, closest=[], queried=0, answered=0, failed=0, hops=0, tokens={}
+        target=0,
+        closest=[],
+        queried=0,
+        answered=0,
+        failed=0,
+        hops=0,
+        tokens={},
+        replica_ids=(SELF,),
+        self_replica=True,
     )
 
 

@@ -199,7 +199,7 @@ def test_replication_keeps_the_original_expiry():
     key = key_digest("replicated")
     t0 = net.now
     result = net.call(nodes[1], lambda c, now: c.put(key, "v", now))
-    assert result.acks == 7
+    assert result.acks == 8 and len(result.replicas) == 7 and result.local  # 7 others + its own
     expiry = holders(nodes, key)
     assert len(expiry) == 8 and max(expiry.values()) <= t0 + 86400 + 1
     # A newcomer after an hour of replication gets the *remaining* lifetime.

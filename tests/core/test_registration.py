@@ -154,9 +154,13 @@ def test_a_put_below_the_write_quorum_fails_clearly_and_a_later_read_repairs():
     for dead in closest[:12]:
         net.down.add(dead.addr)
     put = net.call(writer, lambda c, now: c.put_shared(key, "v1", None, now))
-    # 12 of the 20 closest are down: every live one acknowledges, too few for W.
+    # 12 of the 20 closest others are down. The replica set is the 20 closest
+    # counting the writer; its live members (the writer's own copy among
+    # them) acknowledge, too few for W.
     assert not put.quorum and put.needed == 11 and put.replica_set == 20
-    assert put.acks == put.asked < 11
+    in_set = sorted([writer, *closest], key=lambda n: n.id ^ target)[:20]
+    live = [n for n in in_set if n.addr not in net.down]
+    assert put.local and put.acks == len(live) < 11
     for dead in closest[:12]:
         net.down.discard(dead.addr)
     # The replicas that were down come back empty; a read finds them and repairs.

@@ -47,7 +47,7 @@ def test_lookup_put_get_between_two_daemons(daemons: Daemons) -> None:
     assert found["peer"] == {"id": a_id, "host": HOST, "port": a.port}
 
     put = cli_json("put", "greeting", "hello from a", api=a.api)
-    assert put["stored"] == 1  # B acknowledged its replica
+    assert (put["stored"], put["local"]) == (2, True)  # B acknowledged; A holds its own
     got = cli_json("get", "greeting", api=b.api)
     assert {k: got[k] for k in ("key", "found", "value")} == {
         "key": "greeting",
@@ -92,7 +92,7 @@ def test_sigkilled_node_rejoins_from_saved_contacts(daemons: Daemons) -> None:
     wait_for(lambda: {a.port, c.port} <= b.saved_contact_ports(), 5.0, "B's saved contacts")
 
     put = cli_json("put", "survivor", "put by b", api=b.api)
-    assert put["stored"] == 2
+    assert (put["stored"], len(put["replicas"])) == (3, 2)  # B's own copy, A's and C's
 
     b.proc.kill()
     assert b.proc.wait(STOP_TIMEOUT) == -signal.SIGKILL

@@ -128,7 +128,8 @@ async def test_owner_and_ring_match_brute_force_and_leave_loses_no_value(tmp_pat
         # loopback network it has met every node by now.
         assert (await http(client.info))["peers"] == NODES
         left = await http(client.leave)
-        assert left.keys() == {"keys", "stores", "acks", "elapsed_ms"}, left
+        assert left.keys() == {"keys", "stores", "acks", "goodbyes", "elapsed_ms"}, left
+        assert left["goodbyes"] == NODES  # every node it knew took the goodbye
         # The values, and the daemon's own signed peer record (it registers
         # when it joins): each to the k closest remaining.
         held = VALUES + 1

@@ -243,8 +243,13 @@ async def test_mixed_network_stores_and_finds_across_implementations(k: int) -> 
             # Stored on exactly the k nodes nearest the key, whichever kind.
             others = (all_bm | all_kad) - {kadnodes[3].id}
             nearest = sorted(others, key=lambda i: i ^ int.from_bytes(key_k, "big"))[:k]
-            assert stored.acks == len(stored.replicas) == len(nearest)
             assert {c.node_id for c in stored.replicas} == set(nearest)
+            # Those in the replica set count, and the writer's own copy when it is one.
+            in_set = sorted(
+                [*others, kadnodes[3].id], key=lambda i: i ^ int.from_bytes(key_k, "big")
+            )
+            assert stored.acks == len(set(nearest) & set(in_set[:k])) + stored.local
+            assert stored.local == (kadnodes[3].id in in_set[:k])
             await quiesce(bmullers, kadnodes)
             holders = [b for b in bmullers if b.storage.get(key_k) is not None]
             seekers = [b for b in bmullers if b not in holders and not bmuller_blind_to(b, key_k)]
@@ -286,7 +291,7 @@ async def test_a_kadnode_and_a_bmuller_node_serve_each_other_all_four_rpcs() -> 
             assert (await node.ping(stock_addr)).node_id == stock_id
             assert (await node.lookup(stock_id)).peer.addr == stock_addr
             put = await node.put("put-by-kadnode", "v1")
-            assert put.acks == 1
+            assert (put.acks, put.local) == (2, True)  # the stock node's copy and its own
             assert put.replicas[0].node_id == stock_id
             assert stock.storage.get(sha1("put-by-kadnode")) == "v1"
             stock.storage[sha1("only-on-bmuller")] = "v2"

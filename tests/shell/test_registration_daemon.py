@@ -71,9 +71,10 @@ def test_a_registered_address_is_found_verified_and_a_new_one_wins(daemons: Daem
     seq = registered["record"]["seq"]
     assert registered["key"] == a_id
     assert registered["record"]["addresses"] == [{"host": HOST, "port": a.port}]
-    assert (registered["stored"], registered["asked"]) == (2, 2)  # seed and B
+    # The seed, B, and A's own copy: all three are among the k closest.
+    assert (registered["stored"], registered["asked"], registered["local"]) == (3, 2, True)
     text = re.fullmatch(
-        rf"registered {a_id} at {HOST}:{a.port} \(seq (\d+)\): 2 of 2 replicas acknowledged\n",
+        rf"registered {a_id} at {HOST}:{a.port} \(seq (\d+)\): on 3 nodes, this one among them\n",
         done.stdout,
     )
     assert text is not None and int(text.group(1)) < seq, done.stdout
@@ -108,7 +109,7 @@ def test_a_registered_address_is_found_verified_and_a_new_one_wins(daemons: Daem
     assert lookup["record"]["addresses"] == new_address
     assert lookup["peer"] == {"id": a_id, "host": HOST, "port": moved.port}
     print(
-        f"\nregister: seq {seq}, {registered['stored']} of {registered['asked']} acknowledged; "
+        f"\nregister: seq {seq}, held by {registered['stored']} nodes; "
         f"moved {a.port} -> {moved.port}: B saw seq {seen['record']['seq']} "
         f"{seen_s:.2f} s after the restart's exec ({waited_s:.2f} s after it had joined)"
     )
@@ -272,13 +273,15 @@ def test_concurrent_shared_writes_are_siblings_until_a_write_names_their_context
 def test_a_write_below_quorum_fails_in_one_line_and_a_read_repairs(daemons: Daemons) -> None:
     seed, writer, other, down1, down2 = network(daemons, "seed", "w", "o", "d1", "d2")
     first = cli_json("put", "config", "v1", "--shared", api=other.api)
-    assert (first["stored"], first["asked"], first["needed"]) == (4, 4, 3)
+    # All five are among the k closest, the writer's own copy included: W = 3 of 5.
+    assert (first["stored"], first["asked"], first["needed"]) == (5, 4, 3)
     read = cli_json("get", "config", "--shared", api=writer.api)
     assert [s["value"] for s in read["siblings"]] == ["v1"]
-    assert (read["answered"], read["agreeing"]) == (4, 4)
+    assert (read["answered"], read["agreeing"]) == (5, 5)
     context = json.dumps(read["context"])
 
-    for node in (down1, down2):
+    # Three of five down: the writer and the seed are a minority.
+    for node in (other, down1, down2):
         node.proc.kill()
         node.proc.wait(STOP_TIMEOUT)
     t = time.monotonic()
@@ -286,21 +289,22 @@ def test_a_write_below_quorum_fails_in_one_line_and_a_read_repairs(daemons: Daem
     failed_s = time.monotonic() - t
     line = assert_one_line_error(failed, "write quorum")
     assert line == (
-        "kadnode: error: only 2 of the 4 closest nodes acknowledged; the write quorum is 3"
-        "; the value stays where it was acknowledged, and republishing retries"
+        "kadnode: error: only 2 of the 5 closest nodes (this one included) hold it;"
+        " the write quorum is 3; the value stays where it was acknowledged, and republishing"
+        " retries"
     )
 
-    # Back with the data they had: v1, which v2 (held by the other three) supersedes.
-    for node in (down1, down2):
+    # Back with the data they had: v1, which v2 (held by the writer and the seed) supersedes.
+    for node in (other, down1, down2):
         daemons.start(node.name, port=node.port, data_dir=node.data_dir, bootstrap=[seed])
     repaired = cli_json("get", "config", "--shared", api=writer.api)
     assert [s["value"] for s in repaired["siblings"]] == ["v2"]
-    assert repaired["answered"] == 4
-    assert repaired["repaired"] == 2, repaired
+    assert repaired["answered"] == 5
+    assert repaired["repaired"] == 3, repaired
     assert repaired["agreeing"] == 2
     # The repairs were sent without waiting for acknowledgements: poll, bounded.
     again = wait_for(
-        lambda: (r := seed.client().get_shared("config"))["agreeing"] == 4 and r,
+        lambda: (r := seed.client().get_shared("config"))["agreeing"] == 5 and r,
         5.0,
         "every replica to hold v2",
     )
