@@ -177,7 +177,7 @@ MAX_WIRE_INT = 2**63 - 1
 # that coordinate writes of a key (about k = 20 replicas, plus churn): 32 leaves
 # room. Bounds are sized so the worst case fits one datagram: 4 siblings of
 # MAX_VALUE_BYTES, each with a full clock of 64-bit counters, pack to < 8 KiB
-# (tests/test_vclock.py checks it). Riak likewise treats many siblings as a
+# (tests/core/test_vclock.py checks it). Riak likewise treats many siblings as a
 # client writing without its read context, not as normal operation.
 MAX_CLOCK_ENTRIES = 32
 MAX_SIBLINGS = 4
