@@ -140,8 +140,12 @@ class NodeService:
             "values": len(self.store),
             "uptime_s": round(time.time() - self.started, 3),
             "data_dir": str(self.options.data_dir),
-            "stats": dict(core.stats),
+            "stats": self.counters(),
         }
+
+    def counters(self) -> dict[str, int]:
+        """The node's counters and the store's (``corrupt_records``)."""
+        return {**self.server.core.stats, **self.store.stats}
 
     async def lookup(self, target: int) -> dict[str, Any]:
         t = time.perf_counter()
@@ -347,6 +351,6 @@ class NodeService:
             "# TYPE kadnode_values gauge",
             f"kadnode_values {len(self.store)}",
         ]
-        for name, count in sorted(core.stats.items()):
+        for name, count in sorted(self.counters().items()):
             lines += [f"# TYPE kadnode_{name}_total counter", f"kadnode_{name}_total {count}"]
         return "\n".join(lines) + "\n"
