@@ -4,7 +4,9 @@ Owns, under one TaskGroup: the UDP node, the HTTP control API, joining
 (seeds from ``--bootstrap``, ``--dns-seed`` and the contacts persisted in the
 data directory), periodic saving of contacts, and a periodic status line.
 SIGINT / SIGTERM stop it cleanly: contacts saved, sockets and the database
-closed.
+closed. The data directory (lock, permissions, identity) is
+:mod:`kadnode.shell.datadir`'s; a storage failure while running stops the
+daemon with its one line.
 """
 
 from __future__ import annotations
@@ -19,22 +21,20 @@ from pathlib import Path
 
 from kadnode import __version__
 from kadnode.config import REJOIN_CONTACTS, Config
-from kadnode.core.identity import SEED_BYTES, Identity
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Addr
 from kadnode.errors import KadnodeError
 from kadnode.shell.api import build_routes
+from kadnode.shell.datadir import DataDir
 from kadnode.shell.dns import resolve_host, resolve_seeds
 from kadnode.shell.httpserver import serve, shutdown
 from kadnode.shell.library import Server
 from kadnode.shell.service import NodeService
-from kadnode.shell.sqlite_store import SqliteStore
 
 log = logging.getLogger("kadnode")
 
 DEFAULT_PORT = 8467
 DEFAULT_API_PORT = 8468
-DATA_FILE = "kadnode.sqlite3"
 # Contacts are saved this often (and after joining), so a SIGKILLed node
 # restarts with a recent view of the network.
 CONTACT_SAVE_INTERVAL = 15.0
@@ -58,17 +58,6 @@ class DaemonOptions:
     config: Config = field(default_factory=Config)
 
 
-def load_identity(store: SqliteStore) -> Identity:
-    """The node's ed25519 key, kept in the data directory: the directory IS
-    the node's identity (its id derives from the key)."""
-    seed = store.get_meta("identity_seed")
-    if seed is None or len(seed) != SEED_BYTES:
-        identity = Identity.generate()
-        store.set_meta("identity_seed", identity.seed)
-        return identity
-    return Identity.from_seed(seed)
-
-
 async def advertised(host: str, port: int, configured: list[Addr]) -> tuple[Addr, ...]:
     """The addresses this node registers: as configured, else the one it is
     bound to, else (bound to every interface) its host name's addresses."""
@@ -88,6 +77,26 @@ async def advertised(host: str, port: int, configured: list[Addr]) -> tuple[Addr
 class Daemon(NodeService):
     """One running node plus what it takes to serve and persist it."""
 
+    def __init__(
+        self,
+        server: Server,
+        data: DataDir,
+        options: DaemonOptions,
+        stop: asyncio.Event,
+        tasks: asyncio.TaskGroup,
+    ) -> None:
+        super().__init__(server, data.store, options, stop, tasks)
+        self.data = data
+        # The storage failure that stopped the daemon: run_daemon raises it.
+        self.failure: KadnodeError | None = None
+        data.store.on_error = self.fail
+
+    def fail(self, error: KadnodeError) -> None:
+        """Stop, and have run_daemon end with ``error`` (its first one)."""
+        if self.failure is None:
+            self.failure = error
+            self.stop.set()
+
     # ---- background work ----
 
     async def run(self, on_ready: Callable[[Daemon, int], None] | None, signals: bool) -> None:
@@ -99,19 +108,20 @@ class Daemon(NodeService):
         except OSError as exc:  # raised here, it would reach run_daemon inside an ExceptionGroup
             raise _cannot_listen(exc) from None
         api_port = api.sockets[0].getsockname()[1]
-        log.info(
-            "kadnode %s node %s on udp %s:%d, control api http://%s:%d (docs at /docs)",
-            __version__,
-            to_hex(server.id),
-            *server.address,
-            options.api_host,
-            api_port,
-        )
         loop = asyncio.get_running_loop()
-        if signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
         try:
+            self.data.started()
+            log.info(
+                "kadnode %s node %s on udp %s:%d, control api http://%s:%d (docs at /docs)",
+                __version__,
+                to_hex(server.id),
+                *server.address,
+                options.api_host,
+                api_port,
+            )
+            if signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
             if on_ready is not None:
                 on_ready(self, api_port)
             background = [
@@ -127,7 +137,8 @@ class Daemon(NodeService):
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
             await shutdown(api)
-            self.save_contacts()
+            if self.data.is_started:
+                self.save_contacts()
 
     def save_contacts(self) -> None:
         entries = list(self.server.core.table.entries())
@@ -227,32 +238,35 @@ async def run_daemon(
     """Run until SIGINT/SIGTERM, or until ``stop`` is set (embedding, tests).
 
     ``on_ready(daemon, api_port)`` is called once the node and the API listen.
+    A start that fails leaves the data directory as it found it.
     """
-    store = SqliteStore(options.data_dir / DATA_FILE)
-    server = None
-    try:
-        server = await Server.start(
-            options.host,
-            options.port,
-            identity=load_identity(store),
-            store=store,
-            config=options.config,
-        )
-        signals = stop is None
-        stop = stop or asyncio.Event()
-        server.core.addresses = await advertised(*server.address, options.advertise)
+    with DataDir(options.data_dir) as data:
+        server = None
+        daemon: Daemon | None = None
         try:
-            async with asyncio.TaskGroup() as tasks:
-                daemon = Daemon(server, store, options, stop, tasks)
-                await daemon.run(on_ready, signals)
-        except* KadnodeError as failed:
-            # One line for the user (cli.main catches KadnodeError), not a
-            # traceback of the TaskGroup's ExceptionGroup.
-            raise _first(failed) from None
-    except OSError as exc:
-        raise _cannot_listen(exc) from None
-    finally:
-        if server is not None:
-            server.close()
-        store.close()
+            server = await Server.start(
+                options.host,
+                options.port,
+                identity=data.identity(),
+                store=data.store,
+                config=options.config,
+            )
+            signals = stop is None
+            stop = stop or asyncio.Event()
+            server.core.addresses = await advertised(*server.address, options.advertise)
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    daemon = Daemon(server, data, options, stop, tasks)
+                    await daemon.run(on_ready, signals)
+            except* KadnodeError as failed:
+                # One line for the user (cli.main catches KadnodeError), not a
+                # traceback of the TaskGroup's ExceptionGroup.
+                raise (daemon and daemon.failure) or _first(failed) from None
+        except OSError as exc:
+            raise _cannot_listen(exc) from None
+        finally:
+            if server is not None:
+                server.close()
+        if daemon is not None and daemon.failure is not None:
+            raise daemon.failure
     log.info("stopped")
