@@ -12,6 +12,7 @@ daemon with its one line.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import socket
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kadnode import __version__
-from kadnode.config import REJOIN_CONTACTS, Config
+from kadnode.config import MAX_RECORD_ADDRESSES, REJOIN_CONTACTS, Config
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Addr
 from kadnode.errors import KadnodeError
@@ -29,7 +30,7 @@ from kadnode.shell.datadir import DataDir
 from kadnode.shell.dns import resolve_host, resolve_seeds
 from kadnode.shell.httpserver import serve, shutdown
 from kadnode.shell.library import Server
-from kadnode.shell.service import NodeService
+from kadnode.shell.service import NO_ADDRESS, NodeService
 
 log = logging.getLogger("kadnode")
 
@@ -58,20 +59,68 @@ class DaemonOptions:
     config: Config = field(default_factory=Config)
 
 
-async def advertised(host: str, port: int, configured: list[Addr]) -> tuple[Addr, ...]:
-    """The addresses this node registers: as configured, else the one it is
-    bound to, else (bound to every interface) its host name's addresses."""
-    if configured:
-        return tuple(configured)
-    if host not in ("0.0.0.0", "::", ""):
-        return ((host, port),)
+EVERY_INTERFACE = ("0.0.0.0", "::", "")
+# Where the default routes lead (documentation addresses): a UDP socket
+# connected to one sends nothing, but its local address is the one this host
+# would reach the Internet from.
+ROUTE_PROBES = {socket.AF_INET: "192.0.2.1", socket.AF_INET6: "2001:db8::1"}
+
+
+def reachable(host: str) -> bool:
+    """Whether other hosts could reach ``host``: an IP literal that is not
+    loopback, link-local, unspecified or multicast."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # not a literal; "%zone" suffixes of link-local ones too
+    return not (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast)
+
+
+async def local_addresses(families: tuple[socket.AddressFamily, ...]) -> list[str]:
+    """This host's addresses in ``families``: its host name's, then the ones
+    its default routes leave from. Nothing is sent."""
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_DGRAM)
     except OSError:
         infos = []
-    found = [i[4][0] for i in infos if not i[4][0].startswith(("127.", "::1"))]
-    return tuple((h, port) for h in dict.fromkeys(found)) or (("127.0.0.1", port),)
+    found = [info[4][0] for info in infos if info[0] in families]
+    for family in families:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((ROUTE_PROBES[family], 9))
+                found.append(probe.getsockname()[0])
+        except OSError:
+            continue  # no route in this family (or no such family here)
+    return found
+
+
+async def advertised(host: str, port: int, configured: list[Addr]) -> tuple[Addr, ...]:
+    """The addresses this node registers: as configured, else the one it is
+    bound to, else (bound to every interface) this host's reachable addresses,
+    which may be none. Never loopback unless the node listens only there."""
+    if configured:
+        return tuple(configured)
+    if host not in EVERY_INTERFACE:
+        return ((host, port),)
+    families = (socket.AF_INET,) if host == "0.0.0.0" else (socket.AF_INET, socket.AF_INET6)
+    found = [h for h in dict.fromkeys(await local_addresses(families)) if reachable(h)]
+    return tuple((h, port) for h in found[:MAX_RECORD_ADDRESSES])
+
+
+def say_advertised(addresses: tuple[Addr, ...], options: DaemonOptions) -> None:
+    """The start-up line saying where the network is told to reach this node."""
+    if not addresses:
+        log.warning("%s", NO_ADDRESS)
+        return
+    where = ", ".join(f"{h}:{p}" for h, p in addresses)
+    if options.advertise:
+        why = "--advertise"
+    elif options.host in EVERY_INTERFACE:
+        why = "this host's addresses; --advertise sets others"
+    else:
+        why = "where it listens"
+    log.info("advertising %s (%s)", where, why)
 
 
 class Daemon(NodeService):
@@ -119,6 +168,7 @@ class Daemon(NodeService):
                 options.api_host,
                 api_port,
             )
+            say_advertised(server.core.addresses, options)
             if signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, stop.set)
@@ -187,7 +237,7 @@ class Daemon(NodeService):
         """Register this node's address after joining; log, never raise."""
         where = ", ".join(f"{h}:{p}" for h, p in self.server.core.addresses)
         try:
-            result = await self.server.register()
+            result = await self.register_self()
         except KadnodeError as exc:
             log.warning("registration failed: %s", exc)
             return

@@ -2,7 +2,8 @@
 
 One daemon per directory (a lock); the directory and its files private whatever
 the umask; the identity loaded or created, and the log saying which; a start
-that fails leaves the directory as it found it; a broken disk or a corrupt row as one line, never
+that fails leaves the directory as it found it; never advertising loopback
+unless listening only there; a broken disk or a corrupt row as one line, never
 a traceback. In-process daemons (tests/loopback.py) where the log is enough,
 real ``kadnode run`` processes (tests/daemons.py) for exit statuses. All on
 127.0.0.1, every wait bounded.
@@ -41,8 +42,9 @@ from loopback import HOST, STOP_S, daemon, nodes
 from kadnode.cli.client import ApiClient
 from kadnode.core.ids import to_hex
 from kadnode.core.store import Record
-from kadnode.errors import ApiError, KadnodeError, StorageError
-from kadnode.shell.daemon import DaemonOptions, run_daemon
+from kadnode.errors import ApiError, KadnodeError, LocalProtocolError, StorageError
+from kadnode.shell import daemon as daemon_module
+from kadnode.shell.daemon import DaemonOptions, advertised, local_addresses, run_daemon
 from kadnode.shell.datadir import DATA_FILE, FILES, IDENTITY, LOCK_FILE, DataDir
 from kadnode.shell.sqlite_store import SqliteStore
 
@@ -284,6 +286,71 @@ async def test_a_failed_start_leaves_the_data_directory_as_it_found_it(
             )
     assert snapshot(data_dir) == found
     assert (tmp_path / "parent").exists() == (before != "nothing")
+
+
+# ---- 6. what it advertises --------------------------------------------------------------------
+
+
+def fake_host(monkeypatch: pytest.MonkeyPatch, addresses: dict[socket.AddressFamily, list[str]]):
+    async def local(families: tuple[socket.AddressFamily, ...]) -> list[str]:
+        return [a for family in families for a in addresses.get(family, [])]
+
+    monkeypatch.setattr(daemon_module, "local_addresses", local)
+
+
+LOOPBACK_ONLY = {
+    socket.AF_INET: ["127.0.0.1", "127.0.1.1", "169.254.7.7"],
+    socket.AF_INET6: ["::1", "fe80::1%eth0", "fe80::2"],
+}
+
+
+async def test_listening_everywhere_it_never_advertises_loopback(monkeypatch) -> None:
+    # The host name resolves to 127.0.1.1 (Debian's /etc/hosts) and there is no route out.
+    fake_host(monkeypatch, LOOPBACK_ONLY)
+    assert await advertised("0.0.0.0", 8467, []) == ()
+    assert await advertised("::", 8467, []) == ()
+    # Listening only on loopback, loopback is where it is.
+    assert await advertised("127.0.0.1", 8467, []) == (("127.0.0.1", 8467),)
+    # Told to, it says what it is told.
+    assert await advertised("0.0.0.0", 8467, [("127.0.0.1", 9)]) == (("127.0.0.1", 9),)
+
+
+async def test_listening_everywhere_it_advertises_the_reachable_addresses_of_its_families(
+    monkeypatch,
+) -> None:
+    fake_host(
+        monkeypatch,
+        {
+            socket.AF_INET: [*LOOPBACK_ONLY[socket.AF_INET], "192.0.2.7", "192.0.2.7"],
+            socket.AF_INET6: [*LOOPBACK_ONLY[socket.AF_INET6], "2001:db8::7"],
+        },
+    )
+    assert await advertised("0.0.0.0", 8467, []) == (("192.0.2.7", 8467),)
+    assert await advertised("::", 8467, []) == (("192.0.2.7", 8467), ("2001:db8::7", 8467))
+
+
+async def test_this_hosts_addresses_are_of_the_families_asked_for() -> None:
+    found = await local_addresses((socket.AF_INET,))  # sends nothing
+    assert all(socket.inet_pton(socket.AF_INET, a) for a in found), found
+
+
+async def test_the_start_up_log_says_what_it_advertises(
+    tmp_path: Path, info_logs: pytest.LogCaptureFixture
+) -> None:
+    async with daemon(tmp_path / "d") as running:
+        port = running.server.address[1]
+        assert f"advertising {HOST}:{port} (where it listens)" in messages(info_logs)
+
+
+async def test_with_nothing_to_advertise_it_says_to_set_advertise(
+    tmp_path: Path, info_logs: pytest.LogCaptureFixture
+) -> None:
+    daemon_module.say_advertised((), options(tmp_path, host="0.0.0.0"))
+    assert messages(info_logs, logging.WARNING) == [daemon_module.NO_ADDRESS]
+    async with daemon(tmp_path / "d") as running:
+        running.server.core.addresses = ()
+        with pytest.raises(LocalProtocolError, match="restart it with --advertise HOST:PORT"):
+            await asyncio.to_thread(ApiClient(running.api).register)
 
 
 # ---- 7. the disk as one line, never a traceback ---------------------------------------------
