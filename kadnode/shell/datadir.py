@@ -85,8 +85,10 @@ class DataDir:
                 self._check_file(self.path / name, key=name != LOCK_FILE)
             self._create_private(self.file)
             self._store = SqliteStore(self.file)
-        except BaseException:
+        except BaseException as exc:
             self._close()
+            if isinstance(exc, OSError):
+                raise self._cannot_use(_one_line(exc)) from None
             raise
         return self
 
@@ -108,7 +110,7 @@ class DataDir:
             missing.append(path)
             path = path.parent
         if not path.is_dir():
-            raise StorageError(f"data directory {path} is not a directory")
+            raise self._cannot_use(f"{'it' if path == self.path else path} is not a directory")
         for path in reversed(missing):
             try:
                 path.mkdir()
@@ -122,10 +124,7 @@ class DataDir:
         if self.path in self._created_dirs:
             os.chmod(self.path, 0o700)  # the umask may have left more
         if self.path.stat().st_mode & stat.S_ISVTX:
-            raise StorageError(
-                f"data directory {self.path} is shared (sticky bit):"
-                " give kadnode a directory of its own"
-            )
+            raise self._cannot_use("it is shared (sticky bit); give kadnode one of its own")
 
     def _make_private(self, path: Path, *, key: bool) -> None:
         """Remove group and other bits from ``path``; refuse a key file whose
@@ -208,6 +207,9 @@ class DataDir:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
 
+    def _cannot_use(self, why: str) -> StorageError:
+        return StorageError(f"cannot use the data directory {self.path}: {why}")
+
     def _cannot_lock(self, exc: OSError) -> StorageError:
         return StorageError(f"cannot lock the data directory {self.path}: {_one_line(exc)}")
 
@@ -270,7 +272,7 @@ class DataDir:
         if self._existed is not None:
             for name in FILES:
                 if name not in self._existed:
-                    with contextlib.suppress(FileNotFoundError):
+                    with contextlib.suppress(OSError):  # gone, or not ours to remove
                         os.unlink(self.path / name)
         for path in reversed(self._created_dirs):
             with contextlib.suppress(OSError):  # not empty: someone else's now

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -377,6 +378,23 @@ def test_a_read_only_data_directory_with_a_leftover_wal_is_one_line(
         assert sorted(os.listdir(data_dir)) == left
     finally:
         data_dir.chmod(0o755)
+
+
+def test_a_data_directory_that_cannot_be_one_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    for path, why in [
+        (tmp_path / "file", "it is not a directory"),
+        (tmp_path / "file" / "d", f"{tmp_path / 'file'} is not a directory"),
+        (shared, "it is shared (sticky bit)"),
+    ]:
+        with pytest.raises(
+            StorageError, match=re.escape(f"cannot use the data directory {path}: {why}")
+        ):
+            DataDir(path).__enter__()
+    assert mode(shared) == 0o1777 and os.listdir(shared) == []  # refused, not "made private"
 
 
 async def stopped_by_itself(running: Running) -> KadnodeError | None:
