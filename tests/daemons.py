@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from kadnode.cli.client import ApiClient
-from kadnode.shell.daemon import DATA_FILE
+from kadnode.shell.datadir import DATA_FILE
 
 T = TypeVar("T")
 

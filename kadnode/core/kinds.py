@@ -62,6 +62,17 @@ def merge(kind: Kind, held: object | None, incoming: object, key: bytes, now: fl
     raise Refused(f"kind {kind} is not written with kn_put")
 
 
+def check(kind: Kind, payload: object) -> None:
+    """Raise DecodeError unless ``payload`` is a well-formed payload of ``kind``
+    (its signature and expiry are not checked here)."""
+    if kind == Kind.PEER:
+        records.from_wire(payload)
+    elif kind == Kind.SHARED:
+        siblings_from_wire(payload)
+    else:
+        check_value(payload)
+
+
 def expires(kind: Kind, payload: object, default: float) -> float:
     """A peer record carries its own expiry; other kinds live ``default``."""
     return records.from_wire(payload).expires if kind == Kind.PEER else default

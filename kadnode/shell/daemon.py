@@ -4,12 +4,15 @@ Owns, under one TaskGroup: the UDP node, the HTTP control API, joining
 (seeds from ``--bootstrap``, ``--dns-seed`` and the contacts persisted in the
 data directory), periodic saving of contacts, and a periodic status line.
 SIGINT / SIGTERM stop it cleanly: contacts saved, sockets and the database
-closed.
+closed. The data directory (lock, permissions, identity) is
+:mod:`kadnode.shell.datadir`'s; a storage failure while running stops the
+daemon with its one line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import socket
@@ -18,23 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kadnode import __version__
-from kadnode.config import REJOIN_CONTACTS, Config
-from kadnode.core.identity import SEED_BYTES, Identity
+from kadnode.config import MAX_RECORD_ADDRESSES, REJOIN_CONTACTS, Config
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Addr
 from kadnode.errors import KadnodeError
 from kadnode.shell.api import build_routes
+from kadnode.shell.datadir import DataDir
 from kadnode.shell.dns import resolve_host, resolve_seeds
 from kadnode.shell.httpserver import serve, shutdown
 from kadnode.shell.library import Server
-from kadnode.shell.service import NodeService
-from kadnode.shell.sqlite_store import SqliteStore
+from kadnode.shell.service import NO_ADDRESS, NodeService
 
 log = logging.getLogger("kadnode")
 
 DEFAULT_PORT = 8467
 DEFAULT_API_PORT = 8468
-DATA_FILE = "kadnode.sqlite3"
 # Contacts are saved this often (and after joining), so a SIGKILLed node
 # restarts with a recent view of the network.
 CONTACT_SAVE_INTERVAL = 15.0
@@ -58,35 +59,92 @@ class DaemonOptions:
     config: Config = field(default_factory=Config)
 
 
-def load_identity(store: SqliteStore) -> Identity:
-    """The node's ed25519 key, kept in the data directory: the directory IS
-    the node's identity (its id derives from the key)."""
-    seed = store.get_meta("identity_seed")
-    if seed is None or len(seed) != SEED_BYTES:
-        identity = Identity.generate()
-        store.set_meta("identity_seed", identity.seed)
-        return identity
-    return Identity.from_seed(seed)
+EVERY_INTERFACE = ("0.0.0.0", "::", "")
+# Where the default routes lead (documentation addresses): a UDP socket
+# connected to one sends nothing, but its local address is the one this host
+# would reach the Internet from.
+ROUTE_PROBES = {socket.AF_INET: "192.0.2.1", socket.AF_INET6: "2001:db8::1"}
 
 
-async def advertised(host: str, port: int, configured: list[Addr]) -> tuple[Addr, ...]:
-    """The addresses this node registers: as configured, else the one it is
-    bound to, else (bound to every interface) its host name's addresses."""
-    if configured:
-        return tuple(configured)
-    if host not in ("0.0.0.0", "::", ""):
-        return ((host, port),)
+def reachable(host: str) -> bool:
+    """Whether other hosts could reach ``host``: an IP literal that is not
+    loopback, link-local, unspecified or multicast."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # not a literal; "%zone" suffixes of link-local ones too
+    return not (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast)
+
+
+async def local_addresses(families: tuple[socket.AddressFamily, ...]) -> list[str]:
+    """This host's addresses in ``families``: its host name's, then the ones
+    its default routes leave from. Nothing is sent."""
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_DGRAM)
     except OSError:
         infos = []
-    found = [i[4][0] for i in infos if not i[4][0].startswith(("127.", "::1"))]
-    return tuple((h, port) for h in dict.fromkeys(found)) or (("127.0.0.1", port),)
+    found = [info[4][0] for info in infos if info[0] in families]
+    for family in families:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((ROUTE_PROBES[family], 9))
+                found.append(probe.getsockname()[0])
+        except OSError:
+            continue  # no route in this family (or no such family here)
+    return found
+
+
+async def advertised(host: str, port: int, configured: list[Addr]) -> tuple[Addr, ...]:
+    """The addresses this node registers: as configured, else the one it is
+    bound to, else (bound to every interface) this host's reachable addresses,
+    which may be none. Never loopback unless the node listens only there."""
+    if configured:
+        return tuple(configured)
+    if host not in EVERY_INTERFACE:
+        return ((host, port),)
+    families = (socket.AF_INET,) if host == "0.0.0.0" else (socket.AF_INET, socket.AF_INET6)
+    found = [h for h in dict.fromkeys(await local_addresses(families)) if reachable(h)]
+    return tuple((h, port) for h in found[:MAX_RECORD_ADDRESSES])
+
+
+def say_advertised(addresses: tuple[Addr, ...], options: DaemonOptions) -> None:
+    """The start-up line saying where the network is told to reach this node."""
+    if not addresses:
+        log.warning("%s", NO_ADDRESS)
+        return
+    where = ", ".join(f"{h}:{p}" for h, p in addresses)
+    if options.advertise:
+        why = "--advertise"
+    elif options.host in EVERY_INTERFACE:
+        why = "this host's addresses; --advertise sets others"
+    else:
+        why = "where it listens"
+    log.info("advertising %s (%s)", where, why)
 
 
 class Daemon(NodeService):
     """One running node plus what it takes to serve and persist it."""
+
+    def __init__(
+        self,
+        server: Server,
+        data: DataDir,
+        options: DaemonOptions,
+        stop: asyncio.Event,
+        tasks: asyncio.TaskGroup,
+    ) -> None:
+        super().__init__(server, data.store, options, stop, tasks)
+        self.data = data
+        # The storage failure that stopped the daemon: run_daemon raises it.
+        self.failure: KadnodeError | None = None
+        data.store.on_error = self.fail
+
+    def fail(self, error: KadnodeError) -> None:
+        """Stop, and have run_daemon end with ``error`` (its first one)."""
+        if self.failure is None:
+            self.failure = error
+            self.stop.set()
 
     # ---- background work ----
 
@@ -99,19 +157,21 @@ class Daemon(NodeService):
         except OSError as exc:  # raised here, it would reach run_daemon inside an ExceptionGroup
             raise _cannot_listen(exc) from None
         api_port = api.sockets[0].getsockname()[1]
-        log.info(
-            "kadnode %s node %s on udp %s:%d, control api http://%s:%d (docs at /docs)",
-            __version__,
-            to_hex(server.id),
-            *server.address,
-            options.api_host,
-            api_port,
-        )
         loop = asyncio.get_running_loop()
-        if signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
         try:
+            self.data.started()
+            log.info(
+                "kadnode %s node %s on udp %s:%d, control api http://%s:%d (docs at /docs)",
+                __version__,
+                to_hex(server.id),
+                *server.address,
+                options.api_host,
+                api_port,
+            )
+            say_advertised(server.core.addresses, options)
+            if signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
             if on_ready is not None:
                 on_ready(self, api_port)
             background = [
@@ -127,7 +187,8 @@ class Daemon(NodeService):
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
             await shutdown(api)
-            self.save_contacts()
+            if self.data.is_started:
+                self.save_contacts()
 
     def save_contacts(self) -> None:
         entries = list(self.server.core.table.entries())
@@ -176,7 +237,7 @@ class Daemon(NodeService):
         """Register this node's address after joining; log, never raise."""
         where = ", ".join(f"{h}:{p}" for h, p in self.server.core.addresses)
         try:
-            result = await self.server.register()
+            result = await self.register_self()
         except KadnodeError as exc:
             log.warning("registration failed: %s", exc)
             return
@@ -227,32 +288,35 @@ async def run_daemon(
     """Run until SIGINT/SIGTERM, or until ``stop`` is set (embedding, tests).
 
     ``on_ready(daemon, api_port)`` is called once the node and the API listen.
+    A start that fails leaves the data directory as it found it.
     """
-    store = SqliteStore(options.data_dir / DATA_FILE)
-    server = None
-    try:
-        server = await Server.start(
-            options.host,
-            options.port,
-            identity=load_identity(store),
-            store=store,
-            config=options.config,
-        )
-        signals = stop is None
-        stop = stop or asyncio.Event()
-        server.core.addresses = await advertised(*server.address, options.advertise)
+    with DataDir(options.data_dir) as data:
+        server = None
+        daemon: Daemon | None = None
         try:
-            async with asyncio.TaskGroup() as tasks:
-                daemon = Daemon(server, store, options, stop, tasks)
-                await daemon.run(on_ready, signals)
-        except* KadnodeError as failed:
-            # One line for the user (cli.main catches KadnodeError), not a
-            # traceback of the TaskGroup's ExceptionGroup.
-            raise _first(failed) from None
-    except OSError as exc:
-        raise _cannot_listen(exc) from None
-    finally:
-        if server is not None:
-            server.close()
-        store.close()
+            server = await Server.start(
+                options.host,
+                options.port,
+                identity=data.identity(),
+                store=data.store,
+                config=options.config,
+            )
+            signals = stop is None
+            stop = stop or asyncio.Event()
+            server.core.addresses = await advertised(*server.address, options.advertise)
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    daemon = Daemon(server, data, options, stop, tasks)
+                    await daemon.run(on_ready, signals)
+            except* KadnodeError as failed:
+                # One line for the user (cli.main catches KadnodeError), not a
+                # traceback of the TaskGroup's ExceptionGroup.
+                raise (daemon and daemon.failure) or _first(failed) from None
+        except OSError as exc:
+            raise _cannot_listen(exc) from None
+        finally:
+            if server is not None:
+                server.close()
+        if daemon is not None and daemon.failure is not None:
+            raise daemon.failure
     log.info("stopped")

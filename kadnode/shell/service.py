@@ -32,6 +32,10 @@ log = logging.getLogger("kadnode")
 # A graceful leave (SIGTERM, SIGINT, `kadnode leave`) waits this long at most
 # for the nodes taking over its values to acknowledge them.
 LEAVE_TIMEOUT = 10.0
+NO_ADDRESS = (
+    "no address to advertise: the node listens on every interface and this host has"
+    " none but loopback and link-local ones; restart it with --advertise HOST:PORT"
+)
 
 
 def contact_json(contact: Contact) -> dict[str, Any]:
@@ -153,8 +157,12 @@ class NodeService:
             "values": len(self.store),
             "uptime_s": round(time.time() - self.started, 3),
             "data_dir": str(self.options.data_dir),
-            "stats": dict(core.stats),
+            "stats": self.counters(),
         }
+
+    def counters(self) -> dict[str, int]:
+        """The node's counters and the store's (``corrupt_records``)."""
+        return {**self.server.core.stats, **self.store.stats}
 
     async def lookup(self, target: int) -> dict[str, Any]:
         t = time.perf_counter()
@@ -235,9 +243,15 @@ class NodeService:
             "rtt_ms": round(result.rtt * 1000, 3) if result.rtt is not None else None,
         }
 
+    async def register_self(self) -> PutResult:
+        """Sign and store this node's peer record for the addresses it advertises."""
+        if not self.server.core.addresses:
+            raise LocalProtocolError(NO_ADDRESS)
+        return await self.server.register()
+
     async def register(self) -> dict[str, Any]:
         t = time.perf_counter()
-        result = await self.server.register()
+        result = await self.register_self()
         own = self.server.core.store.get(self.server.core.id_bytes)
         out = put_json(to_hex(self.server.id), result, t)
         out["record"] = record_json(records.from_wire(own.value)) if own else None
@@ -365,6 +379,6 @@ class NodeService:
             "# TYPE kadnode_values gauge",
             f"kadnode_values {len(self.store)}",
         ]
-        for name, count in sorted(core.stats.items()):
+        for name, count in sorted(self.counters().items()):
             lines += [f"# TYPE kadnode_{name}_total counter", f"kadnode_{name}_total {count}"]
         return "\n".join(lines) + "\n"

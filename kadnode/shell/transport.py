@@ -5,7 +5,7 @@ the time, then :meth:`UdpNode._transmit` sends what the core decided,
 resolves finished operations and re-arms a single ``call_later`` for the
 core's next timer. Nothing raised while handling one datagram reaches the
 event loop: it is counted (``internal_errors``) and logged at most once a
-minute.
+minute (a KadnodeError, such as a failing disk's, as one line).
 
 The core's clock here is wall-clock seconds (``time.time``), so expiry
 times stored on disk stay meaningful across restarts.
@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from kadnode.core.messages import Addr
 from kadnode.core.node import NodeCore
+from kadnode.errors import KadnodeError
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ class UdpNode(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
         try:
             self.core.receive_datagram(data, (addr[0], addr[1]), self.clock())
-        except Exception:
-            self._internal_error("handling a datagram")
+        except Exception as exc:
+            self._internal_error("handling a datagram", exc)
         self._flush("after a datagram")
 
     def error_received(self, exc: Exception) -> None:
@@ -74,15 +75,19 @@ class UdpNode(asyncio.DatagramProtocol):
 
     # ---- plumbing ----
 
-    def _internal_error(self, what: str) -> None:
+    def _internal_error(self, what: str, exc: Exception) -> None:
+        """Count it; log it at most once a minute, a KadnodeError (a failing disk,
+        say) as its one line, anything else with its traceback (a bug)."""
         self.core.stats["internal_errors"] += 1
         now = time.monotonic()
         if now - self._last_error_log >= ERROR_LOG_INTERVAL:
             self._last_error_log = now
-            log.exception(
-                "internal error while %s (counted; further ones are not logged for %d s)",
+            log.error(
+                "internal error while %s: %s (counted; further ones are not logged for %d s)",
                 what,
+                exc,
                 ERROR_LOG_INTERVAL,
+                exc_info=None if isinstance(exc, KadnodeError) else exc,
             )
 
     def _on_timer(self) -> None:
@@ -90,16 +95,16 @@ class UdpNode(asyncio.DatagramProtocol):
         self._timer_at = None
         try:
             self.core.handle_timer(self.clock())
-        except Exception:
-            self._internal_error("handling a timer")
+        except Exception as exc:
+            self._internal_error("handling a timer", exc)
         self._flush("after a timer")
 
     def _flush(self, when: str) -> None:
         """:meth:`_transmit` from an event loop callback: a failure is counted, not raised."""
         try:
             self._transmit()
-        except Exception:
-            self._internal_error(f"sending {when}")
+        except Exception as exc:
+            self._internal_error(f"sending {when}", exc)
 
     def _transmit(self) -> None:
         core = self.core

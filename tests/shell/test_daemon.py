@@ -414,5 +414,6 @@ def test_busy_ports_fail_with_one_line(daemons: Daemons, tmp_path: Path) -> None
             timeout=START_TIMEOUT,
         )
         assert_one_line_error(done, "kadnode: error: cannot listen: ")
+        assert not (tmp_path / f"second-{name}").exists()  # a failed start leaves nothing
     assert first.proc.poll() is None
     assert first.info()["port"] == first.port

@@ -69,3 +69,45 @@ def test_an_unusable_data_directory_is_one_clear_error(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(StorageError, match="cannot open the data file"):
         SqliteStore(blocker / "db.sqlite3")
+
+
+# ---- what the disk can do wrong --------------------------------------------------------------
+
+
+def test_corrupt_rows_are_set_aside_counted_and_the_rest_served(tmp_path, caplog):
+    s = SqliteStore(tmp_path / "db.sqlite3")
+    for name in (b"good", b"bad msgpack", b"bad kind", b"bad type", b"bad time"):
+        s.put(rec(name, 100.0, 50.0, value=name.decode()))
+    keys = {name: name.ljust(20, b"\0") for name in (b"bad msgpack", b"bad kind", b"bad type")}
+    db = s._db
+    db.execute("UPDATE records SET value = x'c1' WHERE key = ?", (keys[b"bad msgpack"],))
+    db.execute("UPDATE records SET kind = 99 WHERE key = ?", (keys[b"bad kind"],))
+    db.execute("UPDATE records SET value = x'9101' WHERE key = ?", (keys[b"bad type"],))  # [1]
+    db.execute(
+        "UPDATE records SET expires_at = 'soon' WHERE key = ?", (b"bad time".ljust(20, b"\0"),)
+    )
+
+    assert s.get(keys[b"bad msgpack"]) is None
+    assert [r.value for r in s.due(1000.0, 10)] == ["good"]  # the others are set aside
+    assert s.get(b"good".ljust(20, b"\0")).value == "good"
+    assert len(s) == 1 and s.stats["corrupt_records"] == 4
+    assert s.next_due() == 50.0 and list(s.keys()) == [b"good".ljust(20, b"\0")]
+    kept = db.execute("SELECT COUNT(*) FROM corrupt_records").fetchone()[0]
+    assert kept == 4  # kept for a person to look at, never served
+    warned = [r for r in caplog.records if "corrupt record" in r.getMessage()]
+    assert len(warned) == 1, warned  # logged once, then counted
+    s.close()
+
+
+def test_every_sqlite_failure_is_one_storage_error_naming_the_file(tmp_path):
+    s = SqliteStore(tmp_path / "db.sqlite3")
+    failures = []
+    s.on_error = failures.append
+    pages = s._db.execute("PRAGMA page_count").fetchone()[0]
+    s._db.execute(f"PRAGMA max_page_count = {pages}")  # a full disk
+    with pytest.raises(StorageError, match=r"cannot write the data file .*db.sqlite3: .*full"):
+        s.put(rec(b"big", 100.0, 50.0, value="x" * 100_000))
+    assert len(failures) == 1 and isinstance(failures[0], StorageError)
+    s.close()
+    with pytest.raises(StorageError, match="cannot read the data file"):
+        s.get(b"k".ljust(20, b"\0"))  # closed
