@@ -14,7 +14,7 @@ from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.events import PingResult
 from kadnode.core.ids import ID_BYTES, key_digest
 from kadnode.core.lookup import Lookup
-from kadnode.core.messages import Contact, Kind, NodesReply, Ping, Store, ValueReply
+from kadnode.core.messages import Contact, Kind, NodesReply, Ping, PingReply, Store, ValueReply
 from kadnode.core.node import NodeCore
 from kadnode.core.store import MemoryStore
 from kadnode.errors import LocalProtocolError
@@ -264,6 +264,35 @@ def test_a_gets_hop_count_is_that_of_the_node_that_had_the_value():
     result = node.next_event().result
     assert (result.value, result.source, result.queried) == ("v", holder, 3)
     assert result.hops == 2  # the seed is one hop, the holder it named is two
+
+
+def test_a_replica_resends_what_it_holds_hourly_with_the_remaining_lifetime():
+    node = core(**QUIET)
+    key = key_digest("held")
+    neighbours = [native(1 << 10, PEER_ID, "10.0.0.3"), native(1 << 20, PEER_ID, "10.0.0.4")]
+    for contact in neighbours:
+        node.table.seen(contact, 0.0)
+    args = [PEER_ID.to_bytes(20, "big"), key, "v", 5000.0, native_token(node, now=50.0)]
+    node.receive_datagram(request("store", args, NATIVE_MAGIC + b"\x01" * 16), PEER, 50.0)
+    assert sent(node)[0][0].body is True
+    # Paper 2.5: having just been sent the value, the replica skips its own
+    # replication for an hour.
+    node.handle_timer(50.0 + 3600.0 - 0.01)
+    assert sent(node) == []
+    node.handle_timer(3650.0)
+    everyone = {PEER: PEER_ID} | {c.addr: c.node_id for c in neighbours}
+    pings = sent(node)  # for write tokens, first
+    assert {addr for _, addr in pings} == set(everyone)
+    for ping, addr in pings:
+        answer(node, ping, addr, PingReply(everyone[addr], b"T" * 8), 3650.02)
+    stores = sent(node)
+    assert {addr for _, addr in stores} == set(everyone)
+    # 1400 s were left; less the RTT and the time the token took.
+    remaining = pytest.approx(5050.0 - 3650.0 - 0.02 - 0.02)
+    for store, _ in stores:
+        assert store.message == Store(node.id, key, "v", remaining, b"T" * 8)
+    assert node.stats["replicated"] == 1
+    assert node.store.get(key).expires_at == 5050.0  # replication never extends it
 
 
 # ---- a few nodes on the virtual network ------------------------------------
