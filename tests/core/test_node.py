@@ -9,12 +9,12 @@ import msgpack
 import pytest
 
 from kadnode.config import Config
-from kadnode.core import codec
+from kadnode.core import codec, kinds, vclock
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.events import PingResult
 from kadnode.core.ids import ID_BYTES, key_digest
 from kadnode.core.lookup import Lookup
-from kadnode.core.messages import Contact, Ping
+from kadnode.core.messages import Contact, Kind, NodesReply, Ping, PingReply, Store, ValueReply
 from kadnode.core.node import NodeCore
 from kadnode.core.store import MemoryStore
 from kadnode.errors import LocalProtocolError
@@ -140,6 +140,36 @@ def test_tokens_stay_valid_for_one_rotation_then_expire():
     assert not node.tokens.valid(PEER[0], token)
 
 
+# Upkeep far off: the node sends only what the test makes it send.
+QUIET = {"stabilize_interval": 1e9, "anti_entropy_interval": 1e9, "refresh_interval": 1e9}
+
+
+def put_shared(node: NodeCore, key: bytes, token: bytes, addr, now: float) -> object:
+    """A native kn_put of a shared value from ``addr``; the body of the node's reply."""
+    payload = kinds.siblings_to_wire((vclock.write(None, PEER_ID, "v"),))
+    args = [PEER_ID.to_bytes(20, "big"), key, Kind.SHARED, payload, 100.0, token]
+    node.receive_datagram(request("kn_put", args, NATIVE_MAGIC + b"\x03" * 16), addr, now)
+    [(reply, _)] = sent(node)
+    return reply.body
+
+
+def test_a_kn_put_needs_an_unexpired_token_given_to_the_same_address():
+    node = core(**QUIET)
+    key = key_digest("room")
+    refused = {"ok": False, "reason": "bad or expired write token"}
+    token = native_token(node)  # given to PEER's host at 0 s
+    assert put_shared(node, key, token, ("10.6.6.6", 4000), 1.0) == refused
+    assert put_shared(node, key, bytes(8), PEER, 1.0) == refused
+    node.handle_timer(300.0)
+    node.handle_timer(600.0)  # two rotations: older than either secret kept
+    assert put_shared(node, key, token, PEER, 600.0) == refused
+    assert node.store.get(key) is None
+    assert (node.stats["puts_refused"], node.stats["puts_in"]) == (3, 0)
+    fresh = native_token(node, now=600.0)
+    assert put_shared(node, key, fresh, PEER, 600.0) == {"ok": True, "reason": None}
+    assert node.store.get(key).kind == Kind.SHARED and node.stats["puts_in"] == 1
+
+
 def test_bad_datagrams_are_counted_and_dropped():
     node = core()
     for junk in (
@@ -177,6 +207,92 @@ def test_a_store_sets_expiry_from_the_senders_remaining_lifetime():
     assert node.get_timer() == 150.0
     node.handle_timer(150.0)
     assert node.store.get(key) is None and node.stats["expired"] == 1
+
+
+def sent_to(node: NodeCore) -> dict[tuple[str, int], codec.Request]:
+    """The requests the node has queued, by the address each goes to."""
+    return {addr: message for message, addr in sent(node)}
+
+
+def answer(node: NodeCore, asked: codec.Request, addr, reply: object, now: float) -> None:
+    """``addr`` answers the request ``asked`` that the node sent it."""
+    node.receive_datagram(codec.encode(asked.msg_id, reply), addr, now)
+
+
+def native(distance: int, target: int, host: str) -> Contact:
+    """A native contact at this XOR distance from ``target``."""
+    return Contact(target ^ distance, host, 4000, True)
+
+
+def test_a_get_caches_the_value_for_its_remaining_lifetime_not_a_fresh_one():
+    node = core(**QUIET)
+    key = key_digest("cached")
+    target = int.from_bytes(key, "big")
+    lacking, holder = native(1, target, "10.0.0.3"), native(1 << 100, target, "10.0.0.4")
+    for contact in (lacking, holder):
+        node.table.seen(contact, 0.0)
+    node.get(key, 10.0)
+    asked = sent_to(node)
+    answer(node, asked[lacking.addr], lacking.addr, NodesReply([], True, b"L" * 8), 10.1)
+    answer(node, asked[holder.addr], holder.addr, ValueReply("v", True, 500.0, b"H" * 8), 10.1)
+    result = node.next_event().result
+    assert (result.value, result.source) == ("v", holder)
+    # Paper 2.3: a copy at the nearest node that lacked it, with the 500 s the
+    # holder had left, less the RTT: caching never makes a value live longer.
+    [(store, addr)] = sent(node)
+    assert addr == lacking.addr
+    assert store.message == Store(node.id, key, "v", pytest.approx(500.0 - 0.1), b"L" * 8)
+
+
+def test_a_gets_hop_count_is_that_of_the_node_that_had_the_value():
+    node = core(**QUIET)
+    key = key_digest("two hops away")
+    target = int.from_bytes(key, "big")
+    nearest = native(1, target, "10.0.0.3")  # asked first, has nothing
+    seed = native(1 << 150, target, "10.0.0.4")
+    holder = native(1 << 100, target, "10.0.0.5")  # known only to the seed
+    for contact in (nearest, seed):
+        node.table.seen(contact, 0.0)
+    node.get(key, 0.0)
+    asked = sent_to(node)
+    assert set(asked) == {nearest.addr, seed.addr}
+    answer(node, asked[nearest.addr], nearest.addr, NodesReply([], True, b"N" * 8), 0.1)
+    answer(node, asked[seed.addr], seed.addr, NodesReply([holder], True, b"S" * 8), 0.1)
+    [(find, addr)] = sent(node)
+    assert addr == holder.addr
+    answer(node, find, addr, ValueReply("v", True, 500.0, b"H" * 8), 0.2)
+    result = node.next_event().result
+    assert (result.value, result.source, result.queried) == ("v", holder, 3)
+    assert result.hops == 2  # the seed is one hop, the holder it named is two
+
+
+def test_a_replica_resends_what_it_holds_hourly_with_the_remaining_lifetime():
+    node = core(**QUIET)
+    key = key_digest("held")
+    neighbours = [native(1 << 10, PEER_ID, "10.0.0.3"), native(1 << 20, PEER_ID, "10.0.0.4")]
+    for contact in neighbours:
+        node.table.seen(contact, 0.0)
+    args = [PEER_ID.to_bytes(20, "big"), key, "v", 5000.0, native_token(node, now=50.0)]
+    node.receive_datagram(request("store", args, NATIVE_MAGIC + b"\x01" * 16), PEER, 50.0)
+    assert sent(node)[0][0].body is True
+    # Paper 2.5: having just been sent the value, the replica skips its own
+    # replication for an hour.
+    node.handle_timer(50.0 + 3600.0 - 0.01)
+    assert sent(node) == []
+    node.handle_timer(3650.0)
+    everyone = {PEER: PEER_ID} | {c.addr: c.node_id for c in neighbours}
+    pings = sent(node)  # for write tokens, first
+    assert {addr for _, addr in pings} == set(everyone)
+    for ping, addr in pings:
+        answer(node, ping, addr, PingReply(everyone[addr], b"T" * 8), 3650.02)
+    stores = sent(node)
+    assert {addr for _, addr in stores} == set(everyone)
+    # 1400 s were left; less the RTT and the time the token took.
+    remaining = pytest.approx(5050.0 - 3650.0 - 0.02 - 0.02)
+    for store, _ in stores:
+        assert store.message == Store(node.id, key, "v", remaining, b"T" * 8)
+    assert node.stats["replicated"] == 1
+    assert node.store.get(key).expires_at == 5050.0  # replication never extends it
 
 
 # ---- a few nodes on the virtual network ------------------------------------

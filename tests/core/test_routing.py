@@ -285,6 +285,21 @@ def test_dropped_contact_is_replaced_by_the_newest_cached_one() -> None:
     assert ids_of(t.contacts()) == [7]  # cache empty: the bucket shrinks
 
 
+def test_a_promoted_replacement_is_pinged_before_the_next_newcomer_is_turned_away() -> None:
+    t = table(k=2, cache=3, stale_limit=1)
+    t.seen(peer(4), 0.0)
+    t.seen(peer(5), 0.0)
+    t.seen(peer(6), 50.0)  # bucket full: cached
+    t.seen(peer(5), 60.0)
+    assert t.failed(4)  # 6 moves in
+    assert sorted(ids_of(t.contacts())) == [5, 6]
+    # 6 has answered nothing since it was cached: it is not good, and the next
+    # newcomer has it pinged, though its bucket was touched 10 s ago.
+    assert t.seen(peer(7), 70.0) == peer(6)
+    t.seen(peer(6), 70.0)  # it answered the ping
+    assert t.seen(peer(8), 71.0) is None  # 5 is the oldest now, and good
+
+
 @pytest.mark.parametrize(
     ("cache", "newcomers", "promoted"),
     [
