@@ -211,7 +211,6 @@ def test_weibull_sessions_have_the_stated_median():
 
 
 def test_the_command_prints_json_and_writes_the_report(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
     argv = ["sim", "load", "--nodes", "40", "--seed", str(SEED), "--json", "--quiet"]
     assert cli_main([*argv, "--out", str(tmp_path)]) == 0
     data = json.loads(capsys.readouterr().out)
