@@ -47,15 +47,13 @@ def run(tmp_path_factory):
             str(out / "benchmarks.md"),
             "--plot",
             str(out / "benchmarks.png"),
-            "--json",
-            str(out / "benchmarks.json"),
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    raw = json.loads((out / "benchmarks.json").read_text())
+    raw = json.loads((out / "benchmarks.json").read_text())  # beside the page by default
     return proc, (out / "benchmarks.md").read_text(), raw, out
 
 
@@ -203,3 +201,28 @@ def test_the_plot_is_a_png(run):
     _, markdown, _, out = run
     assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![put and get p50 against N](benchmarks.png)" in markdown
+
+
+def test_the_page_is_what_its_raw_json_renders(run, monkeypatch):
+    _, markdown, raw, _ = run
+    assert load_bench(monkeypatch).render_page(raw)[2] == markdown
+    assert "[benchmarks.json](benchmarks.json)" in markdown
+
+
+def test_the_page_says_how_many_replicas_each_stores(run):
+    _, markdown, raw, _ = run
+    assert raw["facts"]["replicas"] == {"kadnode": 20, "bmuller": 20, "opendht": 8}
+    assert "- replicas per value (nodes a put stores on): kadnode 20, bmuller 20, OpenDHT 8\n" in (
+        markdown
+    )
+
+
+def test_the_published_page_shows_the_figures_of_its_committed_run(monkeypatch):
+    """docs/benchmarks.md is exactly what docs/benchmarks.json renders: every figure on
+    the page is a median of that run's raw results, and the plot was drawn by it."""
+    docs = ROOT / "docs"
+    raw = json.loads((docs / "benchmarks.json").read_text())
+    assert raw["command"] == "python bench/run.py"  # the defaults: N=50,200,1000, 3 repeats
+    assert load_bench(monkeypatch).render_page(raw)[2] == (docs / "benchmarks.md").read_text()
+    assert raw["no_plot"] is None
+    assert (docs / raw["args"]["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
