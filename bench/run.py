@@ -399,6 +399,7 @@ def machine_facts() -> dict:
         "loop": loop.name(),
         "versions": {i: version(d) for i, d in DISTRIBUTIONS.items()},
         "replicas": REPLICAS,
+        "load_start": os.getloadavg()[0],
         "git": git_revision(),
     }
 
@@ -428,7 +429,9 @@ lists the rest.)
 
 - command: `{command}`
 - date: {started} (UTC), {wall_s:.0f} s wall clock
-- machine: {facts["cores"]} cores ({facts["cpu"]}), {facts["memory_gib"]} GiB, {facts["os"]}
+- machine: {facts["cores"]} cores ({facts["cpu"]}), {facts["memory_gib"]} GiB, {facts["os"]};
+  load average (1 min) {facts["load_start"]:.2f} at the start, {facts["load_end"]:.2f} at the end
+  (other work on the machine slows every timing and adds to the datagram counts)
 - Python {facts["python"]} ({facts["loop"]} event loop for kadnode and bmuller);
   kadnode {v["kadnode"]} at git {facts["git"]},
   kademlia (bmuller) {v["bmuller"]}, opendht {v["opendht"]}
@@ -486,7 +489,8 @@ Why the missed ones miss, with the profile: the performance section of
   /proc/net/snmp: it explains the latencies, since in one process every
   datagram costs its sender and its receiver CPU time. OpenDHT works on its
   own threads, so some of its datagrams may fall outside the window they
-  belong to.
+  belong to. The counter is the whole network namespace's: UDP that other
+  programs send during a run is counted too.
 - **FIND_NODE replies/s** (kadnode only): one kadnode node in a process of
   its own whose routing table holds {args.contacts} live contacts (nodes with
   ids spread over its buckets ping it first); a separate load-generator
@@ -650,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")
     t0 = time.monotonic()
+    facts = machine_facts()  # before anything is written: git describe sees the code that ran
     results: dict = {"workload": {}, "find_node": [], "lookups": []}
     for n in args.sizes:
         for r in range(args.repeats):
@@ -710,7 +715,8 @@ def main(argv: list[str] | None = None) -> int:
     no_plot = plot(build_rows(results, args), args)
     wall_s = time.monotonic() - t0
     run = {"command": command, "started": started, "wall_s": wall_s, "no_plot": no_plot}
-    raw = raw_record(results, args, machine_facts(), run)
+    facts["load_end"] = os.getloadavg()[0]
+    raw = raw_record(results, args, facts, run)
     rows, targets, page = render_page(raw)
     for path, text in ((args.json, json.dumps(raw, indent=2) + "\n"), (args.out, page)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)

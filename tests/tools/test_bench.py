@@ -223,6 +223,7 @@ def test_the_published_page_shows_the_figures_of_its_committed_run(monkeypatch):
     docs = ROOT / "docs"
     raw = json.loads((docs / "benchmarks.json").read_text())
     assert raw["command"] == "python bench/run.py"  # the defaults: N=50,200,1000, 3 repeats
+    assert not raw["facts"]["git"].endswith("-dirty")  # run on committed code
     assert load_bench(monkeypatch).render_page(raw)[2] == (docs / "benchmarks.md").read_text()
     assert raw["no_plot"] is None
     assert (docs / raw["args"]["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
