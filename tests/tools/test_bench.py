@@ -227,3 +227,18 @@ def test_the_published_page_shows_the_figures_of_its_committed_run(monkeypatch):
     assert load_bench(monkeypatch).render_page(raw)[2] == (docs / "benchmarks.md").read_text()
     assert raw["no_plot"] is None
     assert (docs / raw["args"]["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_decisions_quotes_benchmark_figures_from_the_published_run_only():
+    """docs/decisions.md's performance section: its table is the published page's
+    cells, and every latency or memory figure in its prose is one of them."""
+    page = table_rows((ROOT / "docs" / "benchmarks.md").read_text())
+    decisions = (ROOT / "docs" / "decisions.md").read_text()
+    section = decisions.split("## Performance work", 1)[1].split("\n## ", 1)[0]
+    quoted = table_rows(section)
+    assert quoted, "the performance section has no table of the published run"
+    for label, cells in quoted.items():
+        assert page.get(label, [None])[1:4] == cells, f"{label}: not the published page's"
+    published = {re.match(r"[\d,.]*", cell)[0] for cells in page.values() for cell in cells[1:4]}
+    for figure in re.findall(r"(?<![\w.])(\d[\d,.]*) (?:ms|KiB)\b", section):
+        assert figure in published, f"{figure} is not a figure of the published run"
