@@ -11,8 +11,11 @@ figures for kadnode alone (bench/kadload.py): FIND_NODE replies per second
 one node serves on one core, and lookups per second an N-node network
 sustains under concurrent clients. Medians across repeats go into a markdown
 table (``--out``, docs/benchmarks.md) and a plot of put/get p50 against N
-(``--plot``, docs/benchmarks.png). Progress goes to stderr. A run that fails
-or times out becomes "n/a (reason)" in its cell; nothing waits unbounded.
+(``--plot``, docs/benchmarks.png); every raw result goes beside the page
+(``--json``, docs/benchmarks.json), and the page is rendered from that JSON
+alone (:func:`render_page`), so a published page is its JSON's figures.
+Progress goes to stderr. A run that fails or times out becomes "n/a
+(reason)" in its cell; nothing waits unbounded.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from kadnode.config import K
 from kadnode.shell import loop
 
 BENCH = Path(__file__).resolve().parent
@@ -40,6 +44,11 @@ ROOT = BENCH.parent
 IMPLS = ("kadnode", "bmuller", "opendht")
 TITLES = {"kadnode": "kadnode", "bmuller": "bmuller", "opendht": "OpenDHT"}
 DISTRIBUTIONS = {"kadnode": "kadnode", "bmuller": "kademlia", "opendht": "opendht"}
+# Nodes a put stores the value on, each as configured here: kadnode's k;
+# bmuller's Server(ksize=20) default; OpenDHT's TARGET_NODES (8, in
+# include/opendht/routing_table.h: a put is done once the 8 closest good
+# nodes of its search have acknowledged it, Search::isAnnounced).
+REPLICAS = {"kadnode": K, "bmuller": 20, "opendht": 8}
 # The kadnode-only figures' server waits at most this long past its load.
 SERVE_SLACK_S = 60.0
 
@@ -76,9 +85,24 @@ def _outcome(code: int, stdout: str) -> Outcome:
     return Outcome(answer)
 
 
-def run_worker(args: list[str], timeout: float) -> Outcome:
-    """Run one worker script; its stderr (progress) passes through."""
-    proc = subprocess.Popen([sys.executable, *args], cwd=BENCH, stdout=subprocess.PIPE, text=True)
+# A workload run in a network namespace of its own, loopback only, so that
+# the datagrams it counts (/proc/net/snmp) are its own and not also those of
+# whatever else runs on the machine. Needs root, unshare and ip.
+OWN_NETNS = ("unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh")
+
+
+def own_netns_works() -> bool:
+    try:
+        probe = subprocess.run([*OWN_NETNS, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return probe.returncode == 0
+
+
+def run_worker(args: list[str], timeout: float, wrapper: tuple[str, ...] = ()) -> Outcome:
+    """Run one worker script (under ``wrapper``); its stderr (progress) passes through."""
+    command = [*wrapper, sys.executable, *args]
+    proc = subprocess.Popen(command, cwd=BENCH, stdout=subprocess.PIPE, text=True)
     try:
         stdout, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -389,6 +413,9 @@ def machine_facts() -> dict:
         "python": platform.python_version(),
         "loop": loop.name(),
         "versions": {i: version(d) for i, d in DISTRIBUTIONS.items()},
+        "replicas": REPLICAS,
+        "load_start": os.getloadavg()[0],
+        "own_netns": own_netns_works(),
         "git": git_revision(),
     }
 
@@ -397,6 +424,15 @@ def render_report(
     rows, targets, facts, args, command: str, started: str, wall_s: float, no_plot
 ) -> str:
     v = facts["versions"]
+    replicas = ", ".join(f"{TITLES[i]} {facts['replicas'][i]}" for i in IMPLS)
+    counted = (
+        "Each workload run has a network namespace of its own (loopback\n"
+        "  only), so the counter counts its datagrams alone."
+        if facts["own_netns"]
+        else "The counter is the whole network namespace's: UDP that other\n"
+        "  programs send during a run is counted too (as root, with unshare and ip,\n"
+        "  each run gets a namespace of its own)."
+    )
     plot_line = (
         f"![put and get p50 against N]({Path(args.plot).name})"
         if no_plot is None
@@ -417,11 +453,15 @@ lists the rest.)
 
 - command: `{command}`
 - date: {started} (UTC), {wall_s:.0f} s wall clock
-- machine: {facts["cores"]} cores ({facts["cpu"]}), {facts["memory_gib"]} GiB, {facts["os"]}
+- machine: {facts["cores"]} cores ({facts["cpu"]}), {facts["memory_gib"]} GiB, {facts["os"]};
+  load average (1 min) {facts["load_start"]:.2f} at the start, {facts["load_end"]:.2f} at the end
+  (other work on the machine slows every timing)
 - Python {facts["python"]} ({facts["loop"]} event loop for kadnode and bmuller);
   kadnode {v["kadnode"]} at git {facts["git"]},
   kademlia (bmuller) {v["bmuller"]}, opendht {v["opendht"]}
-- {args.repeats} repeat(s); every cell is the median across repeats
+- replicas per value (nodes a put stores on): {replicas}
+- {args.repeats} repeat(s); every cell is the median across repeats; the raw
+  results of every run: [{Path(args.json).name}]({Path(args.json).name})
 
 ## Results
 
@@ -458,7 +498,10 @@ Why the missed ones miss, with the profile: the performance section of
   fill their tables on their own threads afterwards.
 - **put / get ms**: wall time of one `put`/`set` (until the implementation
   reports the store done) and one `get` (until the first value or the end of
-  the search). Values are short strings; **values found** counts gets that
+  the search). A put is done once its replicas have acknowledged it, and
+  the three keep different numbers of them ({replicas}):
+  OpenDHT's put stores on fewer nodes, so it sends fewer STOREs and waits
+  for fewer replies. Values are short strings; **values found** counts gets that
   returned exactly the value stored. Every operation is bounded (30 s).
   kadnode's and bmuller's `get` answer at once when the reading node holds
   a replica itself (about 20/(N-1) of the gets: 41 % at N=50, 10 % at
@@ -470,7 +513,7 @@ Why the missed ones miss, with the profile: the performance section of
   /proc/net/snmp: it explains the latencies, since in one process every
   datagram costs its sender and its receiver CPU time. OpenDHT works on its
   own threads, so some of its datagrams may fall outside the window they
-  belong to.
+  belong to. {counted}
 - **FIND_NODE replies/s** (kadnode only): one kadnode node in a process of
   its own whose routing table holds {args.contacts} live contacts (nodes with
   ids spread over its buckets ping it first); a separate load-generator
@@ -550,7 +593,9 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--plot", default=str(ROOT / "docs" / "benchmarks.png"))
-    p.add_argument("--json", default=None, help="also write every raw result here")
+    p.add_argument(
+        "--json", default=None, help="write every raw result here (default: beside --out, .json)"
+    )
     args = p.parse_args(argv)
     try:
         args.sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
@@ -570,7 +615,61 @@ def parse_args(argv: list[str] | None):
         args.lookup_nodes = 20 if quick else 200
     if args.lookup_seconds is None:
         args.lookup_seconds = 1.0 if quick else 5.0
+    if args.json is None:
+        args.json = str(Path(args.out).with_suffix(".json"))
     return args
+
+
+# What of the arguments the page shows; the JSON keeps them to render it again.
+PAGE_ARGS = (
+    "sizes", "repeats", "values", "seed", "timeout", "contacts", "find_node_seconds",
+    "lookup_nodes", "lookup_clients", "lookup_seconds",
+)  # fmt: skip
+
+
+def raw_record(results: dict, args, facts: dict, run: dict) -> dict:
+    """Everything the page shows, raw: each run's result (or why it has none),
+    the arguments, the machine, and ``run`` (command, start, wall clock, plot)."""
+
+    def raw(outcomes: list[Outcome]) -> list[dict]:
+        return [o.result or {"error": o.reason} for o in outcomes]
+
+    return {
+        "command": run["command"],
+        "started": run["started"],
+        "wall_s": round(run["wall_s"], 1),
+        "no_plot": run["no_plot"],
+        "args": {
+            **{name: getattr(args, name) for name in PAGE_ARGS},
+            "plot": Path(args.plot).name,
+            "json": Path(args.json).name,
+        },
+        "facts": facts,
+        "workload": {k: raw(v) for k, v in results["workload"].items()},
+        "find_node": raw(results["find_node"]),
+        "lookups": raw(results["lookups"]),
+    }
+
+
+def render_page(raw: dict) -> tuple[list[Row], list, str]:
+    """The table's rows, the targets and the whole page, from a run's raw JSON alone."""
+
+    def outcomes(results: list[dict]) -> list[Outcome]:
+        return [Outcome(None, r["error"]) if "error" in r else Outcome(r) for r in results]
+
+    args = argparse.Namespace(**raw["args"])
+    results = {
+        "workload": {k: outcomes(v) for k, v in raw["workload"].items()},
+        "find_node": outcomes(raw["find_node"]),
+        "lookups": outcomes(raw["lookups"]),
+    }
+    rows = build_rows(results, args)
+    targets = check_targets(rows, args, results)
+    page = render_report(
+        rows, targets, raw["facts"], args, raw["command"], raw["started"], raw["wall_s"],
+        raw["no_plot"],
+    )  # fmt: skip
+    return rows, targets, page
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -578,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")
     t0 = time.monotonic()
+    facts = machine_facts()  # before anything is written: git describe sees the code that ran
     results: dict = {"workload": {}, "find_node": [], "lookups": []}
     for n in args.sizes:
         for r in range(args.repeats):
@@ -599,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
                         tag,
                     ],
                     args.timeout,
+                    OWN_NETNS if facts["own_netns"] else (),
                 )
                 results["workload"].setdefault(f"{impl}/{n}", []).append(out)
                 if out.result is None:
@@ -635,32 +736,16 @@ def main(argv: list[str] | None = None) -> int:
             results["lookups"].append(out)
             if out.result is None:
                 say(f"  n/a ({out.reason})")
-    rows = build_rows(results, args)
-    facts = machine_facts()
-    no_plot = plot(rows, args)
+    no_plot = plot(build_rows(results, args), args)
     wall_s = time.monotonic() - t0
-    targets = check_targets(rows, args, results)
-    report = render_report(rows, targets, facts, args, command, started, wall_s, no_plot)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(report)
-    say(f"wrote {args.out}" + ("" if no_plot else f" and {args.plot}") + f" in {wall_s:.0f} s")
-    if args.json:
-        raw = {
-            "facts": facts,
-            "command": command,
-            "wall_s": round(wall_s, 1),
-            "rows": [
-                {"label": r.label, "better": r.better, "cells": r.cells, "values": r.values}
-                for r in rows
-            ],
-            "workload": {
-                k: [o.result or {"error": o.reason} for o in v]
-                for k, v in results["workload"].items()
-            },
-            "find_node": [o.result or {"error": o.reason} for o in results["find_node"]],
-            "lookups": [o.result or {"error": o.reason} for o in results["lookups"]],
-        }
-        Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
+    run = {"command": command, "started": started, "wall_s": wall_s, "no_plot": no_plot}
+    facts["load_end"] = os.getloadavg()[0]
+    raw = raw_record(results, args, facts, run)
+    rows, targets, page = render_page(raw)
+    for path, text in ((args.json, json.dumps(raw, indent=2) + "\n"), (args.out, page)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    say(f"wrote {args.out}, {args.json}" + ("" if no_plot else f" and {args.plot}"))
     print(render_table(rows))
     print()
     print(render_targets(targets))

@@ -70,9 +70,9 @@ def status_kb(field: str) -> int:
 
 def udp_datagrams_sent() -> int:
     """UDP datagrams this network namespace has sent (/proc/net/snmp,
-    OutDatagrams); -1 where unreadable. Counts every process here: the
-    benchmark's nodes are the only UDP traffic worth counting on a quiet
-    machine."""
+    OutDatagrams); -1 where unreadable. Counts every process in the
+    namespace: bench/run.py gives each run a namespace of its own where it
+    can (root), so that only the benchmark's nodes are counted."""
     try:
         with open("/proc/net/snmp") as f:
             udp = [line.split() for line in f if line.startswith("Udp:")]

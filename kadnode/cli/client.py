@@ -21,6 +21,8 @@ from http.client import HTTPException
 from typing import Any
 from urllib.parse import quote
 
+from kadnode.core.codec import check_value_size
+from kadnode.core.ids import user_key
 from kadnode.errors import ApiError, KadnodeError, LocalProtocolError
 from kadnode.inputs import format_hostport, parse_hostport
 from kadnode.shell import api
@@ -46,12 +48,12 @@ class ApiClient:
         return self._call("GET", f"/lookup/{_segment(id_hex, 'id')}", api.LOOKUP_SCHEMA)
 
     def put(self, key: str, value: str) -> dict[str, Any]:
-        path = f"/values/{_segment(key, 'key')}"
-        return self._call("PUT", path, api.PUT_SCHEMA, {"value": value})
+        path = f"/values/{_key(key)}"
+        return self._call("PUT", path, api.PUT_SCHEMA, _value_body(value))
 
     def get(self, key: str) -> dict[str, Any]:
         """The value dict; ``found`` is false (not an error) for an unknown key."""
-        path = f"/values/{_segment(key, 'key')}"
+        path = f"/values/{_key(key)}"
         return self._call("GET", path, api.VALUE_SCHEMA, found_statuses=(200, 404))
 
     def register(self) -> dict[str, Any]:
@@ -67,14 +69,14 @@ class ApiClient:
         self, key: str, value: str, context: list[list[Any]] | None = None
     ) -> dict[str, Any]:
         """A vector-clocked write; ``context`` (from :meth:`get_shared`) resolves siblings."""
-        body: dict[str, Any] = {"value": value}
+        body = _value_body(value)
         if context is not None:
             body["context"] = context
-        return self._call("PUT", f"/shared/{_segment(key, 'key')}", api.PUT_SCHEMA, body)
+        return self._call("PUT", f"/shared/{_key(key)}", api.PUT_SCHEMA, body)
 
     def get_shared(self, key: str) -> dict[str, Any]:
         """Every sibling of a shared value; ``found`` is false (not an error) for none."""
-        path = f"/shared/{_segment(key, 'key')}"
+        path = f"/shared/{_key(key)}"
         return self._call("GET", path, api.SHARED_SCHEMA, found_statuses=(200, 404))
 
     def peers(self) -> dict[str, Any]:
@@ -84,7 +86,7 @@ class ApiClient:
         return self._call("POST", "/ping", api.PING_SCHEMA, {"address": address})
 
     def owner(self, key: str) -> dict[str, Any]:
-        return self._call("GET", f"/owner/{_segment(key, 'key')}", api.OWNER_SCHEMA)
+        return self._call("GET", f"/owner/{_key(key)}", api.OWNER_SCHEMA)
 
     def ring(self) -> dict[str, Any]:
         return self._call("GET", "/ring", api.RING_SCHEMA)
@@ -142,6 +144,18 @@ def _segment(text: str, what: str) -> str:
     if not text:
         raise LocalProtocolError(f"the {what} cannot be empty")
     return quote(text, safe="")
+
+
+def _key(key: str) -> str:
+    """A key as a path segment, refused here (one line) when the daemon would refuse it."""
+    user_key(key)
+    return _segment(key, "key")
+
+
+def _value_body(value: str) -> dict[str, Any]:
+    """A value as a request body, refused here (one line) when over the daemon's limit."""
+    check_value_size(value)
+    return {"value": value}
 
 
 # -- CLI commands ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kadnode.config import AE_BUCKETS, AE_HASH_BYTES, TOKEN_BYTES
+from kadnode.config import AE_BUCKETS, AE_HASH_BYTES, MAX_VALUE_BYTES, TOKEN_BYTES
 from kadnode.core.ids import ID_BYTES, to_bytes
 from kadnode.core.messages import (
     VALUE_TYPES,
@@ -67,7 +67,7 @@ from kadnode.core.wire import (
     parse_contacts,
     unpack,
 )
-from kadnode.errors import DecodeError
+from kadnode.errors import DecodeError, LocalProtocolError
 
 REQUEST = 0x00
 RESPONSE = 0x01
@@ -136,6 +136,15 @@ def check_value(value: object) -> Value:
     if not isinstance(value, VALUE_TYPES):
         raise DecodeError(f"value of type {type(value).__name__} is not storable")
     return value
+
+
+def check_value_size(value: Value, limit: int = MAX_VALUE_BYTES) -> None:
+    """Refuse, with one line, a value that packs (msgpack) to over ``limit`` bytes."""
+    size = len(pack(value))
+    if size > limit:
+        raise LocalProtocolError(
+            f"value of {size} bytes (msgpack-encoded) is over the {limit}-byte limit"
+        )
 
 
 def _ttl(raw: object) -> float:

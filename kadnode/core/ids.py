@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 
+from kadnode.config import MAX_KEY_BYTES
 from kadnode.errors import LocalProtocolError
 
 ID_BITS = 160
@@ -82,6 +83,15 @@ def key_digest(key: str | bytes) -> bytes:
     if isinstance(key, str):
         key = key.encode("utf-8")
     return hashlib.sha1(key).digest()
+
+
+def user_key(key: str | bytes) -> bytes:
+    """A user's key as the bytes that are hashed (str is UTF-8 encoded),
+    refusing one over MAX_KEY_BYTES with one line."""
+    raw = key.encode("utf-8") if isinstance(key, str) else key
+    if len(raw) > MAX_KEY_BYTES:
+        raise LocalProtocolError(f"key of {len(raw)} bytes is over the {MAX_KEY_BYTES}-byte limit")
+    return raw
 
 
 def key_id(key: str | bytes) -> int:

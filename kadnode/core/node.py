@@ -29,7 +29,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from kadnode.config import Config
-from kadnode.core import answers, codec, operations, upkeep, values, wire
+from kadnode.core import answers, codec, operations, upkeep, values
 from kadnode.core.codec import Response
 from kadnode.core.events import OperationCompleted
 from kadnode.core.identity import Identity
@@ -223,11 +223,7 @@ class NodeCore:
 
     def _check_value(self, value: Value) -> None:
         codec.check_value(value)
-        size = len(wire.pack(value))
-        if size > self.config.max_value_bytes:
-            raise LocalProtocolError(
-                f"value of {size} bytes is over the {self.config.max_value_bytes}-byte limit"
-            )
+        codec.check_value_size(value, self.config.max_value_bytes)
 
     def send_ping(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 
-from kadnode.config import MAX_KEY_BYTES, Config
+from kadnode.config import Config
 from kadnode.core.events import (
     BootstrapResult,
     GetResult,
@@ -26,20 +26,16 @@ from kadnode.core.events import (
     RouteResult,
 )
 from kadnode.core.identity import Identity
-from kadnode.core.ids import key_digest, to_bytes
+from kadnode.core.ids import key_digest, to_bytes, user_key
 from kadnode.core.messages import Addr, Kind, Value
 from kadnode.core.node import NodeCore
 from kadnode.core.store import MemoryStore
-from kadnode.errors import LocalProtocolError
 from kadnode.shell.transport import UdpNode, open_udp_node
 
 
 def storage_key(key: str | bytes) -> bytes:
     """SHA-1 of a user's key, refusing keys over MAX_KEY_BYTES with one line."""
-    raw = key.encode("utf-8") if isinstance(key, str) else key
-    if len(raw) > MAX_KEY_BYTES:
-        raise LocalProtocolError(f"key of {len(raw)} bytes is over the {MAX_KEY_BYTES}-byte limit")
-    return key_digest(raw)
+    return key_digest(user_key(key))
 
 
 # The OS's randomness, one object for every node (a Random instance carries

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from kadnode.config import Config
 from kadnode.inputs import at_least
+from kadnode.sim import plots
 from kadnode.sim.fork import forked_map
-from kadnode.sim.plots import plot
 from kadnode.sim.report import Report, write_report
 from kadnode.sim.scenarios import SCENARIOS
 from kadnode.sim.scenarios.failure import FAILURE_REPLICATE_INTERVAL, scenario_failure
@@ -112,6 +112,15 @@ def run_command(args: argparse.Namespace) -> int:
     if args.plot is not None and len(names) > 1:
         print("kadnode: error: --plot takes one scenario; use --out DIR for all", file=sys.stderr)
         return 2
+    # Both draw PNGs: refuse before simulating, not once the run is done.
+    drawing = next((flag for flag in ("plot", "out") if getattr(args, flag) is not None), None)
+    if drawing is not None and not plots.can_plot():
+        print(
+            f"kadnode: error: --{drawing} needs matplotlib, which is not installed here"
+            " (pip install matplotlib)",
+            file=sys.stderr,
+        )
+        return 2
     reports: list[Report] = []
     runs = _reports(args)
     while True:
@@ -129,7 +138,7 @@ def run_command(args: argparse.Namespace) -> int:
         name = report.scenario
         reports.append(report)
         if args.plot is not None:
-            plot(report, args.plot)
+            plots.plot(report, args.plot)
         if args.out is not None:
             for path in write_report(report, args.out):
                 print(f"wrote {path}", file=sys.stderr)

@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     from kadnode.sim.report import Report
 
 
+def can_plot() -> bool:
+    """Whether matplotlib imports here (:func:`plot` needs it)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def plot(report: Report, path: Path) -> None:
     """Write the scenario's PNG (matplotlib, imported here only)."""
     import matplotlib

@@ -15,6 +15,7 @@ import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +41,8 @@ from loopback import (
 )
 
 from kadnode.cli.client import ApiClient, add_client_commands, run_client_command
-from kadnode.config import Config
+from kadnode.config import MAX_KEY_BYTES, MAX_VALUE_BYTES, Config
+from kadnode.core import wire
 from kadnode.core.ids import key_id, parse_hex, to_hex
 from kadnode.core.ring import brute_successor
 from kadnode.errors import ApiError, LocalProtocolError, QuorumError
@@ -674,6 +676,55 @@ def test_a_reply_from_an_older_daemon_is_one_line_and_exit_2(capsys, address, fa
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, address, argv, error):
     assert run(capsys, *argv, "--json", "--api", address) == (2, "", f"kadnode: error: {error}\n")
+
+
+# Over the daemon's limits: a key of MAX_KEY_BYTES + 1 UTF-8 bytes ("é" is two), and a
+# value whose msgpack encoding (3-byte str16 header) is MAX_VALUE_BYTES + 1 bytes.
+LONG_KEY = "é" * (MAX_KEY_BYTES // 2) + "k"
+LONG_VALUE = "v" * (MAX_VALUE_BYTES - 2)
+KEY_OVER = f"key of {MAX_KEY_BYTES + 1} bytes is over the {MAX_KEY_BYTES}-byte limit"
+VALUE_OVER = (
+    f"value of {MAX_VALUE_BYTES + 1} bytes (msgpack-encoded) is over the "
+    f"{MAX_VALUE_BYTES}-byte limit"
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (("put", LONG_KEY, "v"), KEY_OVER),
+        (("put", LONG_KEY, "v", "--shared"), KEY_OVER),
+        (("get", LONG_KEY), KEY_OVER),
+        (("get", LONG_KEY, "--shared"), KEY_OVER),
+        (("owner", LONG_KEY), KEY_OVER),
+        (("put", "k", LONG_VALUE), VALUE_OVER),
+        (("put", "k", LONG_VALUE, "--shared"), VALUE_OVER),
+        # Far over: the HTTP server's own head and body bounds would answer first.
+        (("put", "k" * 10_000, "v"), "key of 10000 bytes is over the 512-byte limit"),
+        (
+            ("put", "k", "v" * 100_000),
+            "value of 100005 bytes (msgpack-encoded) is over the 1000-byte limit",
+        ),
+    ],
+)
+def test_sizes_over_the_limits_are_refused_before_sending(capsys, dead_address, argv, error):
+    # No daemon answers there: the one line is the limit, so nothing was sent.
+    assert run(capsys, *argv, "--api", dead_address) == (2, "", f"kadnode: error: {error}\n")
+
+
+def test_a_key_and_a_value_at_the_limits_are_stored(capsys, live):
+    key, value = LONG_KEY[:-1], LONG_VALUE[:-1]
+    assert len(key.encode()) == MAX_KEY_BYTES and len(wire.pack(value)) == MAX_VALUE_BYTES
+    assert run(capsys, "put", key, value, "--api", live.api)[0] == 0
+    assert run(capsys, "get", key, "--api", live.api) == (0, f"{value}\n", "")
+
+
+def test_the_readme_states_both_limits_where_it_shows_put_and_get():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Talk to a node from a shell", 1)[1].split("\n## ", 1)[0]
+    words = " ".join(section.split())  # however the paragraph is wrapped
+    assert f"a key is at most {MAX_KEY_BYTES} bytes" in words
+    assert f"a value at most {MAX_VALUE_BYTES} bytes once msgpack-encoded" in words
 
 
 def test_no_daemon_is_one_line_and_exit_2(capsys, dead_address, monkeypatch):

@@ -19,6 +19,7 @@ import pytest
 
 from kadnode.cli.main import main as cli_main
 from kadnode.core.ids import key_digest
+from kadnode.sim import cli as sim_cli
 from kadnode.sim.network import LATENCY_MEDIAN, PairLatency, SimNetwork
 from kadnode.sim.oracle import hop_bound, weibull_median
 from kadnode.sim.scenarios.churn import CHURN_SCALE, CHURN_SHAPE, MIN_CHURN_LOOKUPS, scenario_churn
@@ -210,7 +211,6 @@ def test_weibull_sessions_have_the_stated_median():
 
 
 def test_the_command_prints_json_and_writes_the_report(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
     argv = ["sim", "load", "--nodes", "40", "--seed", str(SEED), "--json", "--quiet"]
     assert cli_main([*argv, "--out", str(tmp_path)]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -218,6 +218,26 @@ def test_the_command_prints_json_and_writes_the_report(tmp_path, capsys):
     markdown = (tmp_path / "load.md").read_text()
     assert "| per node |" in markdown and "kadnode sim load --nodes 40" in markdown
     assert (tmp_path / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("flag", ["--plot", "--out"])
+def test_plotting_without_matplotlib_is_refused_before_simulating(
+    tmp_path, capsys, monkeypatch, flag
+):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # "import matplotlib" raises ImportError
+
+    def simulate(*_args, **_kwargs):
+        raise AssertionError("simulated although no plot can be drawn")
+
+    monkeypatch.setattr(sim_cli, "run_scenario", simulate)
+    target = tmp_path / ("load.png" if flag == "--plot" else "out")
+    assert cli_main(["sim", "load", "--nodes", "40", flag, str(target)]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"kadnode: error: {flag} needs matplotlib, which is not installed here"
+        " (pip install matplotlib)\n",
+    )
+    assert not target.exists()
 
 
 def test_bad_arguments_are_refused_by_the_parser(capsys):
