@@ -91,10 +91,13 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     # Not interned (wire.contact_of) until the table admits it: a flood of
     # made-up ids must not fill the shared contact cache.
     sender = Contact(message.sender_id, host, addr[1], request.native)
-    if proven and kind is not Goodbye:
-        # Before the request itself: a newcomer's welcome must not echo back
-        # the value it is storing with us right now.
-        node.saw(sender, now, asked=True)
+    if kind is not Goodbye:
+        if proven:
+            # Before the request itself: a newcomer's welcome must not echo
+            # back the value it is storing with us right now.
+            node.saw(sender, now, asked=True)
+        else:  # first, so that its credit is kept for it, then the reply's
+            _dial_back(node, sender, now)
     native = request.native
     token = node.tokens.token_for(host) if native and kind in TOKEN_REPLIES else None
     reply = ANSWERS[kind](node, message, Asker(addr, native, proven, token), now)
@@ -106,8 +109,6 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
         data = _fit(node, request, reply, host)
     if data is not None:
         node.send_reply(data, addr)
-    if not proven and kind is not Goodbye:
-        _dial_back(node, sender, now)
 
 
 def _fit(node: NodeCore, request: Request, reply: ReplyMessage, host: str) -> bytes | None:
