@@ -158,6 +158,14 @@ DIAL_BACK_WAITING = 16
 DUE_BATCH = 64
 HANDOFF_SCAN = MAX_STORED_VALUES
 REFRESH_BUCKETS = 160
+# Work that grows with the store runs off the datagram path, a slice at a time
+# (kadnode.core.background): at most this many records per slice, one slice
+# every 10 ms (a quarter of one core at ~10 us a record), at most this many
+# jobs queued. An anti-entropy peer whose digest is not ready is told "busy".
+BACKGROUND_BUDGET = 256
+BACKGROUND_PAUSE = 0.01
+MAX_JOBS = 256
+AE_DIGESTS_KEPT = 256  # peers whose digest a node keeps, computed in the background
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,12 @@ within three times what it sent: a reply that would not fit is cut to fit
 (fewer contacts), or withheld. Writes and anti-entropy need a proven asker.
 
 Work per request: find_node, find_value and find_successor are a table or
-ring walk of at most k contacts; store and put are one store read and write;
-kn_digest and kn_keys walk the records the asker shares with us
-(:func:`kadnode.core.values.shared_with`), bounded by the store's size.
+ring walk of at most k contacts; store and put are one store read and write
+(and, when the store is full, at most 16 evictions); kn_digest compares 64
+hashes kept from a background computation; kn_keys tests at most 256 keys
+for membership. What grows with the store (the digest of what a peer shares,
+the values to push, a join handoff) runs in the background
+(kadnode.core.background).
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ from kadnode.core.messages import (
     SuccessorReply,
     ValueReply,
 )
+from kadnode.core.operations import ignore
 from kadnode.core.proof import wire_bytes
 from kadnode.core.store import Record
-from kadnode.core.values import send_record, shared_with
+from kadnode.core.values import Sync, send_record, shared_job
 from kadnode.core.wire import contact_of
 from kadnode.errors import DecodeError
 
@@ -73,6 +77,10 @@ class Asker:
     native: bool  # a kadnode requester: native reply shapes
     proven: bool  # its host receives at its address (kadnode.core.proof)
     token: bytes | None  # the write token the reply carries for its host
+    # This very request echoes a token we gave its host: it was not forged.
+    # (A proven host's address can still be forged; what changes a node's
+    # state or sends much, writes and anti-entropy, needs this.)
+    vouched: bool = False
 
 
 def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float) -> None:
@@ -80,33 +88,38 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     message = request.message
     host = addr[0]
     proof = node.proof
-    proven = proof.proven(host, now)
-    if not proven:
-        echoed = getattr(message, "proof", None) or getattr(message, "token", None)
-        if echoed is not None and len(echoed) == TOKEN_BYTES and node.tokens.valid(host, echoed):
-            proof.prove(host, now)
-            proven = True
-        else:
-            proof.received(host, size)
+    echoed = getattr(message, "proof", None) or getattr(message, "token", None)
+    vouched = echoed is not None and len(echoed) == TOKEN_BYTES and node.tokens.valid(host, echoed)
+    proven = vouched or proof.proven(host, now)
+    if vouched:
+        proof.prove(host, now)
+    elif not proven:
+        proof.received(host, size)
     kind = type(message)
     # Not interned (wire.contact_of) until the table admits it: a flood of
     # made-up ids must not fill the shared contact cache.
     sender = Contact(message.sender_id, host, addr[1], request.native)
-    if proven and kind is not Goodbye:
+    # A contact enters the table, or is refreshed there, on a request that
+    # echoes our token or comes from the very id and address we know; any
+    # other sender (a forged one, too) is pinged back at the address it gave.
+    vouched_for = vouched or node.table.holds(sender.node_id, addr)
+    if vouched_for and kind is not Goodbye:
         # Before the request itself: a newcomer's welcome must not echo back
         # the value it is storing with us right now.
         node.saw(sender, now, asked=True)
     native = request.native
     token = node.tokens.token_for(host) if native and kind in TOKEN_REPLIES else None
-    reply = ANSWERS[kind](node, message, Asker(addr, native, proven, token), now)
+    reply = ANSWERS[kind](node, message, Asker(addr, native, proven, token, vouched), now)
     data = codec.encode(request.msg_id, reply)
     if len(data) > node.config.max_datagram:
         node.stats["replies_too_large"] += 1
         return
-    dial = not proven and kind is not Goodbye
+    # Pinged back: an unproven host (to prove it), or a newcomer the table
+    # would take (to prove its very address); never one it refuses.
+    dial = not vouched_for and kind is not Goodbye and (not proven or node.table.admits(sender))
     # An unproven host's reply leaves room in its credit for a first ping back.
     first = dial and host not in node.dialing and len(node.dialing) < MAX_DIAL_BACKS
-    keep = wire_bytes(node.ping_size, host) if first else 0.0
+    keep = wire_bytes(node.ping_size, host) if first and not proven else 0.0
     if not proven and not proof.spend(host, len(data), keep):
         data = _fit(node, request, reply, host, keep)
     if data is not None:
@@ -159,7 +172,8 @@ def _dial_back(node: NodeCore, sender: Contact, now: float) -> None:
         return
     if len(dialing) >= MAX_DIAL_BACKS:
         return
-    if node.proof.credit(host) < wire_bytes(node.ping_size, host):
+    proven = node.proof.proven(host, now)
+    if not proven and node.proof.credit(host) < wire_bytes(node.ping_size, host):
         return
     dialing[host] = [sender]
 
@@ -173,7 +187,8 @@ def _dial_back(node: NodeCore, sender: Contact, now: float) -> None:
         dialing.pop(host, None)
 
     sent = node.requests.send(sender.addr, sender, Ping(node.id), answered, unanswered, now, 1)
-    node.proof.spend(host, sent)
+    if not proven:
+        node.proof.spend(host, sent)
     node.stats["dial_backs"] += 1
 
 
@@ -197,14 +212,20 @@ def ping(node: NodeCore, message: Ping, asker: Asker, now: float) -> PingReply:
 
 
 def store(node: NodeCore, message: Store, asker: Asker, now: float) -> Ack:
-    """A plain value: bmuller's STORE, or the native one with a token. Taken
-    only from a proven address (a bmuller node is pinged back first and
-    proves itself by answering), within the size a local put may have, and
-    never over a value of another kind or one this node published."""
+    """A plain value: bmuller's STORE, or the native one with a token. A
+    native STORE must echo a token given to its source address (BEP 5); a
+    three-argument STORE, which cannot, is taken only from a stock bmuller
+    node in our table at that very address (it answered our ping there).
+    Within the size a local put may have, and never over a value of another
+    kind or one this node published."""
     cfg, stats = node.config, node.stats
-    if not asker.proven:
-        # Native STOREs with a valid token were proven by it: a spoofed
-        # source fails here, whatever the dialect (BEP 5).
+    if message.token is not None:
+        if not asker.vouched:
+            stats["stores_refused_token"] += 1
+            return Ack(False)
+    elif not _stock_node_at(node, message.sender_id, asker.addr):
+        # A spoofed source fails here: kadnode nodes always send tokens, and
+        # an address nobody answered us from proves nothing.
         stats["stores_refused_unproven"] += 1
         return Ack(False)
     if len(wire.pack(message.value)) > cfg.max_value_bytes:
@@ -241,7 +262,13 @@ def store(node: NodeCore, message: Store, asker: Asker, now: float) -> Ack:
         return Ack(False)
     node.store.put(record)
     stats["stores_in"] += 1
+    _written_by(node, message.sender_id, now)
     return Ack(True)
+
+
+def _stock_node_at(node: NodeCore, node_id: int, addr: Addr) -> bool:
+    entry = node.table.get(node_id)
+    return entry is not None and not entry.contact.native and entry.contact.addr == addr
 
 
 def put(node: NodeCore, message: Put, asker: Asker, now: float) -> PutReply:
@@ -289,6 +316,7 @@ def _take_put(node: NodeCore, message: Put, asker: Asker, now: float) -> str | N
     if why is not None:
         return why
     node.store.put(record)
+    _written_by(node, message.sender_id, now)
     return None
 
 
@@ -314,29 +342,71 @@ def find_successor(node: NodeCore, message: FindSuccessor, asker: Asker, now: fl
 
 
 def digest(node: NodeCore, message: Digest, asker: Asker, now: float) -> BucketList:
-    """Buckets whose keys differ from the sender's (nothing, to a stranger)."""
-    if not asker.proven:
+    """Buckets whose keys differ from the sender's (nothing, to a stranger).
+
+    Our digest of what we share with the sender is computed in the
+    background and kept for an anti-entropy interval: the reply compares 64
+    hashes. Until one is ready the reply is BUSY (ask again next round).
+    Only a request that echoes our token is answered: a forged one would
+    make us sync with, and push values at, whoever it names."""
+    if not asker.vouched:
         node.stats["syncs_refused_unproven"] += 1
         return BucketList([])
-    mine = antientropy.digest((k, fp) for k, fp, _ in shared_with(node, message.sender_id, now))
-    return BucketList(antientropy.differing(mine, message.hashes))
+    peer = message.sender_id
+    kept = node.ae_digests.get(peer)
+    if kept is None or now - kept[0] >= node.config.anti_entropy_interval:
+        _compute_digest(node, peer, now)
+    if kept is None:
+        node.stats["ae_busy_replies"] += 1
+        return BucketList([antientropy.BUSY])
+    return BucketList(antientropy.differing(kept[1], message.hashes))
+
+
+def _written_by(node: NodeCore, peer: int, now: float) -> None:
+    """A write from ``peer`` changes what we share with it: a digest we keep
+    for it is dropped (its next digest finds us busy computing a new one)."""
+    node.ae_digests.pop(peer, None)
+
+
+def _compute_digest(node: NodeCore, peer: int, now: float) -> None:
+    """Compute what ``peer`` shares with us, in the background (once at a
+    time); then keep its digest, and sync with the peer ourselves: it was
+    told we were busy, and this way it need not wait for its next round."""
+    if peer in node.ae_computing:
+        return
+    shared: list[tuple[bytes, bytes, Record]] = []
+
+    def done() -> None:
+        node.ae_computing.discard(peer)
+        contact = node.table.get(peer)
+        if contact is not None:  # its Sync keeps the digest
+            Sync(node, contact.contact, node.background.now, ignore, shared)
+
+    job = shared_job(node, peer, now, lambda *entry: shared.append(entry), done)
+    if node.background.add(job, now):
+        node.ae_computing.add(peer)
 
 
 def key_list(node: NodeCore, message: KeyList, asker: Asker, now: float) -> BucketList:
-    """Name the offered keys we lack; push the ones the sender lacks (only to
-    a proven sender)."""
-    if not asker.proven:
+    """Name the offered keys we lack (at once: one membership test each); push
+    the ones the sender lacks (in the background; only to a request that
+    echoes our token, as for a digest)."""
+    if not asker.vouched:
         node.stats["syncs_refused_unproven"] += 1
         return BucketList([])
+    store = node.store
+    want = [i for i, (key, _) in enumerate(message.entries) if key not in store]
     theirs = {key for key, _ in message.entries}
-    want = [i for i, (key, _) in enumerate(message.entries) if node.store.get(key) is None]
     buckets = set(message.buckets)
     addr = asker.addr
     sender = contact_of(message.sender_id, addr[0], addr[1], asker.native)
-    for key, _, record in shared_with(node, message.sender_id, now):
+
+    def push(key: bytes, _fp: bytes, record) -> None:
         if antientropy.bucket_of(key) in buckets and key not in theirs:
-            node.stats["ae_bytes"] += send_record(node, sender, record, now)
+            node.stats["ae_bytes"] += send_record(node, sender, record, node.background.now)
             node.stats["ae_pushed"] += 1
+
+    node.background.add(shared_job(node, message.sender_id, now, push, ignore), now)
     return BucketList(want)
 
 

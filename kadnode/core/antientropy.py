@@ -21,6 +21,9 @@ from kadnode.core.messages import Value
 from kadnode.core.wire import pack
 
 EMPTY = bytes(HASH_BYTES)
+# A digest reply of this one index: "not ready, ask again next round" (its
+# responder computes digests in the background: kadnode.core.background).
+BUSY = 255
 
 
 def bucket_of(key: bytes) -> int:

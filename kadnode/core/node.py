@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from kadnode.config import Config
 from kadnode.core import answers, codec, operations, upkeep, values
 from kadnode.core.addresses import Exempt
+from kadnode.core.background import Background
 from kadnode.core.codec import Response
 from kadnode.core.events import OperationCompleted
 from kadnode.core.identity import Identity
@@ -98,6 +99,9 @@ class NodeCore:
         self.tokens = WriteTokens(self.rng, now)
         self.limits = RateLimits(cfg, self.exempt)
         self.proof = Proof()
+        self.background = Background()
+        self.ae_digests: dict[int, tuple[float, list[bytes]]] = {}  # peer id -> (at, hashes)
+        self.ae_computing: set[int] = set()  # peers whose digest is queued
         self.dialing: dict[str, list[Contact]] = {}  # host pinged back -> its senders
         self.ping_size = len(codec.encode(bytes(ID_BYTES), Ping(node_id)))
 

@@ -95,6 +95,10 @@ class RoutingTable:
     def get(self, node_id: int) -> Entry | None:
         return self._by_id.get(node_id)
 
+    def holds(self, node_id: int, addr: Addr) -> bool:
+        """``node_id`` at ``addr``, in a bucket or in its replacement cache."""
+        return self._by_addr.get(addr) == node_id
+
     def entries(self) -> Iterator[Entry]:
         for bucket in self._buckets:
             yield from bucket
@@ -308,6 +312,15 @@ class RoutingTable:
             radius = near[-1].node_id ^ self.owner if len(near) == self.k else None
             self._radius = (self.version, radius)
         return radius
+
+    def nearest_occupied(self) -> int:
+        """The index of the nearest bucket that holds someone (160: none)."""
+        occupied = self._occupied
+        return (occupied & -occupied).bit_length() - 1 if occupied else ID_BITS
+
+    def sparse_buckets(self, most: int) -> list[int]:
+        """Buckets above the nearest occupied one with at most ``most`` contacts."""
+        return [i for i in range(self.nearest_occupied(), ID_BITS) if len(self._buckets[i]) <= most]
 
     def stale_buckets(self, now: float, interval: float) -> list[int]:
         """Buckets not touched for ``interval``, from the nearest occupied one out.

@@ -104,6 +104,7 @@ class Store(Protocol):
     usage: Usage
 
     def __len__(self) -> int: ...
+    def __contains__(self, key: bytes) -> bool: ...
     def get(self, key: bytes) -> Record | None: ...
     def put(self, record: Record) -> None: ...
     def delete(self, key: bytes) -> None: ...
@@ -127,6 +128,9 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self._records)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._records
 
     def get(self, key: bytes) -> Record | None:
         return self._records.get(key)

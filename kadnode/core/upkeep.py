@@ -16,22 +16,25 @@ Each step has a work budget from :mod:`kadnode.config` (``DUE_BATCH``,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from kadnode.config import DUE_BATCH, HANDOFF_SCAN, REFRESH_BUCKETS
-from kadnode.core.ids import in_open
+from kadnode.core.ids import in_open, to_bytes
 from kadnode.core.messages import Contact, Kind, RingQuery, RingReply
 from kadnode.core.operations import LookupAll, bucket_targets, ignore
 from kadnode.core.store import Record
-from kadnode.core.values import Sync, live_records, send_record
+from kadnode.core.values import Sync, send_record
 
 if TYPE_CHECKING:
     from kadnode.core.node import NodeCore
 
 
 def tick(node: NodeCore, now: float) -> None:
-    """Everything due at ``now``, in a fixed order: records, refresh,
-    stabilize, token rotation, anti-entropy."""
+    """Everything due at ``now``, in a fixed order: background work, records,
+    refresh, stabilize, token rotation, anti-entropy."""
+    if now >= node.background.at:
+        node.stats["background_records"] += node.background.run(now)
     due = node.store.next_due()
     if due is not None and due <= now:
         for record in node.store.due(now, DUE_BATCH):
@@ -51,7 +54,9 @@ def tick(node: NodeCore, now: float) -> None:
 
 def next_due(node: NodeCore) -> float:
     """The earliest time :func:`tick` has something to do."""
-    timer = min(node.refresh_at, node.stabilize_at, node.sync_at, node.tokens.rotate_at)
+    timer = min(
+        node.background.at, node.refresh_at, node.stabilize_at, node.sync_at, node.tokens.rotate_at
+    )
     due = node.store.next_due()
     return due if due is not None and due < timer else timer
 
@@ -157,12 +162,12 @@ def welcome(node: NodeCore, newcomer: Contact, now: float) -> None:
     A key moves to a newcomer that is now among its k closest, sent only
     by the nearest of the nodes that held it, so one copy travels. It runs
     when a proven contact that sits in a bucket (not the replacement cache)
-    asks us something, at most once per contact per replicate interval.
-    Keys near a newcomer are near us only if it joined our own
-    neighbourhood, so the store is scanned only then, at most
-    ``HANDOFF_SCAN`` keys.
+    asks us something, at most once per contact per replicate interval, and
+    only if it joined our own neighbourhood (keys near it are near us only
+    then). The keys are looked at in the background, and only those in the
+    key ranges where we can be their nearest holder (:func:`handoff_ranges`),
+    at most ``HANDOFF_SCAN``.
     """
-    k = node.config.k
     new_id = newcomer.node_id
     entry = node.table.get(new_id)
     if entry is None or now - entry.welcomed_at < node.config.replicate_interval:
@@ -173,13 +178,43 @@ def welcome(node: NodeCore, newcomer: Contact, now: float) -> None:
     radius = node.table.radius()
     if radius is not None and new_id ^ node.id > radius:
         return
-    for record in live_records(node, now, HANDOFF_SCAN):
-        target = int.from_bytes(record.key, "big")
-        holders = node.table.closest(target, k, exclude=new_id)
-        mine = node.id ^ target
-        if holders and holders[0].node_id ^ target < mine:
-            continue  # someone nearer than us hands it over
-        kth = max([mine] + [c.node_id ^ target for c in holders[: k - 1]])
-        if new_id ^ target < kth or len(holders) < k - 1:
-            send_record(node, newcomer, record, now)
-            node.stats["keys_handed_on_join"] += 1
+    node.background.add(_handoff(node, newcomer, now), now)
+
+
+def handoff_ranges(node: NodeCore) -> list[tuple[bytes, bytes]]:
+    """Key ranges (low, high) where this node can be the nearest holder it
+    knows of: below its nearest occupied bucket, and each bucket of at most
+    one contact. In a bucket of two or more, a contact is nearer to every key
+    there than we are (it shares the bucket's bit with them)."""
+    owner = node.id
+    nearest = node.table.nearest_occupied()
+    ranges = []
+    if nearest:
+        low = owner >> nearest << nearest
+        ranges.append((low, low + (1 << nearest)))
+    for index in node.table.sparse_buckets(1):
+        low = (owner ^ (1 << index)) >> index << index
+        ranges.append((low, low + (1 << index)))
+    return [(to_bytes(low), to_bytes(high - 1) + b"\x00") for low, high in ranges]
+
+
+def _handoff(node: NodeCore, newcomer: Contact, now: float) -> Iterator[None]:
+    k, store = node.config.k, node.store
+    new_id = newcomer.node_id
+    left = HANDOFF_SCAN
+    for low, high in handoff_ranges(node):
+        for key in store.keys_between(low, high, left):
+            left -= 1
+            record = store.get(key)
+            yield
+            if record is None or record.expires_at <= now:
+                continue
+            target = int.from_bytes(key, "big")
+            holders = node.table.closest(target, k, exclude=new_id)
+            mine = node.id ^ target
+            if holders and holders[0].node_id ^ target < mine:
+                continue  # someone nearer than us hands it over
+            kth = max([mine] + [c.node_id ^ target for c in holders[: k - 1]])
+            if new_id ^ target < kth or len(holders) < k - 1:
+                send_record(node, newcomer, record, node.background.now)
+                node.stats["keys_handed_on_join"] += 1

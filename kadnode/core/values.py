@@ -14,7 +14,7 @@ from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from kadnode.config import AE_KEYS_PER_DATAGRAM
+from kadnode.config import AE_DIGESTS_KEPT, AE_KEYS_PER_DATAGRAM
 from kadnode.core import antientropy, codec, kinds, records, vclock, wire
 from kadnode.core.events import GetResult, LeaveResult, PutResult, ReadResult, SyncResult
 from kadnode.core.lookup import LookupOutcome
@@ -61,15 +61,58 @@ def live_records(node: NodeCore, now: float, limit: int | None = None) -> Iterat
 
 def shared_with(node: NodeCore, peer_id: int, now: float) -> list[tuple[bytes, bytes, Record]]:
     """Held (key, fingerprint, record) for which ``peer_id`` is among the k
-    closest (our view): what anti-entropy with that peer compares."""
+    closest (our view): what anti-entropy with that peer compares. All at
+    once: for tests and tools; the node itself runs :func:`shared_job`."""
+    out: list[tuple[bytes, bytes, Record]] = []
+    for _ in shared_job(node, peer_id, now, lambda *entry: out.append(entry), ignore):
+        pass
+    return out
+
+
+def keep_digest(node: NodeCore, peer: int, now: float, hashes: list[bytes]) -> None:
+    """Keep the digest of what ``peer`` shares with us (the oldest kept goes first)."""
+    digests = node.ae_digests
+    digests.pop(peer, None)
+    if len(digests) >= AE_DIGESTS_KEPT:
+        del digests[next(iter(digests))]
+    digests[peer] = (now, hashes)
+
+
+# Past every 20-byte key: the end of the key range.
+KEYS_END = b"\xff" * 21
+
+
+def store_keys(store, chunk: int = 256) -> Iterator[bytes]:
+    """Every key held, in order, ``chunk`` at a time (a range at a time)."""
+    low = b""
+    while True:
+        keys = store.keys_between(low, KEYS_END, chunk)
+        yield from keys
+        if len(keys) < chunk:
+            return
+        low = keys[-1] + b"\x00"
+
+
+def shared_job(
+    node: NodeCore,
+    peer_id: int,
+    now: float,
+    each: Callable[[bytes, bytes, Record], None],
+    done: Callable[[], None],
+) -> Iterator[None]:
+    """A background job (kadnode.core.background): ``each`` held record
+    ``peer_id`` shares with us, then ``done``; yields once per record."""
     k = node.config.k
-    out = []
-    for record in live_records(node, now):
-        target = int.from_bytes(record.key, "big")
+    for key in store_keys(node.store):
+        record = node.store.get(key)
+        yield
+        if record is None or record.expires_at <= now:
+            continue
+        target = int.from_bytes(key, "big")
         ranked = [c.node_id for c in node.table.closest(target, k)] + [node.id]
         if peer_id in sorted(ranked, key=lambda i: i ^ target)[:k]:
-            out.append((record.key, antientropy.fingerprint(record.key, record.value), record))
-    return out
+            each(key, antientropy.fingerprint(key, record.value), record)
+    done()
 
 
 # ---- writing one value on one contact -------------------------------------------
@@ -479,17 +522,44 @@ class Sync:
         "shared",
     )
 
-    def __init__(self, node: NodeCore, peer: Contact, now: float, done: Callable):
+    def __init__(
+        self,
+        node: NodeCore,
+        peer: Contact,
+        now: float,
+        done: Callable,
+        shared: list[tuple[bytes, bytes, Record]] | None = None,
+    ):
+        """``shared``: what we share with ``peer``, when it has just been
+        computed; else it is, in the background, before the digest goes."""
         self.node, self.peer, self.done = node, peer, done
-        self.shared = shared_with(node, peer.node_id, now)
         node.stats["ae_syncs"] += 1
-        self.bytes = self.open = self.offered = self.sent = self.differ = 0
+        self.bytes = self.open = self.offered = self.sent = self.differ = self.republish = 0
+        if shared is not None:
+            self.shared = shared
+            self.collected(now)
+            return
+        self.shared = []
+        job = shared_job(node, peer.node_id, now, self.collect, self.collected)
+        if not node.background.add(job, now):
+            self.open = 1
+            self.settle(now)  # too much queued: this round is skipped
+
+    def collect(self, key: bytes, fp: bytes, record: Record) -> None:
+        self.shared.append((key, fp, record))
+
+    def collected(self, now: float | None = None) -> None:
+        node = self.node
+        now = node.background.now if now is None else now
         self.republish = sum(
             len(codec.encode_request(bytes(20), "store", [node.id_bytes, k, r.value, 0.0]))
             + STORE_REPLY_BYTES
             for k, _, r in self.shared
         )
-        digest = Digest(node.id, antientropy.digest((k, fp) for k, fp, _ in self.shared))
+        hashes = antientropy.digest((k, fp) for k, fp, _ in self.shared)
+        keep_digest(node, self.peer.node_id, now, hashes)  # for the peer's own sync with us
+        digest = Digest(node.id, hashes)
+        peer = self.peer
         if proving(node.table, peer.node_id, now) is not None:
             self.ask(digest, self.differing, now)
         else:  # a peer answers a digest only from a proven address: get a token first
@@ -540,6 +610,9 @@ class Sync:
         self.send([chunk[i] for i in indices if i < len(chunk)], at)
 
     def differing(self, buckets: list[int], at: float) -> None:
+        if buckets == [antientropy.BUSY]:  # its digest is being computed: next round
+            self.node.stats["ae_busy"] += 1
+            return
         self.differ = len(buckets)
         shared = self.shared
         empty = {b - antientropy.BUCKETS for b in buckets if b >= antientropy.BUCKETS}

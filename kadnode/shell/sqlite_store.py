@@ -111,7 +111,10 @@ class SqliteStore:
             if name not in columns:
                 self._db.execute(f"ALTER TABLE records ADD COLUMN {name} {spec}")
         self._db.execute("CREATE INDEX IF NOT EXISTS records_source ON records (source, seq)")
-        self._count = self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        # Every key in memory too (~100 bytes each): "do you hold it?" is a
+        # set lookup, as anti-entropy asks it of up to 200 keys per datagram.
+        self._keys = {bytes(r[0]) for r in self._db.execute("SELECT key FROM records")}
+        self._count = len(self._keys)
         self._seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0]
         self.usage = Usage()
         for source, count, size in self._db.execute(
@@ -121,6 +124,9 @@ class SqliteStore:
 
     def __len__(self) -> int:
         return self._count
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
 
     def _record(self, row: tuple) -> Record | None:
         """The record of a row; None, once the row is set aside, if it does not decode."""
@@ -153,6 +159,7 @@ class SqliteStore:
             if held is not None:
                 self._db.execute("DELETE FROM records WHERE key = ?", (key,))
                 self._count -= 1
+                self._keys.discard(key)
                 self.usage.add(held[0], -held[1], -1)
         self._next_due_known = False
         self.stats["corrupt_records"] += 1
@@ -200,6 +207,7 @@ class SqliteStore:
         )
         if old is None:
             self._count += 1
+            self._keys.add(record.key)
         else:
             self.usage.add(old[0], -old[1], -1)
         self.usage.add(record.source, record.size)
@@ -214,6 +222,7 @@ class SqliteStore:
         if old is not None:
             self._db.execute("DELETE FROM records WHERE key = ?", (key,))
             self._count -= 1
+            self._keys.discard(key)
             self.usage.add(old[0], -old[1], -1)
         self._next_due_known = False
 

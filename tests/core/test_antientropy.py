@@ -38,7 +38,7 @@ def network(n: int, **config):
 
 
 def test_a_wiped_replica_is_refilled_by_a_neighbours_sync_with_less_than_a_republish():
-    net, nodes = network(30)
+    net, nodes = network(30, anti_entropy_interval=1e9)  # only the syncs the test asks for
     for i in range(300):
         key = key_digest(f"ae-{i}")
         value = f"value {i}"
@@ -51,24 +51,29 @@ def test_a_wiped_replica_is_refilled_by_a_neighbours_sync_with_less_than_a_repub
         nodes, key=lambda n: len(shared_with(n, wiped.id, net.now)) if n is not wiped else -1
     )
     peer = next(c for c in neighbour.table.contacts() if c.node_id == wiped.id)
-    repair = net.call(neighbour, lambda c, now: c.sync(peer, now))
-    net.run_until(net.now + 1)
-    assert repair.keys_sent == repair.shared > 0
-    assert {k for k in wiped.store.keys()} >= {
-        k for k, _, _ in shared_with(neighbour, wiped.id, net.now)
-    }
+    should = {k for k, _, _ in shared_with(neighbour, wiped.id, net.now)}
+
+    def exchange() -> tuple[object, int]:
+        """One sync from the neighbour and all it sets off; its bytes both ways."""
+        before = neighbour.stats["ae_bytes"] + wiped.stats["ae_bytes"]
+        result = net.call(neighbour, lambda c, now: c.sync(peer, now))
+        net.run_until(net.now + 5)
+        return result, neighbour.stats["ae_bytes"] + wiped.stats["ae_bytes"] - before
+
+    # The wiped node computes what it shares with the neighbour in the
+    # background (kadnode.core.background): the neighbour finds it busy, and
+    # the wiped node syncs back once it is ready; the neighbour's push repairs it.
+    first, repair_bytes = exchange()
+    assert first.keys_sent == 0 and neighbour.stats["ae_busy"] == 1
+    assert {k for k in wiped.store.keys()} >= should
+    republish = first.republish_bytes
     # Right after a wipe every value must travel: about what a republish costs.
-    assert repair.bytes < 1.5 * repair.republish_bytes
-    steady = net.call(neighbour, lambda c, now: c.sync(peer, now))
-    # Views differ a little at the edge of the k closest: a bucket may still
-    # differ by a key one side counts as shared, but no value travels.
-    assert steady.buckets_differ <= 2 and steady.keys_sent == 0
-    assert steady.bytes < 0.1 * steady.republish_bytes
-    print(
-        f"repair: {repair.bytes} B for {repair.keys_sent} keys"
-        f" (republish {repair.republish_bytes} B);"
-        f" steady state: {steady.bytes} B (republish {steady.republish_bytes} B)"
-    )
+    assert 0.5 * republish < repair_bytes < 1.5 * republish
+    _, steady_bytes = exchange()
+    # Views differ a little at the edge of the k closest, but no value travels.
+    assert steady_bytes < 0.1 * republish
+    assert {k for k in wiped.store.keys()} >= should
+    print(f"repair: {repair_bytes} B (republish {republish} B); steady state: {steady_bytes} B")
 
 
 def test_periodic_anti_entropy_alone_restores_everything_a_wiped_node_should_hold():

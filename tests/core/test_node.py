@@ -102,7 +102,9 @@ def test_a_contact_is_dropped_on_the_third_consecutive_failure_not_the_first():
 
 def test_requests_are_answered_in_the_dialect_of_the_asker():
     node = core()
-    node.proof.prove(PEER[0], 0.0)  # a stock bmuller node that answered our ping
+    # A stock bmuller node that answered our ping: in the table at that address.
+    node.proof.prove(PEER[0], 0.0)
+    node.table.seen(Contact(PEER_ID, *PEER), 0.0)
     key = key_digest("k")
     node.receive_datagram(request("store", [PEER_ID.to_bytes(20, "big"), key, "v"]), PEER, 5.0)
     assert sent(node)[0][0].body is True
@@ -116,9 +118,10 @@ def test_requests_are_answered_in_the_dialect_of_the_asker():
 
 
 def native_token(node: NodeCore, addr=PEER, now: float = 0.0) -> bytes:
-    """The write token a native ping from ``addr`` is given (a peer that has
-    proven its address before: no ping back)."""
+    """The write token a native ping from ``addr`` is given (a peer the node
+    knows, at an address that answered it: no ping back)."""
     node.proof.prove(addr[0], now)
+    node.table.seen(Contact(PEER_ID, *addr, True), now)
     ping = request("ping", [PEER_ID.to_bytes(20, "big")], NATIVE_MAGIC + b"\x07" * 16)
     node.receive_datagram(ping, addr, now)
     [(reply, _)] = replies(node)
@@ -135,7 +138,7 @@ def test_a_native_store_needs_a_token_given_to_the_same_address():
     )
     # Another address cannot prove itself with PEER's token: refused.
     assert replies(node)[0][0].body is False and node.store.get(key) is None
-    assert node.stats["stores_refused_unproven"] == 1
+    assert node.stats["stores_refused_token"] == 1
     node.receive_datagram(request("store", args, NATIVE_MAGIC + b"\x02" * 16), PEER, 1.0)
     assert replies(node)[0][0].body is True and node.store.get(key) is not None
 
@@ -406,15 +409,27 @@ def test_ids_are_20_bytes_on_the_wire():
     assert int.from_bytes(args[0], "big") == node.id
 
 
+def answer_the_ping_back(node: NodeCore, node_id: int, addr, native: bool, now: float) -> None:
+    """``addr`` answers the ping the node sent back to it (which proves it)."""
+    [(ping, to)] = [(d, a) for d, a in node.datagrams_to_send() if d[0] == codec.REQUEST]
+    assert to == addr
+    body = (
+        {"id": node_id.to_bytes(20, "big"), "token": bytes(8)}
+        if native
+        else node_id.to_bytes(20, "big")
+    )
+    node.receive_datagram(codec.encode_response(ping[1:21], body), addr, now)
+
+
 def test_only_kadnode_contacts_enter_the_ring_view():
     node = core()
-    for host in ("10.0.0.2", "10.0.0.3"):
-        node.proof.prove(host, 0.0)
     plain = request("ping", [PEER_ID.to_bytes(20, "big")])
     node.receive_datagram(plain, PEER, 0.0)
+    answer_the_ping_back(node, PEER_ID, PEER, False, 0.01)
     assert PEER_ID in node.table and node.ring.successor is None
     native = request("ping", [(PEER_ID + 1).to_bytes(20, "big")], NATIVE_MAGIC + b"\x02" * 16)
     node.receive_datagram(native, ("10.0.0.3", 4000), 0.0)
+    answer_the_ping_back(node, PEER_ID + 1, ("10.0.0.3", 4000), True, 0.01)
     assert node.ring.successor.node_id == PEER_ID + 1
     assert [c.node_id for _, c in node.fingers().table()] == [PEER_ID + 1]
 

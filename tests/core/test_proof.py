@@ -142,3 +142,24 @@ def test_an_unproven_host_gets_no_writes_taken_and_no_anti_entropy():
     assert node.stats["stores_refused_unproven"] == 1
     assert node.stats["syncs_refused_unproven"] == 2
     assert node.store.get(key_digest("v1")).value == "x" * 900
+
+
+def test_a_proven_hosts_address_forged_still_gets_no_write_taken():
+    """Proof says an address receives; it does not say this datagram came from
+    it. Writes and anti-entropy need the token in the request itself."""
+    node = node_with_a_table()
+    honest = ("10.69.0.1", 4000)
+    node.proof.prove(honest[0], 1.0)  # it answered us: its replies may be full size
+    key = key_digest("v1")
+    forged = [
+        codec.encode_request(bytes(20), "store", [SENDER, key, "forged"]),
+        codec.encode_request(NATIVE_MAGIC + bytes(16), "store", [SENDER, key, "f", 60.0, bytes(8)]),
+        requests()["kn_digest"],
+        requests()["kn_keys"],
+    ]
+    for data in forged:
+        node.receive_datagram(data, honest, 1.0)
+    assert node.store.get(key).value == "x" * 900
+    assert node.stats["stores_refused_unproven"] == node.stats["stores_refused_token"] == 1
+    assert node.stats["syncs_refused_unproven"] == 2
+    assert len(node.background) == 0  # nothing queued to push at it

@@ -25,9 +25,10 @@ def node(**config) -> NodeCore:
 
 
 def store_from(core: NodeCore, host: str, name: str, value: object, now: float = 1.0) -> bool:
-    """A plain STORE from a proven ``host``; whether the node took it."""
-    core.proof.prove(host, now)
-    data = codec.encode_request(bytes(20), "store", [SENDER, key_digest(name), value])
+    """A native STORE from ``host`` with the token it was given; whether the node took it."""
+    token = core.tokens.token_for(host)
+    args = [SENDER, key_digest(name), value, 100.0, token]
+    data = codec.encode_request(NATIVE_MAGIC + bytes(16), "store", args)
     core.receive_datagram(data, (host, 4000), now)
     [reply] = [codec.decode(d, 10_000) for d, _ in core.datagrams_to_send() if d[0] == 1]
     return reply.body

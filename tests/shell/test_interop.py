@@ -133,15 +133,16 @@ async def rpcudp_client(wait_timeout: float = RPCUDP_TIMEOUT) -> AsyncIterator[P
 
 
 async def proven(node: Server, rpc: PingingRPC) -> None:
-    """Ping the node; its ping back to our address proves it (bounded wait)."""
-    ok, reply = await rpc.ping(node.address, random_id())
+    """Ping the node as a stock node does; its ping back to our address
+    proves it and puts us in its table (bounded wait)."""
+    ok, reply = await rpc.ping(node.address, rpc.node_id)
     assert ok and reply == to_bytes(node.id)
-    host = rpc.transport.get_extra_info("sockname")[0]
+    addr = rpc.transport.get_extra_info("sockname")[:2]
     for _ in range(100):
-        if node.core.proof.proven(host, node.udp.clock()):
+        if node.core.table.holds(int.from_bytes(rpc.node_id, "big"), addr):
             return
         await asyncio.sleep(0.01)
-    raise AssertionError("the node never proved the client's address")
+    raise AssertionError("the node never took the client in after its ping back")
 
 
 class RawPeer(asyncio.DatagramProtocol):
@@ -351,11 +352,8 @@ async def test_a_kadnode_and_a_bmuller_node_serve_each_other_all_four_rpcs() -> 
 async def test_rpcudp_client_speaks_the_four_base_rpcs() -> None:
     async with asyncio.timeout(TEST_BUDGET), kadnode_network(3) as nodes, rpcudp_client() as rpc:
         node = nodes[0]
-        my_id = random_id()
-
-        ok, reply = await rpc.ping(node.address, my_id)
-        assert ok
-        assert reply == to_bytes(node.id)
+        my_id = rpc.node_id  # a stock node speaks under its own id throughout
+        await proven(node, rpc)
         assert my_id in {to_bytes(c.node_id) for c in node.core.table.contacts()}
 
         key = sha1("rpcudp key")
@@ -389,7 +387,7 @@ async def test_rpcudp_client_speaks_the_four_base_rpcs() -> None:
 async def test_rpcudp_store_and_find_value_keep_each_value_type(value) -> None:
     """kademlia.utils.check_dht_value_type allows int, float, bool, str, bytes."""
     async with asyncio.timeout(TEST_BUDGET), kadnode_network(1) as nodes, rpcudp_client() as rpc:
-        node, my_id, key = nodes[0], random_id(), random_id()
+        node, my_id, key = nodes[0], rpc.node_id, random_id()
         await proven(node, rpc)
         assert await rpc.store(node.address, my_id, key, value) == (True, True)
         ok, reply = await rpc.find_value(node.address, my_id, key)
@@ -410,8 +408,8 @@ async def test_native_requester_gets_native_replies_and_plain_requester_bmullers
     ):
         node = nodes[0]
         # A plain rpcudp contact in the table, next to the two kadnode peers.
-        rpc_id = random_id()
-        assert (await rpc.ping(node.address, rpc_id))[0]
+        rpc_id = rpc.node_id
+        await proven(node, rpc)  # a stock node: in the table once it answered our ping
         rpc_port = rpc.transport.get_extra_info("sockname")[1]
 
         my_id, target = random_id(), random_id()
@@ -458,8 +456,8 @@ async def test_kadnode_peers_are_native_and_rpcudp_contacts_are_not() -> None:
         a, b = nodes
         assert a.core.table.get(b.id).contact.native
         assert b.core.table.get(a.id).contact.native
-        rpc_id = random_id()
-        assert (await rpc.ping(a.address, rpc_id))[0]
+        rpc_id = rpc.node_id
+        await proven(a, rpc)
         assert not a.core.table.get(int.from_bytes(rpc_id, "big")).contact.native
 
 
@@ -474,7 +472,7 @@ async def test_malformed_requests_get_no_reply_and_the_node_keeps_answering() ->
     ):
         node = nodes[0]
         addr = node.address
-        my_id, key = random_id(), random_id()
+        my_id, key = rpc.node_id, random_id()
         stats = node.core.stats
         bad_before, requests_before = stats["bad_datagrams"], stats["requests_in"]
         stored_before = len(node.core.store)
