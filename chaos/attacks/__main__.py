@@ -1,0 +1,78 @@
+"""``python -m chaos.attacks ATTACK|all [options]``: run attacks on a kadnode node on
+loopback and print their figures (a table each; ``--json`` for scripts).
+
+Exit codes: 0 every attack run was held, 1 at least one broke through, 2 an
+attack could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+from chaos.attacks import NAMES, attack
+from chaos.attacks.harness import Result
+from chaos.scenarios import Progress
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m chaos.attacks",
+        description=sys.modules["chaos.attacks"].__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=sys.modules["chaos.attacks"].__doc__.split("\n\n")[1],
+    )
+    sub = parser.add_subparsers(dest="attack", required=True, metavar="ATTACK")
+    for name in (*NAMES, "all"):
+        if name == "all":
+            p = sub.add_parser("all", help="every attack at its default size")
+        else:
+            module = attack(name)
+            p = sub.add_parser(name, help=module.__doc__.split("\n")[0].split(": ", 1)[1])
+            module.add_arguments(p)
+        p.add_argument("--seed", type=int, default=1, help="random seed (%(default)s)")
+        p.add_argument("--json", action="store_true", help="print the report as JSON")
+        p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def defaults(name: str, common: argparse.Namespace) -> argparse.Namespace:
+    """An attack's arguments at their defaults, with the common options given."""
+    p = argparse.ArgumentParser()
+    attack(name).add_arguments(p)
+    args = p.parse_args([])
+    args.seed, args.json, args.quiet = common.seed, common.json, common.quiet
+    return args
+
+
+def run_one(name: str, args: argparse.Namespace) -> Result:
+    say = Progress(args.quiet)
+    args.say = say
+    say(f"{name}: starting")
+    started = say.t0
+    result = asyncio.run(attack(name).run(args))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    names = NAMES if args.attack == "all" else (args.attack,)
+    results = []
+    for name in names:
+        one = defaults(name, args) if args.attack == "all" else args
+        results.append(run_one(name, one))
+        if not args.json:
+            print(results[-1].render(), flush=True)
+    if args.json:
+        print(json.dumps([r.as_json() for r in results], indent=2))
+    if any(r.held is None for r in results):
+        return 2
+    return 0 if all(r.held for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
