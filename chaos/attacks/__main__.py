@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
             p = sub.add_parser("all", help="every attack at its default size")
         else:
             module = attack(name)
-            p = sub.add_parser(name, help=module.__doc__.split("\n")[0].split(": ", 1)[1])
+            p = sub.add_parser(
+                name, help=module.__doc__.split("\n")[0].split(": ", 1)[1].removesuffix(" I/O.")
+            )
             module.add_arguments(p)
         p.add_argument("--seed", type=int, default=1, help="random seed (%(default)s)")
         p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -54,7 +54,6 @@ from kadnode.core.messages import (
     FindNode,
     FindSuccessor,
     FindValue,
-    Goodbye,
     KeyList,
     NodesReply,
     Ping,
@@ -167,8 +166,12 @@ class Result:
             widths = [
                 max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(self.columns)
             ]
-            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(self.columns, widths)))
-            lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+            lines.append(
+                "  " + "  ".join(c.ljust(w) for c, w in zip(self.columns, widths, strict=True))
+            )
+            lines += [
+                "  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells
+            ]
         lines.append("  figures: " + ", ".join(f"{k} {_cell(v)}" for k, v in self.figures.items()))
         lines.append(f"  held would be: {self.target}")
         lines += [f"  note: {n}" for n in self.notes]
@@ -243,7 +246,9 @@ class Target:
                 self.id = int(found.group(1), 16)
                 return self
             if self.proc.poll() is not None:
-                raise RuntimeError(f"kadnode run exited {self.proc.returncode}: {self.log()[-500:]}")
+                raise RuntimeError(
+                    f"kadnode run exited {self.proc.returncode}: {self.log()[-500:]}"
+                )
             await asyncio.sleep(0.05)
         raise RuntimeError(f"kadnode run did not listen within {START_TIMEOUT:g} s")
 
@@ -286,6 +291,30 @@ async def target(host_: str = TARGET_HOST, bootstrap: Iterable[Addr] = ()):
         yield await node.ready()
     finally:
         await asyncio.to_thread(node.stop)
+
+
+class LocalTarget:
+    """The node under attack as a Server in this process, for a Config the daemon
+    has no flag for (a small store, so a bounded run fills it). Same face as
+    :class:`Target` where the attacks need it: ``addr``, ``id``, ``info()``."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.id = server.id
+        self.addr = server.address
+
+    async def info(self) -> dict[str, Any]:
+        core = self.server.core
+        return {"values": len(core.store), "peers": len(core.table), "stats": dict(core.stats)}
+
+
+@contextlib.asynccontextmanager
+async def local_target(cfg: config.Config, host_: str = TARGET_HOST):
+    server = await Server.start(host_, 0, config=cfg)
+    try:
+        yield LocalTarget(server)
+    finally:
+        server.close()
 
 
 # ---- forged sources ------------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""exhaust: one IP fills the node's store; do honest writes still succeed? I/O.
+
+An attacker at 127.66.0.1 fetches a write token for its own address (a proven
+address: it receives its replies) and sends native STOREs of ``values`` new
+keys, ``value_bytes`` each, ``window`` at a time, to the node under attack
+(``kadnode run``; with ``--capacity`` an in-process node whose store holds
+that many values, so a bounded run can fill it). Then ``honest`` writers,
+each on a /24 of its own, store one new key each, and a prober on yet another
+/24 asks for the attacker's keys (a sample) and the honest ones.
+
+Figure: the attacker's acknowledged writes, its values still held at the end
+(from the sample), its share of what the node holds, and the honest writes
+acknowledged and still held. Held: every honest write taken and kept (99 %
+at least), and the attacker holds less than it sent and less than the whole
+store: its share is capped (issue 13, must-show 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+
+from kadnode.config import MAX_STORED_VALUES, Config
+from kadnode.core.messages import FindValue, Ping, Store, ValueReply
+
+from . import harness
+from .harness import Peer, Result, host
+
+NAME = "exhaust"
+TARGET = (
+    "honest writes >= 99 % taken and kept; the attacker holds less than it sent and less than "
+    "the whole store"
+)
+ATTACKER = host(66, 0, 1)
+PROBER = host(10, 250, 2)
+SAMPLE = 5000  # attacker keys asked for at the end (all of them, up to this many)
+WRITE_TIMEOUT = 2.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--values", type=int, default=100_000, help="attacker's (%(default)s)")
+    p.add_argument("--value-bytes", type=int, default=1000, help="each (%(default)s)")
+    p.add_argument("--honest", type=int, default=20, help="honest writers (%(default)s)")
+    p.add_argument("--window", type=int, default=256, help="writes in flight (%(default)s)")
+    p.add_argument(
+        "--capacity",
+        type=int,
+        default=None,
+        help="run the node in this process with a store of this many values "
+        "(default: kadnode run, whose store holds config.MAX_STORED_VALUES)",
+    )
+
+
+async def fill(attacker: Peer, addr, keys: list[bytes], value: bytes, window: int) -> int:
+    """Native STOREs of every key, ``window`` in flight; how many acknowledged."""
+    token = await attacker.token(addr)
+    if token is None:
+        return 0
+    taken = 0
+    cursor = iter(keys)
+
+    async def worker() -> None:
+        nonlocal taken
+        for key in cursor:
+            reply = await attacker.call(
+                addr, Store(attacker.id, key, value, 86400.0, token), timeout=WRITE_TIMEOUT
+            )
+            taken += bool(getattr(reply, "ok", False))
+
+    await asyncio.gather(*(worker() for _ in range(window)))
+    return taken
+
+
+async def held(prober: Peer, addr, keys: list[bytes]) -> int:
+    """How many of ``keys`` the node returns a value for."""
+    gate = asyncio.Semaphore(64)
+
+    async def one(key: bytes) -> bool:
+        async with gate:
+            return isinstance(await prober.call(addr, FindValue(prober.id, key)), ValueReply)
+
+    return sum(await asyncio.gather(*(one(k) for k in keys)))
+
+
+async def run(args: argparse.Namespace) -> Result:
+    rng = random.Random(args.seed)
+    where = "kadnode run" if args.capacity is None else f"in-process node, store of {args.capacity}"
+    did = (
+        f"one IP stores {args.values:,} x {args.value_bytes} B values ({where}), "
+        f"then {args.honest} honest writers on other /24s store one new key each"
+    )
+    result = Result(NAME, did, TARGET)
+    if args.capacity is None:
+        node_cm = harness.target()
+    else:
+        node_cm = harness.local_target(Config(max_stored_values=args.capacity))
+    async with node_cm as node:
+        attacker = await Peer.open(ATTACKER, rng=rng)
+        prober = await Peer.open(PROBER, rng=rng)
+        writers = await harness.peers(
+            [(harness.honest_host(i), 0) for i in range(1, args.honest + 1)],
+            [harness.random_id(rng) for _ in range(args.honest)],
+        )
+        try:
+            # The honest writers meet the node first, while its store is empty: their
+            # first contact then costs it nothing (that cost is the work attack's).
+            await asyncio.gather(*(w.call(node.addr, Ping(w.id)) for w in writers))
+            keys = [rng.randbytes(20) for _ in range(args.values)]
+            started = time.monotonic()
+            taken = await fill(
+                attacker, node.addr, keys, rng.randbytes(args.value_bytes), args.window
+            )
+            fill_s = time.monotonic() - started
+            args.say(f"exhaust: {taken:,} of {args.values:,} taken in {fill_s:.1f} s")
+            honest_keys = [rng.randbytes(20) for _ in writers]
+            tokens = await asyncio.gather(*(w.token(node.addr) for w in writers))
+            acks = await asyncio.gather(
+                *(
+                    w.store(node.addr, k, b"honest", t or bytes(8))
+                    for w, k, t in zip(writers, honest_keys, tokens, strict=True)
+                )
+            )
+            honest_taken = sum(acks)
+            honest_held = await held(prober, node.addr, honest_keys)
+            sample = rng.sample(keys, min(SAMPLE, len(keys)))
+            sampled = await held(prober, node.addr, sample)
+            info = await node.info()
+        finally:
+            harness.close_all([attacker, prober, *writers])
+    attacker_held = round(sampled / len(sample) * args.values) if sample else 0
+    share = attacker_held / info["values"] if info["values"] else 0.0
+    honest_ok = honest_held / args.honest if args.honest else 1.0
+    result.columns = ["who", "writes sent", "acknowledged", "held at the end"]
+    result.rows = [
+        [
+            "attacker (127.66.0.1)",
+            args.values,
+            taken,
+            f"~{attacker_held:,} (sample of {len(sample)})",
+        ],
+        [f"honest ({args.honest} /24s)", args.honest, honest_taken, honest_held],
+    ]
+    result.figures = {
+        "attacker acknowledged": taken,
+        "attacker held": attacker_held,
+        "attacker share of the store": f"{share:.0%}",
+        "honest writes held": f"{honest_held}/{args.honest}",
+        "values held": info["values"],
+        "fill seconds": round(fill_s, 1),
+        "fill rate per s": round(taken / fill_s) if fill_s else None,
+    }
+    capacity = args.capacity or MAX_STORED_VALUES
+    capped = attacker_held < min(args.values, capacity)
+    result.held = honest_ok >= 0.99 and capped
+    result.why = (
+        f"honest writes held {honest_held}/{args.honest}; the attacker holds ~{attacker_held:,} "
+        f"of the {args.values:,} it sent ({share:.0%} of the store)"
+    )
+    return result
