@@ -15,8 +15,10 @@ See docs/security.md for the threat model and the figures. The harness is
 
 from __future__ import annotations
 
+import argparse
 from importlib import import_module
 from types import ModuleType
+from typing import Any
 
 NAMES = ("amplify", "flood", "sybil", "forge", "exhaust", "work", "shared")
 
@@ -24,3 +26,19 @@ NAMES = ("amplify", "flood", "sybil", "forge", "exhaust", "work", "shared")
 def attack(name: str) -> ModuleType:
     """The module of the attack called ``name``."""
     return import_module(f"chaos.attacks.{name}")
+
+
+def arguments(name: str, quiet: bool = True, seed: int = 1, **sizes: Any) -> argparse.Namespace:
+    """The arguments of attack ``name`` at their defaults, with ``sizes`` instead where
+    given (``values=50``), a seed, and a progress printer (silent when ``quiet``)."""
+    from chaos.scenarios import Progress
+
+    parser = argparse.ArgumentParser()
+    attack(name).add_arguments(parser)
+    args = parser.parse_args([])
+    for option, value in sizes.items():
+        if not hasattr(args, option):
+            raise TypeError(f"attack {name} has no option {option!r}")
+        setattr(args, option, value)
+    args.seed, args.quiet, args.say = seed, quiet, Progress(quiet)
+    return args

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from chaos.attacks import NAMES, attack
+from chaos.attacks import NAMES, arguments, attack
 from chaos.attacks.harness import Result
 from chaos.scenarios import Progress
 
@@ -41,22 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def defaults(name: str, common: argparse.Namespace) -> argparse.Namespace:
-    """An attack's arguments at their defaults, with the common options given."""
-    p = argparse.ArgumentParser()
-    attack(name).add_arguments(p)
-    args = p.parse_args([])
-    args.seed, args.json, args.quiet = common.seed, common.json, common.quiet
-    return args
-
-
 def run_one(name: str, args: argparse.Namespace) -> Result:
-    say = Progress(args.quiet)
-    args.say = say
-    say(f"{name}: starting")
-    started = say.t0
+    args.say = Progress(args.quiet)
+    args.say(f"{name}: starting")
     result = asyncio.run(attack(name).run(args))
-    result.seconds = time.monotonic() - started
+    result.seconds = time.monotonic() - args.say.t0
     return result
 
 
@@ -65,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     names = NAMES if args.attack == "all" else (args.attack,)
     results = []
     for name in names:
-        one = defaults(name, args) if args.attack == "all" else args
+        one = arguments(name, args.quiet, args.seed) if args.attack == "all" else args
         results.append(run_one(name, one))
         if not args.json:
             print(results[-1].render(), flush=True)

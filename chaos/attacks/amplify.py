@@ -54,10 +54,7 @@ NAME = "amplify"
 TARGET = "every request type, known or new sender id: at most 3.0x within the window"
 LIMIT = 3.0
 ATTACKER = host(66, 0, 1)
-VICTIM_PORT = 40000
-GROUP = 4  # requests with known ids sent together
-GROUP_GAP = 2.0  # seconds between batches of known ids
-NEW_GAP = 5.0  # seconds after a new id: its victim never answers, and is dropped by then
+VICTIM_PORT = 0  # any free port: two runs at once do not collide
 LARGE_VALUE = MAX_DATAGRAM - 200  # bytes: what one STORE datagram can carry
 
 
@@ -66,6 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--values", type=int, default=1000, help="values held (%(default)s)")
     p.add_argument("--value-bytes", type=int, default=100, help="each (%(default)s)")
     p.add_argument("--peers", type=int, default=24, help="honest contacts (%(default)s)")
+    p.add_argument(
+        "--gap",
+        type=float,
+        default=5.0,
+        help="seconds between new ids: a newcomer whose victim never answers is dropped "
+        "from the table by then, so it hands over nothing in the next one's place (%(default)s)",
+    )
 
 
 Make = Callable[[int, random.Random, bytes], RequestMessage]
@@ -175,11 +179,8 @@ async def run(args: argparse.Namespace) -> Result:
             sends: list[tuple[int, int, float, int]] = []  # row, column, at, bytes on the wire
             known = [(row, 0, honest[row % len(honest)].id) for row in range(len(rows))]
             new = [(row, 1, None) for row in range(len(rows))]
-            # Known ids a few at a time; each new id alone, once the last newcomer has
-            # been dropped (its victim never answers), so no newcomer hands another's
-            # keys over in its place.
-            batches = [known[i : i + GROUP] for i in range(0, len(known), GROUP)]
-            for batch in batches + [[job] for job in new]:
+            # The known ids together (none is a newcomer); then each new id alone.
+            for batch in [known] + [[job] for job in new]:
                 for row, column, sender in batch:
                     _label, native, make = rows[row]
                     sender = sender if sender is not None else harness.near(node.id, rng)
@@ -187,7 +188,7 @@ async def run(args: argparse.Namespace) -> Result:
                     victim = victims[row][column]
                     if forger.send(data, victim.addr, node.addr, fallback=victim):
                         sends.append((row, column, time.monotonic(), on_wire(len(data))))
-                await asyncio.sleep(GROUP_GAP if column == 0 else NEW_GAP)
+                await asyncio.sleep(args.gap)
             last = max(at for _, _, at, _ in sends)
             await asyncio.sleep(max(0.0, last + args.window - time.monotonic()))
             figures: dict[tuple[int, int], tuple[int, int, int]] = {}

@@ -13,7 +13,8 @@ daemon's CPU time (/proc/PID/stat) and its datagram counter:
 
 Each crafted kind is sent ``crafted`` times, one at a time from 127.66.0.1
 (a socket that never answers), each followed by a ping from a known prober
-whose reply waits behind it: the loop's blocked time. Figure: CPU ms per
+whose reply waits behind it (the loop's blocked time) and a pause; the same
+exchange without the crafted datagram is subtracted. Figure: CPU ms per
 datagram, its ratio to find_node's, datagrams the node sent per datagram.
 Held: every crafted kind costs at most 2x a find_node (issue 13, must-show 6).
 """
@@ -80,19 +81,23 @@ async def baseline(node, prober: Peer, count: int, window: int, rng) -> tuple[fl
 
 
 async def crafted(node, prober: Peer, forger: Forger, sink: Peer, make, count: int):
-    """``count`` crafted datagrams, one at a time: (CPU s, datagrams out, blocked s)."""
+    """``count`` crafted datagrams, one at a time, each followed by a probe ping and a
+    pause (``make`` None: the probes and pauses alone, the idle cost to subtract):
+    (CPU s, datagrams out, blocked s)."""
     rng = random.Random(count)
     await asyncio.sleep(SETTLE)
     before, out = node.cpu_seconds(), (await node.info())["stats"]["datagrams_out"]
     blocked = 0.0
     for _ in range(count):
-        data = harness.datagram(rng, make(rng), True)
-        forger.send(data, sink.addr, node.addr, fallback=sink)
+        if make is not None:
+            data = harness.datagram(rng, make(rng), True)
+            forger.send(data, sink.addr, node.addr, fallback=sink)
         started = time.monotonic()
         await prober.call(node.addr, Ping(prober.id), timeout=PROBE_TIMEOUT, attempts=1)
         blocked += time.monotonic() - started
         await asyncio.sleep(SETTLE)
-    sent = (await node.info())["stats"]["datagrams_out"] - out - count  # less the probes' replies
+    # Less the probes' replies and the info call's own counting.
+    sent = (await node.info())["stats"]["datagrams_out"] - out - count
     return node.cpu_seconds() - before, sent, blocked
 
 
@@ -129,10 +134,12 @@ async def run(args: argparse.Namespace) -> Result:
                 ("kn_digest", lambda r: Digest(prober.id, [bytes(AE_HASH_BYTES)] * AE_BUCKETS)),
                 ("kn_keys, all buckets", lambda r: KeyList(prober.id, list(range(AE_BUCKETS)), [])),
             ]
+            idle, _, idle_blocked = await crafted(node, prober, forger, sink, None, args.crafted)
             worst = (0.0, "")
             for label, make in kinds:
                 cpu, sent, blocked = await crafted(node, prober, forger, sink, make, args.crafted)
-                each = cpu / args.crafted
+                blocked -= idle_blocked
+                each = max(0.0, cpu - idle) / args.crafted
                 ratio = each / per_find if per_find else float("inf")
                 result.rows.append(
                     [label, each * 1000, ratio, sent / args.crafted, blocked / args.crafted * 1000]
@@ -151,9 +158,10 @@ async def run(args: argparse.Namespace) -> Result:
         "worst": worst[1],
     }
     result.notes.append(
-        "CPU is the daemon's user+system time over the whole exchange (retransmissions to "
-        "the silent sender included), at /proc's 10 ms resolution; 'sent each' is its "
-        "datagrams_out counter; records touched are not counted by the node"
+        "CPU is the daemon's time on a CPU (/proc/PID/task/*/schedstat) over the whole "
+        "exchange, retransmissions to the silent sender included, less the same exchange "
+        "without the crafted datagram; 'sent each' is its datagrams_out counter; records "
+        "touched are not counted by the node"
     )
     if not forger.forging:
         result.notes.append(forger.why)
