@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -44,9 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
 def run_one(name: str, args: argparse.Namespace) -> Result:
     args.say = Progress(args.quiet)
     args.say(f"{name}: starting")
+    before = load()
     result = asyncio.run(attack(name).run(args))
     result.seconds = time.monotonic() - args.say.t0
+    result.notes.append(
+        f"machine load (1-min average, {os.cpu_count()} CPUs): {before} before, {load()} after"
+    )
     return result
+
+
+def load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
