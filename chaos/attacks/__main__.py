@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 
@@ -58,13 +59,25 @@ def load() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
+def interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM (and SIGINT, which a shell's background job ignores) unwind the attack,
+    # so the nodes and sockets it opened are closed on the way out.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, interrupted)
     names = NAMES if args.attack == "all" else (args.attack,)
     results = []
     for name in names:
         one = arguments(name, args.quiet, args.seed) if args.attack == "all" else args
-        results.append(run_one(name, one))
+        try:
+            results.append(run_one(name, one))
+        except KeyboardInterrupt:
+            print(f"attacks: interrupted during {name}; its nodes were stopped", file=sys.stderr)
+            return 130
         if not args.json:
             print(results[-1].render(), flush=True)
     if args.json:

@@ -22,6 +22,7 @@ ended by the pid this module started.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -207,7 +208,11 @@ def _proc_stat(pid: int) -> list[str]:
 
 
 class Target:
-    """``kadnode run`` on loopback, in a temporary data directory of its own."""
+    """``kadnode run`` on loopback, in a temporary data directory of its own.
+
+    Every one started is stopped at interpreter exit too, should an attack end
+    without leaving its ``async with`` (by its pid: :func:`stop_all`).
+    """
 
     def __init__(self, host_: str = TARGET_HOST, bootstrap: Iterable[Addr] = ()):
         self.host = host_
@@ -229,6 +234,7 @@ class Target:
                 env=env, start_new_session=True,
             )  # fmt: skip
         self.id = 0
+        _RUNNING.add(self)
 
     @property
     def addr(self) -> Addr:
@@ -287,6 +293,17 @@ class Target:
                 self.proc.kill()
                 self.proc.wait(STOP_TIMEOUT)
         shutil.rmtree(self.dir, ignore_errors=True)
+        _RUNNING.discard(self)
+
+
+_RUNNING: set[Target] = set()
+
+
+@atexit.register
+def stop_all() -> None:
+    """Stop every Target still running (an attack interrupted mid-way)."""
+    for node in list(_RUNNING):
+        node.stop()
 
 
 @contextlib.asynccontextmanager
