@@ -2,7 +2,8 @@
 
 An attacker at 127.66.0.1 fetches a write token for its own address (a proven
 address: it receives its replies) and sends native STOREs of ``values`` new
-keys, ``value_bytes`` each, ``window`` at a time, to the node under attack
+keys, ``value_bytes`` each, ``window`` at a time (and once more those not
+acknowledged), to the node under attack
 (``kadnode run``; with ``--capacity`` an in-process node whose store holds
 that many values, so a bounded run can fill it). Then ``honest`` writers,
 each on a /24 of its own, store one new key each, and a prober on yet another
@@ -21,6 +22,7 @@ import argparse
 import asyncio
 import random
 import time
+from collections.abc import Iterator
 
 from kadnode.config import MAX_STORED_VALUES, Config
 from kadnode.core.messages import FindValue, Ping, Store, ValueReply
@@ -54,23 +56,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def fill(attacker: Peer, addr, keys: list[bytes], value: bytes, window: int) -> int:
-    """Native STOREs of every key, ``window`` in flight; how many acknowledged."""
+    """Native STOREs of every key, ``window`` in flight, and once more for the keys
+    not acknowledged (lost to a busy node): how many acknowledged."""
     token = await attacker.token(addr)
     if token is None:
         return 0
-    taken = 0
-    cursor = iter(keys)
 
-    async def worker() -> None:
-        nonlocal taken
+    async def worker(cursor: Iterator[bytes], missed: list[bytes]) -> None:
         for key in cursor:
-            reply = await attacker.call(
-                addr, Store(attacker.id, key, value, 86400.0, token), timeout=WRITE_TIMEOUT
-            )
-            taken += bool(getattr(reply, "ok", False))
+            message = Store(attacker.id, key, value, 86400.0, token)
+            reply = await attacker.call(addr, message, timeout=WRITE_TIMEOUT)
+            if not getattr(reply, "ok", False):
+                missed.append(key)
 
-    await asyncio.gather(*(worker() for _ in range(window)))
-    return taken
+    left = list(keys)
+    for _ in range(2):
+        missed: list[bytes] = []
+        cursor = iter(left)
+        await asyncio.gather(*(worker(cursor, missed) for _ in range(window)))
+        left = missed
+    return len(keys) - len(left)
 
 
 async def held(prober: Peer, addr, keys: list[bytes]) -> int:
@@ -79,7 +84,8 @@ async def held(prober: Peer, addr, keys: list[bytes]) -> int:
 
     async def one(key: bytes) -> bool:
         async with gate:
-            return isinstance(await prober.call(addr, FindValue(prober.id, key)), ValueReply)
+            reply = await prober.call(addr, FindValue(prober.id, key), timeout=WRITE_TIMEOUT)
+            return isinstance(reply, ValueReply)
 
     return sum(await asyncio.gather(*(one(k) for k in keys)))
 
@@ -104,9 +110,9 @@ async def run(args: argparse.Namespace) -> Result:
             [harness.random_id(rng) for _ in range(args.honest)],
         )
         try:
-            # The honest writers meet the node first, while its store is empty: their
-            # first contact then costs it nothing (that cost is the work attack's).
-            await asyncio.gather(*(w.call(node.addr, Ping(w.id)) for w in writers))
+            # The honest writers and the prober meet the node first, while its store is
+            # empty: their first contact then costs it nothing (that is the work attack).
+            await asyncio.gather(*(w.call(node.addr, Ping(w.id)) for w in [*writers, prober]))
             keys = [rng.randbytes(20) for _ in range(args.values)]
             started = time.monotonic()
             taken = await fill(

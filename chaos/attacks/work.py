@@ -58,7 +58,8 @@ async def fill(node, writers: list[Peer], count: int, window: int, rng: random.R
         nonlocal taken
         for n in cursor:
             w, t = writers[n % len(writers)], tokens[n % len(writers)] or bytes(8)
-            taken += await w.store(node.addr, rng.randbytes(20), n.to_bytes(4, "big"), t)
+            ok = await w.store(node.addr, rng.randbytes(20), n.to_bytes(4, "big"), t)
+            taken += ok  # after the await: ``taken += await ...`` would lose updates
 
     await asyncio.gather(*(worker(i) for i in range(window)))
     return taken
@@ -138,7 +139,7 @@ async def run(args: argparse.Namespace) -> Result:
             worst = (0.0, "")
             for label, make in kinds:
                 cpu, sent, blocked = await crafted(node, prober, forger, sink, make, args.crafted)
-                blocked -= idle_blocked
+                blocked = max(0.0, blocked - idle_blocked)
                 each = max(0.0, cpu - idle) / args.crafted
                 ratio = each / per_find if per_find else float("inf")
                 result.rows.append(
