@@ -12,8 +12,9 @@ each on a /24 of its own, store one new key each, and a prober on yet another
 Figure: the attacker's acknowledged writes, its values still held at the end
 (from the sample), its share of what the node holds, and the honest writes
 acknowledged and still held. Held: every honest write taken and kept (99 %
-at least), and the attacker holds less than it sent and less than the whole
-store: its share is capped (issue 13, must-show 5).
+at least), and the attacking /24 holds at most half of what the node holds:
+its share is capped (issue 13, must-show 5; the per-source quota item 5 asks
+for is the real bound, far below half, and this verdict does not guess it).
 """
 
 from __future__ import annotations
@@ -24,21 +25,20 @@ import random
 import time
 from collections.abc import Iterator
 
-from kadnode.config import MAX_STORED_VALUES, Config
+from kadnode.config import Config
 from kadnode.core.messages import FindValue, Ping, Store, ValueReply
 
 from . import harness
 from .harness import Peer, Result, host
 
 NAME = "exhaust"
-TARGET = (
-    "honest writes >= 99 % taken and kept; the attacker holds less than it sent and less than "
-    "the whole store"
-)
+TARGET = "honest writes >= 99 % taken and kept; one /24 holds at most half the store"
 ATTACKER = host(66, 0, 1)
 PROBER = host(10, 250, 2)
 SAMPLE = 5000  # attacker keys asked for at the end (all of them, up to this many)
 WRITE_TIMEOUT = 2.0
+PASSES = 4  # sends of a write that goes unanswered
+MAX_SHARE = 0.5  # of the store, for one /24: more is no cap at all
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,26 +56,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def fill(attacker: Peer, addr, keys: list[bytes], value: bytes, window: int) -> int:
-    """Native STOREs of every key, ``window`` in flight, and once more for the keys
-    not acknowledged (lost to a busy node): how many acknowledged."""
+    """Native STOREs of every key, ``window`` in flight, sent again (up to PASSES
+    times) while unanswered (lost to a busy node; a refusal is an answer): how
+    many acknowledged."""
     token = await attacker.token(addr)
     if token is None:
         return 0
 
-    async def worker(cursor: Iterator[bytes], missed: list[bytes]) -> None:
+    refused = 0
+
+    async def worker(cursor: Iterator[bytes], unanswered: list[bytes]) -> None:
+        nonlocal refused
         for key in cursor:
             message = Store(attacker.id, key, value, 86400.0, token)
             reply = await attacker.call(addr, message, timeout=WRITE_TIMEOUT)
-            if not getattr(reply, "ok", False):
-                missed.append(key)
+            if reply is None:
+                unanswered.append(key)
+            elif not getattr(reply, "ok", False):
+                refused += 1
 
     left = list(keys)
-    for _ in range(2):
-        missed: list[bytes] = []
+    for _ in range(PASSES):
+        unanswered: list[bytes] = []
         cursor = iter(left)
-        await asyncio.gather(*(worker(cursor, missed) for _ in range(window)))
-        left = missed
-    return len(keys) - len(left)
+        await asyncio.gather(*(worker(cursor, unanswered) for _ in range(window)))
+        left = unanswered
+        if not left:
+            break
+    return len(keys) - len(left) - refused
 
 
 async def held(prober: Peer, addr, keys: list[bytes]) -> int:
@@ -151,14 +159,13 @@ async def run(args: argparse.Namespace) -> Result:
     result.figures = {
         "attacker acknowledged": taken,
         "attacker held": attacker_held,
-        "attacker share of the store": f"{share:.0%}",
+        "attacker share of the store": round(share, 3),
         "honest writes held": f"{honest_held}/{args.honest}",
         "values held": info["values"],
         "fill seconds": round(fill_s, 1),
         "fill rate per s": round(taken / fill_s) if fill_s else None,
     }
-    capacity = args.capacity or MAX_STORED_VALUES
-    capped = attacker_held < min(args.values, capacity)
+    capped = share <= MAX_SHARE
     result.held = honest_ok >= 0.99 and capped
     result.why = (
         f"honest writes held {honest_held}/{args.honest}; the attacker holds ~{attacker_held:,} "
