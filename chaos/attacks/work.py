@@ -9,7 +9,8 @@ daemon's CPU time (/proc/PID/stat) and its datagram counter:
   flight: the baseline;
 - a new sender id next to the node's own id (join handoff scans the store);
 - a new sender id anywhere (for comparison: outside the node's neighbourhood);
-- kn_digest and kn_keys (anti-entropy: the records shared with the sender).
+- kn_digest and kn_keys (anti-entropy: the records shared with the sender),
+  naming the id of the node's nearest contact (the most records shared).
 
 Each crafted kind is sent ``crafted`` times, one at a time from 127.66.0.1
 (a socket that never answers), each followed by a ping from a known prober
@@ -129,11 +130,15 @@ async def run(args: argparse.Namespace) -> Result:
             result.rows.append(
                 ["find_node (baseline)", per_find * 1000, 1.0, sent / args.requests, None]
             )
+            # Anti-entropy names the sender's id: the node's own nearest contact shares
+            # the most records with it (any reply to find_node names it).
+            nearest = await prober.call(node.addr, FindNode(prober.id, node.id))
+            peer = nearest.contacts[0].node_id if nearest and nearest.contacts else prober.id
             kinds = [
                 ("new sender id, next to the node's", lambda r: Ping(harness.near(node.id, r))),
                 ("new sender id, anywhere", lambda r: Ping(harness.random_id(r))),
-                ("kn_digest", lambda r: Digest(prober.id, [bytes(AE_HASH_BYTES)] * AE_BUCKETS)),
-                ("kn_keys, all buckets", lambda r: KeyList(prober.id, list(range(AE_BUCKETS)), [])),
+                ("kn_digest", lambda r: Digest(peer, [bytes(AE_HASH_BYTES)] * AE_BUCKETS)),
+                ("kn_keys, all buckets", lambda r: KeyList(peer, list(range(AE_BUCKETS)), [])),
             ]
             idle, _, idle_blocked = await crafted(node, prober, forger, sink, None, args.crafted)
             worst = (0.0, "")
