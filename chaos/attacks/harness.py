@@ -408,6 +408,23 @@ def _loopback(address: str) -> None:
 # ---- peers: requests, replies, victims -----------------------------------------------------
 
 
+async def quiet(node, settle: float = 0.5, timeout: float = 30.0) -> bool:
+    """Wait until ``node`` sends nothing for ``settle`` s (its datagrams_out counter);
+    False if it was still sending after ``timeout`` s."""
+    last = (await node.info())["stats"].get("datagrams_out", 0)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(settle)
+        now = (await node.info())["stats"].get("datagrams_out", 0)
+        if now == last:
+            return True
+        last = now
+    return False
+
+
+RCVBUF = 64 * 2**20  # a victim must not drop a burst of the node's datagrams unread
+
+
 class Peer(asyncio.DatagramProtocol):
     """One id on one loopback address speaking kadnode's wire.
 
@@ -445,6 +462,24 @@ class Peer(asyncio.DatagramProtocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
         self.addr = transport.get_extra_info("sockname")[:2]
+        sock = transport.get_extra_info("socket")
+        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if option is not None:
+                with contextlib.suppress(OSError):  # FORCE needs root; else up to rmem_max
+                    sock.setsockopt(socket.SOL_SOCKET, option, RCVBUF)
+                    break
+
+    def drops(self) -> int:
+        """Datagrams the kernel dropped at this socket (its receive buffer was full):
+        the ``drops`` column of /proc/net/udp for its port."""
+        port = f"{self.addr[1]:04X}"
+        ip = socket.inet_aton(self.addr[0])[::-1].hex().upper()
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1] == f"{ip}:{port}":
+                    return int(fields[-1])
+        return 0
 
     def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
         self.arrivals.append((time.monotonic(), on_wire(len(data))))
