@@ -423,6 +423,16 @@ async def quiet(node, settle: float = 0.5, timeout: float = 30.0) -> bool:
 
 
 RCVBUF = 64 * 2**20  # a victim must not drop a burst of the node's datagrams unread
+# Linux's SO_RCVBUFFORCE (root: past net.core.rmem_max); Python names it on few builds.
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+def big_buffer(sock: socket.socket) -> None:
+    """Give ``sock`` a RCVBUF receive buffer: forced as root, else as large as allowed."""
+    for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, RCVBUF)
+            return
 
 
 class Peer(asyncio.DatagramProtocol):
@@ -462,12 +472,7 @@ class Peer(asyncio.DatagramProtocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
         self.addr = transport.get_extra_info("sockname")[:2]
-        sock = transport.get_extra_info("socket")
-        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
-            if option is not None:
-                with contextlib.suppress(OSError):  # FORCE needs root; else up to rmem_max
-                    sock.setsockopt(socket.SOL_SOCKET, option, RCVBUF)
-                    break
+        big_buffer(transport.get_extra_info("socket"))
 
     def drops(self) -> int:
         """Datagrams the kernel dropped at this socket (its receive buffer was full):
