@@ -2,7 +2,9 @@
 
 - :class:`Target`: one ``kadnode run`` subprocess on loopback (the real daemon:
   SQLite store, the shell's transport), its log, its CPU time from
-  /proc/PID/stat and its counters from the control API. Stopped by its pid.
+  /proc/PID/task/*/schedstat and its counters from the control API. Stopped
+  by its pid. :class:`LocalTarget`: a node in this process instead, for a
+  Config the daemon has no flag for.
 - :class:`Forger`: UDP datagrams with any 127.x.y.z source address, from a
   raw socket with IP_HDRINCL (root); without root it sends from a socket bound
   to that address instead, which then receives the replies itself (the same
