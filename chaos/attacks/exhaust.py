@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import Iterator
 
-from kadnode.config import Config
+from kadnode.config import MAX_VALUE_BYTES, Config
 from kadnode.core.messages import FindValue, Ping, Store, ValueReply
 
 from . import harness
@@ -38,12 +38,18 @@ PROBER = host(10, 250, 2)
 SAMPLE = 5000  # attacker keys asked for at the end (all of them, up to this many)
 WRITE_TIMEOUT = 2.0
 PASSES = 4  # sends of a write that goes unanswered
+BIN_HEADER = 3  # msgpack's bin 16 header: value_bytes is what the value packs to
 MAX_SHARE = 0.5  # of the store, for one /24: more is no cap at all
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--values", type=int, default=100_000, help="attacker's (%(default)s)")
-    p.add_argument("--value-bytes", type=int, default=1000, help="each (%(default)s)")
+    p.add_argument(
+        "--value-bytes",
+        type=int,
+        default=MAX_VALUE_BYTES,
+        help="each, as packed on the wire: the most a put may carry (%(default)s)",
+    )
     p.add_argument("--honest", type=int, default=20, help="honest writers (%(default)s)")
     p.add_argument("--window", type=int, default=256, help="writes in flight (%(default)s)")
     p.add_argument(
@@ -123,9 +129,8 @@ async def run(args: argparse.Namespace) -> Result:
             await asyncio.gather(*(w.call(node.addr, Ping(w.id)) for w in [*writers, prober]))
             keys = [rng.randbytes(20) for _ in range(args.values)]
             started = time.monotonic()
-            taken = await fill(
-                attacker, node.addr, keys, rng.randbytes(args.value_bytes), args.window
-            )
+            value = rng.randbytes(args.value_bytes - BIN_HEADER)
+            taken = await fill(attacker, node.addr, keys, value, args.window)
             fill_s = time.monotonic() - started
             args.say(f"exhaust: {taken:,} of {args.values:,} taken in {fill_s:.1f} s")
             honest_keys = [rng.randbytes(20) for _ in writers]

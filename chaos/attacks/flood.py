@@ -7,7 +7,8 @@ a key it put): the baseline, with the node's CPU. Then one IP (127.66.0.1, a
 process of its own) sends find_node at ``rate`` per second for ``seconds``
 from one sender id, with the same honest load beside it.
 
-Figure: requests the flooder got answered per second (and reply bytes), honest
+Figure: requests the flooder got answered per second once the flood is a
+second old (a rate limiter's burst is spent by then), reply bytes, honest
 success (a reply within kadnode's own timeout and attempts: 1 s, 2 sends),
 and the node's CPU in both phases (/proc/PID/stat). Held: answered per
 second at most the node's configured per-IP rate (``--rate-limit``, else
@@ -40,11 +41,15 @@ TARGET = f"answered/s <= the configured per-IP rate ({LIMIT_NAME}); honest >= 99
 FLOODER = host(66, 0, 1)
 HONEST_TARGET = 0.99
 POOL = 4096  # distinct pre-built requests the flooder cycles through
+# The answered rate is counted after the first second, once a token bucket's
+# burst is spent; replies in flight at the window's edges may add 1 %.
+WARMUP = 1.0
+EDGE = 0.01
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=int, default=10_000, help="requests/s (%(default)s)")
-    p.add_argument("--seconds", type=float, default=30.0, help="of flood (%(default)s)")
+    p.add_argument("--seconds", type=float, default=30.0, help="of flood, > 1 (%(default)s)")
     p.add_argument("--honest", type=int, default=10, help="honest clients (%(default)s)")
     p.add_argument("--interval", type=float, default=0.1, help="s between one's (%(default)s)")
     p.add_argument("--rate-limit", type=float, default=None, help="the node's per-IP rate")
@@ -62,9 +67,10 @@ def flooder(target: tuple[str, int], rate: int, seconds: float, out) -> None:
         encode_request(NATIVE_MAGIC + rng.randbytes(16), "find_node", [sender, rng.randbytes(20)])
         for _ in range(POOL)
     ]
-    sent = answered = reply_bytes = errors = 0
+    sent = answered = steady = reply_bytes = errors = 0
     start = time.monotonic()
     end = start + seconds
+    settled = start + WARMUP
     requests = cycle(pool)
     while (now := time.monotonic()) < end:
         due = int((now - start) * rate)
@@ -81,6 +87,7 @@ def flooder(target: tuple[str, int], rate: int, seconds: float, out) -> None:
                 break
             if data[:1] == bytes((RESPONSE,)):
                 answered += 1
+                steady += now >= settled
                 reply_bytes += harness.on_wire(len(data))
         time.sleep(0.0005)
     drain = time.monotonic() + 0.5
@@ -91,7 +98,8 @@ def flooder(target: tuple[str, int], rate: int, seconds: float, out) -> None:
             time.sleep(0.005)
             continue
         answered += data[:1] == bytes((RESPONSE,))
-    out.send({"sent": sent, "answered": answered, "reply_bytes": reply_bytes, "errors": errors})
+    report = {"sent": sent, "answered": answered, "steady": steady, "reply_bytes": reply_bytes}
+    out.send(report | {"errors": errors})
     out.close()
 
 
@@ -186,7 +194,7 @@ async def run(args: argparse.Namespace) -> Result:
         result.held = None
         result.why = "the flooder process did not report"
         return result
-    answered_s = report["answered"] / args.seconds
+    answered_s = report["steady"] / (args.seconds - WARMUP)
     sent_s = report["sent"] / args.seconds
     result.columns = [
         "phase",
@@ -218,7 +226,7 @@ async def run(args: argparse.Namespace) -> Result:
     }
     if limit is None:
         result.notes.append(f"no per-IP request rate configured (kadnode.config.{LIMIT_NAME})")
-    result.held = limit is not None and answered_s <= limit and honest >= HONEST_TARGET
+    result.held = limit is not None and answered_s <= limit * (1 + EDGE) and honest >= HONEST_TARGET
     result.why = (
         f"{answered_s:,.0f} answered/s of {sent_s:,.0f} sent/s against a limit of "
         f"{limit if limit is not None else 'none'}; honest success {honest:.1%}"

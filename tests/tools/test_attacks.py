@@ -48,12 +48,12 @@ async def test_amplify_no_request_returns_more_than_3x_to_a_forged_source():
 
 @waits_for("per-IP rate limits (item 2)")
 async def test_flood_is_answered_at_most_at_the_configured_rate_and_honest_requests_pass():
-    args = arguments("flood", rate=3000, seconds=2.0, honest=5)
+    args = arguments("flood", rate=3000, seconds=3.0, honest=5)
     result = await flood.run(args)
     assert result.held is not None, result.render()
     limit = result.figures["configured per-IP rate"]
     assert limit is not None, "no per-IP request rate is configured"
-    assert result.figures["flood answered/s"] <= limit, result.render()
+    assert result.figures["flood answered/s"] <= limit * (1 + flood.EDGE), result.render()
     assert float(result.figures["honest success"].rstrip("%")) >= 99.0, result.render()
 
 
