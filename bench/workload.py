@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
 from kadnode.cli.demo import JOIN_BATCH
+from kadnode.config import LOCAL_TEST
 from kadnode.shell import loop
 from kadnode.shell.library import Server
 from kadnode.stats import mean, percentiles_ms
@@ -120,7 +121,7 @@ class Kadnode:
 
     async def start(self, n: int) -> None:
         for _ in range(n):
-            self.nodes.append(await Server.start("127.0.0.1", 0))
+            self.nodes.append(await Server.start("127.0.0.1", 0, config=LOCAL_TEST))
 
     async def join(self, say) -> None:
         first = self.nodes[0].address

@@ -115,6 +115,10 @@ class DockerBackend(NetnsFaults, Backend):
                 "--api",
                 "127.0.0.1:8468",
                 "--allow-fault-injection",
+                # Every container sits in this network's subnet: lift the
+                # per-address and per-subnet limits there.
+                "--exempt",
+                self._subnet(),
             ],
             name=f"{self.cluster}-{short}",
             hostname=short,
@@ -124,6 +128,10 @@ class DockerBackend(NetnsFaults, Backend):
             dns=[self._dns_ip()],
             labels={LABEL: self.cluster, ROLE: role},
         )
+
+    def _subnet(self) -> str:
+        network = self.client.networks.get(self.cluster)
+        return network.attrs["IPAM"]["Config"][0]["Subnet"]
 
     def _dns_ip(self) -> str:
         if not getattr(self, "dns_ip", None):

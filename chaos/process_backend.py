@@ -97,6 +97,7 @@ def _free_port(kind: int) -> int:
 
 class ProcessBackend(Backend):
     name = "process"
+    EXEMPT = "127.0.0.0/8"  # every daemon on loopback
     faults = frozenset({"kill", "churn", "delay"})
 
     def __init__(self, cluster: str = "kadchaos", state_dir: Path | None = None):
@@ -214,6 +215,10 @@ class ProcessBackend(Backend):
             "--api",
             entry["api"],
             "--allow-fault-injection",
+            # Every node in one range (loopback, or the namespaces' /24): lift
+            # the per-address and per-subnet limits there.
+            "--exempt",
+            self.EXEMPT,
             *self._seed_args(entry),
         ]
         with open(log_path, "ab") as log:
@@ -346,6 +351,7 @@ def _ip(*args: str) -> None:
 
 class NetnsBackend(NetnsFaults, ProcessBackend):
     name = "netns"
+    EXEMPT = f"{SUBNET}.0/24"  # every namespace's address
     faults = frozenset({"partition", "loss", "delay", "kill", "churn"})
 
     def __init__(self, cluster: str = "kadchaos", state_dir: Path | None = None):

@@ -91,6 +91,29 @@ MAX_OPERATIONS = 1024
 # Values a node holds for others: bound the store (memory and disk bound).
 MAX_STORED_VALUES = 100_000
 
+# Request rate limits (kadnode.core.limits), per second with a burst of one
+# second's worth. OpenDHT's network engine answers at most 8 x 1024 requests a
+# second in all and an eighth of that per IP (src/dht.cpp MAX_REQUESTS_PER_SEC,
+# max_peer_req_per_sec; "global limiting should be triggered by at least 8
+# different IPs"). A /24 (/48) gets two IPs' worth: more than one honest host
+# behind it, far less than 256 attacking ones. Exempt ranges (a LAN, loopback
+# test networks) skip the per-IP and per-subnet limits, not the total.
+REQUESTS_PER_IP = 1024.0
+REQUESTS_PER_SUBNET = 2048.0
+REQUESTS_TOTAL = 8192.0
+
+# Routing-table admission (go-ethereum p2p/discover table.go: bucketIPLimit 2,
+# tableIPLimit 10, per /24): at most this many contacts of one /24 (/48 for
+# IPv6) in a bucket, and in the whole table; lookups take at most the bucket
+# number from one subnet among their candidates. Exempt ranges skip both.
+PER_SUBNET_BUCKET = 2
+PER_SUBNET_TABLE = 10
+
+# A local test network (kadnode demo, the benchmark, the test suite) puts every
+# node on one address: it lifts the per-address and per-subnet limits there
+# (LOCAL_TEST, below), and says so.
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+
 # Write tokens (BEP 5): "tokens up to ten minutes old are accepted": a secret
 # changes every five minutes and the previous one stays valid. A writer uses
 # a cached token for half that long, then fetches a fresh one with a ping.
@@ -98,6 +121,27 @@ TOKEN_ROTATE = 300.0
 TOKEN_FRESH = 150.0
 TOKEN_BYTES = 8  # BEP 5 leaves the length open; 64 bits of HMAC-SHA1
 TOKEN_MEMO = 4096  # hosts whose token is memoized, per secret
+
+# Endpoint proof (kadnode.core.proof). Until a host has proven it receives at
+# its address (it answered our request, or echoed our token), what its
+# requests make a node send it stays within 3x the bytes it sent: QUIC's
+# anti-amplification limit (RFC 9000 section 8), below the 3.8x measured for
+# Mainline DHT. A proof lasts an hour from the last one (go-ethereum's discv4
+# keeps a bond 24 h; an hour bounds what a reassigned address inherits).
+AMPLIFICATION = 3.0
+PROOF_LIFETIME = 3600.0
+MAX_TRACKED_HOSTS = 65536
+# A native request to a node that has not proven us yet is padded to this
+# many bytes, so that 3x it covers the largest reply (a value of
+# MAX_VALUE_BYTES, or k = 20 contacts: ~1,100 bytes on the wire). A token the
+# node gave us proves us instead and costs 8 bytes.
+PROOF_PAD_TO = 380
+MAX_PROOF_BYTES = 512
+# Unproven senders are pinged back (one datagram, no larger than their
+# request) to prove them; at most this many dial-backs are outstanding, one
+# per host, with a few more senders from that host (NAT) waiting on each.
+MAX_DIAL_BACKS = 1024
+DIAL_BACK_WAITING = 16
 
 # Work budgets of upkeep (kadnode.core.upkeep): how much one timer tick or one
 # newcomer may make a node do. Today's budgets are sized never to bind in the
@@ -137,11 +181,21 @@ class Config:
     max_pending_requests: int = MAX_PENDING_REQUESTS
     max_operations: int = MAX_OPERATIONS
     max_stored_values: int = MAX_STORED_VALUES
+    requests_per_ip: float = REQUESTS_PER_IP
+    requests_per_subnet: float = REQUESTS_PER_SUBNET
+    requests_total: float = REQUESTS_TOTAL
+    per_subnet_bucket: int = PER_SUBNET_BUCKET
+    per_subnet_table: int = PER_SUBNET_TABLE
+    # CIDR ranges exempt from per-IP and per-subnet limits (none by default).
+    exempt_networks: tuple[str, ...] = ()
 
 
 # A restarted daemon rejoins through the contacts it saved, most recently seen
 # first, this many at most (the simulator's churn scenario does the same).
 REJOIN_CONTACTS = 64
+
+# The configuration of a local test network: every node on loopback.
+LOCAL_TEST = Config(exempt_networks=LOOPBACK_NETWORKS)
 
 # Bootstrap by DNS name (kadnode.shell.dns).
 # RFC 1035 section 4.2.1: DNS servers listen on port 53.

@@ -157,11 +157,12 @@ class Daemons:
         port: int | None = None,
         data_dir: Path | None = None,
         bootstrap: Sequence[Daemon] = (),
+        extra: Sequence[str] = (),
     ) -> Daemon:
-        """Start a daemon and wait until it listens (and, with seeds, has joined)."""
-        daemon = self.spawn(
-            name, port=port, data_dir=data_dir, bootstrap=[seed.addr for seed in bootstrap]
-        )
+        """Start a daemon and wait until it listens (and, with seeds, has joined);
+        ``extra``: more ``kadnode run`` options."""
+        seeds = [seed.addr for seed in bootstrap]
+        daemon = self.spawn(name, port=port, data_dir=data_dir, bootstrap=seeds, extra=extra)
         if bootstrap:
             daemon.wait_log(JOINED)
         return daemon
@@ -173,6 +174,7 @@ class Daemons:
         port: int | None = None,
         data_dir: Path | None = None,
         bootstrap: Sequence[str] = (),
+        extra: Sequence[str] = (),
     ) -> Daemon:
         """Start a daemon seeded with ``bootstrap`` addresses; return once it listens."""
         port = port or free_port(socket.SOCK_DGRAM)
@@ -193,6 +195,8 @@ class Daemons:
         ]
         for addr in bootstrap:
             args += ["--bootstrap", addr]
+        # Every daemon on 127.0.0.1: the per-address limits are lifted there.
+        args += ["--exempt", "127.0.0.0/8", *extra]
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=ENV

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kadnode.config import Config
+from kadnode.config import LOCAL_TEST, Config
 from kadnode.core.ids import ID_BITS, ID_SPACE, ring_distance, to_hex
 from kadnode.core.messages import Addr
 from kadnode.core.ring import brute_successor
@@ -106,7 +106,7 @@ async def nodes(n: int, seed: Addr | None = None) -> AsyncIterator[list[Server]]
     started: list[Server] = []
     try:
         for _ in range(n):
-            started.append(await Server.start(HOST, 0))
+            started.append(await Server.start(HOST, 0, config=LOCAL_TEST))
             first = seed or started[0].address
             if started[-1].address != first:
                 await started[-1].bootstrap([first])
@@ -146,7 +146,13 @@ async def daemon(data_dir: Path, seeds: list[Addr] | None = None) -> AsyncIterat
     stop = asyncio.Event()
     ready: asyncio.Future[tuple[Daemon, int]] = asyncio.get_running_loop().create_future()
     options = DaemonOptions(
-        host=HOST, port=0, data_dir=data_dir, api_host=HOST, api_port=0, bootstrap=seeds or []
+        host=HOST,
+        port=0,
+        data_dir=data_dir,
+        api_host=HOST,
+        api_port=0,
+        bootstrap=seeds or [],
+        config=LOCAL_TEST,
     )
     task = asyncio.create_task(
         run_daemon(options, stop=stop, on_ready=lambda d, port: ready.set_result((d, port)))

@@ -19,6 +19,8 @@ from pathlib import Path
 from kadnode import __version__
 from kadnode.cli.client import EXIT_ERROR, add_client_commands, one_line, run_client_command
 from kadnode.cli.demo import render, run_demo
+from kadnode.config import REQUESTS_TOTAL, Config
+from kadnode.core.addresses import parse_networks
 from kadnode.errors import KadnodeError
 from kadnode.inputs import at_least, parse_hostport, parse_nameserver
 from kadnode.shell import loop
@@ -118,6 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let the control API delay this node's datagrams (chaos testing only)",
     )
+    run.add_argument(
+        "--exempt",
+        type=_network,
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="lift the per-address and per-subnet limits for this range, e.g. a LAN, or"
+        " 127.0.0.0/8 for a test network on loopback (repeatable; default: none)",
+    )
+    run.add_argument(
+        "--requests-per-second",
+        type=at_least(1),
+        default=None,
+        metavar="N",
+        help=f"requests this node answers per second in all (default {int(REQUESTS_TOTAL)})",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     demo = sub.add_parser("demo", help="start a local network on loopback and show it working")
@@ -143,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _network(text: str) -> str:
+    try:
+        parse_networks([text])
+    except KadnodeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
@@ -159,6 +185,10 @@ def _run(args: argparse.Namespace) -> int:
         allow_fault_injection=args.allow_fault_injection,
         api_host=host,
         api_port=api_port,
+        config=Config(
+            exempt_networks=tuple(args.exempt),
+            requests_total=float(args.requests_per_second or REQUESTS_TOTAL),
+        ),
     )
     loop.run(run_daemon(options))
     return 0

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kadnode.config import AE_BUCKETS, AE_HASH_BYTES, MAX_VALUE_BYTES, TOKEN_BYTES
+from kadnode.config import AE_BUCKETS, AE_HASH_BYTES, MAX_PROOF_BYTES, MAX_VALUE_BYTES, TOKEN_BYTES
 from kadnode.core.ids import ID_BYTES, to_bytes
 from kadnode.core.messages import (
     VALUE_TYPES,
@@ -159,9 +159,21 @@ def _arity(args: list, *counts: int) -> None:
         raise DecodeError(f"{len(args)} arguments where {counts} expected")
 
 
+def _proof(args: list, count: int) -> bytes | None:
+    """The optional trailing proof of a native request with ``count`` arguments
+    before it: a token (8 bytes) or padding (up to MAX_PROOF_BYTES); None if absent."""
+    _arity(args, count, count + 1)
+    if len(args) == count:
+        return None
+    proof = args[count]
+    if type(proof) is not bytes or not TOKEN_BYTES <= len(proof) <= MAX_PROOF_BYTES:
+        raise DecodeError("request proof is not a token or padding")
+    return proof
+
+
 def _parse_ping(args: list) -> Ping:
-    _arity(args, 1)
-    return Ping(_id(args[0]))
+    proof = _proof(args, 1)
+    return Ping(_id(args[0]), proof)
 
 
 def _parse_store(args: list) -> Store:
@@ -176,18 +188,18 @@ def _parse_store(args: list) -> Store:
 
 
 def _parse_find_node(args: list) -> FindNode:
-    _arity(args, 2)
-    return FindNode(_id(args[0]), _id(args[1]))
+    proof = _proof(args, 2)
+    return FindNode(_id(args[0]), _id(args[1]), proof)
 
 
 def _parse_find_value(args: list) -> FindValue:
-    _arity(args, 2)
-    return FindValue(_id(args[0]), _key(args[1]))
+    proof = _proof(args, 2)
+    return FindValue(_id(args[0]), _key(args[1]), proof)
 
 
 def _parse_ring_query(args: list) -> RingQuery:
-    _arity(args, 1)
-    return RingQuery(_id(args[0]))
+    proof = _proof(args, 1)
+    return RingQuery(_id(args[0]), proof)
 
 
 def _parse_goodbye(args: list) -> Goodbye:
@@ -199,23 +211,23 @@ def _parse_goodbye(args: list) -> Goodbye:
 
 
 def _parse_find_successor(args: list) -> FindSuccessor:
-    _arity(args, 2)
-    return FindSuccessor(_id(args[0]), _id(args[1]))
+    proof = _proof(args, 2)
+    return FindSuccessor(_id(args[0]), _id(args[1]), proof)
 
 
 def _parse_digest(args: list) -> Digest:
-    _arity(args, 2)
+    proof = _proof(args, 2)
     hashes = args[1]
     if type(hashes) is not list or len(hashes) != AE_BUCKETS:
         raise DecodeError("digest is not a list of bucket hashes")
     for h in hashes:
         if type(h) is not bytes or len(h) != AE_HASH_BYTES:
             raise DecodeError("digest hash is not 8 bytes")
-    return Digest(_id(args[0]), hashes)
+    return Digest(_id(args[0]), hashes, proof)
 
 
 def _parse_key_list(args: list) -> KeyList:
-    _arity(args, 3)
+    proof = _proof(args, 3)
     buckets, entries = args[1], args[2]
     if type(buckets) is not list or not all(
         type(b) is int and 0 <= b < AE_BUCKETS for b in buckets
@@ -231,7 +243,7 @@ def _parse_key_list(args: list) -> KeyList:
         if type(fp) is not bytes or len(fp) != AE_HASH_BYTES:
             raise DecodeError("key list fingerprint is not 8 bytes")
         pairs.append((_key(key), fp))
-    return KeyList(_id(args[0]), buckets, pairs)
+    return KeyList(_id(args[0]), buckets, pairs, proof)
 
 
 def _parse_put(args: list) -> Put:
@@ -399,15 +411,28 @@ def _store_args(m: Store) -> tuple[str, list]:
     return "store", args
 
 
+def _proven(args: list, proof: bytes | None) -> list:
+    return args if proof is None else [*args, proof]
+
+
 _REQUEST_ENCODERS: dict[type, Callable[..., tuple[str, list]]] = {
-    Ping: lambda m: ("ping", [to_bytes(m.sender_id)]),
+    Ping: lambda m: ("ping", _proven([to_bytes(m.sender_id)], m.proof)),
     Store: _store_args,
-    FindNode: lambda m: ("find_node", [to_bytes(m.sender_id), to_bytes(m.target)]),
-    FindValue: lambda m: ("find_value", [to_bytes(m.sender_id), m.key]),
-    RingQuery: lambda m: ("kn_ring", [to_bytes(m.sender_id)]),
-    FindSuccessor: lambda m: ("kn_find_successor", [to_bytes(m.sender_id), to_bytes(m.key)]),
-    Digest: lambda m: ("kn_digest", [to_bytes(m.sender_id), m.hashes]),
-    KeyList: lambda m: ("kn_keys", [to_bytes(m.sender_id), m.buckets, m.entries]),
+    FindNode: lambda m: (
+        "find_node",
+        _proven([to_bytes(m.sender_id), to_bytes(m.target)], m.proof),
+    ),
+    FindValue: lambda m: ("find_value", _proven([to_bytes(m.sender_id), m.key], m.proof)),
+    RingQuery: lambda m: ("kn_ring", _proven([to_bytes(m.sender_id)], m.proof)),
+    FindSuccessor: lambda m: (
+        "kn_find_successor",
+        _proven([to_bytes(m.sender_id), to_bytes(m.key)], m.proof),
+    ),
+    Digest: lambda m: ("kn_digest", _proven([to_bytes(m.sender_id), m.hashes], m.proof)),
+    KeyList: lambda m: (
+        "kn_keys",
+        _proven([to_bytes(m.sender_id), m.buckets, m.entries], m.proof),
+    ),
     Goodbye: lambda m: ("kn_bye", [to_bytes(m.sender_id), m.token]),
     Put: lambda m: (
         "kn_put",

@@ -5,6 +5,8 @@ than in lock-step rounds: whenever a reply or failure frees a slot, the
 nearest not-yet-asked candidate is asked, so up to ``alpha`` requests are
 always outstanding. The lookup ends when the ``k`` nearest candidates that
 have not failed have all answered (or, for FIND_VALUE, when a value arrives).
+With ``per_subnet``, at most that many candidates come from one /24 (/48):
+ids from one subnet placed next to the target cannot fill the k closest.
 The caller does the sending and the timing; this class only decides.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from kadnode.core.addresses import Exempt, subnet_of
 from kadnode.core.messages import Contact, Kind, Value
 
 
@@ -77,8 +80,16 @@ class Lookup:
         alpha: int,
         self_id: int,
         want_value: bool = False,
+        per_subnet: int | None = None,
+        exempt: Exempt | None = None,
     ):
         self.target = target
+        # At most this many candidates from one /24 (/48), outside the exempt
+        # ranges: a subnet full of ids placed next to the target cannot crowd
+        # out everyone else (None: no limit).
+        self.per_subnet = per_subnet
+        self.exempt = exempt or Exempt()
+        self._subnets: dict[str, int] = {}
         self.k = k
         self.alpha = alpha
         self.self_id = self_id
@@ -107,6 +118,12 @@ class Lookup:
                 if contact.native and not known.contact.native and known.contact == contact:
                     known.contact = contact
                 continue
+            if self.per_subnet is not None and contact.host not in self.exempt:
+                subnet = subnet_of(contact.host)
+                seen = self._subnets.get(subnet, 0)
+                if seen >= self.per_subnet:
+                    continue
+                self._subnets[subnet] = seen + 1
             self._candidates[node_id] = Candidate(contact, hops)
             bisect.insort(self._order, (node_id ^ self.target, node_id))
 

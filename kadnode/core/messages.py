@@ -59,6 +59,10 @@ class Contact:
 @dataclass(frozen=True, slots=True)
 class Ping:
     sender_id: int
+    # Native only: a write token this receiver gave the sender's address (it
+    # proves the address), or padding, so that the reply may be full size
+    # (kadnode.core.proof).
+    proof: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +81,14 @@ class Store:
 class FindNode:
     sender_id: int
     target: int
+    proof: bytes | None = None  # see Ping
 
 
 @dataclass(frozen=True, slots=True)
 class FindValue:
     sender_id: int
     key: bytes
+    proof: bytes | None = None  # see Ping
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,7 @@ class RingQuery:
     """
 
     sender_id: int
+    proof: bytes | None = None  # see Ping
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,7 @@ class FindSuccessor:
 
     sender_id: int
     key: int
+    proof: bytes | None = None  # see Ping
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,7 @@ class Digest:
 
     sender_id: int
     hashes: list[bytes]
+    proof: bytes | None = None  # see Ping
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +128,7 @@ class KeyList:
     sender_id: int
     buckets: list[int]
     entries: list[tuple[bytes, bytes]]
+    proof: bytes | None = None  # see Ping
 
 
 @dataclass(frozen=True, slots=True)

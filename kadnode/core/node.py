@@ -30,11 +30,14 @@ from collections.abc import Callable, Iterable
 
 from kadnode.config import Config
 from kadnode.core import answers, codec, operations, upkeep, values
+from kadnode.core.addresses import Exempt
 from kadnode.core.codec import Response
 from kadnode.core.events import OperationCompleted
 from kadnode.core.identity import Identity
 from kadnode.core.ids import ID_BYTES, in_half_open
-from kadnode.core.messages import Addr, Contact, Goodbye, Kind, Ping, PingReply, Value
+from kadnode.core.limits import RateLimits
+from kadnode.core.messages import Addr, Contact, Kind, Ping, PingReply, Value
+from kadnode.core.proof import Proof
 from kadnode.core.requests import Requests
 from kadnode.core.ring import Fingers, RingView
 from kadnode.core.routing import RoutingTable
@@ -42,6 +45,8 @@ from kadnode.core.store import Record, Store
 from kadnode.core.tokens import WriteTokens, remember
 from kadnode.core.wire import contact_of
 from kadnode.errors import DecodeError, LocalProtocolError
+
+REQUEST_BYTE = bytes((codec.REQUEST,))
 
 
 class NodeCore:
@@ -65,8 +70,17 @@ class NodeCore:
         self.config = cfg = config or Config()
         self.store = store
         self.rng = rng or random.Random()
+        self.exempt = Exempt(cfg.exempt_networks)
         self.table = RoutingTable(
-            node_id, cfg.k, cfg.replacement_cache, cfg.stale_limit, cfg.good_for, now
+            node_id,
+            cfg.k,
+            cfg.replacement_cache,
+            cfg.stale_limit,
+            cfg.good_for,
+            now,
+            cfg.per_subnet_bucket,
+            cfg.per_subnet_table,
+            self.exempt,
         )
         self.stats: Counter[str] = Counter()
         self._out: list[tuple[bytes, Addr]] = []
@@ -82,11 +96,18 @@ class NodeCore:
         self.stabilize_at = now + cfg.stabilize_interval
         self.sync_at = now + cfg.anti_entropy_interval
         self.tokens = WriteTokens(self.rng, now)
+        self.limits = RateLimits(cfg, self.exempt)
+        self.proof = Proof()
+        self.dialing: dict[str, list[Contact]] = {}  # host pinged back -> its senders
+        self.ping_size = len(codec.encode(bytes(ID_BYTES), Ping(node_id)))
 
     # ---- the I/O interface ----------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self.stats["datagrams_in"] += 1
+        if data[:1] == REQUEST_BYTE and not self.limits.allow(addr[0], now):
+            self.stats["requests_limited"] += 1  # dropped before it is even decoded
+            return
         try:
             message = codec.decode(data, self.config.max_datagram)
         except DecodeError:
@@ -94,8 +115,11 @@ class NodeCore:
             return
         if type(message) is Response:
             self._handle_response(message, addr, now)
+        elif message.message.sender_id == self.id:
+            self.stats["bad_datagrams"] += 1  # someone claims our id
         else:
-            self._handle_request(message, addr, now)
+            self.stats["requests_in"] += 1
+            answers.respond(self, message, addr, len(data), now)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
         out = self._out[:]
@@ -204,6 +228,9 @@ class NodeCore:
         """As many operations running as the configuration allows."""
         return len(self._ops) >= self.config.max_operations
 
+    def send_reply(self, data: bytes, addr: Addr) -> None:
+        self._out.append((data, addr))
+
     def complete(self, op: int, result) -> None:
         self._ops.discard(op)
         self._events.append(OperationCompleted(op, result))
@@ -236,15 +263,20 @@ class NodeCore:
         attempts = self.config.request_attempts
         return self.requests.send(addr, contact, Ping(self.id), on_reply, on_fail, now, attempts)
 
-    def saw(self, contact: Contact, now: float) -> None:
-        """A contact proved alive: table, ring, handoff, maybe an eviction ping."""
-        self.offer_ring(contact)
+    def saw(self, contact: Contact, now: float, asked: bool = False) -> None:
+        """A contact proved alive at its address: table, ring, maybe an eviction
+        ping; and, when it ``asked`` us something (never on a reply to our own
+        request), maybe the join handoff."""
         if not self.table.knows(contact.node_id):
-            # First sight (or back after being dropped), whether it lands in a
-            # bucket or in its replacement cache: it may now be among the k
-            # closest for keys we hold.
-            upkeep.welcome(self, contact, now)
+            if not self.table.admits(contact):
+                self.stats["contacts_refused"] += 1
+                return
+            contact = contact_of(contact.node_id, contact.host, contact.port, contact.native)
         oldest = self.table.seen(contact, now)
+        if self.table.knows(contact.node_id):  # admitted: the ring takes only those
+            self.offer_ring(contact)
+        if asked:
+            upkeep.welcome(self, contact, now)
         if oldest is None or oldest.node_id in self._evicting:
             return
         # Full bucket: ping its least recently seen contact before anyone is
@@ -326,20 +358,5 @@ class NodeCore:
             self.saw(contact, now)
             if token is not None:
                 remember(self.table, contact.node_id, token, now)
+        self.proof.prove(addr[0], now)  # it answered at the address we asked
         pending.on_reply(reply, now)
-
-    def _handle_request(self, request: codec.Request, addr: Addr, now: float) -> None:
-        message = request.message
-        if message.sender_id == self.id:
-            self.stats["bad_datagrams"] += 1  # someone claims our id
-            return
-        self.stats["requests_in"] += 1
-        if type(message) is not Goodbye:
-            # Before the request itself: a newcomer's welcome must not echo
-            # back the value it is storing with us right now.
-            self.saw(contact_of(message.sender_id, addr[0], addr[1], request.native), now)
-        data = codec.encode(request.msg_id, answers.answer(self, request, addr, now))
-        if len(data) > self.config.max_datagram:
-            self.stats["replies_too_large"] += 1
-            return
-        self._out.append((data, addr))

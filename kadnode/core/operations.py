@@ -81,6 +81,8 @@ def run_lookup(
         alpha=cfg.alpha,
         self_id=node.id,
         want_value=mode == Mode.FIRST,
+        per_subnet=cfg.per_subnet_bucket,
+        exempt=node.exempt,
     )
     node.table.touch(node.table.bucket_index(target), now)
     if mode == Mode.NODES:

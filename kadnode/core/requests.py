@@ -20,16 +20,40 @@ import heapq
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from kadnode.config import RTO_ALPHA, RTO_BETA, RTO_K, Config
+from kadnode.config import (
+    PROOF_PAD_TO,
+    RTO_ALPHA,
+    RTO_BETA,
+    RTO_K,
+    TOKEN_BYTES,
+    Config,
+)
 from kadnode.core import codec
 from kadnode.core.codec import NATIVE_MAGIC, Response
-from kadnode.core.messages import Addr, Contact, ReplyMessage, RequestMessage
+from kadnode.core.messages import (
+    Addr,
+    Contact,
+    Digest,
+    FindNode,
+    FindSuccessor,
+    FindValue,
+    KeyList,
+    Ping,
+    ReplyMessage,
+    RequestMessage,
+    RingQuery,
+)
 from kadnode.core.routing import RoutingTable, rtt_update
+from kadnode.core.tokens import proving
 from kadnode.errors import DecodeError
 
 OnReply = Callable[[ReplyMessage, float], None]
+# Native requests that carry a proof of our address; those whose reply may be
+# large are padded when we have no token to prove us.
+PROVABLE = (Ping, FindNode, FindValue, RingQuery, FindSuccessor, Digest, KeyList)
+PADDED = (FindNode, FindValue, RingQuery)
 OnTime = Callable[[float], None]
 
 
@@ -122,6 +146,8 @@ class Requests:
             on_fail(now)
             return 0
         msg_id = NATIVE_MAGIC + self.rng.getrandbits(128).to_bytes(16, "big")
+        if contact is not None and contact.native and type(message) in PROVABLE:
+            message = self._with_proof(msg_id, message, contact, now)
         datagram = codec.encode(msg_id, message)
         rto = self.rto(contact)
         pending = Pending(
@@ -144,6 +170,22 @@ class Requests:
         self.out.append((datagram, addr))
         self.stats["requests_out"] += 1
         return len(datagram)
+
+    def _with_proof(
+        self, msg_id: bytes, message: RequestMessage, contact: Contact, now: float
+    ) -> RequestMessage:
+        """A native request with what proves us to ``contact``: the token it gave
+        us while still valid there, else (for requests whose reply may be
+        large) padding, so that its anti-amplification limit allows a full
+        reply (kadnode.core.proof)."""
+        token = proving(self.table, contact.node_id, now)
+        if token is not None:
+            return replace(message, proof=token)
+        if type(message) not in PADDED:
+            return message
+        size = len(codec.encode(msg_id, message))
+        pad = max(TOKEN_BYTES + 1, PROOF_PAD_TO - size - 2)  # bin 8: 2 bytes of header
+        return replace(message, proof=bytes(pad))
 
     # ---- deadlines --------------------------------------------------------------------
 

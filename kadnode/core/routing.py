@@ -8,6 +8,12 @@ newcomer in the bucket's replacement cache and *returns* the least recently
 seen contact, which the caller pings (ping-before-evict). A contact leaves
 only after ``stale_limit`` consecutive failures (paper, section 4.1), and a
 cached replacement then takes its place.
+
+Admission (go-ethereum p2p/discover: ``bucketIPLimit``, ``tableIPLimit``):
+one id per IP:port, at most ``per_bucket`` contacts of one /24 (/48) in a
+bucket and ``per_table`` in the whole table, replacement caches included, so
+that addresses from one subnet cannot fill a bucket or the table. Addresses
+in the exempt ranges skip the subnet limits, never the one id per address.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from kadnode.core.addresses import Exempt, subnet_of
 from kadnode.core.ids import ID_BITS
-from kadnode.core.messages import Contact
+from kadnode.core.messages import Addr, Contact
 
 _EMPTY: tuple = ()
 
@@ -33,6 +40,7 @@ class Entry:
     rttvar: float = 0.0
     token: bytes | None = None  # its latest write token for us (BEP 5)
     token_at: float = 0.0
+    welcomed_at: float = float("-inf")  # its last join handoff (kadnode.core.upkeep)
 
 
 class RoutingTable:
@@ -44,8 +52,17 @@ class RoutingTable:
         stale_limit: int,
         good_for: float,
         now: float,
+        per_bucket: int = 2,
+        per_table: int = 10,
+        exempt: Exempt | None = None,
     ):
         self.owner = owner
+        self.per_bucket = per_bucket
+        self.per_table = per_table
+        self.exempt = exempt or Exempt()
+        self._by_addr: dict[Addr, int] = {}  # bucket entries and cached replacements
+        self._subnets: dict[str, int] = {}  # contacts per subnet, caches included
+        self.refused = 0  # newcomers turned away by the admission limits
         self.k = k
         self.replacement_cache = replacement_cache
         self.stale_limit = stale_limit
@@ -94,7 +111,8 @@ class RoutingTable:
         The return value is the least recently seen contact of a full bucket,
         to be pinged before anyone is evicted; None when nothing is needed
         (it has room, or its oldest contact was heard from within
-        ``good_for`` and has not failed since).
+        ``good_for`` and has not failed since). A newcomer the admission
+        limits refuse is not kept (counted in ``refused``).
         """
         node_id = contact.node_id
         if node_id == self.owner:
@@ -106,17 +124,38 @@ class RoutingTable:
         self.refreshed_at[index] = now
         entry = self._by_id.get(node_id)
         if entry is not None:
-            if entry.contact != contact and entry.failures == 0:
-                # Same id from another address while the known one answers:
-                # keep the proven address (no hijack by claiming an id).
-                return None
-            if entry.contact != contact or (contact.native and not entry.contact.native):
+            old = entry.contact
+            if old.addr != contact.addr:
+                if entry.failures == 0:
+                    # Same id from another address while the known one answers:
+                    # keep the proven address (no hijack by claiming an id).
+                    return None
+                self._release(old)
+                if not self._admissible(contact, index):
+                    self._hold(old)
+                    self.refused += 1
+                    return None
+                self._hold(contact)
+                entry.contact = contact
+            elif contact.native and not old.native:
                 entry.contact = contact
             entry.last_seen = now
             entry.failures = 0
             bucket.remove(entry)
             bucket.append(entry)
             return None
+        cache = self._replacements[index]
+        cached = [c for c in cache if c.node_id == node_id]
+        for c in cached:  # one entry per id: the newest address wins
+            cache.remove(c)
+            self._release(c)
+        if not self._admissible(contact, index):
+            for c in cached:  # as it was
+                cache.append(c)
+                self._hold(c)
+            self.refused += 1
+            return None
+        self._hold(contact)
         if len(bucket) < self.k:
             entry = Entry(contact, now)
             bucket.append(entry)
@@ -124,19 +163,52 @@ class RoutingTable:
             self._occupied |= 1 << index
             self.version += 1
             return None
-        cache = self._replacements[index]
         if cache is _EMPTY:
             cache = self._replacements[index] = []
-        # One entry per id: the newest address wins (an id seen from two
-        # addresses must not be promoted twice).
-        cache[:] = [c for c in cache if c.node_id != node_id]
         cache.append(contact)
         if len(cache) > self.replacement_cache:
-            del cache[0]
+            self._release(cache.pop(0))
         oldest = bucket[0]
         if oldest.failures == 0 and now - oldest.last_seen < self.good_for:
             return None
         return oldest.contact
+
+    def admits(self, contact: Contact) -> bool:
+        """Whether a newcomer would pass the admission limits (see the module)."""
+        return self._admissible(contact, (self.owner ^ contact.node_id).bit_length() - 1)
+
+    def _admissible(self, contact: Contact, index: int) -> bool:
+        """One id per address; and, outside the exempt ranges, at most
+        ``per_bucket`` of one subnet in a bucket (with its replacement cache)
+        and ``per_table`` in the table."""
+        held = self._by_addr.get(contact.addr)
+        if held is not None and held != contact.node_id:
+            return False
+        host = contact.host
+        if host in self.exempt:
+            return True
+        subnet = subnet_of(host)
+        if self._subnets.get(subnet, 0) >= self.per_table:
+            return False
+        near = [e.contact for e in self._buckets[index]]
+        near += self._replacements[index]
+        return sum(1 for c in near if subnet_of(c.host) == subnet) < self.per_bucket
+
+    def _hold(self, contact: Contact) -> None:
+        self._by_addr[contact.addr] = contact.node_id
+        subnet = subnet_of(contact.host)
+        self._subnets[subnet] = self._subnets.get(subnet, 0) + 1
+
+    def _release(self, contact: Contact) -> None:
+        addr = contact.addr
+        if self._by_addr.get(addr) == contact.node_id:
+            del self._by_addr[addr]
+        subnet = subnet_of(contact.host)
+        left = self._subnets.get(subnet, 0) - 1
+        if left > 0:
+            self._subnets[subnet] = left
+        else:
+            self._subnets.pop(subnet, None)
 
     def failed(self, node_id: int) -> bool:
         """Count one failed request; return True if the contact was dropped."""
@@ -153,6 +225,7 @@ class RoutingTable:
         entry = self._by_id.pop(node_id, None)
         if entry is None:
             return
+        self._release(entry.contact)
         self.version += 1
         index = (self.owner ^ node_id).bit_length() - 1
         self._buckets[index].remove(entry)

@@ -59,6 +59,15 @@ def remember(table: RoutingTable, node_id: int, token: bytes, now: float) -> Non
         entry.token, entry.token_at = token, now
 
 
+def proving(table: RoutingTable, node_id: int, now: float) -> bytes | None:
+    """The contact's token while it is sure to be valid there (its secret has
+    not rotated twice since): echoed in a request, it proves our address."""
+    entry = table.get(node_id)
+    if entry is not None and entry.token is not None and now - entry.token_at < TOKEN_ROTATE:
+        return entry.token
+    return None
+
+
 def fresh(table: RoutingTable, node_id: int, now: float) -> bytes | None:
     """The contact's token if it is recent enough to write with, else None."""
     entry = table.get(node_id)

@@ -155,17 +155,24 @@ def welcome(node: NodeCore, newcomer: Contact, now: float) -> None:
     """Join handoff (paper 2.5; bmuller's ``welcome_if_new``).
 
     A key moves to a newcomer that is now among its k closest, sent only
-    by the nearest of the nodes that held it, so one copy travels. Keys
-    near a newcomer are near us only if it joined our own neighbourhood,
-    so the store is scanned only then, at most ``HANDOFF_SCAN`` keys.
+    by the nearest of the nodes that held it, so one copy travels. It runs
+    when a proven contact that sits in a bucket (not the replacement cache)
+    asks us something, at most once per contact per replicate interval.
+    Keys near a newcomer are near us only if it joined our own
+    neighbourhood, so the store is scanned only then, at most
+    ``HANDOFF_SCAN`` keys.
     """
     k = node.config.k
+    new_id = newcomer.node_id
+    entry = node.table.get(new_id)
+    if entry is None or now - entry.welcomed_at < node.config.replicate_interval:
+        return
+    entry.welcomed_at = now  # even with nothing to hand over: what it stores now is its own
     if not len(node.store):
         return
     radius = node.table.radius()
-    if radius is not None and newcomer.node_id ^ node.id > radius:
+    if radius is not None and new_id ^ node.id > radius:
         return
-    new_id = newcomer.node_id
     for record in live_records(node, now, HANDOFF_SCAN):
         target = int.from_bytes(record.key, "big")
         holders = node.table.closest(target, k, exclude=new_id)

@@ -34,7 +34,7 @@ from kadnode.core.messages import (
 )
 from kadnode.core.operations import Mode, ignore, quorum, run_lookup
 from kadnode.core.store import Record
-from kadnode.core.tokens import fresh
+from kadnode.core.tokens import fresh, proving
 from kadnode.errors import LocalProtocolError
 
 if TYPE_CHECKING:
@@ -489,8 +489,18 @@ class Sync:
             + STORE_REPLY_BYTES
             for k, _, r in self.shared
         )
-        hashes = antientropy.digest((k, fp) for k, fp, _ in self.shared)
-        self.ask(Digest(node.id, hashes), self.differing, now)
+        digest = Digest(node.id, antientropy.digest((k, fp) for k, fp, _ in self.shared))
+        if proving(node.table, peer.node_id, now) is not None:
+            self.ask(digest, self.differing, now)
+        else:  # a peer answers a digest only from a proven address: get a token first
+            self.open += 1
+            pinged = partial(self.pinged, digest)
+            self.bytes += node.send_ping(peer.addr, peer, pinged, self.settle, now)
+
+    def pinged(self, digest: Digest, reply: PingReply, at: float) -> None:
+        if reply.token is not None:  # kept in the peer's table entry: the digest echoes it
+            self.ask(digest, self.differing, at)
+        self.settle(at)
 
     def ask(self, message: Digest | KeyList, then: Callable, at: float) -> None:
         self.open += 1

@@ -188,7 +188,9 @@ class SimNetwork:
 
     def add_node(self, node_id: int | None = None, store=None) -> NodeCore:
         index = len(self.cores)
-        addr = (f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}", 4000)
+        # Each host in its own /24, as on the internet: the per-subnet limits
+        # of kadnode.core.routing and kadnode.core.limits apply as they would.
+        addr = (f"{10 + (index >> 16)}.{index >> 8 & 255}.{index & 255}.1", 4000)
         node_id = self.rng.getrandbits(160) if node_id is None else node_id
         if self.clock_skew > 0:
             rate = 1.0 + self.rng.uniform(-self.clock_skew, self.clock_skew)

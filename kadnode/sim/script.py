@@ -17,8 +17,9 @@ A paragraph of comments alone is prose. From tests/testdata/join.txt::
 A trace line is one datagram, ``+TIME SRC -> DEST MESSAGE``, written when it
 is delivered or dropped (``(dropped)``: a partition, a crashed sender or
 receiver); TIME is virtual seconds since the command began. A request shows
-its wire method and arguments (``(again)``: a retransmission), a reply is
-read as the answer to the request it matches. Nodes are n1, n2... in order of
+its wire method and arguments (``(again)``: a retransmission; ``[token]``
+or ``[padded]``: how it proves its sender's address, kadnode.core.proof), a
+reply is read as the answer to the request it matches. Nodes are n1, n2... in order of
 creation, a key is the name a command gave it, another id its first 4 hex
 digits (``n2+1``: the id after n2's). ``=> ...`` is what the command reports:
 an operation's result, after how long it came (virtual seconds).
@@ -184,8 +185,11 @@ class Story:
             if type(decoded) is codec.Request:
                 seen = (src, dest, decoded.msg_id)
                 again = seen in self.requests
-                self.requests[seen] = decoded.message
-                return f"{head} {_REQUESTS[type(decoded.message)](self, decoded.message)}", again
+                message = decoded.message
+                self.requests[seen] = message
+                proof = getattr(message, "proof", None)
+                shown = "" if proof is None else " [token]" if len(proof) == 8 else " [padded]"
+                return f"{head} {_REQUESTS[type(message)](self, message)}{shown}", again
             request = self.requests.get((dest, src, decoded.msg_id))  # type: ignore[arg-type]
             if request is None:
                 return f"{head} reply to no request seen", False

@@ -322,8 +322,14 @@ def socket_drops(port: int) -> int:
     raise AssertionError(f"no UDP socket on {HOST}:{port} in /proc/net/udp")
 
 
+# The flood measures decoding and counting, not rate limits (tests/core/
+# test_limits.py and chaos/attacks flood): the target answers any rate (its
+# per-address limits are lifted for loopback, as for every test daemon).
+UNLIMITED = ["--requests-per-second", "100000000"]
+
+
 def test_hostile_datagram_flood(daemons: Daemons) -> None:
-    target = daemons.start("target")
+    target = daemons.start("target", extra=UNLIMITED)
     helper = daemons.start("helper", bootstrap=[target])
     # A third live node: the flood's raw pinger becomes a contact that never
     # answers, and a put needs a majority of the replica set (write quorum).

@@ -15,6 +15,7 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import pytest
 from kademlia.network import Server as KademliaServer
@@ -22,7 +23,7 @@ from kademlia.node import Node as KademliaNode
 from kademlia.protocol import KademliaProtocol
 from rpcudp.protocol import RPCProtocol
 
-from kadnode.config import Config
+from kadnode.config import LOCAL_TEST
 from kadnode.core import codec
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.ids import ID_BYTES, to_bytes
@@ -103,12 +104,24 @@ async def quiesce(bmullers: list[KademliaServer], kadnodes: list[Server]) -> Non
         await asyncio.sleep(0.05)
 
 
+class PingingRPC(RPCProtocol):
+    """rpcudp's own RPC endpoint, answering ``ping`` as any node does: a node
+    takes writes only from an address that answered its ping back."""
+
+    def __init__(self, wait_timeout: float):
+        super().__init__(wait_timeout=wait_timeout)
+        self.node_id = random_id()
+
+    def rpc_ping(self, _sender, _node_id):
+        return self.node_id
+
+
 @asynccontextmanager
-async def rpcudp_client(wait_timeout: float = RPCUDP_TIMEOUT) -> AsyncIterator[RPCProtocol]:
+async def rpcudp_client(wait_timeout: float = RPCUDP_TIMEOUT) -> AsyncIterator[PingingRPC]:
     """rpcudp's own RPC endpoint: its calls are the bmuller wire format."""
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(
-        lambda: RPCProtocol(wait_timeout=wait_timeout), local_addr=(HOST, 0)
+        lambda: PingingRPC(wait_timeout), local_addr=(HOST, 0)
     )
     try:
         yield protocol
@@ -117,6 +130,18 @@ async def rpcudp_client(wait_timeout: float = RPCUDP_TIMEOUT) -> AsyncIterator[R
             timer.cancel()
             future.cancel()
         transport.close()
+
+
+async def proven(node: Server, rpc: PingingRPC) -> None:
+    """Ping the node; its ping back to our address proves it (bounded wait)."""
+    ok, reply = await rpc.ping(node.address, random_id())
+    assert ok and reply == to_bytes(node.id)
+    host = rpc.transport.get_extra_info("sockname")[0]
+    for _ in range(100):
+        if node.core.proof.proven(host, node.udp.clock()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the node never proved the client's address")
 
 
 class RawPeer(asyncio.DatagramProtocol):
@@ -169,7 +194,7 @@ def plain_id() -> bytes:
 @asynccontextmanager
 async def kadnode_network(count: int) -> AsyncIterator[list[Server]]:
     """``count`` kadnode nodes, each bootstrapped from the first."""
-    nodes = [await Server.start(HOST, 0) for _ in range(count)]
+    nodes = [await Server.start(HOST, 0, config=LOCAL_TEST) for _ in range(count)]
     try:
         for node in nodes[1:]:
             result = await node.bootstrap([nodes[0].address])
@@ -199,7 +224,9 @@ async def test_mixed_network_stores_and_finds_across_implementations(k: int) -> 
         async with asyncio.timeout(TEST_BUDGET):
             for b in bmullers:
                 await b.listen(0, interface=HOST)
-            kadnodes = [await Server.start(HOST, 0, config=Config(k=k)) for _ in range(6)]
+            kadnodes = [
+                await Server.start(HOST, 0, config=replace(LOCAL_TEST, k=k)) for _ in range(6)
+            ]
             kad_seed = kadnodes[0].address
             bm_seed = bmuller_address(bmullers[0])
 
@@ -280,7 +307,7 @@ async def test_a_kadnode_and_a_bmuller_node_serve_each_other_all_four_rpcs() -> 
     try:
         async with asyncio.timeout(TEST_BUDGET):
             await stock.listen(0, interface=HOST)
-            node = await Server.start(HOST, 0)
+            node = await Server.start(HOST, 0, config=LOCAL_TEST)
             stock_addr = bmuller_address(stock)
             stock_id = int.from_bytes(stock.node.id, "big")
 
@@ -363,6 +390,7 @@ async def test_rpcudp_store_and_find_value_keep_each_value_type(value) -> None:
     """kademlia.utils.check_dht_value_type allows int, float, bool, str, bytes."""
     async with asyncio.timeout(TEST_BUDGET), kadnode_network(1) as nodes, rpcudp_client() as rpc:
         node, my_id, key = nodes[0], random_id(), random_id()
+        await proven(node, rpc)
         assert await rpc.store(node.address, my_id, key, value) == (True, True)
         ok, reply = await rpc.find_value(node.address, my_id, key)
         assert ok
@@ -481,7 +509,5 @@ async def test_malformed_requests_get_no_reply_and_the_node_keeps_answering() ->
         assert len(node.core.store) == stored_before
         assert stats["internal_errors"] == 0
 
-        ok, reply = await rpc.ping(addr, my_id)
-        assert ok
-        assert reply == to_bytes(node.id)
+        await proven(node, rpc)
         assert await rpc.store(addr, my_id, key, "still fine") == (True, True)

@@ -40,7 +40,7 @@ def test_stories_exist() -> None:
 def test_an_operation_that_cannot_complete_times_out() -> None:
     # A crashed node's timers never fire: its put can never end.
     out = run_story("add-nodes 2\njoin n2 via n1 quiet\nkill n2\nput n2 x=1\n")
-    assert "+0.000 n2 -> n1 find_node x (dropped)\n" in out
+    assert "+0.000 n2 -> n1 find_node x [token] (dropped)\n" in out
     assert out.endswith("\n=> put x: timed out after 60 s\n")
 
 

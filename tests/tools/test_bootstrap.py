@@ -8,6 +8,7 @@ import contextlib
 import pytest
 from dnsserver import Srv, serve
 
+from kadnode.config import LOCAL_TEST
 from kadnode.shell.daemon import Daemon, DaemonOptions, run_daemon
 from kadnode.shell.library import Server
 
@@ -16,7 +17,9 @@ from kadnode.shell.library import Server
 async def daemon(tmp_path, **options):
     stop = asyncio.Event()
     ready: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
-    opts = DaemonOptions(host="127.0.0.1", port=0, data_dir=tmp_path, api_port=0, **options)
+    opts = DaemonOptions(
+        host="127.0.0.1", port=0, data_dir=tmp_path, api_port=0, config=LOCAL_TEST, **options
+    )
     task = asyncio.create_task(
         run_daemon(opts, stop=stop, on_ready=lambda d, _: ready.set_result(d))
     )
@@ -35,7 +38,7 @@ async def until(predicate, seconds: float = 10.0) -> None:
 
 
 async def test_a_daemon_joins_through_the_srv_records_of_a_dns_seed(tmp_path):
-    seeds = [await Server.start("127.0.0.1", 0) for _ in range(2)]
+    seeds = [await Server.start("127.0.0.1", 0, config=LOCAL_TEST) for _ in range(2)]
     try:
         zone = {
             "_kadnode._udp.seeds.kadnode.test": {
@@ -62,8 +65,8 @@ async def test_a_daemon_joins_through_the_srv_records_of_a_dns_seed(tmp_path):
 
 
 async def test_a_restarted_daemon_rejoins_from_saved_contacts_when_its_seed_is_gone(tmp_path):
-    seed = await Server.start("127.0.0.1", 0)
-    others = [await Server.start("127.0.0.1", 0) for _ in range(3)]
+    seed = await Server.start("127.0.0.1", 0, config=LOCAL_TEST)
+    others = [await Server.start("127.0.0.1", 0, config=LOCAL_TEST) for _ in range(3)]
     for other in others:
         await other.bootstrap([seed.address])
     async with daemon(tmp_path, bootstrap=[seed.address]) as node:

@@ -145,7 +145,11 @@ def test_netns_partition_heals_and_every_record_is_found(tmp_path, cluster_name)
         report = scenarios.partition(chaos, duration=10, heal_timeout=60)
         assert report.ok, report.render()
         assert report.metrics["sides"] == "3 | 3"
-        assert report.metrics["records_found_after_heal"] == "36/36"
+        # Every record, from before the split and those a side took during it
+        # (a side holds a majority of the replicas it can still find), is
+        # found by every node after the heal.
+        found, total = report.metrics["records_found_after_heal"].split("/")
+        assert found == total and int(total) >= 36
         assert report.metrics["heal_routes_converged_s"] is not None
     finally:
         chaos.backend.down()
@@ -181,7 +185,8 @@ def test_docker_partition_heal_then_kill(cluster_name):
         report = scenarios.partition(chaos, duration=15, heal_timeout=90)
         print(report.render())
         assert report.ok, report.render()
-        assert report.metrics["records_found_after_heal"] == "64/64"
+        found, total = report.metrics["records_found_after_heal"].split("/")
+        assert found == total and int(total) >= 64  # as for netns above
         report = scenarios.kill(chaos, 0.3, restart=False, timeout=60)
         print(report.render())
         assert report.ok, report.render()

@@ -1,0 +1,70 @@
+"""Endpoint proof before amplification. Pure, no I/O.
+
+A UDP source address proves nothing: anyone can forge it, and a node that
+answers a forged request with more than it received reflects traffic at the
+forged address. Until a host has proven that it receives at its address,
+everything a node sends it because of its requests stays within
+:data:`AMPLIFICATION` times the bytes it sent (QUIC's anti-amplification
+limit, RFC 9000 section 8; discv4 bonding and BEP 5 tokens are the DHT
+precedents). A host proves itself by a round trip:
+
+- it answered a request we sent to it (a reply is matched on message id and
+  the address asked, so it came from there), or
+- it echoed a write token we gave its address (BEP 5: tokens are an HMAC of
+  the host, so only a host that received one can send it back).
+
+Proof is kept per host for :data:`PROOF_LIFETIME` after the last one.
+Bytes are counted on the wire, IP and UDP headers included.
+
+Bounded: O(1) per datagram; at most :data:`MAX_TRACKED` hosts in each map,
+the oldest proofs and credits dropped first.
+"""
+
+from __future__ import annotations
+
+from kadnode.config import AMPLIFICATION, MAX_TRACKED_HOSTS, PROOF_LIFETIME
+
+MAX_TRACKED = MAX_TRACKED_HOSTS
+
+
+def wire_bytes(payload: int, host: str) -> int:
+    """A UDP payload's size on the wire: with its IPv4 (20) or IPv6 (40) and UDP (8) headers."""
+    return payload + (48 if ":" in host else 28)
+
+
+class Proof:
+    def __init__(self) -> None:
+        self._proven: dict[str, float] = {}  # host -> proven until
+        self._credit: dict[str, float] = {}  # unproven host -> bytes it may still be sent
+
+    def proven(self, host: str, now: float) -> bool:
+        until = self._proven.get(host)
+        return until is not None and until > now
+
+    def prove(self, host: str, now: float) -> None:
+        proven = self._proven
+        if host not in proven and len(proven) >= MAX_TRACKED:
+            del proven[next(iter(proven))]  # the oldest proof
+        proven.pop(host, None)  # re-inserted: the dict stays in proof order
+        proven[host] = now + PROOF_LIFETIME
+        self._credit.pop(host, None)
+
+    def received(self, host: str, payload: int) -> None:
+        """An unproven host sent us a datagram: it may be sent AMPLIFICATION times as much."""
+        credit = self._credit
+        if host not in credit and len(credit) >= MAX_TRACKED:
+            del credit[next(iter(credit))]
+        credit[host] = credit.get(host, 0.0) + AMPLIFICATION * wire_bytes(payload, host)
+
+    def spend(self, host: str, payload: int) -> bool:
+        """Take a datagram's wire bytes from an unproven host's credit; False
+        (nothing taken) when it has not earned that much."""
+        cost = wire_bytes(payload, host)
+        left = self._credit.get(host, 0.0)
+        if cost > left:
+            return False
+        self._credit[host] = left - cost
+        return True
+
+    def credit(self, host: str) -> float:
+        return self._credit.get(host, 0.0)

@@ -1,0 +1,144 @@
+"""Endpoint proof before amplification: what a forged source address can make
+a node send, request by request (kadnode.core.proof, kadnode.core.answers)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from kadnode.config import AMPLIFICATION, PROOF_PAD_TO, Config
+from kadnode.core import codec, kinds, vclock
+from kadnode.core.codec import NATIVE_MAGIC
+from kadnode.core.ids import key_digest
+from kadnode.core.messages import Contact, Kind
+from kadnode.core.node import NodeCore
+from kadnode.core.proof import Proof, wire_bytes
+from kadnode.core.store import MemoryStore, Record
+
+VICTIM = ("10.66.0.1", 4000)  # the forged source: it never answers anything
+QUIET = {"stabilize_interval": 1e9, "anti_entropy_interval": 1e9, "refresh_interval": 1e9}
+SENDER = (0xCD << 152).to_bytes(20, "big")
+
+
+def replies(node: NodeCore) -> list[object]:
+    return [codec.decode(d, 10_000) for d, _ in node.datagrams_to_send() if d[0] == codec.RESPONSE]
+
+
+def node_with_a_table(values: int = 50) -> NodeCore:
+    """A node that knows 40 contacts (each in its own /24) and holds values,
+    with a large value under one key: a reflector's best case."""
+    node = NodeCore(1 << 159, MemoryStore(), config=Config(**QUIET), rng=random.Random(3))
+    rng = random.Random(9)
+    for i in range(40):
+        node.table.seen(Contact(rng.getrandbits(160), f"10.{i}.0.1", 4000, True), 0.0)
+    for i in range(values):
+        node.store.put(Record(key_digest(f"v{i}"), "x" * 900, 86400.0, False, 3600.0))
+    node.datagrams_to_send()
+    return node
+
+
+def requests() -> dict[str, bytes]:
+    """One datagram of every request type a node answers, as a forger sends it."""
+    key = key_digest("v1")
+    token = bytes(8)
+    native = NATIVE_MAGIC + bytes(16)
+    shared = kinds.siblings_to_wire((vclock.write(None, 0xCD << 152, "x" * 900),))
+    return {
+        "ping": codec.encode_request(bytes(20), "ping", [SENDER]),
+        "find_node": codec.encode_request(bytes(20), "find_node", [SENDER, bytes(20)]),
+        "find_node native": codec.encode_request(native, "find_node", [SENDER, bytes(20)]),
+        "find_value": codec.encode_request(bytes(20), "find_value", [SENDER, key]),
+        "find_value native": codec.encode_request(native, "find_value", [SENDER, key]),
+        "store": codec.encode_request(bytes(20), "store", [SENDER, key, "y"]),
+        "store native": codec.encode_request(native, "store", [SENDER, key, "y", 60.0, token]),
+        "kn_put": codec.encode_request(
+            native, "kn_put", [SENDER, key_digest("s"), Kind.SHARED, shared, 60.0, token]
+        ),
+        "kn_ring": codec.encode_request(native, "kn_ring", [SENDER]),
+        "kn_find_successor": codec.encode_request(native, "kn_find_successor", [SENDER, bytes(20)]),
+        "kn_digest": codec.encode_request(native, "kn_digest", [SENDER, [bytes(8)] * 64]),
+        "kn_keys": codec.encode_request(
+            native, "kn_keys", [SENDER, [0], [[key_digest(f"v{i}"), bytes(8)] for i in range(9)]]
+        ),
+        "kn_bye": codec.encode_request(native, "kn_bye", [SENDER, token]),
+    }
+
+
+@pytest.mark.parametrize("kind", list(requests()))
+def test_a_forged_request_makes_the_node_send_its_source_at_most_three_times_its_bytes(kind):
+    node = node_with_a_table()
+    data = requests()[kind]
+    node.receive_datagram(data, VICTIM, 1.0)
+    sent = [d for d, addr in node.datagrams_to_send() if addr == VICTIM]
+    # Everything else it might send later because of this request: the ping
+    # back times out (the victim never answers), and nothing is retransmitted.
+    for t in (2.0, 5.0, 20.0, 600.0):
+        node.handle_timer(t)
+        sent += [d for d, addr in node.datagrams_to_send() if addr == VICTIM]
+    out = sum(wire_bytes(len(d), VICTIM[0]) for d in sent)
+    assert out <= AMPLIFICATION * wire_bytes(len(data), VICTIM[0]), (kind, len(sent), out)
+
+
+def test_the_unproven_host_is_pinged_back_once_and_its_answer_proves_it():
+    node = node_with_a_table()
+    find = requests()["find_node"]
+    for _ in range(3):
+        node.receive_datagram(find, VICTIM, 1.0)
+    pings = [d for d, addr in node.datagrams_to_send() if d[0] == codec.REQUEST]
+    assert len(pings) == 1 and node.stats["dial_backs"] == 1
+    assert not node.proof.proven(VICTIM[0], 1.0)
+    node.receive_datagram(codec.encode_response(pings[0][1:21], SENDER), VICTIM, 1.1)
+    assert node.proof.proven(VICTIM[0], 1.1)
+    assert int.from_bytes(SENDER, "big") in node.table  # now a contact
+
+
+def test_a_proven_host_gets_full_replies_and_a_padded_request_earns_one():
+    node = node_with_a_table()
+    find = requests()["find_node native"]
+    node.receive_datagram(find, VICTIM, 1.0)
+    [cut] = replies(node)
+    assert len(cut.body["nodes"]) < 20 and node.stats["replies_cut"] == 1
+    padded = codec.encode_request(
+        NATIVE_MAGIC + b"\x01" * 16, "find_node", [SENDER, bytes(20), bytes(PROOF_PAD_TO - 80)]
+    )
+    node.receive_datagram(padded, ("10.67.0.1", 4000), 1.0)
+    [full] = [
+        codec.decode(d, 10_000) for d, _ in node.datagrams_to_send() if d[0] == codec.RESPONSE
+    ]
+    assert len(full.body["nodes"]) == 20
+    node.proof.prove(VICTIM[0], 2.0)
+    node.receive_datagram(find, VICTIM, 2.0)
+    [proven] = replies(node)
+    assert len(proven.body["nodes"]) == 20
+
+
+def test_echoing_a_token_the_node_gave_that_host_proves_it():
+    node = node_with_a_table()
+    token = node.tokens.token_for(VICTIM[0])
+    proof = codec.encode_request(NATIVE_MAGIC + bytes(16), "find_node", [SENDER, bytes(20), token])
+    node.receive_datagram(proof, VICTIM, 1.0)
+    assert node.proof.proven(VICTIM[0], 1.0)
+    other = codec.encode_request(
+        NATIVE_MAGIC + bytes(16), "find_node", [SENDER, bytes(20), node.tokens.token_for("x")]
+    )
+    node.receive_datagram(other, ("10.68.0.1", 4000), 1.0)
+    assert not node.proof.proven("10.68.0.1", 1.0)
+
+
+def test_a_proof_lasts_its_lifetime_and_credit_only_what_was_earned():
+    proof = Proof()
+    proof.received("h", 100)
+    assert proof.credit("h") == AMPLIFICATION * wire_bytes(100, "h")
+    assert proof.spend("h", 300) and not proof.spend("h", 300)
+    proof.prove("h", 10.0)
+    assert proof.proven("h", 10.0 + 3599.0) and not proof.proven("h", 10.0 + 3600.0)
+
+
+def test_an_unproven_host_gets_no_writes_taken_and_no_anti_entropy():
+    node = node_with_a_table()
+    for kind in ("store", "kn_digest", "kn_keys"):
+        node.receive_datagram(requests()[kind], VICTIM, 1.0)
+    assert node.stats["stores_refused_unproven"] == 1
+    assert node.stats["syncs_refused_unproven"] == 2
+    assert node.store.get(key_digest("v1")).value == "x" * 900
