@@ -90,6 +90,13 @@ MAX_OPERATIONS = 1024
 
 # Values a node holds for others: bound the store (memory and disk bound).
 MAX_STORED_VALUES = 100_000
+# Bytes of values held for others: OpenDHT's default storage limit
+# (include/opendht/callbacks.h STORAGE_LIMIT_DEFAULT, 64 MiB). A /24 (/48)
+# may hold a sixteenth of each (kadnode.core.quotas): filling a node takes
+# sixteen subnets, and the heaviest one's oldest values go first.
+MAX_STORED_BYTES = 64 * 1024 * 1024
+MAX_VALUES_PER_SUBNET = MAX_STORED_VALUES // 16
+MAX_BYTES_PER_SUBNET = MAX_STORED_BYTES // 16
 
 # Request rate limits (kadnode.core.limits), per second with a burst of one
 # second's worth. OpenDHT's network engine answers at most 8 x 1024 requests a
@@ -181,6 +188,9 @@ class Config:
     max_pending_requests: int = MAX_PENDING_REQUESTS
     max_operations: int = MAX_OPERATIONS
     max_stored_values: int = MAX_STORED_VALUES
+    max_stored_bytes: int = MAX_STORED_BYTES
+    max_values_per_subnet: int = MAX_VALUES_PER_SUBNET
+    max_bytes_per_subnet: int = MAX_BYTES_PER_SUBNET
     requests_per_ip: float = REQUESTS_PER_IP
     requests_per_subnet: float = REQUESTS_PER_SUBNET
     requests_total: float = REQUESTS_TOTAL

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kadnode.config import DIAL_BACK_WAITING, MAX_DIAL_BACKS, TOKEN_BYTES
-from kadnode.core import antientropy, codec, kinds, wire
+from kadnode.core import antientropy, codec, kinds, quotas, wire
+from kadnode.core.addresses import subnet_of
 from kadnode.core.codec import Request
 from kadnode.core.messages import (
     Ack,
@@ -91,13 +92,10 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     # Not interned (wire.contact_of) until the table admits it: a flood of
     # made-up ids must not fill the shared contact cache.
     sender = Contact(message.sender_id, host, addr[1], request.native)
-    if kind is not Goodbye:
-        if proven:
-            # Before the request itself: a newcomer's welcome must not echo
-            # back the value it is storing with us right now.
-            node.saw(sender, now, asked=True)
-        else:  # first, so that its credit is kept for it, then the reply's
-            _dial_back(node, sender, now)
+    if proven and kind is not Goodbye:
+        # Before the request itself: a newcomer's welcome must not echo back
+        # the value it is storing with us right now.
+        node.saw(sender, now, asked=True)
     native = request.native
     token = node.tokens.token_for(host) if native and kind in TOKEN_REPLIES else None
     reply = ANSWERS[kind](node, message, Asker(addr, native, proven, token), now)
@@ -105,13 +103,21 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     if len(data) > node.config.max_datagram:
         node.stats["replies_too_large"] += 1
         return
-    if not proven and not proof.spend(host, len(data)):
-        data = _fit(node, request, reply, host)
+    dial = not proven and kind is not Goodbye
+    # An unproven host's reply leaves room in its credit for a first ping back.
+    first = dial and host not in node.dialing and len(node.dialing) < MAX_DIAL_BACKS
+    keep = wire_bytes(node.ping_size, host) if first else 0.0
+    if not proven and not proof.spend(host, len(data), keep):
+        data = _fit(node, request, reply, host, keep)
     if data is not None:
         node.send_reply(data, addr)
+    if dial:
+        _dial_back(node, sender, now)
 
 
-def _fit(node: NodeCore, request: Request, reply: ReplyMessage, host: str) -> bytes | None:
+def _fit(
+    node: NodeCore, request: Request, reply: ReplyMessage, host: str, keep: float
+) -> bytes | None:
     """The reply cut to what an unproven host has earned: a value becomes the
     closest contacts instead, contact lists get shorter; else nothing."""
     message = request.message
@@ -133,7 +139,7 @@ def _fit(node: NodeCore, request: Request, reply: ReplyMessage, host: str) -> by
         shorter = []
     for cut in shorter:
         data = codec.encode(request.msg_id, cut)
-        if node.proof.spend(host, len(data)):
+        if node.proof.spend(host, len(data), keep):
             node.stats["replies_cut"] += 1
             return data
     node.stats["replies_withheld"] += 1
@@ -216,18 +222,24 @@ def store(node: NodeCore, message: Store, asker: Asker, now: float) -> Ack:
         same = held.value == message.value and type(held.value) is type(message.value)
         stats["stores_in" if same else "stores_refused_own"] += 1
         return Ack(same)
-    if held is None and len(node.store) >= cfg.max_stored_values:
-        stats["stores_refused"] += 1
-        return Ack(False)
     ttl = cfg.expire_after if message.ttl is None else min(message.ttl, cfg.expire_after)
     expires_at = now + ttl
     if held is not None:
         expires_at = max(expires_at, held.expires_at)
     # Paper 2.5: a node that just received a STORE skips its own
     # replication of that key for the next interval.
-    node.store.put(
-        Record(message.key, message.value, expires_at, False, now + cfg.replicate_interval)
+    host = asker.addr[0]
+    record = Record(
+        message.key,
+        message.value,
+        expires_at,
+        False,
+        now + cfg.replicate_interval,
+        source=subnet_of(host),
     )
+    if quotas.make_room(node, record.source, host, message.key, record.size, held) is not None:
+        return Ack(False)
+    node.store.put(record)
     stats["stores_in"] += 1
     return Ack(True)
 
@@ -248,10 +260,14 @@ def _take_put(node: NodeCore, message: Put, asker: Asker, now: float) -> str | N
     if not node.tokens.valid(asker.addr[0], message.token):
         return "bad or expired write token"
     held = node.store.get(message.key)
-    if held is not None and held.kind not in (Kind.PLAIN, message.kind):
+    if held is not None and held.kind not in (Kind.PLAIN, message.kind, Kind.SHARED):
         return f"key holds a {Kind(held.kind).label}"
-    if held is None and len(node.store) >= cfg.max_stored_values:
-        return "store full"
+    if held is not None and held.kind == Kind.SHARED and message.kind != Kind.SHARED:
+        if message.kind != Kind.PEER:
+            return f"key holds a {Kind(held.kind).label}"
+        # A signed peer record beats an unsigned shared value under its
+        # node's id: nobody can squat an id before its node registers.
+        held = None
     same = held is not None and held.kind == message.kind
     current = held.value if same else None
     try:
@@ -264,7 +280,15 @@ def _take_put(node: NodeCore, message: Put, asker: Asker, now: float) -> str | N
     expires_at = kinds.expires(message.kind, merged, lifetime)
     origin = same and held.origin
     resend_at = held.resend_at if origin else now + cfg.replicate_interval
-    node.store.put(Record(message.key, merged, expires_at, origin, resend_at, message.kind))
+    host = asker.addr[0]
+    source = "" if origin else subnet_of(host)
+    record = Record(message.key, merged, expires_at, origin, resend_at, message.kind, source)
+    why = quotas.make_room(
+        node, source, host, message.key, record.size, node.store.get(message.key)
+    )
+    if why is not None:
+        return why
+    node.store.put(record)
     return None
 
 

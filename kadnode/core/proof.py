@@ -56,12 +56,12 @@ class Proof:
             del credit[next(iter(credit))]
         credit[host] = credit.get(host, 0.0) + AMPLIFICATION * wire_bytes(payload, host)
 
-    def spend(self, host: str, payload: int) -> bool:
-        """Take a datagram's wire bytes from an unproven host's credit; False
-        (nothing taken) when it has not earned that much."""
+    def spend(self, host: str, payload: int, keep: float = 0.0) -> bool:
+        """Take a datagram's wire bytes from an unproven host's credit, leaving
+        at least ``keep``; False (nothing taken) when it has not earned that much."""
         cost = wire_bytes(payload, host)
         left = self._credit.get(host, 0.0)
-        if cost > left:
+        if cost + keep > left:
             return False
         self._credit[host] = left - cost
         return True

@@ -4,18 +4,27 @@
 core needs of a backend. :class:`MemoryStore` (tests, simulator, demo) is
 here; the daemon's SQLite backend is :mod:`kadnode.shell.sqlite_store`.
 
+Every record held for others carries its ``source``, the /24 (/48) it was
+last stored from, and both stores keep each source's count and bytes
+(:class:`Usage`), so that quotas (kadnode.core.quotas) cost O(1) per write
+and a full store can give up the heaviest source's oldest record first.
+Keys are kept in order too: the records near an id are a range
+(:meth:`Store.keys_between`), not a scan of the whole store.
+
 Times are whatever clock the core runs on: the daemon passes wall-clock
 seconds so that expiry survives a restart.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from kadnode.core.messages import Kind, Value
+from kadnode.core.wire import pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +39,14 @@ class Record:
     # Next time this node re-sends the record (replicate or republish).
     resend_at: float
     kind: Kind = Kind.PLAIN
+    # The subnet it was last stored from; "" for this node's own writes.
+    source: str = ""
+    # Its value's size packed (bytes), for quotas.
+    size: int = field(default=-1, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            object.__setattr__(self, "size", len(pack(self.value)))
 
     @property
     def due_at(self) -> float:
@@ -45,14 +62,54 @@ class Record:
         )
 
 
+class Usage:
+    """Values and bytes held per source, with the heaviest source at hand
+    (a lazy max-heap: O(log n) per change)."""
+
+    def __init__(self) -> None:
+        self.by_source: dict[str, list[int]] = {}  # source -> [values, bytes]
+        self.bytes = 0
+        self._heap: list[tuple[int, str]] = []
+
+    def add(self, source: str, size: int, count: int = 1) -> None:
+        self.bytes += size
+        if not source:
+            return
+        held = self.by_source.setdefault(source, [0, 0])
+        held[0] += count
+        held[1] += size
+        if held[0] <= 0:
+            del self.by_source[source]
+        else:
+            heapq.heappush(self._heap, (-held[1], source))
+
+    def of(self, source: str) -> tuple[int, int]:
+        held = self.by_source.get(source)
+        return (held[0], held[1]) if held else (0, 0)
+
+    def heaviest(self) -> str | None:
+        heap = self._heap
+        while heap:
+            weight, source = heap[0]
+            held = self.by_source.get(source)
+            if held is not None and held[1] == -weight:
+                return source
+            heapq.heappop(heap)
+        return None
+
+
 class Store(Protocol):
     """What the core asks of a value store (memory here, SQLite in the shell)."""
+
+    usage: Usage
 
     def __len__(self) -> int: ...
     def get(self, key: bytes) -> Record | None: ...
     def put(self, record: Record) -> None: ...
     def delete(self, key: bytes) -> None: ...
     def keys(self) -> Iterator[bytes]: ...
+    def keys_between(self, low: bytes, high: bytes, limit: int) -> list[bytes]: ...
+    def oldest_from(self, source: str) -> bytes | None: ...
     def next_due(self) -> float | None: ...
     def due(self, now: float, limit: int) -> list[Record]: ...
     def close(self) -> None: ...
@@ -64,6 +121,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._records: dict[bytes, Record] = {}
         self._heap: list[tuple[float, bytes]] = []
+        self._sorted: list[bytes] = []
+        self._by_source: dict[str, dict[bytes, None]] = {}  # keys, oldest first
+        self.usage = Usage()
 
     def __len__(self) -> int:
         return len(self._records)
@@ -72,14 +132,43 @@ class MemoryStore:
         return self._records.get(key)
 
     def put(self, record: Record) -> None:
-        self._records[record.key] = record
-        heapq.heappush(self._heap, (record.due_at, record.key))
+        key = record.key
+        old = self._records.get(key)
+        if old is None:
+            bisect.insort(self._sorted, key)
+        else:
+            self._unaccount(old)
+        self._records[key] = record
+        self.usage.add(record.source, record.size)
+        if record.source:
+            self._by_source.setdefault(record.source, {})[key] = None
+        heapq.heappush(self._heap, (record.due_at, key))
 
     def delete(self, key: bytes) -> None:
-        self._records.pop(key, None)
+        old = self._records.pop(key, None)
+        if old is not None:
+            self._unaccount(old)
+            del self._sorted[bisect.bisect_left(self._sorted, key)]
+
+    def _unaccount(self, record: Record) -> None:
+        self.usage.add(record.source, -record.size, -1)
+        keys = self._by_source.get(record.source)
+        if keys is not None:
+            keys.pop(record.key, None)
+            if not keys:
+                del self._by_source[record.source]
 
     def keys(self) -> Iterator[bytes]:
         return iter(list(self._records))
+
+    def keys_between(self, low: bytes, high: bytes, limit: int) -> list[bytes]:
+        start = bisect.bisect_left(self._sorted, low)
+        end = bisect.bisect_left(self._sorted, high, start)
+        return self._sorted[start : min(end, start + limit)]
+
+    def oldest_from(self, source: str) -> bytes | None:
+        keys = self._by_source.get(source)
+        return next(iter(keys)) if keys else None
 
     def _clean_top(self) -> None:
         heap = self._heap

@@ -25,7 +25,7 @@ import msgpack
 from kadnode.core import kinds
 from kadnode.core.ids import to_bytes
 from kadnode.core.messages import Contact, Kind
-from kadnode.core.store import Record
+from kadnode.core.store import Record, Usage
 from kadnode.core.wire import pack
 from kadnode.errors import DecodeError, StorageError
 
@@ -42,7 +42,10 @@ CREATE TABLE IF NOT EXISTS records (
     origin INTEGER NOT NULL,
     resend_at REAL NOT NULL,
     due_at REAL NOT NULL,
-    kind INTEGER NOT NULL DEFAULT 0
+    kind INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT '',
+    size INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS records_due ON records (due_at);
 CREATE TABLE IF NOT EXISTS contacts (
@@ -52,6 +55,15 @@ CREATE TABLE IF NOT EXISTS corrupt_records (
     key BLOB PRIMARY KEY, value BLOB, kind INTEGER, reason TEXT NOT NULL
 );
 """
+
+
+# Columns added after the first data files were written (quotas: kadnode.core.quotas).
+_COLUMNS = "key, value, expires_at, origin, resend_at, kind, source, size"
+_ADDED_COLUMNS = {
+    "source": "TEXT NOT NULL DEFAULT ''",
+    "size": "INTEGER NOT NULL DEFAULT 0",
+    "seq": "INTEGER NOT NULL DEFAULT 0",
+}
 
 
 def _on_disk(doing: str) -> Callable[[F], F]:
@@ -94,14 +106,25 @@ class SqliteStore:
         # last ones. That is the "SIGKILL loses nothing" promise.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+        for name, spec in _ADDED_COLUMNS.items():  # a data file from before they existed
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE records ADD COLUMN {name} {spec}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS records_source ON records (source, seq)")
         self._count = self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        self._seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0]
+        self.usage = Usage()
+        for source, count, size in self._db.execute(
+            "SELECT source, COUNT(*), SUM(size) FROM records GROUP BY source"
+        ):
+            self.usage.add(source, size or 0, count)
 
     def __len__(self) -> int:
         return self._count
 
     def _record(self, row: tuple) -> Record | None:
         """The record of a row; None, once the row is set aside, if it does not decode."""
-        key, value, expires_at, origin, resend_at, kind = row
+        key, value, expires_at, origin, resend_at, kind, source, size = row
         try:
             kind = Kind(kind)
             value = msgpack.unpackb(value, raw=False)
@@ -111,7 +134,7 @@ class SqliteStore:
         except (ValueError, TypeError, DecodeError, msgpack.UnpackException) as exc:
             self._set_aside(bytes(key), (str(exc) or type(exc).__name__)[:200])
             return None
-        return Record(bytes(key), value, expires_at, bool(origin), resend_at, kind)
+        return Record(bytes(key), value, expires_at, bool(origin), resend_at, kind, source, size)
 
     def _records(self, rows: list[tuple]) -> list[Record]:
         return [r for r in map(self._record, rows) if r is not None]
@@ -124,7 +147,13 @@ class SqliteStore:
                 " SELECT key, value, kind, ? FROM records WHERE key = ?",
                 (reason, key),
             )
-            self._count -= self._db.execute("DELETE FROM records WHERE key = ?", (key,)).rowcount
+            held = self._db.execute(
+                "SELECT source, size FROM records WHERE key = ?", (key,)
+            ).fetchone()
+            if held is not None:
+                self._db.execute("DELETE FROM records WHERE key = ?", (key,))
+                self._count -= 1
+                self.usage.add(held[0], -held[1], -1)
         self._next_due_known = False
         self.stats["corrupt_records"] += 1
         if self.stats["corrupt_records"] == 1:
@@ -139,19 +168,23 @@ class SqliteStore:
     @_on_disk("read")
     def get(self, key: bytes) -> Record | None:
         row = self._db.execute(
-            "SELECT key, value, expires_at, origin, resend_at, kind FROM records WHERE key = ?",
+            f"SELECT {_COLUMNS} FROM records WHERE key = ?",
             (key,),
         ).fetchone()
         return self._record(row) if row else None
 
     @_on_disk("write")
     def put(self, record: Record) -> None:
-        existed = self._db.execute("SELECT 1 FROM records WHERE key = ?", (record.key,)).fetchone()
+        old = self._db.execute(
+            "SELECT source, size FROM records WHERE key = ?", (record.key,)
+        ).fetchone()
+        self._seq += 1
         self._db.execute(
-            "INSERT INTO records (key, value, expires_at, origin, resend_at, due_at, kind)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value,"
-            " expires_at=excluded.expires_at, origin=excluded.origin,"
-            " resend_at=excluded.resend_at, due_at=excluded.due_at, kind=excluded.kind",
+            "INSERT INTO records (key, value, expires_at, origin, resend_at, due_at, kind,"
+            " source, size, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE"
+            " SET value=excluded.value, expires_at=excluded.expires_at, origin=excluded.origin,"
+            " resend_at=excluded.resend_at, due_at=excluded.due_at, kind=excluded.kind,"
+            " source=excluded.source, size=excluded.size, seq=excluded.seq",
             (
                 record.key,
                 pack(record.value),
@@ -160,9 +193,16 @@ class SqliteStore:
                 record.resend_at,
                 record.due_at,
                 record.kind,
+                record.source,
+                record.size,
+                self._seq,
             ),
         )
-        self._count += existed is None
+        if old is None:
+            self._count += 1
+        else:
+            self.usage.add(old[0], -old[1], -1)
+        self.usage.add(record.source, record.size)
         if self._next_due_known and (self._next_due is None or record.due_at <= self._next_due):
             self._next_due = record.due_at
         else:
@@ -170,8 +210,27 @@ class SqliteStore:
 
     @_on_disk("write")
     def delete(self, key: bytes) -> None:
-        self._count -= self._db.execute("DELETE FROM records WHERE key = ?", (key,)).rowcount
+        old = self._db.execute("SELECT source, size FROM records WHERE key = ?", (key,)).fetchone()
+        if old is not None:
+            self._db.execute("DELETE FROM records WHERE key = ?", (key,))
+            self._count -= 1
+            self.usage.add(old[0], -old[1], -1)
         self._next_due_known = False
+
+    @_on_disk("read")
+    def keys_between(self, low: bytes, high: bytes, limit: int) -> list[bytes]:
+        rows = self._db.execute(
+            "SELECT key FROM records WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
+            (low, high, limit),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    @_on_disk("read")
+    def oldest_from(self, source: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT key FROM records WHERE source = ? ORDER BY seq LIMIT 1", (source,)
+        ).fetchone()
+        return bytes(row[0]) if row else None
 
     @_on_disk("read")
     def keys(self) -> Iterator[bytes]:
@@ -187,8 +246,7 @@ class SqliteStore:
     @_on_disk("read")
     def due(self, now: float, limit: int) -> list[Record]:
         rows = self._db.execute(
-            "SELECT key, value, expires_at, origin, resend_at, kind FROM records"
-            " WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+            f"SELECT {_COLUMNS} FROM records WHERE due_at <= ? ORDER BY due_at LIMIT ?",
             (now, limit),
         ).fetchall()
         return self._records(rows)

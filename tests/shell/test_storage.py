@@ -111,3 +111,21 @@ def test_every_sqlite_failure_is_one_storage_error_naming_the_file(tmp_path):
     s.close()
     with pytest.raises(StorageError, match="cannot read the data file"):
         s.get(b"k".ljust(20, b"\0"))  # closed
+
+
+def test_sqlite_keeps_each_sources_usage_across_a_reopen(tmp_path):
+    path = tmp_path / "kadnode.sqlite3"
+    store = SqliteStore(path)
+    store.put(Record(b"a" * 20, "xx", 10.0, False, 5.0, source="s1"))
+    store.put(Record(b"b" * 20, "yyyy", 10.0, False, 5.0, source="s1"))
+    store.put(Record(b"a" * 20, "z", 10.0, False, 5.0, source="s2"))  # moves to s2
+    store.put(Record(b"c" * 20, "mine", 10.0, True, 5.0))  # this node's own
+    seen = (store.usage.of("s1"), store.usage.of("s2"), store.usage.bytes)
+    assert store.oldest_from("s1") == b"b" * 20 and store.usage.heaviest() == "s1"
+    assert store.keys_between(b"a" * 20, b"c" * 20, 10) == [b"a" * 20, b"b" * 20]
+    store.close()
+    again = SqliteStore(path)
+    assert (again.usage.of("s1"), again.usage.of("s2"), again.usage.bytes) == seen
+    again.delete(b"b" * 20)
+    assert again.usage.of("s1") == (0, 0) and again.usage.heaviest() == "s2"
+    assert again.get(b"a" * 20).source == "s2"
