@@ -4,28 +4,31 @@ An attacker at 127.66.0.1 fetches a write token for its own address (a proven
 address: it receives its replies) and sends native STOREs of ``values`` new
 keys, ``value_bytes`` each, ``window`` at a time (and once more those not
 acknowledged), to the node under attack
-(``kadnode run``; with ``--capacity`` an in-process node whose store holds
-that many values, so a bounded run can fill it). Then ``honest`` writers,
+(``kadnode run``; with ``--capacity`` an in-process node whose store is
+scaled down to that many values, its other store limits in proportion, so a
+bounded run can fill it). Then ``honest`` writers,
 each on a /24 of its own, store one new key each, and a prober on yet another
 /24 asks for the attacker's keys (a sample) and the honest ones.
 
 Figure: the attacker's acknowledged writes, its values still held at the end
-(from the sample), its share of what the node holds, and the honest writes
-acknowledged and still held. Held: every honest write taken and kept (99 %
-at least), and the attacking /24 holds at most half of what the node holds:
-its share is capped (issue 13, must-show 5; the per-source quota item 5 asks
-for is the real bound, far below half, and this verdict does not guess it).
+(from the sample), its share of the store (of the values the node can hold),
+and the honest writes acknowledged and still held. Held: every honest write
+taken and kept (99 % at least), and the attacking /24 holds at most half the
+store: its share is capped (issue 13, must-show 5; the per-source quota item 5
+asks for is the real bound, far below half, and this verdict does not guess
+it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Iterator
 
-from kadnode.config import MAX_VALUE_BYTES, Config
+from kadnode.config import MAX_STORED_VALUES, MAX_VALUE_BYTES, Config
 from kadnode.core.messages import FindValue, Ping, Store, ValueReply
 
 from . import harness
@@ -56,8 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--capacity",
         type=int,
         default=None,
-        help="run the node in this process with a store of this many values "
-        "(default: kadnode run, whose store holds config.MAX_STORED_VALUES)",
+        help="run the node in this process with its store scaled down to this many "
+        "values (default: kadnode run, whose store holds config.MAX_STORED_VALUES)",
     )
 
 
@@ -92,6 +95,28 @@ async def fill(attacker: Peer, addr, keys: list[bytes], value: bytes, window: in
     return len(keys) - len(left) - refused
 
 
+# The store's size limits, scaled together by --capacity (those this kadnode has).
+STORE_LIMITS = (
+    "max_stored_values",
+    "max_stored_bytes",
+    "max_values_per_subnet",
+    "max_bytes_per_subnet",
+)
+
+
+def scaled_store(capacity: int) -> Config:
+    """The default Config with a store of ``capacity`` values, and every other
+    store limit it has (bytes, per-source quotas) scaled by the same factor."""
+    default = Config()
+    factor = capacity / default.max_stored_values
+    limits = {
+        name: max(1, int(getattr(default, name) * factor))
+        for name in STORE_LIMITS
+        if hasattr(default, name)
+    }
+    return dataclasses.replace(default, **limits)
+
+
 async def held(prober: Peer, addr, keys: list[bytes]) -> int:
     """How many of ``keys`` the node returns a value for."""
     gate = asyncio.Semaphore(64)
@@ -115,7 +140,7 @@ async def run(args: argparse.Namespace) -> Result:
     if args.capacity is None:
         node_cm = harness.target()
     else:
-        node_cm = harness.local_target(Config(max_stored_values=args.capacity))
+        node_cm = harness.local_target(scaled_store(args.capacity))
     async with node_cm as node:
         attacker = await Peer.open(ATTACKER, rng=rng)
         prober = await Peer.open(PROBER, rng=rng)
@@ -149,7 +174,8 @@ async def run(args: argparse.Namespace) -> Result:
         finally:
             harness.close_all([attacker, prober, *writers])
     attacker_held = round(sampled / len(sample) * args.values) if sample else 0
-    share = attacker_held / info["values"] if info["values"] else 0.0
+    capacity = args.capacity or MAX_STORED_VALUES
+    share = attacker_held / capacity
     honest_ok = honest_held / args.honest if args.honest else 1.0
     result.columns = ["who", "writes sent", "acknowledged", "held at the end"]
     result.rows = [

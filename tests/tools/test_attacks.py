@@ -4,9 +4,9 @@ Each test runs one attack against real kadnode nodes on loopback, bounded to
 seconds, and asserts what issue 13 says must hold. A test whose defense is not
 built yet is marked ``xfail(strict=True)`` naming it, so the suite stays
 green, and turns XPASS (a failure, strict) the day that defense makes it
-hold; then the mark comes off (amplify, flood and sybil lost theirs with
-issue 13's part 1). Only an AssertionError counts as the expected failure: a
-harness that breaks fails.
+hold; then the mark comes off (amplify, flood, sybil and exhaust lost
+theirs with issue 13's part 1 and its quotas). Only an AssertionError counts
+as the expected failure: a harness that breaks fails.
 
 The full-size runs and their figures: ``python -m chaos.attacks all`` and
 docs/security.md.
@@ -76,7 +76,6 @@ async def test_forged_writes_are_all_refused_and_the_publishers_value_survives()
     assert result.figures["publisher's own copy after overwrites"] == "genuine", result.render()
 
 
-@waits_for("per-source quotas with eviction of the heaviest source (item 5)")
 async def test_one_ip_filling_the_store_leaves_room_for_honest_writes():
     args = arguments("exhaust", values=3000, capacity=2000, honest=10, window=64)
     result = await exhaust.run(args)
@@ -92,7 +91,7 @@ async def test_no_crafted_datagram_costs_more_than_2x_a_find_node():
     assert result.figures["worst ratio"] <= work.LIMIT, result.render()
 
 
-@waits_for("bounded counters, readable full clocks, kinds kept apart (item 7)")
+@waits_for("bounded counters and readable full clocks (item 7)")
 async def test_shared_values_cannot_be_pinned_made_unreadable_or_squat_a_record():
     result = await shared.run(arguments("shared", writes=2))
     assert result.figures == {
