@@ -166,6 +166,11 @@ BACKGROUND_BUDGET = 256
 BACKGROUND_PAUSE = 0.01
 MAX_JOBS = 256
 AE_DIGESTS_KEPT = 256  # peers whose digest a node keeps, computed in the background
+# Anti-entropy jobs (each may scan the store) a neighbour may start per
+# interval: a digest and the pushes of its key lists (200 keys a datagram);
+# neighbours served are tracked up to a bound (only the 2k nearest qualify).
+AE_JOBS_PER_ROUND = 8
+AE_PEERS_TRACKED = 256
 
 
 @dataclass(frozen=True, slots=True)

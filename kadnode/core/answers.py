@@ -18,7 +18,8 @@ ring walk of at most k contacts; store and put are one store read and write
 hashes kept from a background computation; kn_keys tests at most 256 keys
 for membership. What grows with the store (the digest of what a peer shares,
 the values to push, a join handoff) runs in the background
-(kadnode.core.background).
+(kadnode.core.background): anti-entropy only for a neighbour, at most
+AE_JOBS_PER_ROUND store scans per neighbour per anti-entropy interval.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kadnode.config import DIAL_BACK_WAITING, MAX_DIAL_BACKS, TOKEN_BYTES
+from kadnode.config import (
+    AE_JOBS_PER_ROUND,
+    AE_PEERS_TRACKED,
+    DIAL_BACK_WAITING,
+    MAX_DIAL_BACKS,
+    TOKEN_BYTES,
+)
 from kadnode.core import antientropy, codec, kinds, quotas, wire
 from kadnode.core.addresses import subnet_of
 from kadnode.core.codec import Request
@@ -132,29 +139,38 @@ def _fit(
     node: NodeCore, request: Request, reply: ReplyMessage, host: str, keep: float
 ) -> bytes | None:
     """The reply cut to what an unproven host has earned: a value becomes the
-    closest contacts instead, contact lists get shorter; else nothing."""
+    closest contacts instead, contact lists get shorter; else nothing. The
+    longest list that fits is found by halving: at most log2(k) + 1 encodes."""
     message = request.message
     if type(reply) is ValueReply:
         target = int.from_bytes(message.key, "big")
         contacts = node.table.closest(target, node.config.k, exclude=message.sender_id)
         reply = NodesReply(contacts, reply.native, reply.token)
     if type(reply) is NodesReply:
-        shorter = [
-            NodesReply(reply.contacts[:n], reply.native, reply.token)
-            for n in range(len(reply.contacts) - 1, -1, -1)
-        ]
+        items = reply.contacts
+
+        def cut(n: int) -> ReplyMessage:
+            return NodesReply(items[:n], reply.native, reply.token)
     elif type(reply) is RingReply:
-        shorter = [
-            RingReply(reply.predecessor, reply.successors[:n])
-            for n in range(len(reply.successors) - 1, -1, -1)
-        ]
+        items = reply.successors
+
+        def cut(n: int) -> ReplyMessage:
+            return RingReply(reply.predecessor, items[:n])
     else:
-        shorter = []
-    for cut in shorter:
-        data = codec.encode(request.msg_id, cut)
-        if node.proof.spend(host, len(data), keep):
-            node.stats["replies_cut"] += 1
-            return data
+        items = []
+    room = node.proof.credit(host) - keep
+    best: bytes | None = None
+    low, high = 0, len(items) - 1  # a reply cut to n items, n in [low, high]
+    while items and low <= high:
+        n = (low + high) // 2
+        data = codec.encode(request.msg_id, cut(n))
+        if wire_bytes(len(data), host) <= room:
+            best, low = data, n + 1
+        else:
+            high = n - 1
+    if best is not None and node.proof.spend(host, len(best), keep):
+        node.stats["replies_cut"] += 1
+        return best
     node.stats["replies_withheld"] += 1
     return None
 
@@ -347,12 +363,11 @@ def digest(node: NodeCore, message: Digest, asker: Asker, now: float) -> BucketL
     Our digest of what we share with the sender is computed in the
     background and kept for an anti-entropy interval: the reply compares 64
     hashes. Until one is ready the reply is BUSY (ask again next round).
-    Only a request that echoes our token is answered: a forged one would
-    make us sync with, and push values at, whoever it names."""
-    if not asker.vouched:
-        node.stats["syncs_refused_unproven"] += 1
-        return BucketList([])
+    Only a neighbour's request is answered (:func:`_neighbour`): a forged one
+    would make us sync with, and push values at, whoever it names."""
     peer = message.sender_id
+    if not _neighbour(node, peer, asker):
+        return BucketList([])
     kept = node.ae_digests.get(peer)
     if kept is None or now - kept[0] >= node.config.anti_entropy_interval:
         _compute_digest(node, peer, now)
@@ -360,6 +375,40 @@ def digest(node: NodeCore, message: Digest, asker: Asker, now: float) -> BucketL
         node.stats["ae_busy_replies"] += 1
         return BucketList([antientropy.BUSY])
     return BucketList(antientropy.differing(kept[1], message.hashes))
+
+
+def _neighbour(node: NodeCore, peer: int, asker: Asker) -> bool:
+    """Anti-entropy is between neighbours: a request that echoes our token,
+    from a contact we hold at that very address, among our 2k nearest (a
+    node syncs with one of its k nearest; views differ). Others are refused,
+    counted: at most a few ids of one /24 are this near (routing admission)."""
+    stats = node.stats
+    if not asker.vouched or not node.table.holds(peer, asker.addr):
+        stats["syncs_refused_unproven"] += 1
+        return False
+    if all(c.node_id != peer for c in node.table.closest(node.id, 2 * node.config.k)):
+        stats["syncs_refused_far"] += 1
+        return False
+    return True
+
+
+def _ae_job(node: NodeCore, peer: int, job, now: float) -> bool:
+    """Queue an anti-entropy job for ``peer``: at most AE_JOBS_PER_ROUND of
+    them per peer per anti-entropy interval (each may scan the store)."""
+    jobs = node.ae_jobs
+    interval = node.config.anti_entropy_interval
+    recent = [t for t in jobs.pop(peer, ()) if now - t < interval]
+    if len(recent) >= AE_JOBS_PER_ROUND:
+        node.stats["ae_jobs_refused"] += 1
+        jobs[peer] = recent
+        return False
+    if len(jobs) >= AE_PEERS_TRACKED:
+        del jobs[next(iter(jobs))]  # the peer least recently served
+    if not node.background.add(job, now):
+        jobs[peer] = recent
+        return False
+    jobs[peer] = [*recent, now]
+    return True
 
 
 def _written_by(node: NodeCore, peer: int, now: float) -> None:
@@ -383,16 +432,15 @@ def _compute_digest(node: NodeCore, peer: int, now: float) -> None:
             Sync(node, contact.contact, node.background.now, ignore, shared)
 
     job = shared_job(node, peer, now, lambda *entry: shared.append(entry), done)
-    if node.background.add(job, now):
+    if _ae_job(node, peer, job, now):
         node.ae_computing.add(peer)
 
 
 def key_list(node: NodeCore, message: KeyList, asker: Asker, now: float) -> BucketList:
     """Name the offered keys we lack (at once: one membership test each); push
-    the ones the sender lacks (in the background; only to a request that
-    echoes our token, as for a digest)."""
-    if not asker.vouched:
-        node.stats["syncs_refused_unproven"] += 1
+    the ones the sender lacks (in the background; to a neighbour only, as for
+    a digest)."""
+    if not _neighbour(node, message.sender_id, asker):
         return BucketList([])
     store = node.store
     want = [i for i, (key, _) in enumerate(message.entries) if key not in store]
@@ -402,11 +450,15 @@ def key_list(node: NodeCore, message: KeyList, asker: Asker, now: float) -> Buck
     sender = contact_of(message.sender_id, addr[0], addr[1], asker.native)
 
     def push(key: bytes, _fp: bytes, record) -> None:
-        if antientropy.bucket_of(key) in buckets and key not in theirs:
+        if key not in theirs:
             node.stats["ae_bytes"] += send_record(node, sender, record, node.background.now)
             node.stats["ae_pushed"] += 1
 
-    node.background.add(shared_job(node, message.sender_id, now, push, ignore), now)
+    def named(key: bytes) -> bool:
+        return antientropy.bucket_of(key) in buckets
+
+    job = shared_job(node, message.sender_id, now, push, ignore, named)
+    _ae_job(node, message.sender_id, job, now)
     return BucketList(want)
 
 

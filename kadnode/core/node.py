@@ -102,6 +102,7 @@ class NodeCore:
         self.background = Background()
         self.ae_digests: dict[int, tuple[float, list[bytes]]] = {}  # peer id -> (at, hashes)
         self.ae_computing: set[int] = set()  # peers whose digest is queued
+        self.ae_jobs: dict[int, list[float]] = {}  # peer id -> its recent jobs' times
         self.dialing: dict[str, list[Contact]] = {}  # host pinged back -> its senders
         self.ping_size = len(codec.encode(bytes(ID_BYTES), Ping(node_id)))
 

@@ -99,13 +99,17 @@ def shared_job(
     now: float,
     each: Callable[[bytes, bytes, Record], None],
     done: Callable[[], None],
+    wanted: Callable[[bytes], bool] | None = None,
 ) -> Iterator[None]:
     """A background job (kadnode.core.background): ``each`` held record
-    ``peer_id`` shares with us, then ``done``; yields once per record."""
+    ``peer_id`` shares with us (of the keys ``wanted``, if given), then
+    ``done``; yields once per record."""
     k = node.config.k
     for key in store_keys(node.store):
-        record = node.store.get(key)
         yield
+        if wanted is not None and not wanted(key):
+            continue
+        record = node.store.get(key)
         if record is None or record.expires_at <= now:
             continue
         target = int.from_bytes(key, "big")

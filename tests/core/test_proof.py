@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from kadnode.config import AMPLIFICATION, PROOF_PAD_TO, Config
+from kadnode.config import AE_JOBS_PER_ROUND, AMPLIFICATION, PROOF_PAD_TO, Config
 from kadnode.core import codec, kinds, vclock
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.ids import key_digest
@@ -25,12 +25,12 @@ def replies(node: NodeCore) -> list[object]:
     return [codec.decode(d, 10_000) for d, _ in node.datagrams_to_send() if d[0] == codec.RESPONSE]
 
 
-def node_with_a_table(values: int = 50) -> NodeCore:
-    """A node that knows 40 contacts (each in its own /24) and holds values,
+def node_with_a_table(values: int = 50, contacts: int = 40) -> NodeCore:
+    """A node that knows ``contacts`` contacts (each in its own /24) and holds values,
     with a large value under one key: a reflector's best case."""
     node = NodeCore(1 << 159, MemoryStore(), config=Config(**QUIET), rng=random.Random(3))
     rng = random.Random(9)
-    for i in range(40):
+    for i in range(contacts):
         node.table.seen(Contact(rng.getrandbits(160), f"10.{i}.0.1", 4000, True), 0.0)
     for i in range(values):
         node.store.put(Record(key_digest(f"v{i}"), "x" * 900, 86400.0, False, 3600.0))
@@ -163,3 +163,38 @@ def test_a_proven_hosts_address_forged_still_gets_no_write_taken():
     assert node.stats["stores_refused_unproven"] == node.stats["stores_refused_token"] == 1
     assert node.stats["syncs_refused_unproven"] == 2
     assert len(node.background) == 0  # nothing queued to push at it
+
+
+def vouched(node: NodeCore, kind: str, sender: int, addr) -> bytes:
+    """An anti-entropy request from ``sender`` at ``addr`` that echoes our token."""
+    token = node.tokens.token_for(addr[0])
+    sid = sender.to_bytes(20, "big")
+    if kind == "kn_digest":
+        args = [sid, [bytes(8)] * 64, token]
+    else:
+        args = [sid, [0], [[key_digest(f"v{i}"), bytes(8)] for i in range(3)], token]
+    return codec.encode_request(NATIVE_MAGIC + bytes(16), kind, args)
+
+
+def test_anti_entropy_is_for_neighbours_only_each_starting_at_most_8_store_scans_a_round():
+    node = node_with_a_table(contacts=200)
+    assert len(node.table) > 2 * node.config.k
+    near = node.table.closest(node.id, 1)[0]
+    far = max(node.table.contacts(), key=lambda c: c.node_id ^ node.id)
+    node.receive_datagram(vouched(node, "kn_keys", far.node_id, far.addr), far.addr, 1.0)
+    assert node.stats["syncs_refused_far"] == 1 and len(node.background) == 0
+    ping = codec.encode_request(
+        NATIVE_MAGIC + bytes(16), "ping", [near.node_id.to_bytes(20, "big")]
+    )
+    node.receive_datagram(ping, near.addr, 1.0)
+    handoff = len(node.background)  # its first request: the join handoff it is owed
+    for _ in range(20):
+        for kind in ("kn_digest", "kn_keys"):
+            node.receive_datagram(vouched(node, kind, near.node_id, near.addr), near.addr, 1.0)
+    # One digest (the next 19 find it computing) and seven pushes; the rest refused.
+    assert len(node.background) - handoff == AE_JOBS_PER_ROUND
+    assert node.stats["ae_jobs_refused"] == 20 - (AE_JOBS_PER_ROUND - 1)
+    later = 1.0 + node.config.anti_entropy_interval
+    node.receive_datagram(vouched(node, "kn_keys", near.node_id, near.addr), near.addr, later)
+    assert node.ae_jobs[near.node_id] == [later]  # a new round: its first job queued
+    assert node.stats["ae_jobs_refused"] == 20 - (AE_JOBS_PER_ROUND - 1)
