@@ -248,13 +248,25 @@ MAX_WIRE_INT = 2**63 - 1
 
 # Vector clocks (kadnode.core.vclock, seed 001: versions and read repair).
 # Dynamo (DeCandia et al. 2007, section 4.4) truncates a clock past 10 writers
-# by dropping the oldest, by timestamp; ours carry no timestamps, and dropping
-# an arbitrary writer can make a concurrent version look superseded (a lost
-# write), so a full clock refuses new writers instead. Writers are the nodes
-# that coordinate writes of a key (about k = 20 replicas, plus churn): 32 leaves
-# room. Bounds are sized so the worst case fits one datagram: 4 siblings of
-# MAX_VALUE_BYTES, each with a full clock of 64-bit counters, pack to < 8 KiB
-# (tests/core/test_vclock.py checks it). Riak likewise treats many siblings as a
-# client writing without its read context, not as normal operation.
+# by dropping the oldest, by timestamp. Ours carry no timestamps; a write drops
+# the writers with the smallest counters instead, and always keeps its own
+# entry: that entry is the write's dot (Preguica et al. 2010, dotted version
+# vectors), which no version that has not seen the write can cover, so dropping
+# others only makes the write supersede less (siblings stay), never lose it.
+# Writers are the nodes that coordinate writes of a key (about k = 20 replicas,
+# plus churn): 32 leaves room. Bounds are sized so the worst case fits one
+# datagram: 4 siblings of MAX_VALUE_BYTES, each with a full clock of 64-bit
+# counters, pack to < 8 KiB (tests/core/test_vclock.py checks it). Riak likewise
+# treats many siblings as a client writing without its read context, not as
+# normal operation. A read's context merges the siblings, so it may name up to
+# MAX_SIBLINGS x MAX_CLOCK_ENTRIES writers (a full clock never makes a key
+# unreadable: issue 13, item 7).
 MAX_CLOCK_ENTRIES = 32
 MAX_SIBLINGS = 4
+MAX_CONTEXT_ENTRIES = MAX_SIBLINGS * MAX_CLOCK_ENTRIES
+# How far one incoming version may move a writer's counter past the highest this
+# replica holds for that key (0 when it holds none). An honest counter moves by
+# one per write of that writer, so a replica that missed 4 billion writes is the
+# only one refused; a hostile writer needs 2**31 accepted writes per replica to
+# drive a counter to MAX_WIRE_INT and pin the key (issue 13, item 7: no pinning).
+MAX_COUNTER_STEP = 2**32

@@ -55,6 +55,8 @@ def merge(kind: Kind, held: object | None, incoming: object, key: bytes, now: fl
         siblings = siblings_from_wire(held) if held is not None else ()
         try:
             for version in siblings_from_wire(incoming):
+                if (jump := vclock.counter_jump(siblings, version)) is not None:
+                    raise Refused(jump)
                 siblings = vclock.reconcile(siblings, version)
         except vclock.TooManySiblings as exc:
             raise Refused(str(exc)) from None

@@ -14,7 +14,7 @@ from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from kadnode.config import AE_DIGESTS_KEPT, AE_KEYS_PER_DATAGRAM
+from kadnode.config import AE_DIGESTS_KEPT, AE_KEYS_PER_DATAGRAM, MAX_CONTEXT_ENTRIES
 from kadnode.core import antientropy, codec, kinds, records, vclock, wire
 from kadnode.core.events import GetResult, LeaveResult, PutResult, ReadResult, SyncResult
 from kadnode.core.lookup import LookupOutcome
@@ -339,7 +339,9 @@ def write_shared(node: NodeCore, key: bytes, value: Value, context: object | Non
     """Write a shared value; returns the operation id. ``context`` is the
     clock a read returned (``vclock.to_wire`` form) and names what this
     write supersedes; None is a blind write that becomes a sibling."""
-    seen = vclock.from_wire(context) if context is not None else vclock.VectorClock()
+    seen = vclock.VectorClock()
+    if context is not None:
+        seen = vclock.from_wire(context, MAX_CONTEXT_ENTRIES)
     held = node.store.get(key)
     current = held.value if held is not None and held.kind == Kind.SHARED else None
     # Our counter must pass every version we wrote before, or a second

@@ -13,12 +13,16 @@ latter is a conflict. Conflicts are resolved as in Dynamo (DeCandia et al.
 Read repair is :func:`reconcile` again: a reader sends a stale replica what
 it found, and the replica keeps whatever is not already dominated.
 
-Bounds: a clock names at most ``MAX_CLOCK_ENTRIES`` writers and a key holds
-at most ``MAX_SIBLINGS`` versions (kadnode.config says why). Past either, the
-write is refused with a :class:`~kadnode.errors.LocalProtocolError`
-(:class:`ClockFull`, :class:`TooManySiblings`); nothing is pruned, since
-dropping a writer without timestamps could make a concurrent version look
-superseded and lose it silently.
+Bounds (kadnode.config says why): a version's clock names at most
+``MAX_CLOCK_ENTRIES`` writers; a write past that drops the writers with the
+smallest counters and keeps its own entry, its dot, so it can only supersede
+less, never be lost (:func:`write`). A read's context, the merge of the
+siblings, may name up to ``MAX_CONTEXT_ENTRIES``, so a full clock never makes a
+key unreadable. A key holds at most ``MAX_SIBLINGS`` versions
+(:class:`TooManySiblings`). A counter is at most ``MAX_COUNTER``, and one
+incoming version moves a writer's counter at most ``MAX_COUNTER_STEP`` past what
+the replica holds (:func:`counter_jump`), so no writer can pin a key by driving
+a counter to the top in one write.
 
 :func:`lww_newer` is the simpler last-write-wins alternative, and what it
 gives up.
@@ -30,7 +34,13 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from kadnode.config import MAX_CLOCK_ENTRIES, MAX_SIBLINGS, MAX_WIRE_INT
+from kadnode.config import (
+    MAX_CLOCK_ENTRIES,
+    MAX_CONTEXT_ENTRIES,
+    MAX_COUNTER_STEP,
+    MAX_SIBLINGS,
+    MAX_WIRE_INT,
+)
 from kadnode.core.ids import ID_SPACE, to_bytes
 from kadnode.core.wire import decode_id
 from kadnode.errors import DecodeError, LocalProtocolError
@@ -39,7 +49,8 @@ MAX_COUNTER = MAX_WIRE_INT
 
 
 class ClockFull(LocalProtocolError):
-    """A write would make a clock name more than MAX_CLOCK_ENTRIES writers."""
+    """A clock would name more than MAX_CONTEXT_ENTRIES writers (a merge of
+    clocks that did not come from one key's siblings)."""
 
 
 class TooManySiblings(LocalProtocolError):
@@ -62,10 +73,10 @@ class VectorClock:
     entries: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
-        if len(self.entries) > MAX_CLOCK_ENTRIES:
+        if len(self.entries) > MAX_CONTEXT_ENTRIES:
             raise ClockFull(
-                f"a vector clock names at most {MAX_CLOCK_ENTRIES} writers, not "
-                f"{len(self.entries)}; refusing rather than pruning (see kadnode.core.vclock)"
+                f"a vector clock names at most {MAX_CONTEXT_ENTRIES} writers, "
+                f"not {len(self.entries)}"
             )
         previous = -1
         for writer, counter in self.entries:
@@ -123,10 +134,12 @@ def to_wire(clock: VectorClock) -> list:
     return [[to_bytes(writer), counter] for writer, counter in clock.entries]
 
 
-def from_wire(obj: object) -> VectorClock:
-    """Parse a clock's wire form; raise DecodeError unless it is exactly that shape."""
-    if type(obj) is not list or len(obj) > MAX_CLOCK_ENTRIES:
-        raise DecodeError(f"vector clock is not a list of at most {MAX_CLOCK_ENTRIES} entries")
+def from_wire(obj: object, most: int = MAX_CLOCK_ENTRIES) -> VectorClock:
+    """Parse a clock's wire form; raise DecodeError unless it is exactly that
+    shape. ``most``: a version's bound, or MAX_CONTEXT_ENTRIES for a read's
+    context."""
+    if type(obj) is not list or len(obj) > most:
+        raise DecodeError(f"vector clock is not a list of at most {most} entries")
     entries = []
     previous = -1
     for item in obj:
@@ -182,10 +195,33 @@ def write(siblings_context: VectorClock | None, writer: int, value: object) -> V
     """A new version by ``writer`` that supersedes everything ``siblings_context`` has seen.
 
     ``None`` (a blind write, no read first) supersedes nothing: it becomes a
-    sibling of whatever is held.
+    sibling of whatever is held. Past MAX_CLOCK_ENTRIES writers, the others
+    with the smallest counters (then the smallest ids) are dropped and the
+    writer's own entry kept: a version that has not seen this write lacks
+    that counter, so it can never cover it, and what the write no longer
+    names it simply does not supersede (it stays a sibling).
     """
     clock = VectorClock() if siblings_context is None else siblings_context
-    return Versioned(value, clock.increment(writer))
+    counters = dict(clock.entries)
+    mine = counters.pop(writer, 0) + 1
+    kept = sorted(counters.items(), key=lambda e: (e[1], e[0]))[-(MAX_CLOCK_ENTRIES - 1) :]
+    return Versioned(value, VectorClock.of({**dict(kept), writer: mine}))
+
+
+def counter_jump(held: tuple[Versioned, ...], incoming: Versioned) -> str | None:
+    """Why ``incoming`` moves a writer's counter too far, or None.
+
+    A counter may pass the highest this replica holds for that writer (0 if
+    none) by at most MAX_COUNTER_STEP: honest counters move by one per write.
+    """
+    for writer, counter in incoming.clock.entries:
+        highest = max((version.clock.get(writer) for version in held), default=0)
+        if counter - highest > MAX_COUNTER_STEP:
+            return (
+                f"a clock moves a writer's counter {counter - highest} past what is held "
+                f"(at most {MAX_COUNTER_STEP})"
+            )
+    return None
 
 
 def lww_newer(a_ts: float, a_writer: int, b_ts: float, b_writer: int) -> bool:

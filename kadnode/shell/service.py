@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from kadnode import __version__
+from kadnode.config import MAX_CONTEXT_ENTRIES
 from kadnode.core import kinds, records, vclock
 from kadnode.core.events import PutResult, ReadResult
 from kadnode.core.ids import to_hex
@@ -65,7 +66,7 @@ def context_wire(context: object) -> list:
     """A client's context back in wire form; one clear line when it is not one."""
     try:
         wire = [[bytes.fromhex(w), c] for w, c in context]  # type: ignore[union-attr]
-        vclock.from_wire(wire)
+        vclock.from_wire(wire, MAX_CONTEXT_ENTRIES)
     except (TypeError, ValueError, KadnodeError):
         raise LocalProtocolError("context is not [[40-hex writer id, counter], ...]") from None
     return wire

@@ -8,11 +8,9 @@ import random
 import pytest
 
 from kadnode.config import Config
-from kadnode.core import codec, kinds, records, vclock
+from kadnode.core import codec
 from kadnode.core.codec import NATIVE_MAGIC
-from kadnode.core.identity import Identity
 from kadnode.core.ids import key_digest
-from kadnode.core.messages import Kind
 from kadnode.core.node import NodeCore
 from kadnode.core.store import MemoryStore, Record
 
@@ -91,27 +89,3 @@ def test_usage_follows_puts_replacements_and_deletes(store):
     s.delete(b"b" * 20)
     assert s.usage.of("s1") == (0, 0) and s.usage.heaviest() == "s2"
     assert s.keys_between(b"a" * 20, b"b" * 20, 10) == [b"a" * 20]
-
-
-def test_a_peer_record_takes_its_key_back_from_a_squatting_shared_value():
-    core = node()
-    me = Identity.from_seed(bytes(range(32)))
-    key = me.node_id.to_bytes(20, "big")
-    host = "203.0.113.9"
-    token = core.tokens.token_for(host)
-    squat = kinds.siblings_to_wire((vclock.write(None, 7, "squat"),))
-    record = records.to_wire(records.sign_record(me, (("192.0.2.1", 4000),), 1, 600.0))
-
-    def kn_put(kind: Kind, payload: object) -> dict:
-        args = [SENDER, key, kind, payload, 100.0, token]
-        core.receive_datagram(
-            codec.encode_request(NATIVE_MAGIC + bytes(16), "kn_put", args), (host, 4000), 1.0
-        )
-        [reply] = [codec.decode(d, 10_000) for d, _ in core.datagrams_to_send() if d[0] == 1]
-        return reply.body
-
-    assert kn_put(Kind.SHARED, squat) == {"ok": True, "reason": None}
-    assert kn_put(Kind.PEER, record) == {"ok": True, "reason": None}
-    assert core.store.get(key).kind == Kind.PEER
-    refused = kn_put(Kind.SHARED, squat)  # and the shared value cannot take it back
-    assert refused == {"ok": False, "reason": "key holds a peer record"}

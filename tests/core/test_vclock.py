@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kadnode.config import MAX_CLOCK_ENTRIES, MAX_DATAGRAM, MAX_SIBLINGS, MAX_VALUE_BYTES
+from kadnode.config import (
+    MAX_CLOCK_ENTRIES,
+    MAX_CONTEXT_ENTRIES,
+    MAX_COUNTER_STEP,
+    MAX_DATAGRAM,
+    MAX_SIBLINGS,
+    MAX_VALUE_BYTES,
+)
 from kadnode.core.codec import HEADER
 from kadnode.core.ids import ID_MAX, to_bytes
 from kadnode.core.vclock import (
@@ -21,6 +28,7 @@ from kadnode.core.vclock import (
     VectorClock,
     Versioned,
     context,
+    counter_jump,
     from_wire,
     lww_newer,
     reconcile,
@@ -152,18 +160,69 @@ def test_before_is_transitive_on_causal_chains(a, d1, d2, w1, w2):
 # ---- bounds ---------------------------------------------------------------------
 
 
-def full_clock() -> VectorClock:
-    return VectorClock.of({w: 1 for w in range(MAX_CLOCK_ENTRIES)})
+def test_a_write_past_the_bound_keeps_its_own_entry_and_the_largest_counters():
+    ctx = VectorClock.of({**{w: 1 for w in range(MAX_CLOCK_ENTRIES)}, 0xFF: 7})
+    version = write(ctx, 0xEE, "v")
+    assert len(version.clock.entries) == MAX_CLOCK_ENTRIES
+    assert version.clock.get(0xEE) == 1 and version.clock.get(0xFF) == 7
+    # Ties among the smallest counters drop the smallest ids first.
+    assert [w for w in range(MAX_CLOCK_ENTRIES) if version.clock.get(w)] == list(
+        range(2, MAX_CLOCK_ENTRIES)
+    )
 
 
-def test_a_full_clock_refuses_a_new_writer_but_not_an_old_one():
-    full = full_clock()
-    assert full.increment(0).get(0) == 2
-    with pytest.raises(ClockFull, match=f"at most {MAX_CLOCK_ENTRIES} writers"):
-        full.increment(MAX_CLOCK_ENTRIES)
-    with pytest.raises(ClockFull):
-        full.merge(clock(ffff=1))
+@PROPERTY
+@given(
+    st.lists(st.integers(0, 2**160 - 1), min_size=MAX_CLOCK_ENTRIES, max_size=60, unique=True),
+    st.integers(1, 3),
+    st.data(),
+)
+def test_a_truncated_write_is_never_covered_by_a_version_that_has_not_seen_it(ids, n, data):
+    """Dropping others' entries only makes a write supersede less: a version
+    that did not see it (its counter for the writer is below the write's)
+    never descends it, so nothing can drop it as already seen."""
+    writer, *others = ids
+    ctx = VectorClock.of({**{w: n for w in others}, writer: n})
+    version = write(ctx, writer, "v")
+    assert version.clock.get(writer) == n + 1
+    assert len(version.clock.entries) <= MAX_CLOCK_ENTRIES
+    rival = VectorClock.of(
+        {w: data.draw(st.integers(1, 9)) for w in data.draw(st.sets(st.sampled_from(others)))}
+        | {writer: n}
+    )
+    assert not rival.descends(version.clock)
+
+
+def test_a_full_sibling_leaves_the_key_readable_and_writable():
+    """A hostile sibling naming MAX_CLOCK_ENTRIES writers beside an honest one:
+    the context names them all, and a write with it still supersedes the
+    honest version (the hostile one stays a sibling)."""
+    mine = write(None, A, "mine")
+    hostile = Versioned("x", VectorClock.of({0x100 + i: 1 for i in range(MAX_CLOCK_ENTRIES)}))
+    held = reconcile((mine,), hostile)
+    ctx = context(held)
+    assert len(ctx.entries) == MAX_CLOCK_ENTRIES + 1
+    assert from_wire(to_wire(ctx), MAX_CONTEXT_ENTRIES) == ctx
+    with pytest.raises(DecodeError):
+        from_wire(to_wire(ctx))  # a version's bound is stricter than a context's
+    again = write(ctx, A, "mine again")
+    assert reconcile(held, again) == (hostile, again)
+
+
+def test_a_clock_names_at_most_the_context_bound():
+    with pytest.raises(ClockFull, match=f"at most {MAX_CONTEXT_ENTRIES} writers"):
+        VectorClock.of({w: 1 for w in range(MAX_CONTEXT_ENTRIES + 1)})
     assert issubclass(ClockFull, LocalProtocolError)
+
+
+def test_a_counter_may_move_at_most_one_step_past_what_is_held():
+    held = (write(None, A, "v"),)
+    near = Versioned("ok", clock(a=1 + MAX_COUNTER_STEP))
+    far = Versioned("pin", clock(a=2 + MAX_COUNTER_STEP))
+    assert counter_jump(held, near) is None
+    assert "past what is held" in counter_jump(held, far)
+    assert counter_jump((), Versioned("fresh", clock(b=MAX_COUNTER_STEP))) is None
+    assert counter_jump((), Versioned("pin", clock(b=MAX_COUNTER))) is not None
 
 
 def test_the_worst_case_sibling_set_fits_one_datagram():

@@ -1,13 +1,9 @@
 """The adversarial suite (chaos/attacks/) in small sizes, asserting issue 13's targets.
 
 Each test runs one attack against real kadnode nodes on loopback, bounded to
-seconds, and asserts what issue 13 says must hold. A test whose defense is not
-built yet is marked ``xfail(strict=True)`` naming it, so the suite stays
-green, and turns XPASS (a failure, strict) the day that defense makes it
-hold; then the mark comes off (amplify, flood, sybil and exhaust lost
-theirs with issue 13's part 1 and its quotas, forge and work with its
-bounded work per datagram). Only an AssertionError counts
-as the expected failure: a harness that breaks fails.
+seconds, and asserts what issue 13 says must hold. Each was first written
+against the undefended node, marked as an expected failure, and lost its
+mark the day its defense made it hold.
 
 The full-size runs and their figures: ``python -m chaos.attacks all`` and
 docs/security.md.
@@ -26,12 +22,6 @@ sys.path.insert(0, str(ROOT))
 
 from chaos.attacks import amplify, arguments, exhaust, flood, forge, shared, sybil, work  # noqa: E402
 from chaos.attacks.harness import Result  # noqa: E402
-
-
-def waits_for(defense: str):
-    return pytest.mark.xfail(
-        strict=True, raises=AssertionError, reason=f"issue 13: {defense} not built yet"
-    )
 
 
 def rows(result: Result) -> list[dict]:
@@ -87,7 +77,6 @@ async def test_no_crafted_datagram_costs_more_than_2x_a_find_node():
     assert result.figures["worst ratio"] <= work.LIMIT, result.render()
 
 
-@waits_for("bounded counters and readable full clocks (item 7)")
 async def test_shared_values_cannot_be_pinned_made_unreadable_or_squat_a_record():
     result = await shared.run(arguments("shared", writes=2))
     assert result.figures == {
