@@ -1,0 +1,38 @@
+"""The README's "Limits a hostile network meets" quotes the defaults kadnode
+actually has (kadnode/config.py), so a changed default cannot leave the page
+promising another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kadnode import config
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def section() -> str:
+    text = README.split("### Limits a hostile network meets")[1].split("\n#")[0]
+    return " ".join(text.split())
+
+
+def test_the_readme_quotes_the_configured_limits():
+    prose = section()
+    for claim in (
+        f"within {config.AMPLIFICATION:g}x the bytes",
+        f"{config.REQUESTS_PER_IP:,.0f} requests a second per IP",
+        f"{config.REQUESTS_PER_SUBNET:,.0f} per /24",
+        f"{config.REQUESTS_TOTAL:,.0f} in all",
+        f"at most {config.PER_SUBNET_BUCKET} contacts of one /24 in a bucket",
+        f"{config.PER_SUBNET_TABLE} in the table",
+        f"the {config.MAX_VALUE_BYTES:,}-byte limit",
+        f"at most {config.MAX_STORED_VALUES:,} values",
+        f"{config.MAX_STORED_BYTES // 2**20} MiB",
+        "a sixteenth of either",
+        f"{config.BACKGROUND_BUDGET} records every {config.BACKGROUND_PAUSE * 1000:g} ms",
+        f"{config.AE_JOBS_PER_ROUND} jobs a minute each",
+    ):
+        assert claim in prose, claim
+    assert config.ANTI_ENTROPY_INTERVAL == 60.0  # "a minute" above
+    assert config.MAX_VALUES_PER_SUBNET == config.MAX_STORED_VALUES // 16  # "a sixteenth"
+    assert config.MAX_BYTES_PER_SUBNET == config.MAX_STORED_BYTES // 16
