@@ -4,13 +4,16 @@ The node under attack (``kadnode run``) first serves ``honest`` clients alone
 (each on a /24 of its own, one request every ``interval`` s each, cycling
 lookup = find_node, put = a native STORE with its token, get = find_value of
 a key it put): the baseline, with the node's CPU. Then one IP (127.66.0.1, a
-process of its own) sends find_node at ``rate`` per second for ``seconds``
-from one sender id, with the same honest load beside it.
+process of its own) sends find_node from one sender id, with the same honest
+load beside it, for ``seconds`` at each of two rates: the node's configured
+per-IP rate (all of it answered: what serving that rate costs), then ``rate``
+per second (the flood).
 
 Figure: requests the flooder got answered per second once the flood is a
 second old (a rate limiter's burst is spent by then), reply bytes, honest
 success (a reply within kadnode's own timeout and attempts: 1 s, 2 sends),
-and the node's CPU in both phases (/proc/PID/stat). Held: answered per
+and the node's CPU in each phase (/proc/PID/stat), the flood's set against
+serving the configured rate. Held: answered per
 second at most the node's configured per-IP rate (``--rate-limit``, else
 kadnode.config.REQUESTS_PER_IP), honest success >= 99 % (issue 13,
 must-show 2).
@@ -185,6 +188,12 @@ async def run(args: argparse.Namespace) -> Result:
             await asyncio.gather(*(c.call(node.addr, Ping(c.id)) for c in clients))
             base, base_cpu, _ = await phase(node, clients, args.seconds, args.interval, None)
             args.say(f"flood: baseline {success(base):.1%} honest, CPU {base_cpu:.0%}")
+            at_rate = None
+            if limit is not None:
+                at_rate = await phase(
+                    node, clients, args.seconds, args.interval, {"rate": round(limit)}
+                )
+                args.say(f"flood: at the configured rate, CPU {at_rate[1]:.0%}")
             tally, cpu, report = await phase(
                 node, clients, args.seconds, args.interval, {"rate": args.rate}
             )
@@ -205,10 +214,15 @@ async def run(args: argparse.Namespace) -> Result:
         "gets",
         "CPU",
     ]
-    for name, t, c, sent, answered in (
-        ("honest only", base, base_cpu, None, None),
-        ("flood + honest", tally, cpu, sent_s, answered_s),
-    ):
+    phases = [("honest only", base, base_cpu, None, None)]
+    rate_cpu = None
+    if at_rate is not None and at_rate[2] is not None:
+        rate_t, rate_cpu, rate_report = at_rate
+        rate_sent = rate_report["sent"] / args.seconds
+        rate_answered = rate_report["steady"] / (args.seconds - WARMUP)
+        phases.append(("its rate + honest", rate_t, rate_cpu, rate_sent, rate_answered))
+    phases.append(("flood + honest", tally, cpu, sent_s, answered_s))
+    for name, t, c, sent, answered in phases:
         result.rows.append(
             [name, sent, answered]
             + [f"{success(t, k):.1%}" for k in ("lookup", "put", "get")]
@@ -222,10 +236,17 @@ async def run(args: argparse.Namespace) -> Result:
         "honest success": f"{honest:.1%}",
         "node CPU (flood)": f"{cpu:.0%}",
         "node CPU (honest only)": f"{base_cpu:.0%}",
+        "node CPU (one IP at its configured rate)": "not measured"
+        if rate_cpu is None
+        else f"{rate_cpu:.0%}",
         "configured per-IP rate": limit,
     }
     if limit is None:
         result.notes.append(f"no per-IP request rate configured (kadnode.config.{LIMIT_NAME})")
+    if rate_cpu is not None:
+        result.figures["answered/s at its rate"] = round(rate_answered)
+    if rate_cpu:
+        result.figures["CPU flood / at its rate"] = round(cpu / rate_cpu, 2)
     result.held = limit is not None and answered_s <= limit * (1 + EDGE) and honest >= HONEST_TARGET
     result.why = (
         f"{answered_s:,.0f} answered/s of {sent_s:,.0f} sent/s against a limit of "

@@ -45,6 +45,7 @@ async def test_flood_is_answered_at_most_at_the_configured_rate_and_honest_reque
     assert limit is not None, "no per-IP request rate is configured"
     assert result.figures["flood answered/s"] <= limit * (1 + flood.EDGE), result.render()
     assert float(result.figures["honest success"].rstrip("%")) >= 99.0, result.render()
+    assert result.figures["answered/s at its rate"] >= 0.95 * limit, result.render()
 
 
 async def test_sybils_from_one_subnet_hold_at_most_10_per_table_2_per_bucket():
