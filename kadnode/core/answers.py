@@ -121,9 +121,15 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     if len(data) > node.config.max_datagram:
         node.stats["replies_too_large"] += 1
         return
-    # Pinged back: an unproven host (to prove it), or a newcomer the table
-    # would take (to prove its very address); never one it refuses.
-    dial = not vouched_for and kind is not Goodbye and (not proven or node.table.admits(sender))
+    # Pinged back: an unproven host (to prove it), or a stock (bmuller) node
+    # the table would take, to prove its very address; never one it refuses.
+    # A kadnode node from a proven host is not: our reply gives it a token,
+    # and its next request, which echoes it, admits it (a put's STORE does).
+    dial = (
+        not vouched_for
+        and kind is not Goodbye
+        and (not proven or (not request.native and node.table.admits(sender)))
+    )
     # An unproven host's reply leaves room in its credit for a first ping back.
     first = dial and host not in node.dialing and len(node.dialing) < MAX_DIAL_BACKS
     keep = wire_bytes(node.ping_size, host) if first and not proven else 0.0

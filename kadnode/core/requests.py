@@ -102,6 +102,7 @@ class Requests:
         self._deadlines: list[tuple[float, bytes]] = []
         self._srtt: float | None = None  # over all contacts, for unknown ones
         self._rttvar = 0.0
+        self._padding: dict[type, bytes] = {}  # what each padded kind needs, found once
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -181,11 +182,15 @@ class Requests:
         token = proving(self.table, contact.node_id, now)
         if token is not None:
             return replace(message, proof=token)
-        if type(message) not in PADDED:
+        kind = type(message)
+        if kind not in PADDED:
             return message
-        size = len(codec.encode(msg_id, message))
-        pad = max(TOKEN_BYTES + 1, PROOF_PAD_TO - size - 2)  # bin 8: 2 bytes of header
-        return replace(message, proof=bytes(pad))
+        pad = self._padding.get(kind)
+        if pad is None:  # a padded kind's arguments are ids and keys: one size per kind
+            size = len(codec.encode(msg_id, message))
+            pad = bytes(max(TOKEN_BYTES + 1, PROOF_PAD_TO - size - 2))  # bin 8: 2-byte header
+            self._padding[kind] = pad
+        return replace(message, proof=pad)
 
     # ---- deadlines --------------------------------------------------------------------
 

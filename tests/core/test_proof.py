@@ -93,6 +93,32 @@ def test_the_unproven_host_is_pinged_back_once_and_its_answer_proves_it():
     assert int.from_bytes(SENDER, "big") in node.table  # now a contact
 
 
+def test_a_kadnode_node_on_a_proven_host_is_admitted_by_its_token_not_pinged_back():
+    """Many nodes behind one address (a host already proven): a kadnode
+    newcomer there costs no ping back; the token our reply gives it admits it
+    on its next request. A stock bmuller node, which cannot echo tokens, is
+    pinged back at its very address instead."""
+    node = node_with_a_table()
+    node.proof.prove(VICTIM[0], 1.0)
+    newcomer = (VICTIM[0], 4001)
+    find = codec.encode_request(NATIVE_MAGIC + bytes(16), "find_node", [SENDER, bytes(20)])
+    node.receive_datagram(find, newcomer, 1.0)
+    [reply] = replies(node)
+    assert node.stats["dial_backs"] == 0 and int.from_bytes(SENDER, "big") not in node.table
+    echo = codec.encode_request(
+        NATIVE_MAGIC + b"\x01" * 16, "find_node", [SENDER, bytes(20), reply.body["token"]]
+    )
+    node.receive_datagram(echo, newcomer, 1.1)
+    node.datagrams_to_send()
+    assert int.from_bytes(SENDER, "big") in node.table
+    stock = codec.encode_request(
+        bytes(20), "find_node", [(0xCE << 152).to_bytes(20, "big"), bytes(20)]
+    )
+    node.receive_datagram(stock, (VICTIM[0], 4002), 1.2)
+    pings = [addr for d, addr in node.datagrams_to_send() if d[0] == codec.REQUEST]
+    assert pings == [(VICTIM[0], 4002)] and node.stats["dial_backs"] == 1
+
+
 def test_a_proven_host_gets_full_replies_and_a_padded_request_earns_one():
     node = node_with_a_table()
     find = requests()["find_node native"]
