@@ -148,8 +148,8 @@ def _fit(
     closest contacts instead, contact lists get shorter; else nothing. The
     longest list that fits is found by halving: at most log2(k) + 1 encodes."""
     message = request.message
-    if type(reply) is ValueReply:
-        target = int.from_bytes(message.key, "big")
+    if type(reply) in (ValueReply, NodesReply):  # the nearest first, so a cut keeps them
+        target = message.target if type(message) is FindNode else int.from_bytes(message.key, "big")
         contacts = node.table.closest(target, node.config.k, exclude=message.sender_id)
         reply = NodesReply(contacts, reply.native, reply.token)
     if type(reply) is NodesReply:
@@ -215,7 +215,8 @@ def _dial_back(node: NodeCore, sender: Contact, now: float) -> None:
 
 
 def find_node(node: NodeCore, message: FindNode, asker: Asker, now: float) -> NodesReply:
-    contacts = node.table.closest(message.target, node.config.k, exclude=message.sender_id)
+    k, sender = node.config.k, message.sender_id
+    contacts = node.table.closest(message.target, k, exclude=sender, ordered=False)
     return NodesReply(contacts, asker.native, asker.token)
 
 
@@ -225,7 +226,8 @@ def find_value(node: NodeCore, message: FindValue, asker: Asker, now: float) -> 
     if record is not None and record.expires_at > now and (native or record.kind == Kind.PLAIN):
         return ValueReply(record.value, native, record.expires_at - now, token, record.kind)
     target = int.from_bytes(message.key, "big")
-    contacts = node.table.closest(target, node.config.k, exclude=message.sender_id)
+    k, sender = node.config.k, message.sender_id
+    contacts = node.table.closest(target, k, exclude=sender, ordered=False)
     return NodesReply(contacts, native, token)
 
 
@@ -392,7 +394,8 @@ def _neighbour(node: NodeCore, peer: int, asker: Asker) -> bool:
     if not asker.vouched or not node.table.holds(peer, asker.addr):
         stats["syncs_refused_unproven"] += 1
         return False
-    if all(c.node_id != peer for c in node.table.closest(node.id, 2 * node.config.k)):
+    nearest = node.table.closest(node.id, 2 * node.config.k, ordered=False)
+    if all(c.node_id != peer for c in nearest):
         stats["syncs_refused_far"] += 1
         return False
     return True

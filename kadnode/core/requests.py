@@ -20,7 +20,7 @@ import heapq
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 
 from kadnode.config import (
     PROOF_PAD_TO,
@@ -54,6 +54,17 @@ OnReply = Callable[[ReplyMessage, float], None]
 # large are padded when we have no token to prove us.
 PROVABLE = (Ping, FindNode, FindValue, RingQuery, FindSuccessor, Digest, KeyList)
 PADDED = (FindNode, FindValue, RingQuery)
+# Every field but the last, the proof, of each provable kind (dataclasses.replace
+# looks them up on every call: a quarter of a request's cost to send).
+_BEFORE_PROOF = {kind: tuple(f.name for f in fields(kind))[:-1] for kind in PROVABLE}
+
+
+def _with(message: RequestMessage, proof: bytes) -> RequestMessage:
+    """``message`` with ``proof`` as its last field."""
+    kind = type(message)
+    return kind(*(getattr(message, name) for name in _BEFORE_PROOF[kind]), proof)
+
+
 OnTime = Callable[[float], None]
 
 
@@ -181,7 +192,7 @@ class Requests:
         reply (kadnode.core.proof)."""
         token = proving(self.table, contact.node_id, now)
         if token is not None:
-            return replace(message, proof=token)
+            return _with(message, token)
         kind = type(message)
         if kind not in PADDED:
             return message
@@ -190,7 +201,7 @@ class Requests:
             size = len(codec.encode(msg_id, message))
             pad = bytes(max(TOKEN_BYTES + 1, PROOF_PAD_TO - size - 2))  # bin 8: 2-byte header
             self._padding[kind] = pad
-        return replace(message, proof=pad)
+        return _with(message, pad)
 
     # ---- deadlines --------------------------------------------------------------------
 

@@ -250,8 +250,12 @@ class RoutingTable:
         if entry is not None:
             entry.srtt, entry.rttvar = rtt_update(entry.srtt, entry.rttvar, rtt, alpha, beta)
 
-    def closest(self, target: int, n: int, exclude: int | None = None) -> list[Contact]:
-        """The ``n`` known contacts closest to ``target`` by XOR, nearest first.
+    def closest(
+        self, target: int, n: int, exclude: int | None = None, ordered: bool = True
+    ) -> list[Contact]:
+        """The ``n`` known contacts closest to ``target`` by XOR, nearest first
+        (with ``ordered=False``, the same contacts in any order: a reply's
+        reader sorts them itself, and a bucket taken whole is then not sorted).
 
         Exact without sorting the whole table: buckets are visited in
         distance order and each is sorted on its own. With ``x = target ^
@@ -270,7 +274,7 @@ class RoutingTable:
 
         def take(j: int) -> bool:
             group = buckets[j]
-            if len(group) > 1:
+            if len(group) > 1 and (ordered or len(group) > n - len(out)):
                 group = sorted(group, key=lambda e: e.contact.node_id ^ target)
             for entry in group:
                 if entry.contact.node_id != exclude:

@@ -159,6 +159,9 @@ def run_scenario(scenario: tuple) -> None:
             exclude = None if op.exclude is None else pool[op.exclude]
             got = ids_of(t.closest(op.target, op.n, exclude))
             assert got == brute_force_closest(t, op.target, op.n, exclude)
+            # A reply's contacts, in any order: the same ones.
+            unordered = ids_of(t.closest(op.target, op.n, exclude, ordered=False))
+            assert sorted(unordered) == sorted(got)
         check_invariants(t, owner, t.k)
         nearest = brute_force_closest(t, owner, t.k, None)
         assert t.radius() == (nearest[-1] ^ owner if len(nearest) == t.k else None)
@@ -204,6 +207,16 @@ def test_closest_is_exact_sorted_and_honours_exclude() -> None:
     assert ids_of(t.closest(ID_MAX, 2)) == [12, 11]
     assert t.closest(5, 0) == []
     assert table().closest(5, 3) == []
+
+
+def test_unordered_closest_has_the_same_contacts_and_skips_only_whole_buckets_sorting() -> None:
+    t = table(owner=0, k=8)
+    for i in (15, 14, 13, 12, 11, 10, 9, 8):  # one bucket (ids 8..15), farthest from 8 first
+        t.seen(peer(i), 0.0)
+    assert ids_of(t.closest(8, 3, ordered=False)) == [8, 9, 10]  # part of a bucket: sorted
+    whole = ids_of(t.closest(8, 8, ordered=False))
+    assert whole == [15, 14, 13, 12, 11, 10, 9, 8]  # the whole bucket, as it is held
+    assert ids_of(t.closest(8, 8)) == sorted(whole)
 
 
 # ---- ping-before-evict and the replacement cache -------------------------------------
