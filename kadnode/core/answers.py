@@ -65,7 +65,8 @@ from kadnode.core.messages import (
 from kadnode.core.operations import ignore
 from kadnode.core.proof import wire_bytes
 from kadnode.core.store import Record
-from kadnode.core.values import Sync, send_record, shared_job
+from kadnode.core.sync import Sync, shared_job
+from kadnode.core.values import send_record
 from kadnode.core.wire import contact_of
 from kadnode.errors import DecodeError
 

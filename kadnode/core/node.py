@@ -29,7 +29,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from kadnode.config import Config
-from kadnode.core import answers, codec, operations, upkeep, values
+from kadnode.core import answers, codec, operations, sync, upkeep, values
 from kadnode.core.addresses import Exempt
 from kadnode.core.background import Background
 from kadnode.core.codec import Response
@@ -213,7 +213,7 @@ class NodeCore:
     def sync(self, peer: Contact, now: float) -> int:
         """One anti-entropy exchange with ``peer`` (it also runs by itself)."""
         op = self._new_op()
-        values.Sync(self, peer, now, self._completes(op))
+        sync.Sync(self, peer, now, self._completes(op))
         return op
 
     # ---- what the parts share -------------------------------------------------------

@@ -24,7 +24,8 @@ from kadnode.core.ids import in_open, to_bytes
 from kadnode.core.messages import Contact, Kind, RingQuery, RingReply
 from kadnode.core.operations import LookupAll, bucket_targets, ignore
 from kadnode.core.store import Record
-from kadnode.core.values import Sync, send_record
+from kadnode.core.sync import Sync
+from kadnode.core.values import send_record
 
 if TYPE_CHECKING:
     from kadnode.core.node import NodeCore

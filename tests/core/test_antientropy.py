@@ -9,7 +9,7 @@ from kadnode.config import Config
 from kadnode.core import antientropy
 from kadnode.core.ids import key_digest
 from kadnode.core.store import MemoryStore
-from kadnode.core.values import shared_with
+from kadnode.core.sync import shared_with
 from kadnode.sim.network import SimNetwork
 
 keys = st.binary(min_size=20, max_size=20)
