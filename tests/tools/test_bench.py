@@ -229,6 +229,23 @@ def test_the_published_page_shows_the_figures_of_its_committed_run(monkeypatch):
     assert (docs / raw["args"]["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_run_after_the_hostile_network_defenses_is_its_raw_jsons(monkeypatch):
+    """docs/security.md quotes a second run (docs/security/bench-after/): that page,
+    too, is exactly what its committed raw results render, and the cost table
+    quotes its cells and the published page's."""
+    after = ROOT / "docs" / "security" / "bench-after"
+    raw = json.loads((after / "benchmarks.json").read_text())
+    assert not raw["facts"]["git"].endswith("-dirty")
+    assert load_bench(monkeypatch).render_page(raw)[2] == (after / "benchmarks.md").read_text()
+    before = table_rows((ROOT / "docs" / "benchmarks.md").read_text())
+    now = table_rows((after / "benchmarks.md").read_text())
+    security = (ROOT / "docs" / "security.md").read_text()
+    section = security.split("## What the defenses cost", 1)[1].split("\n## ", 1)[0]
+    for label, cells in table_rows(section).items():
+        assert cells[0] == before[label][1] and cells[1] == now[label][1], label
+        assert cells[3] == f"{before[label][3]} / {now[label][3]}", label
+
+
 def test_decisions_quotes_benchmark_figures_from_the_published_run_only():
     """docs/decisions.md's performance section: its table is the published page's
     cells, and every latency or memory figure in its prose is one of them."""
