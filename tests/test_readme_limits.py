@@ -1,4 +1,4 @@
-"""The README's "Limits a hostile network meets" quotes the defaults kadnode
+"""The README's "Limits a hostile network meets" and its size limits quote the defaults kadnode
 actually has (kadnode/config.py), so a changed default cannot leave the page
 promising another."""
 
@@ -36,3 +36,10 @@ def test_the_readme_quotes_the_configured_limits():
     assert config.ANTI_ENTROPY_INTERVAL == 60.0  # "a minute" above
     assert config.MAX_VALUES_PER_SUBNET == config.MAX_STORED_VALUES // 16  # "a sixteenth"
     assert config.MAX_BYTES_PER_SUBNET == config.MAX_STORED_BYTES // 16
+
+
+def test_the_readme_states_the_key_and_value_size_limits():
+    shell = README.split("## Talk to a node from a shell")[1].split("\n## ")[0]
+    prose = " ".join(shell.split())
+    assert f"a key is at most {config.MAX_KEY_BYTES} bytes" in prose
+    assert f"a value at most {config.MAX_VALUE_BYTES} bytes" in prose

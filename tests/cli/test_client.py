@@ -503,6 +503,17 @@ def test_ring_of_a_daemon_alone(capsys, tmp_path):
         )
 
 
+def test_a_put_on_a_daemon_alone_says_it_holds_the_only_copy(capsys, tmp_path):
+    with in_thread(daemon(tmp_path)) as alone:
+        code, out, err = run(capsys, "put", "colour", "blue", "--api", alone.api)
+    assert (code, untimed(out), err) == (
+        0,
+        "stored 'colour' on this node only: it knows no other node, so it holds the only copy"
+        " (N ms)\n",
+        "",
+    )
+
+
 def test_leave_hands_the_values_on_and_the_daemon_stops(capsys, live):
     assert run(capsys, "put", "colour", "blue", "--api", live.api)[0] == 0
     assert run(capsys, "leave", "--api", live.api) == (
