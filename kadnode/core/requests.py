@@ -50,12 +50,13 @@ from kadnode.core.tokens import proving
 from kadnode.errors import DecodeError
 
 OnReply = Callable[[ReplyMessage, float], None]
+OnTime = Callable[[float], None]
 # Native requests that carry a proof of our address; those whose reply may be
 # large are padded when we have no token to prove us.
 PROVABLE = (Ping, FindNode, FindValue, RingQuery, FindSuccessor, Digest, KeyList)
 PADDED = (FindNode, FindValue, RingQuery)
-# Every field but the last, the proof, of each provable kind (dataclasses.replace
-# looks them up on every call: a quarter of a request's cost to send).
+# Every field but the last, the proof, of each provable kind, found once
+# (dataclasses.replace would look them up for every request sent).
 _BEFORE_PROOF = {kind: tuple(f.name for f in fields(kind))[:-1] for kind in PROVABLE}
 
 
@@ -63,9 +64,6 @@ def _with(message: RequestMessage, proof: bytes) -> RequestMessage:
     """``message`` with ``proof`` as its last field."""
     kind = type(message)
     return kind(*(getattr(message, name) for name in _BEFORE_PROOF[kind]), proof)
-
-
-OnTime = Callable[[float], None]
 
 
 @dataclass(slots=True)
