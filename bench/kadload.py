@@ -36,7 +36,7 @@ from dataclasses import replace
 
 from workload import OP_TIMEOUT, Kadnode, emit, make_progress, status_kb
 
-from kadnode.config import LOCAL_TEST, K
+from kadnode.config import LOCAL_TEST, WELCOME_DELAY, K
 from kadnode.core.codec import NATIVE_MAGIC, RESPONSE, encode_request
 from kadnode.core.ids import ID_BITS, ID_BYTES
 from kadnode.shell import loop
@@ -115,13 +115,15 @@ async def fill_table(addr: tuple[str, int], owner: int, count: int, rng: random.
     answered = 0
     try:
         # The first ping alone: its ping back proves the address every node
-        # shares (kadnode.core.proof), and the server takes up the rest at once.
+        # shares (kadnode.core.proof). The others, new on a proven address,
+        # are pinged back WELCOME_DELAY later: the nodes stay up to answer.
         for start, end in [(0, 1), *((i, i + PING_BATCH) for i in range(1, count, PING_BATCH))]:
             batch = nodes[start:end]
             results = await asyncio.wait_for(
                 asyncio.gather(*(n.ping(addr) for n in batch)), OP_TIMEOUT
             )
             answered += sum(r.node_id == owner for r in results)
+        await asyncio.sleep(WELCOME_DELAY + 1.0)
     finally:
         for n in nodes:
             n.close()

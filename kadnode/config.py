@@ -149,6 +149,11 @@ MAX_PROOF_BYTES = 512
 # per host, with a few more senders from that host (NAT) waiting on each.
 MAX_DIAL_BACKS = 1024
 DIAL_BACK_WAITING = 16
+# A kadnode node new to us on an address already proven (another node behind
+# it answered us) is pinged back this long after its first request, unless it
+# has echoed our reply's token by then: a put's STORE, a lookup's next query
+# do within a round trip, and cost no ping.
+WELCOME_DELAY = 2.0
 
 # Work budgets of upkeep (kadnode.core.upkeep): how much one timer tick or one
 # newcomer may make a node do. Today's budgets are sized never to bind in the

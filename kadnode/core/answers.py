@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from kadnode.config import (
@@ -34,6 +35,7 @@ from kadnode.config import (
     DIAL_BACK_WAITING,
     MAX_DIAL_BACKS,
     TOKEN_BYTES,
+    WELCOME_DELAY,
 )
 from kadnode.core import antientropy, codec, kinds, quotas, wire
 from kadnode.core.addresses import subnet_of
@@ -114,6 +116,7 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     if vouched_for and kind is not Goodbye:
         # Before the request itself: a newcomer's welcome must not echo back
         # the value it is storing with us right now.
+        node.welcomes.pop(addr, None)
         node.saw(sender, now, asked=True)
     native = request.native
     token = node.tokens.token_for(host) if native and kind in TOKEN_REPLIES else None
@@ -122,15 +125,16 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     if len(data) > node.config.max_datagram:
         node.stats["replies_too_large"] += 1
         return
-    # Pinged back: an unproven host (to prove it), or a stock (bmuller) node
-    # the table would take, to prove its very address; never one it refuses.
-    # A kadnode node from a proven host is not: our reply gives it a token,
-    # and its next request, which echoes it, admits it (a put's STORE does).
-    dial = (
-        not vouched_for
-        and kind is not Goodbye
-        and (not proven or (not request.native and node.table.admits(sender)))
-    )
+    # Pinged back: an unproven host (to prove it), or a newcomer the table
+    # would take (to prove its very address); never one it refuses. A kadnode
+    # newcomer on a proven host is pinged back later, and not at all if its
+    # next request echoes the token our reply gives it (a put's STORE does).
+    dial = not vouched_for and kind is not Goodbye and (not proven or node.table.admits(sender))
+    if dial and proven and request.native:
+        dial = False
+        welcomes = node.welcomes
+        if addr not in welcomes and len(welcomes) < MAX_DIAL_BACKS:
+            welcomes[addr] = (now + WELCOME_DELAY, sender)
     # An unproven host's reply leaves room in its credit for a first ping back.
     first = dial and host not in node.dialing and len(node.dialing) < MAX_DIAL_BACKS
     keep = wire_bytes(node.ping_size, host) if first and not proven else 0.0
@@ -180,6 +184,28 @@ def _fit(
         return best
     node.stats["replies_withheld"] += 1
     return None
+
+
+def welcome_due(node: NodeCore, now: float) -> None:
+    """Ping back the newcomers on proven hosts whose delay has passed (oldest
+    first: the delay is one constant, so the dict is in due order)."""
+    welcomes = node.welcomes
+    while welcomes:
+        addr, (due, sender) = next(iter(welcomes.items()))
+        if due > now:
+            return
+        del welcomes[addr]
+        if node.table.holds(sender.node_id, addr) or not node.table.admits(sender):
+            continue
+        # Not _dial_back's one ping per host: the host is proven, and each
+        # welcome is one ping, smaller than the request that queued it.
+        welcomed = partial(_welcomed, node, sender)
+        node.requests.send(addr, sender, Ping(node.id), welcomed, ignore, now, 1)
+        node.stats["dial_backs"] += 1
+
+
+def _welcomed(node: NodeCore, sender: Contact, _reply: object, at: float) -> None:
+    node.saw(sender, at, asked=True)
 
 
 def _dial_back(node: NodeCore, sender: Contact, now: float) -> None:

@@ -104,6 +104,8 @@ class NodeCore:
         self.ae_computing: set[int] = set()  # peers whose digest is queued
         self.ae_jobs: dict[int, list[float]] = {}  # peer id -> its recent jobs' times
         self.dialing: dict[str, list[Contact]] = {}  # host pinged back -> its senders
+        # Newcomers on a proven host, pinged back at ``due`` unless vouched for first.
+        self.welcomes: dict[Addr, tuple[float, Contact]] = {}
         self.ping_size = len(codec.encode(bytes(ID_BYTES), Ping(node_id)))
 
     # ---- the I/O interface ----------------------------------------------------

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from kadnode.config import DUE_BATCH, HANDOFF_SCAN, REFRESH_BUCKETS
+from kadnode.core.answers import welcome_due
 from kadnode.core.ids import in_open, to_bytes
 from kadnode.core.messages import Contact, Kind, RingQuery, RingReply
 from kadnode.core.operations import LookupAll, bucket_targets, ignore
@@ -36,6 +37,8 @@ def tick(node: NodeCore, now: float) -> None:
     refresh, stabilize, token rotation, anti-entropy."""
     if now >= node.background.at:
         node.stats["background_records"] += node.background.run(now)
+    if node.welcomes:
+        welcome_due(node, now)
     due = node.store.next_due()
     if due is not None and due <= now:
         for record in node.store.due(now, DUE_BATCH):
@@ -58,6 +61,8 @@ def next_due(node: NodeCore) -> float:
     timer = min(
         node.background.at, node.refresh_at, node.stabilize_at, node.sync_at, node.tokens.rotate_at
     )
+    if node.welcomes:
+        timer = min(timer, next(iter(node.welcomes.values()))[0])
     due = node.store.next_due()
     return due if due is not None and due < timer else timer
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from kadnode.config import AE_JOBS_PER_ROUND, AMPLIFICATION, PROOF_PAD_TO, Config
+from kadnode.config import AE_JOBS_PER_ROUND, AMPLIFICATION, PROOF_PAD_TO, WELCOME_DELAY, Config
 from kadnode.core import codec, kinds, vclock
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.ids import key_digest
@@ -95,9 +95,10 @@ def test_the_unproven_host_is_pinged_back_once_and_its_answer_proves_it():
 
 def test_a_kadnode_node_on_a_proven_host_is_admitted_by_its_token_not_pinged_back():
     """Many nodes behind one address (a host already proven): a kadnode
-    newcomer there costs no ping back; the token our reply gives it admits it
-    on its next request. A stock bmuller node, which cannot echo tokens, is
-    pinged back at its very address instead."""
+    newcomer there costs no ping back if its next request echoes the token
+    our reply gave it, which admits it; one that never asks again is pinged
+    back WELCOME_DELAY later. A stock bmuller node, which cannot echo tokens,
+    is pinged back at once."""
     node = node_with_a_table()
     node.proof.prove(VICTIM[0], 1.0)
     newcomer = (VICTIM[0], 4001)
@@ -117,6 +118,14 @@ def test_a_kadnode_node_on_a_proven_host_is_admitted_by_its_token_not_pinged_bac
     node.receive_datagram(stock, (VICTIM[0], 4002), 1.2)
     pings = [addr for d, addr in node.datagrams_to_send() if d[0] == codec.REQUEST]
     assert pings == [(VICTIM[0], 4002)] and node.stats["dial_backs"] == 1
+    quiet = (0xCF << 152).to_bytes(20, "big")  # asks once and never again
+    once = codec.encode_request(NATIVE_MAGIC + b"\x02" * 16, "find_node", [quiet, bytes(20)])
+    node.receive_datagram(once, (VICTIM[0], 4003), 1.3)
+    node.datagrams_to_send()
+    assert node.stats["dial_backs"] == 1  # the stock node's, above
+    node.handle_timer(1.3 + WELCOME_DELAY)
+    to_it = [d for d, addr in node.datagrams_to_send() if addr == (VICTIM[0], 4003)]
+    assert len(to_it) == 1 and node.stats["dial_backs"] == 2  # its welcome, later
 
 
 def test_a_proven_host_gets_full_replies_and_a_padded_request_earns_one():
