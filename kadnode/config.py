@@ -270,8 +270,10 @@ MAX_CLOCK_ENTRIES = 32
 MAX_SIBLINGS = 4
 MAX_CONTEXT_ENTRIES = MAX_SIBLINGS * MAX_CLOCK_ENTRIES
 # How far one incoming version may move a writer's counter past the highest this
-# replica holds for that key (0 when it holds none). An honest counter moves by
-# one per write of that writer, so a replica that missed 4 billion writes is the
-# only one refused; a hostile writer needs 2**31 accepted writes per replica to
-# drive a counter to MAX_WIRE_INT and pin the key (issue 13, item 7: no pinning).
+# replica holds for that key (0 when it holds none), checked on writes, not on
+# reads. An honest counter moves by one per write of that writer; a hostile one
+# needs 2**31 accepted writes per replica to drive a counter to MAX_WIRE_INT and
+# pin the key (issue 13, item 7: no pinning). The price: a replica that holds
+# nothing refuses a version past 2**32, so a key a hostile writer has climbed
+# that far is not copied to new replicas (docs/security.md says so).
 MAX_COUNTER_STEP = 2**32

@@ -204,8 +204,9 @@ def welcome_due(node: NodeCore, now: float) -> None:
         node.stats["dial_backs"] += 1
 
 
-def _welcomed(node: NodeCore, sender: Contact, _reply: object, at: float) -> None:
-    node.saw(sender, at, asked=True)
+def _welcomed(node: NodeCore, sender: Contact, reply: PingReply, at: float) -> None:
+    if reply.node_id == sender.node_id:  # else another node answers there
+        node.saw(sender, at, asked=True)
 
 
 def _dial_back(node: NodeCore, sender: Contact, now: float) -> None:
@@ -226,11 +227,13 @@ def _dial_back(node: NodeCore, sender: Contact, now: float) -> None:
         return
     dialing[host] = [sender]
 
-    def answered(_reply: object, at: float) -> None:
+    def answered(reply: PingReply, at: float) -> None:
         # Their requests are taken up now that the host is proven: each may
-        # enter the table and be owed the join handoff.
+        # enter the table and be owed the join handoff (the one pinged only
+        # if it is the node that answered there).
         for contact in dialing.pop(host, ()):
-            node.saw(contact, at, asked=True)
+            if contact is not sender or reply.node_id == sender.node_id:
+                node.saw(contact, at, asked=True)
 
     def unanswered(_at: float) -> None:
         dialing.pop(host, None)

@@ -40,9 +40,14 @@ def siblings_to_wire(siblings: tuple[vclock.Versioned, ...]) -> list:
     return [[s.value, vclock.to_wire(s.clock)] for s in siblings]
 
 
-def merge(kind: Kind, held: object | None, incoming: object, key: bytes, now: float) -> object:
+def merge(
+    kind: Kind, held: object | None, incoming: object, key: bytes, now: float, guard: bool = True
+) -> object:
     """The payload a replica holds once ``incoming`` arrives (``held`` is its
-    current payload of the same kind, or None). Raises Refused or DecodeError."""
+    current payload of the same kind, or None). Raises Refused or DecodeError.
+    ``guard``: refuse a shared version whose counters climb too far past what
+    is held (vclock.counter_jump); a reader merging replicas' answers does
+    not, so one hostile replica cannot make a key unreadable."""
     if kind == Kind.PEER:
         record = records.from_wire(incoming)
         kept = records.from_wire(held) if held is not None else None
@@ -52,10 +57,12 @@ def merge(kind: Kind, held: object | None, incoming: object, key: bytes, now: fl
             raise Refused(exc.reason) from None
         return records.to_wire(winner)
     if kind == Kind.SHARED:
-        siblings = siblings_from_wire(held) if held is not None else ()
+        siblings = kept = siblings_from_wire(held) if held is not None else ()
         try:
             for version in siblings_from_wire(incoming):
-                if (jump := vclock.counter_jump(siblings, version)) is not None:
+                # Against what was held, not the versions before it in this
+                # payload: one payload cannot climb by steps.
+                if guard and (jump := vclock.counter_jump(kept, version)) is not None:
                     raise Refused(jump)
                 siblings = vclock.reconcile(siblings, version)
         except vclock.TooManySiblings as exc:
@@ -103,7 +110,7 @@ def newest(kind: Kind, payloads: list[object], key: bytes, now: float) -> tuple[
     rejected = 0
     for payload in payloads:
         try:
-            merged = merge(kind, merged, payload, key, now)
+            merged = merge(kind, merged, payload, key, now, guard=False)
         except (Refused, DecodeError):
             rejected += 1
     return merged, rejected

@@ -357,6 +357,8 @@ class NodeCore:
             return
         pending, reply = matched
         contact = pending.contact
+        if type(reply) is PingReply and contact is not None and reply.node_id != contact.node_id:
+            contact = None  # another node answers at that address: it is not this contact
         if contact is not None:
             token = getattr(reply, "token", None)
             native = getattr(reply, "native", False) or token is not None

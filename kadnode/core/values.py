@@ -285,10 +285,7 @@ def write_shared(node: NodeCore, key: bytes, value: Value, context: object | Non
     # blind write would carry an equal clock and be dropped as already seen.
     siblings = kinds.siblings_from_wire(current) if current is not None else ()
     mine = max([seen.get(node.id), *(s.clock.get(node.id) for s in siblings)])
-    counters = dict(seen.entries)
-    if mine:
-        counters[node.id] = mine
-    version = vclock.write(vclock.VectorClock.of(counters), node.id, value)
+    version = vclock.write(seen, node.id, value, after=mine)
     payload = kinds.siblings_to_wire((version,))
     try:
         merged = kinds.merge(Kind.SHARED, current, payload, key, now)

@@ -191,11 +191,15 @@ def context(siblings: Iterable[Versioned]) -> VectorClock:
     return merged
 
 
-def write(siblings_context: VectorClock | None, writer: int, value: object) -> Versioned:
+def write(
+    siblings_context: VectorClock | None, writer: int, value: object, after: int = 0
+) -> Versioned:
     """A new version by ``writer`` that supersedes everything ``siblings_context`` has seen.
 
     ``None`` (a blind write, no read first) supersedes nothing: it becomes a
-    sibling of whatever is held. Past MAX_CLOCK_ENTRIES writers, the others
+    sibling of whatever is held. The writer's counter passes both the
+    context's and ``after`` (its own earlier writes, known to it). Past
+    MAX_CLOCK_ENTRIES writers, the others
     with the smallest counters (then the smallest ids) are dropped and the
     writer's own entry kept: a version that has not seen this write lacks
     that counter, so it can never cover it, and what the write no longer
@@ -203,7 +207,7 @@ def write(siblings_context: VectorClock | None, writer: int, value: object) -> V
     """
     clock = VectorClock() if siblings_context is None else siblings_context
     counters = dict(clock.entries)
-    mine = counters.pop(writer, 0) + 1
+    mine = max(counters.pop(writer, 0), after) + 1
     kept = sorted(counters.items(), key=lambda e: (e[1], e[0]))[-(MAX_CLOCK_ENTRIES - 1) :]
     return Versioned(value, VectorClock.of({**dict(kept), writer: mine}))
 

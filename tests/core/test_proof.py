@@ -128,6 +128,24 @@ def test_a_kadnode_node_on_a_proven_host_is_admitted_by_its_token_not_pinged_bac
     assert len(to_it) == 1 and node.stats["dial_backs"] == 2  # its welcome, later
 
 
+def test_a_welcome_answered_by_another_node_admits_nobody():
+    """A request forged from a real node's address with a made-up id: the
+    ping back reaches the real node, whose reply names its own id, so the
+    made-up one does not enter the table at that address."""
+    node = node_with_a_table()
+    node.proof.prove(VICTIM[0], 1.0)
+    made_up = (0xD0 << 152).to_bytes(20, "big")
+    forged = codec.encode_request(NATIVE_MAGIC + bytes(16), "find_node", [made_up, bytes(20)])
+    node.receive_datagram(forged, (VICTIM[0], 4005), 1.0)
+    node.datagrams_to_send()
+    node.handle_timer(1.0 + WELCOME_DELAY)
+    [ping] = [d for d, addr in node.datagrams_to_send() if addr == (VICTIM[0], 4005)]
+    real = (0xD1 << 152).to_bytes(20, "big")
+    node.receive_datagram(codec.encode_response(ping[1:21], real), (VICTIM[0], 4005), 1.1 + 2)
+    assert int.from_bytes(made_up, "big") not in node.table
+    assert int.from_bytes(real, "big") not in node.table  # not asked about: not taken either
+
+
 def test_a_proven_host_gets_full_replies_and_a_padded_request_earns_one():
     node = node_with_a_table()
     find = requests()["find_node native"]

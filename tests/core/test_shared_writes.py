@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from kadnode.config import MAX_CLOCK_ENTRIES, MAX_COUNTER_STEP, Config
+from kadnode.config import MAX_CLOCK_ENTRIES, MAX_CONTEXT_ENTRIES, MAX_COUNTER_STEP, Config
 from kadnode.core import codec, kinds, records, vclock
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.identity import Identity
@@ -83,3 +83,30 @@ def test_a_peer_record_takes_its_key_back_from_a_squatting_shared_value():
     assert core.store.get(key).kind == Kind.PEER
     refused = kn_put(core, Kind.SHARED, squat, key)  # and the shared value cannot take it back
     assert refused == {"ok": False, "reason": "key holds a peer record"}
+
+
+def test_one_payload_cannot_climb_by_steps_and_a_read_is_never_refused_for_it():
+    core = node()
+    core.put_shared(KEY, "v0", None, 1.0)
+    step = MAX_COUNTER_STEP
+    chain = kinds.siblings_to_wire(
+        (
+            vclock.Versioned("a", vclock.VectorClock.of({7: step})),
+            vclock.Versioned("b", vclock.VectorClock.of({7: 2 * step})),
+        )
+    )
+    assert not kn_put(core, Kind.SHARED, chain)["ok"]
+    # A reader merges what replicas answer as it is: one replica whose
+    # counters climbed far does not make the key unreadable.
+    far = sibling("far", {7: 3 * step})
+    merged, rejected = kinds.newest(Kind.SHARED, [far, core.store.get(KEY).value], KEY, 1.0)
+    assert rejected == 0 and {s.value for s in kinds.siblings_from_wire(merged)} == {"far", "v0"}
+
+
+def test_a_context_of_the_most_writers_without_ours_still_writes():
+    core = node()
+    core.put_shared(KEY, "mine", None, 1.0)  # our own earlier version, held here
+    others = vclock.VectorClock.of({0x100 + i: 1 for i in range(MAX_CONTEXT_ENTRIES)})
+    core.put_shared(KEY, "again", vclock.to_wire(others), 2.0)
+    [version] = [s for s in held_siblings(core) if s.value == "again"]
+    assert version.clock.get(core.id) == 2 and len(version.clock.entries) == MAX_CLOCK_ENTRIES
