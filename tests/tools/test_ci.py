@@ -94,3 +94,14 @@ def test_ci_run_reports_every_chaos_step_and_names_files_that_exist():
     chaos_lines = [line for line in script.splitlines() if "test_chaos" in line]
     assert chaos_lines and all("pytest_step.py" in line for line in chaos_lines), chaos_lines
     assert "ci: ran" not in script
+
+
+def test_ci_runs_the_readmes_test_command_on_its_clean_clone():
+    """The README's second command (install with the test extra, run pytest) is
+    the line .ci/run runs, word for word, and it fails on pytest's exit 5."""
+    readme = (ROOT / "README.md").read_text()
+    commands = readme.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
+    assert len(commands) == 2 and commands[1].endswith(".venv/bin/pytest"), commands
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1] in ci.splitlines()
+    assert '"$rc" -eq 5' in ci and "exit 1" in ci
