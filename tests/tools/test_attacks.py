@@ -72,7 +72,7 @@ async def test_one_ip_filling_the_store_leaves_room_for_honest_writes():
 
 
 async def test_no_crafted_datagram_costs_more_than_2x_a_find_node():
-    args = arguments("work", values=3000, writers=30, requests=1000, crafted=3)
+    args = arguments("work", values=3000, writers=30, requests=1000, crafted=5)
     result = await work.run(args)
     assert len(result.rows) == 7, result.render()  # three find_node rows, four crafted kinds
     assert result.figures["worst ratio"] <= work.LIMIT, result.render()
