@@ -106,18 +106,16 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     elif not proven:
         proof.received(host, size)
     kind = type(message)
-    # Not interned (wire.contact_of) until the table admits it: a flood of
-    # made-up ids must not fill the shared contact cache.
-    sender = Contact(message.sender_id, host, addr[1], request.native)
+    sender_id = message.sender_id
     # A contact enters the table, or is refreshed there, on a request that
     # echoes our token or comes from the very id and address we know; any
     # other sender (a forged one, too) is pinged back at the address it gave.
-    vouched_for = vouched or node.table.holds(sender.node_id, addr)
+    vouched_for = vouched or node.table.holds(sender_id, addr)
     if vouched_for and kind is not Goodbye:
         # Before the request itself: a newcomer's welcome must not echo back
         # the value it is storing with us right now.
         node.welcomes.pop(addr, None)
-        node.saw(sender, now, asked=True)
+        node.saw(contact_of(sender_id, host, addr[1], request.native), now, asked=True)
     native = request.native
     token = node.tokens.token_for(host) if native and kind in TOKEN_REPLIES else None
     reply = ANSWERS[kind](node, message, Asker(addr, native, proven, token, vouched), now)
@@ -128,12 +126,20 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     # Pinged back: an unproven host (to prove it), or a newcomer the table
     # would take (to prove its very address); never one it refuses. A kadnode
     # newcomer on a proven host is pinged back later, and not at all if its
-    # next request echoes the token our reply gives it (a put's STORE does).
-    dial = not vouched_for and kind is not Goodbye and (not proven or node.table.admits(sender))
+    # next request echoes the token our reply gives it (a put's STORE does)
+    # or its bucket has no place for it (routing.RoutingTable.wants).
+    # Not interned (wire.contact_of): a flood of made-up ids must not fill the
+    # shared contact cache.
+    sender = None if vouched_for else Contact(sender_id, host, addr[1], request.native)
+    dial = sender is not None and kind is not Goodbye and (not proven or node.table.admits(sender))
     if dial and proven and request.native:
         dial = False
         welcomes = node.welcomes
-        if addr not in welcomes and len(welcomes) < MAX_DIAL_BACKS:
+        if (
+            addr not in welcomes
+            and len(welcomes) < MAX_DIAL_BACKS
+            and node.table.wants(sender_id, now)
+        ):
             welcomes[addr] = (now + WELCOME_DELAY, sender)
     # An unproven host's reply leaves room in its credit for a first ping back.
     first = dial and host not in node.dialing and len(node.dialing) < MAX_DIAL_BACKS
@@ -142,7 +148,7 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
         data = _fit(node, request, reply, host, keep)
     if data is not None:
         node.send_reply(data, addr)
-    if dial:
+    if dial and sender is not None:
         _dial_back(node, sender, now)
 
 
@@ -195,7 +201,12 @@ def welcome_due(node: NodeCore, now: float) -> None:
         if due > now:
             return
         del welcomes[addr]
-        if node.table.holds(sender.node_id, addr) or not node.table.admits(sender):
+        table = node.table
+        if (
+            table.holds(sender.node_id, addr)
+            or not table.wants(sender.node_id, now)
+            or not table.admits(sender)
+        ):
             continue
         # Not _dial_back's one ping per host: the host is proven, and each
         # welcome is one ping, smaller than the request that queued it.
@@ -282,7 +293,8 @@ def store(node: NodeCore, message: Store, asker: Asker, now: float) -> Ack:
         # an address nobody answered us from proves nothing.
         stats["stores_refused_unproven"] += 1
         return Ack(False)
-    if len(wire.pack(message.value)) > cfg.max_value_bytes:
+    size = len(wire.pack(message.value))
+    if size > cfg.max_value_bytes:
         stats["stores_refused_size"] += 1
         return Ack(False)
     held = node.store.get(message.key)
@@ -311,6 +323,7 @@ def store(node: NodeCore, message: Store, asker: Asker, now: float) -> Ack:
         False,
         now + cfg.replicate_interval,
         source=subnet_of(host),
+        size=size,
     )
     if quotas.make_room(node, record.source, host, message.key, record.size, held) is not None:
         return Ack(False)

@@ -27,6 +27,14 @@ class Bucket:
     tokens: float
     at: float
 
+    def take(self, rate: float, burst: float, now: float) -> bool:
+        self.tokens = min(burst, self.tokens + (now - self.at) * rate)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
 
 class Buckets:
     """One token bucket per key: ``rate`` tokens a second, at most ``burst``."""
@@ -42,13 +50,7 @@ class Buckets:
             if len(self._buckets) >= MAX_TRACKED:
                 self._sweep(now)
             bucket = self._buckets[key] = Bucket(self.burst, now)
-        else:
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
-            bucket.at = now
-        if bucket.tokens < 1.0:
-            return False
-        bucket.tokens -= 1.0
-        return True
+        return bucket.take(self.rate, self.burst, now)
 
     def _sweep(self, now: float) -> None:
         """Drop the buckets that have refilled (idle keys); if none has, all:
@@ -71,7 +73,8 @@ class RateLimits:
     def __init__(self, config: Config, exempt: Exempt):
         self.per_ip = Buckets(config.requests_per_ip, config.requests_per_ip)
         self.per_subnet = Buckets(config.requests_per_subnet, config.requests_per_subnet)
-        self.total = Buckets(config.requests_total, config.requests_total)
+        self.total = Bucket(config.requests_total, 0.0)
+        self.total_rate = config.requests_total
         self.exempt = exempt
 
     def allow(self, host: str, now: float) -> bool:
@@ -79,4 +82,4 @@ class RateLimits:
             self.per_ip.take(host, now) and self.per_subnet.take(subnet_of(host), now)
         ):
             return False
-        return self.total.take("", now)
+        return self.total.take(self.total_rate, self.total_rate, now)

@@ -274,13 +274,17 @@ class NodeCore:
         """A contact proved alive at its address: table, ring, maybe an eviction
         ping; and, when it ``asked`` us something (never on a reply to our own
         request), maybe the join handoff."""
-        if not self.table.knows(contact.node_id):
-            if not self.table.admits(contact):
-                self.stats["contacts_refused"] += 1
-                return
-            contact = contact_of(contact.node_id, contact.host, contact.port, contact.native)
-        oldest = self.table.seen(contact, now)
-        if self.table.knows(contact.node_id):  # admitted: the ring takes only those
+        table = self.table
+        node_id = contact.node_id
+        addr = contact.addr
+        if node_id not in table and not table.holds(node_id, addr):  # a newcomer here
+            contact = contact_of(node_id, contact.host, contact.port, contact.native)
+        refused = table.refused
+        oldest = table.seen(contact, now)
+        if table.refused != refused:  # the admission limits turned it away
+            self.stats["contacts_refused"] += 1
+            return
+        if table.holds(node_id, addr):  # admitted: the ring takes only those
             self.offer_ring(contact)
         if asked:
             upkeep.welcome(self, contact, now)

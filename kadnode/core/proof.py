@@ -25,6 +25,10 @@ from __future__ import annotations
 from kadnode.config import AMPLIFICATION, MAX_TRACKED_HOSTS, PROOF_LIFETIME
 
 MAX_TRACKED = MAX_TRACKED_HOSTS
+# A host proven again this soon keeps its place and its time: every reply
+# proves its host, and the order of proofs only decides which is dropped
+# first when MAX_TRACKED are held.
+REPROVE_AFTER = 1.0
 
 
 def wire_bytes(payload: int, host: str) -> int:
@@ -43,6 +47,9 @@ class Proof:
 
     def prove(self, host: str, now: float) -> None:
         proven = self._proven
+        until = proven.get(host)
+        if until is not None and until - now > PROOF_LIFETIME - REPROVE_AFTER:
+            return  # proven within the last REPROVE_AFTER: kept as it is (the hot path)
         if host not in proven and len(proven) >= MAX_TRACKED:
             del proven[next(iter(proven))]  # the oldest proof
         proven.pop(host, None)  # re-inserted: the dict stays in proof order

@@ -149,6 +149,13 @@ class RoutingTable:
             bucket.append(entry)
             return None
         cache = self._replacements[index]
+        if self._by_addr.get(contact.addr) == node_id:
+            # Cached already at this address: only its place changes (newest last).
+            for i, c in enumerate(cache):
+                if c.node_id == node_id:
+                    del cache[i]
+                    cache.append(contact)
+                    return self._due_ping(bucket, now)
         cached = [c for c in cache if c.node_id == node_id]
         for c in cached:  # one entry per id: the newest address wins
             cache.remove(c)
@@ -172,10 +179,24 @@ class RoutingTable:
         cache.append(contact)
         if len(cache) > self.replacement_cache:
             self._release(cache.pop(0))
+        return self._due_ping(bucket, now)
+
+    def _due_ping(self, bucket: list[Entry], now: float) -> Contact | None:
+        """A full bucket's least recently seen contact, if it is due a ping
+        before eviction (heard from too long ago, or failed since)."""
         oldest = bucket[0]
         if oldest.failures == 0 and now - oldest.last_seen < self.good_for:
             return None
         return oldest.contact
+
+    def wants(self, node_id: int, now: float) -> bool:
+        """Whether a newcomer could take a place in its bucket now: the bucket
+        has room, or its least recently seen contact is due the ping that
+        :meth:`seen` would ask for. Else the newcomer could only wait in the
+        replacement cache, which the owner's own lookups keep filled with
+        contacts that answered it."""
+        bucket = self._buckets[(self.owner ^ node_id).bit_length() - 1]
+        return len(bucket) < self.k or self._due_ping(bucket, now) is not None
 
     def admits(self, contact: Contact) -> bool:
         """Whether a newcomer would pass the admission limits (see the module)."""

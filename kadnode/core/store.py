@@ -80,8 +80,12 @@ class Usage:
         held[1] += size
         if held[0] <= 0:
             del self.by_source[source]
-        else:
-            heapq.heappush(self._heap, (-held[1], source))
+            return
+        heap = self._heap
+        heapq.heappush(heap, (-held[1], source))
+        if len(heap) > 2 * len(self.by_source) + 64:  # mostly stale entries: rebuilt
+            heap[:] = [(-b, s) for s, (_, b) in self.by_source.items()]
+            heapq.heapify(heap)
 
     def of(self, source: str) -> tuple[int, int]:
         held = self.by_source.get(source)

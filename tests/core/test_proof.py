@@ -128,6 +128,30 @@ def test_a_kadnode_node_on_a_proven_host_is_admitted_by_its_token_not_pinged_bac
     assert len(to_it) == 1 and node.stats["dial_backs"] == 2  # its welcome, later
 
 
+def test_a_newcomer_on_a_proven_host_whose_bucket_is_full_is_not_pinged_back():
+    """Its bucket full of contacts heard from lately, a newcomer could only
+    wait in the replacement cache: no welcome. Once the bucket's oldest is
+    due its ping before eviction, a newcomer there is welcomed again."""
+    node = NodeCore(1 << 159, MemoryStore(), config=Config(**QUIET), rng=random.Random(3))
+    node.proof.prove(VICTIM[0], 1.0)
+    for i in range(node.config.k):  # bucket 159: ids whose top bit differs from ours
+        node.table.seen(Contact(i + 1, f"10.{i}.0.1", 4000, True), 1.0)
+
+    def asks(sender: int, port: int, now: float) -> list[tuple[str, int]]:
+        find = codec.encode_request(
+            NATIVE_MAGIC + bytes(16), "find_node", [sender.to_bytes(20, "big"), bytes(20)]
+        )
+        node.receive_datagram(find, (VICTIM[0], port), now)
+        node.datagrams_to_send()
+        node.handle_timer(now + WELCOME_DELAY)
+        return [addr for d, addr in node.datagrams_to_send() if d[0] == codec.REQUEST]
+
+    assert asks(1 << 150, 4010, 2.0) == []
+    assert node.stats["dial_backs"] == 0
+    later = 1.0 + node.config.good_for
+    assert (VICTIM[0], 4011) in asks(1 << 151, 4011, later)
+
+
 def test_a_welcome_answered_by_another_node_admits_nobody():
     """A request forged from a real node's address with a made-up id: the
     ping back reaches the real node, whose reply names its own id, so the

@@ -12,7 +12,7 @@ from kadnode.core import codec
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.ids import key_digest
 from kadnode.core.node import NodeCore
-from kadnode.core.store import MemoryStore, Record
+from kadnode.core.store import MemoryStore, Record, Usage
 
 SENDER = (0xCD << 152).to_bytes(20, "big")
 
@@ -89,3 +89,17 @@ def test_usage_follows_puts_replacements_and_deletes(store):
     s.delete(b"b" * 20)
     assert s.usage.of("s1") == (0, 0) and s.usage.heaviest() == "s2"
     assert s.keys_between(b"a" * 20, b"b" * 20, 10) == [b"a" * 20]
+
+
+def test_usage_keeps_no_more_than_a_few_entries_per_source_however_many_writes():
+    """The heaviest-source heap gets an entry on every write and drops stale
+    ones only from its top: without a rebuild, one source writing all day grew
+    it by one entry per write, forever."""
+    usage = Usage()
+    for i in range(10_000):
+        usage.add(f"10.0.{i % 3}.0/24", 100)
+    assert usage.heaviest() in {f"10.0.{i}.0/24" for i in range(3)}
+    assert len(usage._heap) <= 2 * 3 + 64
+    for i in range(3):
+        usage.add(f"10.0.{i}.0/24", -100 * 3333, count=-3333)
+    assert usage.heaviest() == "10.0.0.0/24" and usage.of("10.0.0.0/24") == (1, 100)
