@@ -36,6 +36,17 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def probability(text: str) -> float:
+    """A probability P with 0 <= P < 1 (a loss rate), refused in one line otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {text}")
+    return value
+
+
 def parse_hostport(text: str, default_port: int | None = None) -> Address:
     """Parse ``host:port``, ``[v6]:port``, ``[v6]``, a bare IPv6 or a host name.
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kadnode.config import Config
-from kadnode.inputs import at_least
+from kadnode.inputs import at_least, probability
 from kadnode.sim import plots
 from kadnode.sim.fork import forked_map
 from kadnode.sim.report import Report, write_report
@@ -26,14 +26,27 @@ from kadnode.sim.scenarios.hops import scenario_hops
 from kadnode.sim.world import Progress, World, tuned_gc
 
 
-def run_scenario(name: str, nodes: int | None, seed: int, quiet: bool = False) -> Report:
-    """One scenario by name, on ``nodes`` nodes or its default size."""
+def run_scenario(
+    name: str, nodes: int | None, seed: int, quiet: bool = False, loss: float | None = None
+) -> Report:
+    """One scenario by name, on ``nodes`` nodes or its default size; with
+    ``loss``, every datagram is dropped with that probability (``latency``
+    without it runs each of its loss rates)."""
     scenario = SCENARIOS[name]
     n = nodes if nodes is not None else scenario.nodes
-    return scenario.run(n, seed, progress=Progress(name, enabled=not quiet))
+    extra = {} if loss is None else {"loss": loss}
+    report = scenario.run(n, seed, progress=Progress(name, enabled=not quiet), **extra)
+    report.loss = loss
+    return report
 
 
-def run_all(nodes: int | None, seed: int, quiet: bool = False, workers: int = 2) -> list[Report]:
+def run_all(
+    nodes: int | None,
+    seed: int,
+    quiet: bool = False,
+    workers: int = 2,
+    loss: float | None = None,
+) -> list[Report]:
     """Every scenario, in four groups, each group in a forked child of this
     process, at most ``workers`` children at once (:func:`~kadnode.sim.fork.forked_map`).
 
@@ -48,12 +61,12 @@ def run_all(nodes: int | None, seed: int, quiet: bool = False, workers: int = 2)
     failure scenario forks its own children (two at once) from the first
     child, so more than ``workers`` processes may run for a while.
     """
-    groups = [("hops", "failure"), ("churn",), ("partition",), ("load",)]
+    groups = [("hops", "failure"), ("churn",), ("partition",), ("load",), ("latency",)]
 
     def run_group(names: tuple[str, ...]) -> list[Report]:
         if names[0] == "hops":
-            return _hops_then_failure(nodes, seed, quiet)
-        return [run_scenario(name, nodes, seed, quiet) for name in names]
+            return _hops_then_failure(nodes, seed, quiet, loss)
+        return [run_scenario(name, nodes, seed, quiet, loss) for name in names]
 
     with tuned_gc():
         done = forked_map(run_group, groups, workers)
@@ -61,19 +74,26 @@ def run_all(nodes: int | None, seed: int, quiet: bool = False, workers: int = 2)
     return [reports[name] for name in SCENARIOS]
 
 
-def _hops_then_failure(nodes: int | None, seed: int, quiet: bool) -> list[Report]:
+def _hops_then_failure(
+    nodes: int | None, seed: int, quiet: bool, loss: float | None = None
+) -> list[Report]:
     size = nodes if nodes is not None else max(SCENARIOS["hops"].nodes, SCENARIOS["failure"].nodes)
     shared = World(
         "hops",
         seed,
         config=Config(replicate_interval=FAILURE_REPLICATE_INTERVAL),
+        loss=loss or 0.0,
         progress=Progress("hops", enabled=not quiet),
     )
     hops = scenario_hops(size, seed, world=shared)
+    hops.loss = loss
     shared.progress = Progress("failure", enabled=not quiet)
     failure = scenario_failure(size, seed, world=shared)
-    failure.reproduce = f"python -m kadnode.sim all --seed {seed}" + (
-        f" --nodes {nodes}" if nodes is not None else ""
+    failure.loss = loss
+    failure.reproduce = (
+        f"python -m kadnode.sim all --seed {seed}"
+        + (f" --nodes {nodes}" if nodes is not None else "")
+        + ("" if loss is None else f" --loss {loss:g}")
     )
     failure.reproduce_note = "the failure scenario continues on the network grown by hops"
     return [hops, failure]
@@ -90,6 +110,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         + ")",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed (default %(default)s)")
+    parser.add_argument(
+        "--loss",
+        type=probability,
+        default=None,
+        metavar="P",
+        help="drop each datagram with probability P, 0 <= P < 1 (default: none; latency runs"
+        " 0, 0.01, 0.05 and 0.2)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="write a plot")
     parser.add_argument(
@@ -101,9 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _reports(args: argparse.Namespace) -> Iterator[Report]:
     if args.scenario == "all":
-        yield from run_all(args.nodes, args.seed, args.quiet)
+        yield from run_all(args.nodes, args.seed, args.quiet, loss=args.loss)
     else:
-        yield run_scenario(args.scenario, args.nodes, args.seed, args.quiet)
+        yield run_scenario(args.scenario, args.nodes, args.seed, args.quiet, args.loss)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -211,10 +211,34 @@ def _plot_load(report: Report, plt):
     return fig
 
 
+def _plot_latency(report: Report, plt):
+    rows = report.rows
+    losses = [100 * r["loss"] for r in rows]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for key, label in (("lookup_ms", "lookup"), ("put_ms", "put"), ("get_ms", "get")):
+        ax.plot(losses, [r[key] for r in rows], "o-", label=f"{label} p50")
+    ax.set_xlabel("datagrams lost (%)")
+    ax.set_ylabel("simulated ms")
+    ax.set_title(f"Time to complete, N={report.nodes}")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    for key, label in (("nearest", "found the nearest"), ("exact", "exact k closest")):
+        ax2.plot(losses, [100 * r[key] for r in rows], "o-", label=label)
+    ax2.set_xlabel("datagrams lost (%)")
+    ax2.set_ylabel("lookups (%)")
+    ax2.set_title("Lookup results against the truth")
+    ax2.set_ylim(0, 102)
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    return fig
+
+
 _PLOTS = {
     "hops": _plot_hops,
     "failure": _plot_failure,
     "churn": _plot_churn,
     "partition": _plot_partition,
     "load": _plot_load,
+    "latency": _plot_latency,
 }

@@ -32,6 +32,7 @@ class Report:
     extra: list[tuple[str, list[tuple[str, str]], list[dict]]] = field(default_factory=list)
     reproduce: str | None = None  # the command that replays it, when not command()
     reproduce_note: str = ""
+    loss: float | None = None  # the --loss it ran with, if one was given
 
     @property
     def ok(self) -> bool:
@@ -40,7 +41,8 @@ class Report:
     def command(self) -> str:
         if self.reproduce:
             return self.reproduce
-        return f"kadnode sim {self.scenario} --nodes {self.nodes} --seed {self.seed}"
+        loss = "" if self.loss is None else f" --loss {self.loss:g}"
+        return f"kadnode sim {self.scenario} --nodes {self.nodes} --seed {self.seed}{loss}"
 
     def how(self) -> str:
         """The command in backticks, and why it is that command if it is not the obvious one."""
@@ -52,6 +54,8 @@ class Report:
             "scenario": self.scenario,
             "seed": self.seed,
             "nodes": self.nodes,
+            "loss": self.loss,
+            "command": self.command(),
             "ok": self.ok,
             "failures": self.failures,
             "digest": self.digest,
@@ -111,7 +115,7 @@ _SHARES = {
     "nearest", "exact", "chord_ok", "lookup_fail", "get_fail", "get_fail_after",
     "primary_lost", "all_lost", "lookup_ok", "get_ok", "span", "cross_share", "neighbours",
     "ring_ok", "cross_ok", "cross_split", "neighbours_split", "ring_split", "neighbours_end",
-    "dead",
+    "dead", "loss",
 }  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from kadnode.sim.oracle import hop_bound, weibull_median
 from kadnode.sim.scenarios.churn import CHURN_SCALE, CHURN_SHAPE, MIN_CHURN_LOOKUPS, scenario_churn
 from kadnode.sim.scenarios.failure import scenario_failure
 from kadnode.sim.scenarios.hops import scenario_hops
+from kadnode.sim.scenarios.latency import scenario_latency
 from kadnode.sim.scenarios.load import scenario_load
 from kadnode.sim.scenarios.partition import scenario_partition
 from kadnode.sim.world import MIN_FOUND_NEAREST, World, measure_lookups, tuned_gc
@@ -240,8 +241,37 @@ def test_plotting_without_matplotlib_is_refused_before_simulating(
     assert not target.exists()
 
 
-def test_bad_arguments_are_refused_by_the_parser(capsys):
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--nodes", "1"], "at least 2"),
+        (["--loss", "1"], "must be at least 0 and below 1, not 1"),
+        (["--loss", "-0.1"], "must be at least 0 and below 1"),
+        (["--loss", "lots"], "not a number: 'lots'"),
+    ],
+)
+def test_bad_arguments_are_refused_by_the_parser(capsys, argv, says):
     with pytest.raises(SystemExit):
-        cli_main(["sim", "hops", "--nodes", "1"])
+        cli_main(["sim", "hops", *argv])
     err = capsys.readouterr().err
-    assert "at least 2" in err and err.startswith("usage: kadnode sim")
+    assert says in err and err.startswith("usage: kadnode sim")
+
+
+def test_loss_drops_that_share_of_datagrams_and_the_report_says_how_to_replay_it(capsys):
+    argv = ["sim", "load", "--nodes", "40", "--seed", str(SEED), "--json", "--quiet"]
+    assert cli_main([*argv, "--loss", "0.1"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    perf = data["perf"]
+    dropped = perf["datagrams_dropped"] / (perf["datagrams_dropped"] + perf["datagrams_delivered"])
+    assert dropped == pytest.approx(0.1, abs=0.01)
+    assert f"kadnode sim load --nodes 40 --seed {SEED} --loss 0.1" in data["command"]
+
+
+def test_latency_times_lookups_puts_and_gets_in_round_trips_and_loss_costs_accuracy():
+    clean = scenario_latency(64, SEED, loss=0.0, lookups=60, values=20).rows[0]
+    # ~1.2 hops at N=64, but the lookup waits to hear from the k closest.
+    assert clean["nearest"] == clean["exact"] == 1.0 and clean["get_ok"] == 1.0
+    assert clean["lookup_rtt"] == pytest.approx(clean["lookup_ms"] / 100, rel=0.01)
+    assert 0 < clean["get_ms"] < clean["lookup_ms"] < clean["put_ms"]
+    lossy = scenario_latency(64, SEED, loss=0.2, lookups=60, values=20).rows[0]
+    assert lossy["loss"] == 0.2 and lossy["lookup_ms"] > clean["lookup_ms"]

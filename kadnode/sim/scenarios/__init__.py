@@ -19,7 +19,10 @@ papers predict:
     two halves cut apart, then healed: time until routing tables span both
     halves again, and records lost;
 ``load``
-    values held per node: min / median / p99 / max and the Gini index.
+    values held per node: min / median / p99 / max and the Gini index;
+``latency``
+    lookup, put and get times and lookup accuracy under wide-area latency
+    and 0, 1, 5 and 20 % packet loss.
 
 Networks are built by the real join (``NodeCore.bootstrap``), in waves of
 newcomers arriving over a few seconds, through a few well-known seed nodes,
@@ -38,6 +41,7 @@ from kadnode.sim.report import Report
 from kadnode.sim.scenarios.churn import scenario_churn
 from kadnode.sim.scenarios.failure import scenario_failure
 from kadnode.sim.scenarios.hops import scenario_hops
+from kadnode.sim.scenarios.latency import scenario_latency
 from kadnode.sim.scenarios.load import scenario_load
 from kadnode.sim.scenarios.partition import scenario_partition
 
@@ -54,4 +58,5 @@ SCENARIOS: dict[str, Scenario] = {
     "churn": Scenario(scenario_churn, 1000),
     "partition": Scenario(scenario_partition, 1000),
     "load": Scenario(scenario_load, 1000),
+    "latency": Scenario(scenario_latency, 2000),
 }

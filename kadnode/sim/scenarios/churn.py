@@ -45,6 +45,7 @@ def scenario_churn(
     rate: float = 1.0,
     shape: float = CHURN_SHAPE,
     scale: float = CHURN_SCALE,
+    loss: float = 0.0,
     progress: Progress | None = None,
 ) -> Report:
     """Weibull sessions; each departure is followed by an arrival.
@@ -53,7 +54,7 @@ def scenario_churn(
     random members: lookups for a random member's id (success: that node
     answered), gets for a stored value (success: found).
     """
-    world = World("churn", seed, progress=progress)
+    world = World("churn", seed, loss=loss, progress=progress)
     net, rng = world.net, world.rng
     with tuned_gc():
         world.grow(nodes)

@@ -42,6 +42,7 @@ def scenario_failure(
     lookups: int = 300,
     repair: bool = True,
     workers: int = 2,
+    loss: float = 0.0,
     progress: Progress | None = None,
     world: World | None = None,
 ) -> Report:
@@ -50,6 +51,7 @@ def scenario_failure(
             "failure",
             seed,
             config=Config(replicate_interval=FAILURE_REPLICATE_INTERVAL),
+            loss=loss,
             progress=progress,
         )
         with tuned_gc():

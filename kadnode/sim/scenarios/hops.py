@@ -40,6 +40,7 @@ def scenario_hops(
     seed: int,
     *,
     lookups: int = 300,
+    loss: float = 0.0,
     progress: Progress | None = None,
     world: World | None = None,
 ) -> Report:
@@ -48,7 +49,7 @@ def scenario_hops(
     ``world``: grow this (empty) world instead of a new one; ``all`` passes
     the world the failure scenario then continues on.
     """
-    world = world if world is not None else World("hops", seed, progress=progress)
+    world = world if world is not None else World("hops", seed, loss=loss, progress=progress)
     k = world.config.k
     sizes = powers_of_two(min(64, nodes), nodes)
     rows: list[dict] = []

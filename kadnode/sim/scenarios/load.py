@@ -13,9 +13,14 @@ from kadnode.stats import gini, mean, percentile
 
 
 def scenario_load(
-    nodes: int, seed: int, *, per_node: int = 10, progress: Progress | None = None
+    nodes: int,
+    seed: int,
+    *,
+    per_node: int = 10,
+    loss: float = 0.0,
+    progress: Progress | None = None,
 ) -> Report:
-    world = World("load", seed, progress=progress)
+    world = World("load", seed, loss=loss, progress=progress)
     with tuned_gc():
         world.grow(nodes)
         total = per_node * nodes

@@ -25,6 +25,7 @@ def scenario_partition(
     probes: int = 40,
     values: int = 100,
     workload: float = 600.0,
+    loss: float = 0.0,
     progress: Progress | None = None,
 ) -> Report:
     """Two random halves cut apart for ``split_for`` seconds, then healed.
@@ -35,7 +36,7 @@ def scenario_partition(
     default split lasts one refresh interval, so every bucket is refreshed
     (and meets the cut) while split.
     """
-    world = World("partition", seed, progress=progress)
+    world = World("partition", seed, loss=loss, progress=progress)
     net, rng = world.net, world.rng
     k = world.config.k
     with tuned_gc():

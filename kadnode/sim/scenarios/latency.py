@@ -1,0 +1,102 @@
+"""Scenario ``latency``: how long lookups, puts and gets take, and how sure
+lookups are, under wide-area latency and packet loss. No I/O but progress on
+stderr.
+
+For each loss rate a network is grown by the real join under that loss, on
+the simulator's lognormal latency (median one way
+:data:`~kadnode.sim.network.LATENCY_MEDIAN`, so ~100 ms a round trip), and
+then, with the same loss:
+
+- lookup: ``NodeCore.lookup`` of a random id from a random member;
+- put: ``NodeCore.put`` from a random member, to its quorum verdict;
+- get: ``NodeCore.get`` of a stored key from a random member;
+
+each timed from start to completion in simulated time (medians). A lookup
+found the nearest when its first result is the true XOR-nearest live node,
+and is exact when its results are exactly the true k nearest, in order.
+"""
+
+from __future__ import annotations
+
+from kadnode.sim.network import LATENCY_MEDIAN
+from kadnode.sim.report import Report
+from kadnode.sim.world import Progress, World, finish_report, measure_lookups, tuned_gc
+from kadnode.stats import mean, percentile
+
+LOSSES = (0.0, 0.01, 0.05, 0.2)
+
+
+def scenario_latency(
+    nodes: int,
+    seed: int,
+    *,
+    loss: float | None = None,
+    lookups: int = 300,
+    values: int = 100,
+    progress: Progress | None = None,
+) -> Report:
+    """``loss``: that one rate; by default each of :data:`LOSSES`."""
+    rows: list[dict] = []
+    world = None
+    for rate in LOSSES if loss is None else (loss,):
+        world = World("latency", seed, loss=rate, progress=progress)
+        with tuned_gc():
+            world.grow(nodes)
+            world.settle(30.0)
+            m = measure_lookups(world, lookups)
+            rng, members = world.rng, world.members
+            keys = [rng.getrandbits(160).to_bytes(20, "big") for _ in range(values)]
+            puts = world.run_ops(
+                [
+                    (rng.choice(members), lambda c, now, k=key: c.put(k, "latency", now))
+                    for key in keys
+                ],
+                20.0,
+            )
+            gets = world.run_ops(
+                [(rng.choice(members), lambda c, now, k=key: c.get(k, now)) for key in keys], 20.0
+            )
+        row = {
+            "loss": rate,
+            "lookup_ms": 1000 * percentile(m["latency"], 50),
+            "lookup_rtt": percentile(m["latency"], 50) / (2 * LATENCY_MEDIAN),
+            "put_ms": 1000 * percentile([took for _, took in puts], 50),
+            "get_ms": 1000 * percentile([took for _, took in gets], 50),
+            "nearest": m["nearest_ok"] / m["count"],
+            "exact": m["exact"] / m["count"],
+            "queried": mean(m["queried"]),
+            "get_ok": sum(1 for result, _ in gets if result.found) / len(gets),  # type: ignore[attr-defined]
+        }
+        rows.append(row)
+        world.progress(
+            f"loss {rate:.0%}: lookup p50 {row['lookup_ms']:.0f} ms,"
+            f" {row['nearest']:.1%} found the nearest",
+            force=True,
+        )
+    assert world is not None
+    report = Report(
+        "latency",
+        f"Lookups, puts and gets on {nodes} nodes under latency and loss",
+        seed,
+        nodes,
+        [
+            ("loss", "loss"),
+            ("lookup_ms", "lookup p50 ms"),
+            ("lookup_rtt", "lookup p50 RTT"),
+            ("put_ms", "put p50 ms"),
+            ("get_ms", "get p50 ms"),
+            ("nearest", "found the nearest"),
+            ("exact", "exact k closest"),
+            ("queried", "requests per lookup"),
+            ("get_ok", "gets found"),
+        ],
+        rows,
+        params={"lookups": lookups, "values": values, "k": world.config.k},
+    )
+    report.notes = [
+        f"latency: lognormal per pair, median {1000 * LATENCY_MEDIAN:.0f} ms one way;"
+        " RTT = 2 x that median. Each loss rate grows its own network under that loss.",
+        "found the nearest: the lookup's first result is the true XOR-nearest live node;"
+        " exact k closest: its results are exactly the true k nearest, in order.",
+    ]
+    return finish_report(world, report)
