@@ -72,9 +72,14 @@ RTO_CEIL = 5.0  # rpcudp's fixed wait_timeout is 5 s
 RTO_K = 4  # RFC 6298: RTO = SRTT + 4 * RTTVAR
 RTO_ALPHA = 1 / 8
 RTO_BETA = 1 / 4
-# Sends per request: a lookup moves on to other contacts instead of
-# retrying (1); ping and store retransmit once with the same message id.
-LOOKUP_ATTEMPTS = 1
+# Sends per request, with the same message id. A lookup's request is sent
+# again at its first timeout (the lookup asks the next contact meanwhile) and
+# then once a timeout: 4 sends keep the true nearest node found by 98 % of
+# lookups at 20 % loss, where a request and its reply both arrive only 64 % of
+# the time (0.36 ** 4 ~ 1.7 % of contacts lost); with one send, at 5 % loss
+# only ~13 % of lookups returned the exact k closest (docs/sim/latency.md).
+# Ping and store retransmit once, backed off.
+LOOKUP_ATTEMPTS = 4
 REQUEST_ATTEMPTS = 2
 
 # Sizes. rpcudp refuses to send a request body over 8 KiB; we accept up to

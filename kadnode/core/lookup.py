@@ -3,8 +3,15 @@
 Kademlia paper, section 2.3, with requests kept in flight continuously rather
 than in lock-step rounds: whenever a reply or failure frees a slot, the
 nearest not-yet-asked candidate is asked, so up to ``alpha`` requests are
-always outstanding. The lookup ends when the ``k`` nearest candidates that
-have not failed have all answered (or, for FIND_VALUE, when a value arrives).
+always outstanding. Once a reply brings no candidate nearer than the nearest
+already known, the lookup has converged and asks every one of the ``k``
+nearest it has not asked yet at once (the paper: "If a round of FIND_NODEs
+fails to return a node any closer than the closest already seen, the
+initiator resends the FIND_NODE to all of the k closest nodes it has not
+already queried"), instead of ``alpha`` at a time: about (hops + 2) round
+trips, not k / alpha. A nearer candidate arriving later puts it back to
+``alpha``. The lookup ends when the ``k`` nearest candidates that have not
+failed have all answered (or, for FIND_VALUE, when a value arrives).
 With ``per_subnet``, at most that many candidates come from one /24 (/48):
 ids from one subnet placed next to the target cannot fill the k closest.
 The caller does the sending and the timing; this class only decides.
@@ -97,6 +104,7 @@ class Lookup:
         self._order: list[tuple[int, int]] = []  # (distance, node_id), sorted
         self._candidates: dict[int, Candidate] = {}
         self.in_flight = 0
+        self.converged = False  # see the module docstring
         self.queried = 0
         self.answered = 0
         self.failed = 0
@@ -133,8 +141,9 @@ class Lookup:
             return []
         out: list[Contact] = []
         seen_alive = 0
+        limit = self.k if self.converged else self.alpha
         for _, node_id in self._order:
-            if self.in_flight >= self.alpha or seen_alive >= self.k:
+            if self.in_flight >= limit or seen_alive >= self.k:
                 break
             cand = self._candidates[node_id]
             if cand.state is State.FAILED or cand.state is State.STALLED:
@@ -181,7 +190,10 @@ class Lookup:
         if responder.native:
             cand.contact = responder
         self.answered += 1
+        order = self._order
+        nearest = order[0][0]  # the responder itself is a candidate: never empty
         self.add(contacts, cand.hops + 1)
+        self.converged = order[0][0] == nearest
 
     def answered_value(
         self, responder: Contact, value: Value, ttl: float | None, token: bytes | None = None

@@ -83,6 +83,7 @@ class Pending:
     # Lookups: called at the first deadline instead of failing (a soft
     # timeout); the request stays open, backed off, for a late reply.
     on_stall: OnTime | None = None
+    steady: bool = False  # resent every rto, not backed off (a lookup's, once stalled)
 
 
 class Requests:
@@ -226,23 +227,37 @@ class Requests:
         if pending.on_stall is not None:
             # Soft timeout: the caller moves on; a late reply still counts
             # until the backed-off deadline (a slow node is not a dead one).
+            # A lookup's request is sent again at once: a lost datagram then
+            # costs one timeout, not one and a backed-off one.
             stalled, pending.on_stall = pending.on_stall, None
-            self._back_off(pending, now)
+            pending.steady = True
+            self._retransmit(pending, now)
             self.stats["stalls"] += 1
             stalled(now)
             return
         if pending.attempts_left > 0:
-            # Retransmit with the same message id; back off (RFC 6298 5.5).
-            pending.attempts_left -= 1
-            pending.retransmitted = True
-            self._back_off(pending, now)
-            self.out.append((pending.datagram, pending.addr))
-            self.stats["retransmits"] += 1
+            self._retransmit(pending, now)
             return
         del self.pending[pending.msg_id]
         self.stats["timeouts"] += 1
         self.failed(pending.contact)
         pending.on_fail(now)
+
+    def _retransmit(self, pending: Pending, now: float) -> None:
+        """Send again with the same message id, if attempts are left; back off
+        (RFC 6298 5.5) either way, but for a lookup's request, which waits
+        one timeout per send: a lookup that ends only when its k nearest have
+        answered or failed must not wait out a dead node's doubling timeouts."""
+        if pending.steady:
+            pending.deadline = now + pending.rto
+            heapq.heappush(self._deadlines, (pending.deadline, pending.msg_id))
+        else:
+            self._back_off(pending, now)
+        if pending.attempts_left > 0:
+            pending.attempts_left -= 1
+            pending.retransmitted = True
+            self.out.append((pending.datagram, pending.addr))
+            self.stats["retransmits"] += 1
 
     def _back_off(self, pending: Pending, now: float) -> None:
         pending.rto = min(pending.rto * 2, self.config.rto_ceil)

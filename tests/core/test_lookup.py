@@ -71,13 +71,30 @@ def test_asks_the_nearest_seeds_first_and_at_most_alpha_at_once() -> None:
 
 
 def test_each_reply_frees_one_slot_for_the_next_nearest() -> None:
-    lk = lookup(1, 2, 3, 4, k=4, alpha=2)
+    lk = lookup(2, 3, 4, 5, k=4, alpha=2)
     lk.next_requests()
-    lk.answered_nodes(c(2), [])
-    assert ids(lk.next_requests()) == [3]
-    lk.failed_request(1)
+    lk.answered_nodes(c(3), [c(1)])  # a nearer node: still alpha at a time
+    assert ids(lk.next_requests()) == [1]
+    lk.failed_request(2)
     assert ids(lk.next_requests()) == [4]
     assert lk.in_flight == 2
+
+
+def test_a_reply_with_nobody_nearer_sends_to_all_the_k_nearest_not_yet_asked() -> None:
+    """Kademlia 2.3: a round that finds nobody closer than the closest already
+    seen resends to all of the k closest not yet queried; a nearer node found
+    later goes back to alpha at a time."""
+    lk = lookup(4, 5, 6, 7, 8, 9, k=5, alpha=2)
+    assert ids(lk.next_requests()) == [4, 5]
+    lk.answered_nodes(c(5), [c(6), c(10)])  # nobody nearer than 4
+    assert lk.converged
+    assert ids(lk.next_requests()) == [6, 7, 8]  # the rest of the 5 nearest, at once
+    lk.answered_nodes(c(6), [c(1)])  # a nearer one after all
+    assert not lk.converged and ids(lk.next_requests()) == []  # 3 in flight: over alpha
+    lk.answered_nodes(c(4), [])
+    lk.answered_nodes(c(7), [])
+    lk.answered_nodes(c(8), [])  # converged again, with 1 among the 5 nearest
+    assert ids(lk.next_requests()) == [1]
 
 
 def test_nearer_contacts_from_a_reply_are_asked_before_farther_seeds() -> None:
@@ -201,7 +218,7 @@ def test_replies_from_contacts_not_waited_on_are_ignored() -> None:
     lk.answered_nodes(c(1), [])
     lk.answered_nodes(c(1), [c(0)])  # a duplicate reply
     assert lk.answered == 1
-    assert ids(lk.next_requests()) == [2]  # 0 was never added
+    assert ids(lk.next_requests()) == [2, 3]  # 0 was never added; 1 converged (nobody nearer)
 
 
 def test_a_late_reply_after_a_timeout_is_ignored() -> None:
@@ -358,7 +375,8 @@ def drive(lk: Lookup, seeds: list[int], reply: Reply, rng: random.Random) -> lis
     ``reply(contact)`` is the contacts that node returns, or None if it is
     down. Along the way, check each batch of requests against what the
     lookup knew: nearest first, only among the k nearest that may still
-    answer, never more than alpha at once, nobody twice, never itself.
+    answer, never more than alpha at once (k once it has converged), nobody
+    twice, never itself.
     """
     known = {i for i in seeds if i != SELF}
     failed: set[int] = set()
@@ -372,7 +390,7 @@ def drive(lk: Lookup, seeds: list[int], reply: Reply, rng: random.Random) -> lis
             assert len(nearer - failed) < lk.k, "asked beyond the k nearest"
         asked += new
         in_flight += [c(i) for i in new]
-        assert len(in_flight) == lk.in_flight <= lk.alpha
+        assert len(in_flight) == lk.in_flight <= (lk.k if lk.converged else lk.alpha)
         if not in_flight:
             break
         contact = in_flight.pop(rng.randrange(len(in_flight)))

@@ -65,6 +65,31 @@ def test_a_ping_retransmits_once_then_fails_at_exact_times():
     assert node.stats["timeouts"] == 1 and node.stats["retransmits"] == 1
 
 
+def test_a_lost_lookup_request_is_sent_again_every_timeout_before_its_contact_fails():
+    """Loss handled where it happens: the lookup moves on at the first timeout
+    and sends the same datagram again at once (a lost one costs one timeout),
+    then once a timeout, not backed off (a dead node among the k nearest
+    holds the lookup's end), LOOKUP_ATTEMPTS sends in all, before the contact
+    counts as failed."""
+    node = core()
+    node.table.seen(Contact(PEER_ID, *PEER, True), 0.0)
+    node.lookup(PEER_ID ^ 1, 0.0)
+    [(first, to)] = node.datagrams_to_send()
+    assert to == PEER
+    times = []
+    while node.next_event() is None:
+        at = node.get_timer()
+        node.handle_timer(at)
+        out = node.datagrams_to_send()
+        if out:
+            assert out == [(first, PEER)]  # the very datagram, same message id
+            times.append(at)
+    assert times == [1.0, 2.0, 3.0]  # every RTO_INITIAL
+    assert node.config.lookup_attempts == len(times) + 1
+    assert node.stats["stalls"] == 1 and node.stats["retransmits"] == 3
+    assert node.stats["timeouts"] == 1 and at == 4.0  # failed, and the lookup ended
+
+
 def test_a_reply_resolves_the_ping_and_adds_the_contact():
     node = core()
     node.ping(PEER, 0.0)
