@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from kadnode.cli.main import main as cli_main
+from kadnode.config import Config
 from kadnode.core.ids import key_digest
 from kadnode.sim import cli as sim_cli
 from kadnode.sim.network import LATENCY_MEDIAN, PairLatency, SimNetwork
@@ -268,10 +269,17 @@ def test_loss_drops_that_share_of_datagrams_and_the_report_says_how_to_replay_it
 
 
 def test_latency_times_lookups_puts_and_gets_in_round_trips_and_loss_costs_accuracy():
-    clean = scenario_latency(64, SEED, loss=0.0, lookups=60, values=20).rows[0]
+    report = scenario_latency(64, SEED, loss=0.0, lookups=60, values=20)
+    clean = report.rows[0]
     # ~1.2 hops at N=64, but the lookup waits to hear from the k closest.
     assert clean["nearest"] == clean["exact"] == 1.0 and clean["get_ok"] == 1.0
     assert clean["lookup_rtt"] == pytest.approx(clean["lookup_ms"] / 100, rel=0.01)
     assert 0 < clean["get_ms"] < clean["lookup_ms"] < clean["put_ms"]
+    # Idle: each node asks its successor once a stabilize interval.
+    [(_title, _columns, idle)] = report.extra
+    by_kind = {row["kind"]: row for row in idle}
+    interval = Config().stabilize_interval
+    assert by_kind["RingQuery"]["datagrams_s"] == pytest.approx(1 / interval, rel=0.1)
+    assert by_kind["all"]["bytes_s"] == pytest.approx(sum(r["bytes_s"] for r in idle[:-1]))
     lossy = scenario_latency(64, SEED, loss=0.2, lookups=60, values=20).rows[0]
     assert lossy["loss"] == 0.2 and lossy["lookup_ms"] > clean["lookup_ms"]

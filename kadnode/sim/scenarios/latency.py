@@ -18,12 +18,51 @@ and is exact when its results are exactly the true k nearest, in order.
 
 from __future__ import annotations
 
+from kadnode.core import codec
+from kadnode.core.proof import wire_bytes
 from kadnode.sim.network import LATENCY_MEDIAN
 from kadnode.sim.report import Report
 from kadnode.sim.world import Progress, World, finish_report, measure_lookups, tuned_gc
 from kadnode.stats import mean, percentile
 
 LOSSES = (0.0, 0.01, 0.05, 0.2)
+# Idle traffic is counted over this much simulated time with no operations:
+# several stabilize (15 s) and token (150 s) periods.
+IDLE_WINDOW = 300.0
+
+
+def measure_idle(world: World, seconds: float) -> list[dict]:
+    """Datagrams and bytes each member sends per second while nothing is asked
+    of the network, by kind (requests by their message; replies together)."""
+    net = world.net
+    counts: dict[str, list[int]] = {}
+
+    def watch(_now: float, src: int, _dest: int | None, data: bytes, _delivered: bool) -> None:
+        kind = "replies"
+        if data[:1] == bytes([codec.REQUEST]):
+            kind = type(codec.decode(data, len(data)).message).__name__  # type: ignore[union-attr]
+        held = counts.setdefault(kind, [0, 0])
+        held[0] += 1
+        held[1] += wire_bytes(len(data), net.addrs[src][0])
+
+    net.observer = watch
+    try:
+        world.settle(seconds)
+    finally:
+        net.observer = None
+    per = len(world.members) * seconds
+    rows = [
+        {"kind": kind, "datagrams_s": n / per, "bytes_s": size / per}
+        for kind, (n, size) in sorted(counts.items(), key=lambda item: -item[1][1])
+    ]
+    rows.append(
+        {
+            "kind": "all",
+            "datagrams_s": sum(r["datagrams_s"] for r in rows),
+            "bytes_s": sum(r["bytes_s"] for r in rows),
+        }
+    )
+    return rows
 
 
 def scenario_latency(
@@ -43,6 +82,8 @@ def scenario_latency(
         with tuned_gc():
             world.grow(nodes)
             world.settle(30.0)
+            if not rows:
+                idle = measure_idle(world, IDLE_WINDOW)
             m = measure_lookups(world, lookups)
             rng, members = world.rng, world.members
             keys = [rng.getrandbits(160).to_bytes(20, "big") for _ in range(values)]
@@ -92,6 +133,14 @@ def scenario_latency(
         ],
         rows,
         params={"lookups": lookups, "values": values, "k": world.config.k},
+    )
+    report.extra.append(
+        (
+            f"Idle traffic per node (loss {rows[0]['loss']:.0%}, {IDLE_WINDOW:.0f} s with no"
+            " operations, IP and UDP headers included)",
+            [("kind", "sent"), ("datagrams_s", "datagrams/s"), ("bytes_s", "bytes/s")],
+            idle,
+        )
     )
     report.notes = [
         f"latency: lognormal per pair, median {1000 * LATENCY_MEDIAN:.0f} ms one way;"
