@@ -489,3 +489,19 @@ def test_finished_lookups_leave_no_garbage_for_the_cycle_collector():
         gc.garbage.clear()
         gc.enable()
     assert leftovers == []
+
+
+def test_stabilize_pings_a_predecessor_only_when_it_was_not_heard_from_in_a_round():
+    """A live predecessor asks us (its successor) every round, so Chord's
+    check_predecessor ping is sent only to one silent for a whole interval."""
+    node = core()
+    interval = node.config.stabilize_interval
+    succ = Contact(0xC0 << 152, "10.0.0.3", 4000, True)
+    pred = Contact(0x70 << 152, "10.0.0.4", 4000, True)
+    for contact in (succ, pred):
+        node.saw(contact, 0.0)
+    assert node.ring.predecessor == pred and node.ring.successor == succ
+    node.stabilize(interval - 1.0)
+    assert [addr for _, addr in node.datagrams_to_send()] == [succ.addr]  # kn_ring only
+    node.stabilize(interval + 0.5)
+    assert sorted(addr for _, addr in node.datagrams_to_send()) == sorted([succ.addr, pred.addr])
