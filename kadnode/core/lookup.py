@@ -4,14 +4,14 @@ Kademlia paper, section 2.3, with requests kept in flight continuously rather
 than in lock-step rounds: whenever a reply or failure frees a slot, the
 nearest not-yet-asked candidate is asked, so up to ``alpha`` requests are
 always outstanding. Once a reply brings no candidate nearer than the nearest
-already known, the lookup has converged and asks every one of the ``k``
-nearest it has not asked yet at once (the paper: "If a round of FIND_NODEs
-fails to return a node any closer than the closest already seen, the
-initiator resends the FIND_NODE to all of the k closest nodes it has not
-already queried"), instead of ``alpha`` at a time: about (hops + 2) round
-trips, not k / alpha. A nearer candidate arriving later puts it back to
-``alpha``. The lookup ends when the ``k`` nearest candidates that have not
-failed have all answered (or, for FIND_VALUE, when a value arrives).
+already known, the lookup has converged and keeps :data:`CONVERGED_WIDTH`
+times ``alpha`` requests in flight to the ``k`` nearest it has not asked yet
+(the paper sends to all of them at once: "If a round of FIND_NODEs fails to
+return a node any closer than the closest already seen, the initiator
+resends the FIND_NODE to all of the k closest nodes it has not already
+queried"). A nearer candidate arriving later puts it back to ``alpha``.
+The lookup ends when the ``k`` nearest candidates that have not failed have
+all answered (or, for FIND_VALUE, when a value arrives).
 With ``per_subnet``, at most that many candidates come from one /24 (/48):
 ids from one subnet placed next to the target cannot fill the k closest.
 The caller does the sending and the timing; this class only decides.
@@ -26,6 +26,14 @@ from enum import Enum
 
 from kadnode.core.addresses import Exempt, subnet_of
 from kadnode.core.messages import Contact, Kind, Value
+
+# Requests in flight, as a multiple of alpha, once a lookup has converged.
+# All k at once (the paper) took a lookup from 9.2 to 4.2 round trips in
+# `kadnode sim latency` at N=300, but a node running many lookups at once (a
+# join refreshes ~11 buckets) then sent ~200 requests in one burst: 200
+# nodes in one process took 16-18 s to join instead of 3 (bench/workload.py),
+# their replies queued past the timeout. Twice alpha: 5.8 round trips, 3.4 s.
+CONVERGED_WIDTH = 2
 
 
 class State(Enum):
@@ -141,7 +149,7 @@ class Lookup:
             return []
         out: list[Contact] = []
         seen_alive = 0
-        limit = self.k if self.converged else self.alpha
+        limit = min(self.k, CONVERGED_WIDTH * self.alpha) if self.converged else self.alpha
         for _, node_id in self._order:
             if self.in_flight >= limit or seen_alive >= self.k:
                 break

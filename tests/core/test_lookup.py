@@ -12,7 +12,7 @@ from collections.abc import Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kadnode.core.lookup import Lookup, LookupOutcome
+from kadnode.core.lookup import CONVERGED_WIDTH, Lookup, LookupOutcome
 from kadnode.core.messages import Contact
 
 SELF = 1000  # the id of the node running the lookup; not in anyone's network below
@@ -80,15 +80,16 @@ def test_each_reply_frees_one_slot_for_the_next_nearest() -> None:
     assert lk.in_flight == 2
 
 
-def test_a_reply_with_nobody_nearer_sends_to_all_the_k_nearest_not_yet_asked() -> None:
+def test_a_reply_with_nobody_nearer_widens_to_twice_alpha_among_the_k_nearest() -> None:
     """Kademlia 2.3: a round that finds nobody closer than the closest already
-    seen resends to all of the k closest not yet queried; a nearer node found
-    later goes back to alpha at a time."""
+    seen goes on to the k closest not yet queried, here CONVERGED_WIDTH times
+    alpha at once; a nearer node found later goes back to alpha at a time."""
     lk = lookup(4, 5, 6, 7, 8, 9, k=5, alpha=2)
     assert ids(lk.next_requests()) == [4, 5]
     lk.answered_nodes(c(5), [c(6), c(10)])  # nobody nearer than 4
     assert lk.converged
-    assert ids(lk.next_requests()) == [6, 7, 8]  # the rest of the 5 nearest, at once
+    assert CONVERGED_WIDTH * lk.alpha == 4
+    assert ids(lk.next_requests()) == [6, 7, 8]  # 4 in flight, all of the 5 nearest
     lk.answered_nodes(c(6), [c(1)])  # a nearer one after all
     assert not lk.converged and ids(lk.next_requests()) == []  # 3 in flight: over alpha
     lk.answered_nodes(c(4), [])
