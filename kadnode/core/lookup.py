@@ -28,11 +28,11 @@ from kadnode.core.addresses import Exempt, subnet_of
 from kadnode.core.messages import Contact, Kind, Value
 
 # Requests in flight, as a multiple of alpha, once a lookup has converged.
-# All k at once (the paper) took a lookup from 9.2 to 4.2 round trips in
-# `kadnode sim latency` at N=300, but a node running many lookups at once (a
-# join refreshes ~11 buckets) then sent ~200 requests in one burst: 200
-# nodes in one process took 16-18 s to join instead of 3 (bench/workload.py),
-# their replies queued past the timeout. Twice alpha: 5.8 round trips, 3.4 s.
+# All k at once (the paper) is fastest on a wide-area network, but a node
+# running many lookups at once (a join refreshes ~11 buckets) then sends ~200
+# requests in one burst: with 200 nodes in one process (bench/workload.py)
+# the replies queued past the timeout and joining took five times as long.
+# Twice alpha keeps most of the gain (docs/decisions.md, issue 14).
 CONVERGED_WIDTH = 2
 
 

@@ -81,7 +81,8 @@ class Pending:
     on_reply: OnReply
     on_fail: OnTime
     # Lookups: called at the first deadline instead of failing (a soft
-    # timeout); the request stays open, backed off, for a late reply.
+    # timeout); the request stays open, sent again once a timeout, for a
+    # late reply.
     on_stall: OnTime | None = None
     steady: bool = False  # resent every rto, not backed off (a lookup's, once stalled)
 
@@ -226,9 +227,9 @@ class Requests:
     def _expire(self, pending: Pending, now: float) -> None:
         if pending.on_stall is not None:
             # Soft timeout: the caller moves on; a late reply still counts
-            # until the backed-off deadline (a slow node is not a dead one).
-            # A lookup's request is sent again at once: a lost datagram then
-            # costs one timeout, not one and a backed-off one.
+            # until the last send times out (a slow node is not a dead one).
+            # The request is sent again at once: a lost datagram then costs
+            # one timeout, not one and a backed-off one.
             stalled, pending.on_stall = pending.on_stall, None
             pending.steady = True
             self._retransmit(pending, now)

@@ -140,7 +140,8 @@ def stabilize(node: NodeCore, now: float) -> None:
         return
     # check_predecessor, unless it was heard from within the interval: a live
     # predecessor asks us (its successor) every round, so in a quiet network
-    # this ping is never needed (it was ~15 % of a quiet node's bytes).
+    # this ping is never needed (with its reply, about a sixth of a quiet
+    # node's bytes: docs/sim/before/README.md).
     entry = node.table.get(pred.node_id)
     if entry is None or entry.contact != pred or now - entry.last_seen >= interval:
         node.send_ping(pred.addr, pred, ignore, ignore, now)
