@@ -31,8 +31,9 @@ from kadnode.core.messages import Contact, Kind, Value
 # All k at once (the paper) is fastest on a wide-area network, but a node
 # running many lookups at once (a join refreshes ~11 buckets) then sends ~200
 # requests in one burst: with 200 nodes in one process (bench/workload.py)
-# the replies queued past the timeout and joining took five times as long.
-# Twice alpha keeps most of the gain (docs/decisions.md, issue 14).
+# the replies queued past the timeout and joining took 18 s instead of 4
+# (docs/sim/before/join-burst.txt). Twice alpha keeps most of the gain
+# (docs/decisions.md, issue 14).
 CONVERGED_WIDTH = 2
 
 
