@@ -12,6 +12,12 @@ from dataclasses import dataclass
 K = 20
 # Kademlia paper, section 2.3: alpha = 3 concurrent requests per lookup.
 ALPHA = 3
+# A node lookup ends once the beta nearest it knows have answered (the k
+# nearest must all answer only where each one's write token is needed):
+# go-libp2p-kad-dht's DefaultResiliency = 3, "the number of peers closest to
+# a target that must have responded in order for a given query path to
+# complete".
+BETA = 3
 # Kademlia paper, section 4.1: a replacement cache beside each bucket.
 # Size: go-ethereum p2p/discover uses 10 (maxReplacements).
 REPLACEMENT_CACHE = 10
@@ -189,6 +195,7 @@ AE_PEERS_TRACKED = 256
 class Config:
     k: int = K
     alpha: int = ALPHA
+    beta: int = BETA
     replacement_cache: int = REPLACEMENT_CACHE
     stale_limit: int = STALE_LIMIT
     good_for: float = GOOD_FOR

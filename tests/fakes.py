@@ -58,6 +58,7 @@ PEER_RECORD = record_of(PEER, 1732435100456)
 # Both other nodes acknowledged: the write quorum of a 2-node replica set is 2.
 WRITTEN = {
     "stored": 2,
+    "pending": 0,
     "asked": 2,
     "needed": 2,
     "local": False,
@@ -105,7 +106,8 @@ class FakeService:
         return self._answer("info", INFO)
 
     async def lookup(self, target: int) -> dict[str, Any]:
-        found = {"found": True, "peer": PEER, "closest": [PEER], "record": PEER_RECORD}
+        closest = [{**PEER, "answered": True}]
+        found = {"found": True, "peer": PEER, "closest": closest, "record": PEER_RECORD}
         return self._answer(
             "lookup", {"target": to_hex(target), **found, "queried": 4, "elapsed_ms": 12.5}
         )

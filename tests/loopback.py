@@ -28,7 +28,7 @@ from kadnode.core.ids import ID_BITS, ID_SPACE, ring_distance, to_hex
 from kadnode.core.messages import Addr
 from kadnode.core.ring import brute_successor
 from kadnode.shell.daemon import Daemon, DaemonOptions, run_daemon
-from kadnode.shell.library import Server
+from kadnode.shell.library import Server, storage_key
 
 T = TypeVar("T")
 
@@ -98,6 +98,23 @@ async def poll(check: Callable[[], Awaitable[bool]], seconds: float, what: str) 
             raise AssertionError(f"waited {seconds:g} s for {what}")
         await asyncio.sleep(0.05)
     return time.monotonic() - start
+
+
+async def landed(servers: list[Server], key: str | bytes, seconds: float = 5.0) -> None:
+    """Wait until each of ``servers`` holds ``key``: a put returns once W
+    replicas have acknowledged, and the rest of its writes land after."""
+    digest = storage_key(key)
+
+    async def held() -> bool:
+        return all(s.core.store.get(digest) is not None for s in servers)
+
+    await poll(held, seconds, f"{key!r} on every node")
+
+
+def written(reply: dict[str, Any]) -> int:
+    """The replicas a put's reply says hold it or are being written."""
+    assert reply["stored"] >= reply["needed"]
+    return reply["stored"] + reply["pending"]
 
 
 @contextlib.asynccontextmanager

@@ -166,7 +166,8 @@ def _address(contact: dict[str, Any]) -> str:
 
 
 def _contact(contact: dict[str, Any]) -> str:
-    return f"{contact['id']}  {_address(contact)}"
+    unheard = "  (known only from others' replies)" if contact.get("answered") is False else ""
+    return f"{contact['id']}  {_address(contact)}{unheard}"
 
 
 def _contacts(contacts: list[dict[str, Any]]) -> list[str]:
@@ -212,8 +213,11 @@ def _show_put(r: dict[str, Any]) -> str:
 
 
 def _held_by(r: dict[str, Any]) -> str:
-    """How many replicas hold a write, and whether this node is one of them."""
-    return f"{r['stored']} nodes" + (", this one among them" if r.get("local") else "")
+    """How many replicas hold a write, whether this node is one of them, and
+    how many writes were still on their way when the quorum was reached."""
+    mine = ", this one among them" if r.get("local") else ""
+    more = f", {r['pending']} more being written" if r.get("pending") else ""
+    return f"{r['stored']} nodes{mine}{more}"
 
 
 def _value(value: Any) -> str:

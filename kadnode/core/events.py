@@ -29,12 +29,15 @@ class BootstrapResult:
 @dataclass(frozen=True, slots=True)
 class LookupResult:
     target: int
-    closest: list[Contact]
+    closest: list[Contact]  # the k nearest known, nearest first
     peer: Contact | None  # the node with the target id, when it answered
     queried: int
     answered: int
     failed: int
     hops: int
+    # Ids in ``closest`` named by nodes that answered, not heard from
+    # themselves: the lookup ends once the beta nearest have answered.
+    unheard: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,9 @@ class PutResult:
     replica_set: int = 0  # the k closest found, answering or not, the writer included
     refused: tuple[str, ...] = ()  # reasons replicas gave for refusing
     local: bool = False  # the writer's own copy is in the replica set and counted
+    # Writes to the set still unanswered when the verdict came: a put ends once
+    # W acknowledged (Dynamo's coordinator, seed 001) and the rest go on.
+    pending: int = 0
 
     @property
     def quorum(self) -> bool:

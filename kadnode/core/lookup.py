@@ -6,12 +6,17 @@ nearest not-yet-asked candidate is asked, so up to ``alpha`` requests are
 always outstanding. Once a reply brings no candidate nearer than the nearest
 already known, the lookup has converged and keeps :data:`CONVERGED_WIDTH`
 times ``alpha`` requests in flight to the ``k`` nearest it has not asked yet
-(the paper sends to all of them at once: "If a round of FIND_NODEs fails to
-return a node any closer than the closest already seen, the initiator
-resends the FIND_NODE to all of the k closest nodes it has not already
-queried"). A nearer candidate arriving later puts it back to ``alpha``.
-The lookup ends when the ``k`` nearest candidates that have not failed have
-all answered (or, for FIND_VALUE, when a value arrives).
+(``wide``: all of them at once, as the paper does: "If a round of FIND_NODEs
+fails to return a node any closer than the closest already seen, the
+initiator resends the FIND_NODE to all of the k closest nodes it has not
+already queried"; a put, which someone waits on, runs wide, background
+lookups do not). A nearer candidate arriving later puts it back to ``alpha``.
+The lookup ends when the ``enough`` nearest candidates that have not failed
+have all answered (or, for FIND_VALUE, when a value arrives): ``k`` (the
+paper's rule) when every one of the k nearest must be heard from (a write
+needs each replica's token), ``beta`` (go-libp2p-kad-dht's) when only the
+nearest must be sure; the rest of its k nearest are then those that the
+nearest named, not yet heard from themselves, and the outcome says which.
 With ``per_subnet``, at most that many candidates come from one /24 (/48):
 ids from one subnet placed next to the target cannot fill the k closest.
 The caller does the sending and the timing; this class only decides.
@@ -58,7 +63,9 @@ class Candidate:
 @dataclass(frozen=True, slots=True)
 class LookupOutcome:
     target: int
-    closest: list[Contact]  # the k nearest that answered, nearest first
+    # The k nearest that have not failed, nearest first: all answered when the
+    # lookup ran to the k rule, else some only named by others (``unheard``).
+    closest: list[Contact]
     queried: int  # requests sent
     answered: int
     failed: int
@@ -80,6 +87,7 @@ class LookupOutcome:
     # A replica held a value of another kind under this key (a shared value
     # where a plain one was asked for, ...): the first such kind seen.
     other_kind: Kind | None = None
+    unheard: frozenset[int] = frozenset()  # ids in ``closest`` that never answered
 
     @property
     def replica_set(self) -> int:
@@ -96,6 +104,8 @@ class Lookup:
         alpha: int,
         self_id: int,
         want_value: bool = False,
+        enough: int | None = None,
+        wide: bool = False,
         per_subnet: int | None = None,
         exempt: Exempt | None = None,
     ):
@@ -107,7 +117,11 @@ class Lookup:
         self.exempt = exempt or Exempt()
         self._subnets: dict[str, int] = {}
         self.k = k
+        self.enough = k if enough is None else min(enough, k)
         self.alpha = alpha
+        # requests in flight once converged: all k for a lookup someone waits
+        # on (``wide``), else CONVERGED_WIDTH x alpha
+        self.width = k if wide else min(k, CONVERGED_WIDTH * alpha)
         self.self_id = self_id
         self.want_value = want_value
         self._order: list[tuple[int, int]] = []  # (distance, node_id), sorted
@@ -150,7 +164,7 @@ class Lookup:
             return []
         out: list[Contact] = []
         seen_alive = 0
-        limit = min(self.k, CONVERGED_WIDTH * self.alpha) if self.converged else self.alpha
+        limit = self.width if self.converged else self.alpha
         for _, node_id in self._order:
             if self.in_flight >= limit or seen_alive >= self.k:
                 break
@@ -229,26 +243,40 @@ class Lookup:
         if self._settle(node_id, State.FAILED) is not None:
             self.failed += 1
 
+    def answered_nearest(self) -> list[Candidate]:
+        """Those among the k nearest that have not failed that answered."""
+        out: list[Candidate] = []
+        alive = 0
+        for _, node_id in self._order:
+            cand = self._candidates[node_id]
+            if cand.state is State.FAILED:
+                continue
+            if cand.state is State.ANSWERED:
+                out.append(cand)
+            alive += 1
+            if alive >= self.k:
+                break
+        return out
+
     @property
     def finished(self) -> bool:
         if self.want_value and self.value is not None:
             return True
-        if self.in_flight:
-            return False
-        alive = 0
+        answered = 0
         for _, node_id in self._order:
             state = self._candidates[node_id].state
             if state is State.FAILED:
                 continue
-            if state is State.FRESH or state is State.STALLED:
+            if state is not State.ANSWERED:
                 return False
-            alive += 1
-            if alive >= self.k:
-                break
-        return True
+            answered += 1
+            if answered >= self.enough:
+                return True
+        return True  # everyone known answered or failed
 
     def outcome(self) -> LookupOutcome:
         closest: list[Contact] = []
+        unheard: list[int] = []
         replicas: list[int] = []
         mine = self.self_id ^ self.target
         placed = False  # the asker itself, in distance order
@@ -263,13 +291,15 @@ class Lookup:
                     placed = True
                 if len(replicas) < self.k:
                     replicas.append(node_id)
+            if cand.state is not State.FAILED and len(closest) < self.k:
+                closest.append(cand.contact)
+                if cand.state is not State.ANSWERED:
+                    unheard.append(node_id)
             if cand.state is not State.ANSWERED:
                 continue
             hops = hops or cand.hops
             if node_id not in holders and nearest_without is None:
                 nearest_without = cand.contact
-            if len(closest) < self.k:
-                closest.append(cand.contact)
         if not placed and len(replicas) < self.k:
             replicas.append(self.self_id)
             placed = True
@@ -291,4 +321,5 @@ class Lookup:
             nearest_without_value=nearest_without,
             values_seen=list(self.values),
             other_kind=self.other_kind,
+            unheard=frozenset(unheard),
         )

@@ -69,10 +69,15 @@ def run_lookup(
     now: float,
     done: Callable[[LookupOutcome, float], None],
     kind: Kind = Kind.PLAIN,
+    enough: int | None = None,
+    on_reply: Callable[[Lookup, float], None] | None = None,
+    wide: bool = False,
 ) -> None:
     """A lookup: NODES (find_node), FIRST (find_value, ends at the first
     plain value) or ALL (find_value, collects every replica's value of
-    ``kind`` while finding the k closest: quorum reads)."""
+    ``kind`` while finding the k closest: quorum reads). It ends when the
+    ``enough`` nearest (default k) have answered (kadnode.core.lookup);
+    ``on_reply`` sees the lookup after each reply until then."""
     cfg = node.config
     lookup = Lookup(
         target,
@@ -81,6 +86,8 @@ def run_lookup(
         alpha=cfg.alpha,
         self_id=node.id,
         want_value=mode == Mode.FIRST,
+        enough=enough,
+        wide=wide,
         per_subnet=cfg.per_subnet_bucket,
         exempt=node.exempt,
     )
@@ -89,20 +96,21 @@ def run_lookup(
         message: FindNode | FindValue = FindNode(node.id, target)
     else:
         message = FindValue(node.id, target.to_bytes(ID_BYTES, "big"))
-    LookupRun(node, lookup, message, kind, done).pump(now)
+    LookupRun(node, lookup, message, kind, done, on_reply).pump(now)
 
 
 class LookupRun:
     """One running lookup: sends what the Lookup asks for, feeds it replies."""
 
-    __slots__ = ("done", "finished", "kind", "lookup", "message", "node")
+    __slots__ = ("done", "finished", "kind", "lookup", "message", "node", "on_reply")
 
-    def __init__(self, node: NodeCore, lookup: Lookup, message, kind: Kind, done):
+    def __init__(self, node: NodeCore, lookup: Lookup, message, kind: Kind, done, on_reply=None):
         self.node = node
         self.lookup = lookup
         self.message = message
         self.kind = kind
         self.done = done
+        self.on_reply = on_reply
         self.finished = False
 
     def pump(self, at: float) -> None:
@@ -134,6 +142,8 @@ class LookupRun:
             self.lookup.answered_value(contact, reply.value, reply.ttl, reply.token)
         else:  # a value of another kind: this node holds nothing for us
             self.lookup.answered_other_kind(contact, reply.kind, reply.token)
+        if self.on_reply is not None and not self.finished:
+            self.on_reply(self.lookup, at)
         self.pump(at)
 
     def failed(self, contact: Contact, at: float) -> None:
@@ -170,22 +180,30 @@ def bucket_targets(node: NodeCore, indices: Iterable[int]) -> list[int]:
 
 
 class NodeLookup:
+    """Who is nearest to an id: done once the beta nearest have answered
+    (go-libp2p's rule, a round trip or two sooner than all k); the rest of
+    the k nearest are as those named them (``unheard``)."""
+
     __slots__ = ("node", "op", "target")
 
     def __init__(self, node: NodeCore, op: int, target: int, now: float):
         self.node, self.op, self.target = node, op, target
-        run_lookup(node, target, Mode.NODES, now, self.done)
+        run_lookup(node, target, Mode.NODES, now, self.done, enough=node.config.beta)
 
     def done(self, outcome: LookupOutcome, at: float) -> None:
-        peer = next((c for c in outcome.closest if c.node_id == self.target), None)
+        target, unheard = self.target, outcome.unheard
+        peer = next(
+            (c for c in outcome.closest if c.node_id == target and target not in unheard), None
+        )
         result = LookupResult(
-            self.target,
+            target,
             outcome.closest,
             peer,
             outcome.queried,
             outcome.answered,
             outcome.failed,
             outcome.hops,
+            unheard,
         )
         self.node.complete(self.op, result)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from kadnode.config import MAX_CONTEXT_ENTRIES
 from kadnode.core import codec, kinds, records, vclock
 from kadnode.core.events import GetResult, LeaveResult, PutResult, ReadResult
-from kadnode.core.lookup import LookupOutcome
+from kadnode.core.lookup import Lookup, LookupOutcome
 from kadnode.core.messages import (
     Ack,
     Contact,
@@ -197,9 +197,32 @@ class Publish:
     The replica set is the k nearest to the key that answered or failed, the
     writer itself among them when it is that near: its own copy (stored
     before publishing) is one of the k, and counts. Only acknowledgements
-    from the set count toward W; a node beyond it may still take a copy."""
+    from the set count toward W; a node beyond it may still take a copy.
 
-    __slots__ = ("acks", "key", "kind", "left", "node", "op", "outcome", "refused", "ttl", "value")
+    A replica is written as soon as its token is in hand: once the lookup has
+    converged (a reply brought nobody nearer), each node among the k nearest
+    that answered gets its STORE while the lookup waits on the rest, so the
+    put need not wait a whole STORE round after its lookup. A node written
+    early that a later reply pushes out of the k nearest keeps its copy (as
+    above). The put waits only on the set, and only until W of it have
+    acknowledged or none is left to answer (seed 001: "Quorum achieved? ->
+    acknowledge success"): the slowest replicas, and a lost STORE's resend,
+    go on after it returns (``PutResult.pending``)."""
+
+    __slots__ = (
+        "acks",
+        "finished",
+        "key",
+        "kind",
+        "node",
+        "op",
+        "outcome",
+        "refused",
+        "sent",
+        "ttl",
+        "unsettled",
+        "value",
+    )
 
     def __init__(self, node, op: int, key: bytes, value: object, ttl: float, kind: Kind, now):
         self.node, self.op, self.key, self.value, self.ttl, self.kind = (
@@ -212,45 +235,69 @@ class Publish:
         )
         self.acks: list[Contact] = []
         self.refused: list[str] = []
-        self.left = 0
+        self.sent: set[int] = set()  # ids written to
+        self.unsettled: set[int] = set()  # ids written to that have not answered
+        self.finished = False
         self.outcome: LookupOutcome | None = None
-        run_lookup(node, int.from_bytes(key, "big"), Mode.NODES, now, self.found)
+        target = int.from_bytes(key, "big")
+        run_lookup(node, target, Mode.NODES, now, self.found, on_reply=self.replied, wide=True)
+
+    def replied(self, lookup: Lookup, at: float) -> None:
+        if lookup.converged:
+            for cand in lookup.answered_nearest():
+                self.store(cand.contact, cand.token, at)
+
+    def store(self, contact: Contact, token: bytes | None, at: float) -> None:
+        node_id = contact.node_id
+        if node_id in self.sent:
+            return
+        self.sent.add(node_id)
+        self.unsettled.add(node_id)
+        settled = partial(self.settled, contact)
+        value, ttl, kind = self.value, self.ttl, self.kind
+        send_store(self.node, contact, self.key, value, ttl, at, settled, token, kind)
 
     def found(self, outcome: LookupOutcome, at: float) -> None:
-        self.outcome = outcome
-        self.left = len(outcome.closest)
         for contact in outcome.closest:
-            token = outcome.tokens.get(contact.node_id)
-            settled = partial(self.settled, contact)
-            value, ttl, kind = self.value, self.ttl, self.kind
-            send_store(self.node, contact, self.key, value, ttl, at, settled, token, kind)
-        if not outcome.closest:
-            self.finish()
+            self.store(contact, outcome.tokens.get(contact.node_id), at)
+        self.outcome = outcome  # after the sends: one may settle at once
+        self.check()
 
     def settled(self, contact: Contact, ok: bool | str, at: float) -> None:
-        self.left -= 1
+        self.unsettled.discard(contact.node_id)
+        if self.finished:
+            return
         if ok is True:
             self.acks.append(contact)
         elif isinstance(ok, str):
             self.refused.append(ok)
-        if self.left == 0:
-            self.finish()
+        self.check()
 
-    def finish(self) -> None:
+    def check(self) -> None:
+        """Done once the lookup has ended and W of the set have acknowledged,
+        or every write to it has been answered."""
         outcome = self.outcome
-        assert outcome is not None
+        if outcome is None or self.finished:
+            return
         members = set(outcome.replica_ids)
         in_set = sum(1 for c in self.acks if c.node_id in members) + outcome.self_replica
+        needed = quorum(self.node.config.write_quorum, outcome.replica_set)
+        unsettled = self.unsettled
+        pending = sum(1 for i in members if i in unsettled)
+        if pending and in_set < needed:
+            return
+        self.finished = True
         result = PutResult(
             self.key,
             in_set,
             self.acks,
             len(outcome.closest),
             outcome.queried,
-            quorum(self.node.config.write_quorum, outcome.replica_set),
+            needed,
             outcome.replica_set,
             tuple(dict.fromkeys(self.refused)),
             outcome.self_replica,
+            pending,
         )
         self.node.complete(self.op, result)
 

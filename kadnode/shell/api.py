@@ -125,7 +125,9 @@ LOOKUP_SCHEMA = _optional(
         target=HEX_ID,
         found=BOOLEAN,
         peer=_nullable(CONTACT),
-        closest={"type": "array", "items": CONTACT},
+        # answered (absent from older daemons): false for a node the lookup
+        # knows only from others' replies
+        closest={"type": "array", "items": _optional(CONTACT, answered=BOOLEAN)},
         queried=INTEGER,
         elapsed_ms=NUMBER,
     ),
@@ -136,6 +138,7 @@ PUT_SCHEMA = _optional(
         key=STRING, stored=INTEGER, replicas={"type": "array", "items": CONTACT}, elapsed_ms=NUMBER
     ),
     asked=INTEGER,  # how many of the k closest were asked to store
+    pending=INTEGER,  # of those, still unanswered when W had acknowledged (the write goes on)
     needed=INTEGER,  # the write quorum W those acknowledgements were counted against
     local=BOOLEAN,  # this node is one of the k closest: its own copy is counted in stored
     only_copy=BOOLEAN,  # this node knows no other node: it holds the only copy
@@ -238,6 +241,7 @@ _READ = {
 # A write's acknowledgements, in the same network.
 _STORED = {
     "stored": 3,
+    "pending": 0,
     "asked": 3,
     "needed": 2,
     "local": False,
@@ -345,7 +349,7 @@ def build_routes(service: NodeService) -> list[Route]:
                         "target": _ID,
                         "found": True,
                         "peer": _CONTACT,
-                        "closest": [_CONTACT],
+                        "closest": [{**_CONTACT, "answered": True}],
                         "record": _RECORD,
                         "queried": 9,
                         "elapsed_ms": 41.5,
@@ -354,7 +358,9 @@ def build_routes(service: NodeService) -> list[Route]:
                 )
             },
             "An iterative FIND_NODE lookup (Kademlia section 2.3): the node with this id "
-            "if one answered, and the closest nodes seen either way. A verified peer record "
+            "if one answered, and the k closest nodes known either way; it ends once the "
+            "beta (3) nearest have answered, so the others may only have been named by "
+            "them (answered: false). A verified peer record "
             "for the id, when one is found (as GET /peers/{id}/record), is returned in record "
             "and its first address is the peer's.",
             path_params=(_NODE_ID,),
@@ -375,8 +381,10 @@ def build_routes(service: NodeService) -> list[Route]:
                     "how many of the k closest nodes acknowledged the STORE",
                 )
             },
-            "Stores on the k nodes closest to SHA-1(key), as bmuller/kademlia's set(). Fewer "
-            "acknowledgements than the write quorum (needed) is an error (503).",
+            "Stores on the k nodes closest to SHA-1(key), as bmuller/kademlia's set(). It "
+            "returns once the write quorum (needed) has acknowledged; the writes still "
+            "unanswered then (pending) go on. Fewer acknowledgements than the write quorum "
+            "is an error (503).",
             path_params=(_KEY,),
             body=Payload(_strict(value=STRING), {"value": "hello"}, "the value to store"),
         ),

@@ -243,12 +243,13 @@ class Daemon(NodeService):
             return
         say = log.info if result.quorum else log.warning
         say(
-            "registered %s at %s: %d of %d replicas acknowledged (quorum %d)",
+            "registered %s at %s: %d of %d replicas acknowledged (quorum %d, %d more pending)",
             to_hex(self.server.id),
             where,
             result.acks,
             result.replica_set,
             result.needed,
+            result.pending,
         )
 
     async def persist(self) -> None:

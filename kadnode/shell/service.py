@@ -90,6 +90,7 @@ def put_json(key: str, result: PutResult, started: float) -> dict[str, Any]:
     return {
         "key": key,
         "stored": result.acks,
+        "pending": result.pending,
         "asked": result.asked,
         "needed": result.needed,
         "local": result.local,
@@ -182,7 +183,10 @@ class NodeService:
             "target": to_hex(target),
             "found": peer is not None,
             "peer": contact_json(peer) if peer else None,
-            "closest": [contact_json(c) for c in result.closest],
+            "closest": [
+                {**contact_json(c), "answered": c.node_id not in result.unheard}
+                for c in result.closest
+            ],
             "record": record_json(record) if record is not None else None,
             "queried": result.queried,
             "elapsed_ms": elapsed_ms(t),

@@ -61,7 +61,7 @@ _EVENT_HEADER = struct.Struct("<dIQ")
 def behaviour(value: object) -> object:
     """A result as plain values (tuples of numbers, text and bytes), nothing
     named: dataclasses by their fields in order, enums by their values,
-    dicts sorted. Its ``repr`` is the same in any Python process."""
+    dicts and sets sorted. Its ``repr`` is the same in any Python process."""
     if value is None or isinstance(value, bool | int | float | str | bytes):
         return value
     if isinstance(value, Enum):
@@ -72,6 +72,8 @@ def behaviour(value: object) -> object:
         return tuple(sorted((behaviour(k), behaviour(v)) for k, v in value.items()))
     if isinstance(value, list | tuple):
         return tuple(behaviour(v) for v in value)
+    if isinstance(value, frozenset | set):
+        return tuple(sorted(behaviour(v) for v in value))
     raise TypeError(f"no behaviour digest for {type(value).__name__}")
 
 

@@ -145,9 +145,10 @@ class Story:
             case events.PutResult():
                 met = "met" if r.quorum else "missed"
                 refused = "".join(f"; refused: {reason}" for reason in r.refused)
+                pending = f", {r.pending} pending" if r.pending else ""
                 return (
-                    f"{r.acks} of {r.replica_set} acknowledged {self.contacts(r.replicas)},"
-                    f" quorum {r.needed} {met}{refused}"
+                    f"{r.acks} of {r.replica_set} acknowledged {self.contacts(r.replicas)}"
+                    f"{pending}, quorum {r.needed} {met}{refused}"
                 )
             case events.GetResult():
                 source = "own store" if r.source is None else self.name(r.source.node_id)
@@ -155,8 +156,10 @@ class Story:
                 return f"{found}, {r.queried} queried, {r.hops} hops"
             case events.LookupResult():
                 found = "found" if r.peer is not None else "not found"
+                unheard = [c for c in r.closest if c.node_id in r.unheard]
+                named = f" (only named: {self.contacts(unheard)})" if unheard else ""
                 return (
-                    f"{found}, closest {self.contacts(r.closest)}; {r.queried} queried,"
+                    f"{found}, closest {self.contacts(r.closest)}{named}; {r.queried} queried,"
                     f" {r.answered} answered, {r.failed} failed, {r.hops} hops"
                 )
             case events.LeaveResult():

@@ -15,7 +15,7 @@ async def test_a_30_node_demo_finds_every_value_and_every_lookup_is_exact():
     report = await run_demo(30, 30, seed=4)
     assert report.found == report.stored == 30
     assert report.lookups_exact == report.lookups == 30
-    assert report.replicas_mean == 20.0  # k=20 acknowledgements per put
+    assert report.replicas_mean == 20.0  # each written to its k = 20 nearest
     assert report.bad_datagrams == 0 and report.ok
     assert f"replicas on average (k={K})" in render(report)
 

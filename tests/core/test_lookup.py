@@ -98,6 +98,14 @@ def test_a_reply_with_nobody_nearer_widens_to_twice_alpha_among_the_k_nearest() 
     assert ids(lk.next_requests()) == [1]
 
 
+def test_a_wide_lookup_asks_all_of_the_k_nearest_once_converged() -> None:
+    lk = Lookup(0, [c(i) for i in range(4, 13)], k=8, alpha=2, self_id=SELF, wide=True)
+    assert ids(lk.next_requests()) == [4, 5]
+    lk.answered_nodes(c(5), [c(6), c(20)])  # nobody nearer than 4
+    # the rest of the 8 nearest at once, not CONVERGED_WIDTH x alpha = 4 in flight
+    assert ids(lk.next_requests()) == [6, 7, 8, 9, 10, 11]
+
+
 def test_nearer_contacts_from_a_reply_are_asked_before_farther_seeds() -> None:
     lk = lookup(4, 5, 6, k=3, alpha=1)
     assert ids(lk.next_requests()) == [4]
@@ -138,6 +146,19 @@ def test_finishes_exactly_when_the_k_nearest_have_answered() -> None:
         replica_ids=(1, 2),  # SELF (1000) is farther than both: not a replica
         nearest_without_value=c(1),
     )
+
+
+def test_with_enough_set_to_beta_it_ends_once_the_beta_nearest_have_answered() -> None:
+    lk = Lookup(0, [c(i) for i in (1, 2, 3, 4, 5)], k=4, alpha=4, self_id=SELF, enough=2)
+    assert ids(lk.next_requests()) == [1, 2, 3, 4]
+    lk.answered_nodes(c(2), [])
+    lk.answered_nodes(c(4), [])
+    assert not lk.finished  # 1 is nearer and may answer
+    lk.answered_nodes(c(1), [])
+    assert lk.finished  # 3 is still in flight: it only named, not heard from
+    outcome = lk.outcome()
+    assert ids(outcome.closest) == [1, 2, 3, 4] and outcome.unheard == {3}
+    assert outcome.replica_ids == (1, 2, 4, SELF)  # only who answered or failed, and itself
 
 
 def test_a_reply_with_nearer_contacts_postpones_the_end() -> None:
@@ -430,7 +451,8 @@ def test_lookup_in_a_network_of_true_tables_finds_the_true_k_closest(
 ) -> None:
     tables = kademlia_tables(network, k)
     seeds = data.draw(st.lists(st.sampled_from(network), min_size=1, max_size=k))
-    lk = Lookup(target, [c(i) for i in seeds], k=k, alpha=alpha, self_id=SELF)
+    enough = data.draw(st.integers(1, k))
+    lk = Lookup(target, [c(i) for i in seeds], k=k, alpha=alpha, self_id=SELF, enough=enough)
 
     def reply(contact: Contact) -> list[Contact]:
         return find_node(tables[contact.node_id], target, k)
@@ -438,9 +460,11 @@ def test_lookup_in_a_network_of_true_tables_finds_the_true_k_closest(
     asked = drive(lk, seeds, reply, rng)
     outcome = lk.outcome()
     true_closest = sorted(network, key=lambda i: i ^ target)[:k]
-    assert ids(outcome.closest) == true_closest
-    assert outcome.queried == outcome.answered == len(asked)
-    assert outcome.failed == 0
+    assert ids(outcome.closest)[:enough] == true_closest[:enough]
+    assert not outcome.unheard & set(true_closest[:enough])
+    if enough == k:
+        assert ids(outcome.closest) == true_closest and not outcome.unheard
+    assert outcome.queried == len(asked) and outcome.failed == 0
 
 
 @settings(max_examples=150, deadline=None)

@@ -271,12 +271,14 @@ async def test_mixed_network_stores_and_finds_across_implementations(k: int) -> 
             # Stored on exactly the k nodes nearest the key, whichever kind.
             others = (all_bm | all_kad) - {kadnodes[3].id}
             nearest = sorted(others, key=lambda i: i ^ int.from_bytes(key_k, "big"))[:k]
-            assert {c.node_id for c in stored.replicas} == set(nearest)
+            # (a put returns once W acknowledged: the rest are pending)
+            assert {c.node_id for c in stored.replicas} <= set(nearest)
             # Those in the replica set count, and the writer's own copy when it is one.
             in_set = sorted(
                 [*others, kadnodes[3].id], key=lambda i: i ^ int.from_bytes(key_k, "big")
             )
-            assert stored.acks == len(set(nearest) & set(in_set[:k])) + stored.local
+            in_reach = len(set(nearest) & set(in_set[:k])) + stored.local
+            assert stored.acks + stored.pending == in_reach
             assert stored.local == (kadnodes[3].id in in_set[:k])
             await quiesce(bmullers, kadnodes)
             holders = [b for b in bmullers if b.storage.get(key_k) is not None]

@@ -271,8 +271,9 @@ def test_loss_drops_that_share_of_datagrams_and_the_report_says_how_to_replay_it
 def test_latency_times_lookups_puts_and_gets_in_round_trips_and_loss_costs_accuracy():
     report = scenario_latency(64, SEED, loss=0.0, lookups=60, values=20)
     clean = report.rows[0]
-    # ~1.2 hops at N=64, but the lookup waits to hear from the k closest.
-    assert clean["nearest"] == clean["exact"] == 1.0 and clean["get_ok"] == 1.0
+    # ~1.2 hops at N=64; a lookup ends once the beta nearest have answered,
+    # and the rest of its k are as they named them: nearly always the truth.
+    assert clean["nearest"] == clean["get_ok"] == 1.0 and clean["exact"] >= 0.9
     assert clean["lookup_rtt"] == pytest.approx(clean["lookup_ms"] / 100, rel=0.01)
     assert 0 < clean["get_ms"] < clean["lookup_ms"] < clean["put_ms"]
     # Idle: each node asks its successor once a stabilize interval.
