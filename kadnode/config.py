@@ -42,6 +42,13 @@ SUCCESSORS = 16
 # Chord's stabilize / check_predecessor period. The paper leaves it to the
 # deployment; 15 s costs one small request per node per period.
 STABILIZE_INTERVAL = 15.0
+# A ring query names the view it already holds from the node it asks by an
+# 8-byte digest, and the same view is answered "unchanged" (~40 bytes on the
+# wire instead of ~700 with 16 successors): in a quiet network the ring's
+# replies were most of a node's idle bytes (docs/sim/latency.md). 64 bits:
+# a collision (a changed view taken for the old one) is as likely as 1 in
+# 2^64 per query, and the next change of view corrects it.
+RING_DIGEST_BYTES = 8
 # Chord routing takes about 1/2 log2 N hops; a route longer than this has
 # looped through inconsistent views and is abandoned.
 MAX_ROUTE_HOPS = 64

@@ -401,7 +401,13 @@ def goodbye(node: NodeCore, message: Goodbye, asker: Asker, now: float) -> Ack:
 
 
 def ring(node: NodeCore, message: RingQuery, asker: Asker, now: float) -> RingReply:
-    return RingReply(node.ring.predecessor, node.ring.successors)
+    """Our predecessor and successors, or "unchanged" when the asker already
+    holds them (its ``seen`` is their digest)."""
+    view = node.ring
+    digest = view.digest()
+    if message.seen == digest:
+        return RingReply(None, [], digest, unchanged=True)
+    return RingReply(view.predecessor, view.successors, digest)
 
 
 def find_successor(node: NodeCore, message: FindSuccessor, asker: Asker, now: float):

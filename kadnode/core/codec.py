@@ -30,7 +30,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kadnode.config import AE_BUCKETS, AE_HASH_BYTES, MAX_PROOF_BYTES, MAX_VALUE_BYTES, TOKEN_BYTES
+from kadnode.config import (
+    AE_BUCKETS,
+    AE_HASH_BYTES,
+    MAX_PROOF_BYTES,
+    MAX_VALUE_BYTES,
+    RING_DIGEST_BYTES,
+    TOKEN_BYTES,
+)
 from kadnode.core.ids import ID_BYTES, to_bytes
 from kadnode.core.messages import (
     VALUE_TYPES,
@@ -198,8 +205,12 @@ def _parse_find_value(args: list) -> FindValue:
 
 
 def _parse_ring_query(args: list) -> RingQuery:
-    proof = _proof(args, 1)
-    return RingQuery(_id(args[0]), proof)
+    """``[sender, seen]``: seen is nil or the digest of the view the asker holds."""
+    proof = _proof(args, 2)
+    seen = args[1]
+    if seen is not None and (type(seen) is not bytes or len(seen) != RING_DIGEST_BYTES):
+        raise DecodeError("ring query's seen is not a digest")
+    return RingQuery(_id(args[0]), seen, proof)
 
 
 def _parse_goodbye(args: list) -> Goodbye:
@@ -308,12 +319,25 @@ def _decode_find_reply(body: object) -> FindReply:
 _KINDS = frozenset(Kind)
 
 
+def _ring_digest(raw: object, optional: bool) -> bytes | None:
+    if raw is None and optional:
+        return None
+    if type(raw) is not bytes or len(raw) != RING_DIGEST_BYTES:
+        raise DecodeError("ring reply's digest is not a digest")
+    return raw
+
+
 def _decode_ring_reply(body: object) -> RingReply:
-    if type(body) is not dict or set(body) != {"pred", "succ"}:
-        raise DecodeError("ring reply is not {pred, succ}")
+    """``{pred, succ, ver}`` (ver: the view's digest, or nil when cut), or
+    ``{same}``: the view is still the one the query named."""
+    if type(body) is dict and set(body) == {"same"}:
+        return RingReply(None, [], _ring_digest(body["same"], False), unchanged=True)
+    if type(body) is not dict or set(body) != {"pred", "succ", "ver"}:
+        raise DecodeError("ring reply is not {pred, succ, ver} or {same}")
     pred = body["pred"]
     preds = parse_contacts([] if pred is None else [pred])
-    return RingReply(preds[0] if preds else None, parse_contacts(body["succ"]))
+    succ = parse_contacts(body["succ"])
+    return RingReply(preds[0] if preds else None, succ, _ring_digest(body["ver"], True))
 
 
 def _decode_successor_reply(body: object) -> SuccessorReply:
@@ -423,7 +447,7 @@ _REQUEST_ENCODERS: dict[type, Callable[..., tuple[str, list]]] = {
         _proven([to_bytes(m.sender_id), to_bytes(m.target)], m.proof),
     ),
     FindValue: lambda m: ("find_value", _proven([to_bytes(m.sender_id), m.key], m.proof)),
-    RingQuery: lambda m: ("kn_ring", _proven([to_bytes(m.sender_id)], m.proof)),
+    RingQuery: lambda m: ("kn_ring", _proven([to_bytes(m.sender_id), m.seen], m.proof)),
     FindSuccessor: lambda m: (
         "kn_find_successor",
         _proven([to_bytes(m.sender_id), to_bytes(m.key)], m.proof),
@@ -465,10 +489,13 @@ def _ping_body(reply: PingReply) -> object:
 
 
 def _ring_body(reply: RingReply) -> object:
+    if reply.unchanged:
+        return {"same": reply.digest}
     pred = reply.predecessor
     return {
         "pred": contact_entries([pred], True)[0] if pred is not None else None,
         "succ": contact_entries(reply.successors, True),
+        "ver": reply.digest,
     }
 
 

@@ -100,6 +100,8 @@ class RingQuery:
     """
 
     sender_id: int
+    # the digest of the asked node's view that the asker holds (RingReply.digest)
+    seen: bytes | None = None
     proof: bytes | None = None  # see Ping
 
 
@@ -217,6 +219,11 @@ class PutReply:
 class RingReply:
     predecessor: Contact | None
     successors: list[Contact]
+    # of the whole view (None when the reply was cut to fit): the asker names
+    # it in its next query
+    digest: bytes | None = None
+    # the view is still the one the query named (``seen``): nothing else sent
+    unchanged: bool = False
 
 
 @dataclass(frozen=True, slots=True)

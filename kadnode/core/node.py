@@ -37,7 +37,7 @@ from kadnode.core.events import OperationCompleted
 from kadnode.core.identity import Identity
 from kadnode.core.ids import ID_BYTES, in_half_open
 from kadnode.core.limits import RateLimits
-from kadnode.core.messages import Addr, Contact, Kind, Ping, PingReply, Value
+from kadnode.core.messages import Addr, Contact, Kind, Ping, PingReply, RingReply, Value
 from kadnode.core.proof import Proof
 from kadnode.core.requests import Requests
 from kadnode.core.ring import Fingers, RingView
@@ -92,6 +92,8 @@ class NodeCore:
         self._evicting: set[int] = set()
         self.refresh_at = now + cfg.refresh_interval
         self.ring = RingView(node_id, cfg.successors)
+        # (successor id, its last whole ring reply): kadnode.core.upkeep
+        self.ring_heard: tuple[int, RingReply] | None = None
         self._ring_version = 0
         self._fingers: tuple[tuple[int, int], Fingers] | None = None
         self.stabilize_at = now + cfg.stabilize_interval

@@ -13,9 +13,11 @@ closest preceding finger, so each hop at least halves the distance left.
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections.abc import Iterable
 
-from kadnode.core.ids import ID_BITS, ID_SPACE, in_half_open, in_open, ring_distance
+from kadnode.config import RING_DIGEST_BYTES
+from kadnode.core.ids import ID_BITS, ID_BYTES, ID_SPACE, in_half_open, in_open, ring_distance
 from kadnode.core.messages import Contact
 
 
@@ -29,6 +31,19 @@ class RingView:
     @property
     def successor(self) -> Contact | None:
         return self.successors[0] if self.successors else None
+
+    def digest(self) -> bytes:
+        """Of what a ring reply carries: the predecessor and the successors
+        (id, address, native flag), RING_DIGEST_BYTES of BLAKE2b."""
+        h = hashlib.blake2b(digest_size=RING_DIGEST_BYTES)
+        pred = self.predecessor
+        for c in ([] if pred is None else [pred]) + [None] + self.successors:
+            if c is None:  # between the predecessor and the successors
+                h.update(b"|")
+                continue
+            h.update(c.node_id.to_bytes(ID_BYTES, "big"))
+            h.update(f"{c.host}:{c.port}:{int(c.native)};".encode())
+        return h.digest()
 
     def offer(self, contact: Contact) -> bool:
         """Consider a contact for the successor list and predecessor.

@@ -152,7 +152,20 @@ def _ask_successor(node: NodeCore, now: float, budget: int) -> None:
     if succ is None:
         return
 
+    # The last whole view our successor sent, which the query names by its
+    # digest: an unchanged view comes back as a few bytes and is read as that
+    # reply again.
+    heard = node.ring_heard
+    if heard is not None and heard[0] != succ.node_id:
+        heard = None
+
     def learned(reply: RingReply, at: float) -> None:
+        if reply.unchanged:
+            if heard is None or heard[1].digest != reply.digest:
+                return  # not the view we named: ask again next round
+            reply = heard[1]
+        elif reply.digest is not None:
+            node.ring_heard = (succ.node_id, reply)
         closer = reply.predecessor
         for contact in reply.successors:
             node.offer_ring(contact)
@@ -163,7 +176,13 @@ def _ask_successor(node: NodeCore, now: float, budget: int) -> None:
 
     cfg = node.config
     node.requests.send(
-        succ.addr, succ, RingQuery(node.id), learned, ignore, now, cfg.request_attempts
+        succ.addr,
+        succ,
+        RingQuery(node.id, None if heard is None else heard[1].digest),
+        learned,
+        ignore,
+        now,
+        cfg.request_attempts,
     )
 
 

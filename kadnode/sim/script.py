@@ -329,7 +329,7 @@ _REQUESTS: dict[type, Callable[[Story, Any], str]] = {
     m.FindValue: lambda s, q: f"find_value {s.key(q.key)}",
     m.Store: lambda s, q: f"store {s.key(q.key)}={_value(q.value)}{_ttl(q.ttl)}",
     m.Put: lambda s, q: f"kn_put {s.key(q.key)} {q.kind.label}{_ttl(q.ttl)}",
-    m.RingQuery: lambda s, q: "kn_ring",
+    m.RingQuery: lambda s, q: "kn_ring" if q.seen is None else "kn_ring seen",
     m.Goodbye: lambda s, q: "kn_bye",
     m.FindSuccessor: lambda s, q: f"kn_find_successor {s.name(q.key)}",
     m.Digest: lambda s, q: f"kn_digest {sum(h != EMPTY for h in q.hashes)} buckets",
@@ -347,7 +347,9 @@ _REPLIES: dict[type, Callable[[Story, Any, int], str]] = {
     ),
     m.PutReply: lambda s, r, src: "taken" if r.reason is None else f"refused: {r.reason}",
     m.RingReply: lambda s, r, src: (
-        f"ring pred={'-' if r.predecessor is None else s.name(r.predecessor.node_id)}"
+        "ring unchanged"
+        if r.unchanged
+        else f"ring pred={'-' if r.predecessor is None else s.name(r.predecessor.node_id)}"
         f" succ={s.contacts(r.successors)}"
     ),
     m.SuccessorReply: lambda s, r, src: (

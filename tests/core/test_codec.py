@@ -374,6 +374,28 @@ def test_parse_find_reply_rejects_other_shapes(body: object) -> None:
         parse_find_reply(body)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"pred": None, "succ": []},  # no digest: a node from before ring digests
+        {"pred": None, "succ": [], "ver": b"short"},
+        {"same": None},
+        {"same": bytes(8), "pred": None},
+    ],
+)
+def test_parse_ring_reply_rejects_other_shapes(body: object) -> None:
+    with pytest.raises(DecodeError):
+        parse_ring_reply(body)
+
+
+def test_a_ring_query_names_the_view_it_holds_by_a_digest_or_nil() -> None:
+    assert decode(encode_request(bytes(20), "kn_ring", [bytes(20), None])).message == RingQuery(0)
+    seen = decode(encode_request(bytes(20), "kn_ring", [bytes(20), bytes(8)])).message
+    assert seen == RingQuery(0, bytes(8))
+    with pytest.raises(DecodeError):
+        decode(encode_request(bytes(20), "kn_ring", [bytes(20), bytes(7)]))
+
+
 @pytest.mark.parametrize("ttl", [math.nan, True])
 def test_parse_find_reply_rejects_the_ttls_a_store_request_rejects(ttl: object) -> None:
     with pytest.raises(DecodeError):
@@ -393,7 +415,7 @@ requests = st.one_of(
     st.builds(Store, node_ids, keys, values, lifetimes, tokens),
     st.builds(FindNode, node_ids, node_ids),
     st.builds(FindValue, node_ids, keys),
-    st.builds(RingQuery, node_ids),
+    st.builds(RingQuery, node_ids, st.none() | tokens),
     st.builds(FindSuccessor, node_ids, node_ids),
     st.builds(Digest, node_ids, st.lists(tokens, min_size=64, max_size=64)),
     st.builds(
@@ -443,7 +465,12 @@ replies = st.one_of(
     ),
     st.tuples(
         st.just(RingQuery(1)),
-        st.builds(RingReply, st.none() | contacts, st.lists(contacts, max_size=16)),
+        st.one_of(
+            st.builds(
+                RingReply, st.none() | contacts, st.lists(contacts, max_size=16), st.none() | tokens
+            ),
+            st.builds(RingReply, st.none(), st.just([]), tokens, st.just(True)),
+        ),
     ),
     st.tuples(
         st.just(FindSuccessor(1, 2)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import statistics
@@ -9,11 +10,13 @@ import statistics
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kadnode.config import BETA, Config
+from kadnode.config import BETA, MAX_DATAGRAM, Config
+from kadnode.core.codec import Response, decode, decode_reply
 from kadnode.core.ids import ID_BITS, ID_SPACE, key_digest, ring_distance
-from kadnode.core.messages import Contact
+from kadnode.core.messages import Contact, RingQuery, RingReply
 from kadnode.core.node import NodeCore
 from kadnode.core.ring import Fingers, RingView, brute_successor
+from kadnode.errors import DecodeError
 from kadnode.sim.network import SimNetwork
 
 ids = st.integers(min_value=0, max_value=ID_SPACE - 1)
@@ -123,6 +126,37 @@ def test_after_10_joins_and_10_kills_every_successor_is_right_within_three_round
     # takes a new predecessor only once it has proven its address (a ping
     # back: kadnode.core.proof), which may cost the ring one more round.
     net.run_until(net.now + 3 * 15.0 + 5)
+    assert wrong_successors(nodes) == 0
+
+
+def ring_replies(net: SimNetwork) -> list[tuple[int, RingReply]]:
+    """From now on, every ring reply sent: (datagram bytes, reply)."""
+    seen: list[tuple[int, RingReply]] = []
+
+    def observe(_now: float, _src: int, _dest: int | None, data: bytes, _ok: bool) -> None:
+        response = decode(data, MAX_DATAGRAM)
+        if isinstance(response, Response):
+            with contextlib.suppress(DecodeError):  # not a ring reply
+                seen.append((len(data), decode_reply(RingQuery(0), response.body)))
+
+    net.observer = observe
+    return seen
+
+
+def test_a_view_that_has_not_changed_is_answered_in_a_few_bytes_and_a_change_in_full():
+    net, nodes = network(12)
+    net.run_until(net.now + 60)
+    replies = ring_replies(net)
+    net.run_until(net.now + 30)  # two quiet rounds
+    assert len(replies) >= 12 and all(r.unchanged for _, r in replies)
+    assert max(size for size, _ in replies) <= 40  # a whole view of 11 is ~500 bytes
+    # A newcomer changes its neighbours' views: they answer in full again, and
+    # every successor is right within two rounds.
+    nodes.append(net.add_node())
+    join(net, nodes[-1], nodes[0])
+    replies.clear()
+    net.run_until(net.now + 30)
+    assert any(not r.unchanged and size > 100 for size, r in replies)
     assert wrong_successors(nodes) == 0
 
 
