@@ -61,6 +61,7 @@ ANTI_ENTROPY_INTERVAL = 60.0
 AE_BUCKETS = 64
 AE_HASH_BYTES = 8
 # Keys per kn_keys datagram: 200 x ~31 bytes stays under rpcudp's 8 KiB.
+# Whole buckets go together, so a list is as long as its largest bucket needs.
 AE_KEYS_PER_DATAGRAM = 200
 
 # Quorum (seed 001; Dynamo, DeCandia et al. 2007, section 4.5). N is the
@@ -100,6 +101,16 @@ REQUEST_ATTEMPTS = 2
 # Sizes. rpcudp refuses to send a request body over 8 KiB; we accept up to
 # that plus the 21-byte header, and refuse to send replies over it.
 MAX_DATAGRAM = 8192 + 21
+# What crosses the internet whole: QUIC's 1,200 bytes (RFC 9000, section
+# 14: any path carries it; IPv6's minimum MTU is 1,280, RFC 8200), IP and UDP
+# headers included. A larger datagram travels as IP fragments, each of which
+# can be lost or filtered. Every message fits this with IPv4 contacts
+# (tests/core/test_codec.py::test_every_message_at_its_largest_fits_1200_bytes_on_the_wire)
+# except two, sent whole: those carrying a shared value (up to MAX_SIBLINGS
+# versions, each with its clock) and anti-entropy key lists (~31 bytes a key,
+# whole buckets together: over 1,200 bytes once two replicas differ by more
+# than ~35 keys), both bounded by MAX_DATAGRAM.
+WIRE_DATAGRAM = 1200
 # Internet paths: keep what we originate near the 1200-byte QUIC minimum MTU.
 MAX_VALUE_BYTES = 1000
 MAX_KEY_BYTES = 512

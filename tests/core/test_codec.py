@@ -11,7 +11,18 @@ import umsgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kadnode.config import MAX_DATAGRAM
+from kadnode.config import (
+    AE_BUCKETS,
+    MAX_DATAGRAM,
+    MAX_PROOF_BYTES,
+    MAX_RECORD_ADDRESSES,
+    MAX_VALUE_BYTES,
+    MAX_WIRE_INT,
+    SUCCESSORS,
+    WIRE_DATAGRAM,
+    K,
+)
+from kadnode.core import records
 from kadnode.core.codec import (
     HEADER,
     NATIVE_MAGIC,
@@ -25,6 +36,7 @@ from kadnode.core.codec import (
     encode_response,
 )
 from kadnode.core.codec import decode as decode_datagram
+from kadnode.core.identity import Identity
 from kadnode.core.ids import ID_MAX, to_bytes
 from kadnode.core.messages import (
     Ack,
@@ -47,6 +59,7 @@ from kadnode.core.messages import (
     SuccessorReply,
     ValueReply,
 )
+from kadnode.core.proof import wire_bytes
 from kadnode.core.wire import MAX_CONTACTS_PER_REPLY, find_nodes_body, pack, parse_contacts
 from kadnode.errors import DecodeError
 
@@ -773,3 +786,42 @@ def test_malformed_requests_are_rejected_with_a_reason(body: list, error: str | 
 def test_unknown_datagram_type_is_rejected() -> None:
     with pytest.raises(DecodeError, match="unknown datagram type 0x02"):
         decode(b"\x02" + bytes(20) + pack(["ping", [bytes(20)]]))
+
+
+# ---- what crosses the internet whole ----------------------------------------------
+
+
+def test_every_message_at_its_largest_fits_1200_bytes_on_the_wire() -> None:
+    """WIRE_DATAGRAM: with IPv4 contacts every request and reply fits 1,200
+    bytes with its IP and UDP headers, but those carrying a shared value and
+    anti-entropy key lists (both bounded by MAX_DATAGRAM)."""
+    host, big = "255.255.255.255", (1 << 160) - 1
+    near = [Contact(big - i, host, 65535, True) for i in range(MAX_CONTACTS_PER_REPLY)]
+    value = "x" * (MAX_VALUE_BYTES - 3)  # str 16: packs to exactly MAX_VALUE_BYTES
+    assert len(pack(value)) == MAX_VALUE_BYTES
+    identity = Identity.generate(lambda n: bytes(range(n)))
+    # the longest IPv6 text (39 characters), as many as a record may carry
+    addresses = [(f"2001:db8:{'ffff:' * 5}fff{i}", 65535) for i in range(MAX_RECORD_ADDRESSES)]
+    record = records.to_wire(records.sign_record(identity, addresses, MAX_WIRE_INT, 2.0**40))
+    key, token, pad = bytes([255]) * 20, bytes(8), bytes(MAX_PROOF_BYTES)
+    largest = [
+        Ping(big, pad),
+        Store(big, key, value, 1e9, token),
+        FindNode(big, big, pad),
+        FindValue(big, key, pad),
+        RingQuery(big, token, pad),
+        FindSuccessor(big, big, pad),
+        Digest(big, [token] * AE_BUCKETS, token),
+        KeyList(big, list(range(AE_BUCKETS)), [(key, token)] * 30, token),  # 35 fit
+        Put(big, key, Kind.PEER, record, 1e9, token),
+        PingReply(big, token),
+        NodesReply(near[:K], True, token),
+        ValueReply(value, True, 1e9, token, Kind.PLAIN),
+        ValueReply(record, True, 1e9, token, Kind.PEER),
+        RingReply(near[0], near[:SUCCESSORS], token),
+        SuccessorReply(False, near[0]),
+        BucketList(list(range(AE_BUCKETS))),
+        PutReply("r" * 200),
+    ]
+    sizes = {type(m).__name__: wire_bytes(len(encode(bytes(20), m)), host) for m in largest}
+    assert max(sizes.values()) <= WIRE_DATAGRAM, sizes
