@@ -60,7 +60,7 @@ class PutResult:
 
     key: bytes
     acks: int  # replicas in the set that hold it now, the writer's own copy included
-    replicas: list[Contact]  # the other nodes that acknowledged
+    replicas: list[Contact]  # the other nodes in the replica set that acknowledged
     asked: int
     queried: int
     needed: int = 0  # the write quorum W for this replica set

@@ -9,8 +9,8 @@ times ``alpha`` requests in flight to the ``k`` nearest it has not asked yet
 (``wide``: all of them at once, as the paper does: "If a round of FIND_NODEs
 fails to return a node any closer than the closest already seen, the
 initiator resends the FIND_NODE to all of the k closest nodes it has not
-already queried"; a put, which someone waits on, runs wide, background
-lookups do not). A nearer candidate arriving later puts it back to ``alpha``.
+already queried"; a write someone waits on runs wide, background lookups
+and republishing do not). A nearer candidate arriving later puts it back to ``alpha``.
 The lookup ends when the ``enough`` nearest candidates that have not failed
 have all answered (or, for FIND_VALUE, when a value arrives): ``k`` (the
 paper's rule) when every one of the k nearest must be heard from (a write

@@ -161,9 +161,11 @@ class NodeCore:
         operations.Bootstrap(self, op, addrs, now)
         return op
 
-    def lookup(self, target: int, now: float) -> int:
+    def lookup(self, target: int, now: float, all_k: bool = False) -> int:
+        """The k nearest to ``target``: done once the beta nearest have
+        answered, or (``all_k``) every one of the k, as a put's lookup."""
         op = self._new_op()
-        operations.NodeLookup(self, op, target, now)
+        operations.NodeLookup(self, op, target, now, all_k)
         return op
 
     def get(self, key: bytes, now: float) -> int:
@@ -177,7 +179,7 @@ class NodeCore:
         cfg = self.config
         ttl = cfg.expire_after if ttl is None else min(ttl, cfg.expire_after)
         self.store.put(Record(key, value, now + ttl, True, now + cfg.republish_interval))
-        return self.publish(key, value, ttl, now)
+        return self.publish(key, value, ttl, now, wide=True)
 
     def register(self, now: float) -> int:
         """Sign a peer record for ``self.addresses`` (a higher sequence than any
@@ -187,14 +189,14 @@ class NodeCore:
             raise LocalProtocolError("this node has no identity key to sign a record with")
         if not self.addresses:
             raise LocalProtocolError("no address to register (set the node's addresses)")
-        return self.register_now(now)
+        return self.register_now(now, wide=True)
 
     def put_shared(self, key: bytes, value: Value, context: object | None, now: float) -> int:
         """Write a shared value. ``context`` is the clock a read returned
         (``vclock.to_wire`` form) and names what this write supersedes; None
         is a blind write that becomes a sibling of what is held."""
         self._check_value(value)
-        return values.write_shared(self, key, value, context, now)
+        return values.write_shared(self, key, value, context, now, wide=True)
 
     def read(self, key: bytes, kind: Kind, now: float) -> int:
         """Quorum read of a peer record or shared value, with read repair."""
@@ -223,15 +225,22 @@ class NodeCore:
     # ---- what the parts share -------------------------------------------------------
 
     def publish(
-        self, key: bytes, value: object, ttl: float, now: float, kind: Kind = Kind.PLAIN
+        self,
+        key: bytes,
+        value: object,
+        ttl: float,
+        now: float,
+        kind: Kind = Kind.PLAIN,
+        wide: bool = False,
     ) -> int:
-        """Write ``value`` on the k closest to ``key``; returns the operation id."""
+        """Write ``value`` on the k closest to ``key``; returns the operation id.
+        ``wide``: someone waits on it (kadnode.core.values.Publish)."""
         op = self._new_op()
-        values.Publish(self, op, key, value, ttl, kind, now)
+        values.Publish(self, op, key, value, ttl, kind, now, wide)
         return op
 
-    def register_now(self, now: float) -> int:
-        return values.register(self, now)
+    def register_now(self, now: float, wide: bool = False) -> int:
+        return values.register(self, now, wide)
 
     def busy(self) -> bool:
         """As many operations running as the configuration allows."""

@@ -182,13 +182,15 @@ def bucket_targets(node: NodeCore, indices: Iterable[int]) -> list[int]:
 class NodeLookup:
     """Who is nearest to an id: done once the beta nearest have answered
     (go-libp2p's rule, a round trip or two sooner than all k); the rest of
-    the k nearest are as those named them (``unheard``)."""
+    the k nearest are as those named them (``unheard``). ``all_k``: done
+    once all k have, as a put's lookup (where a value would be stored)."""
 
     __slots__ = ("node", "op", "target")
 
-    def __init__(self, node: NodeCore, op: int, target: int, now: float):
+    def __init__(self, node: NodeCore, op: int, target: int, now: float, all_k: bool = False):
         self.node, self.op, self.target = node, op, target
-        run_lookup(node, target, Mode.NODES, now, self.done, enough=node.config.beta)
+        enough = None if all_k else node.config.beta
+        run_lookup(node, target, Mode.NODES, now, self.done, enough=enough)
 
     def done(self, outcome: LookupOutcome, at: float) -> None:
         target, unheard = self.target, outcome.unheard

@@ -113,7 +113,7 @@ class Requests:
         self._deadlines: list[tuple[float, bytes]] = []
         self._srtt: float | None = None  # over all contacts, for unknown ones
         self._rttvar = 0.0
-        self._padding: dict[type, bytes] = {}  # what each padded kind needs, found once
+        self._padding: dict[tuple[type, bool], bytes] = {}  # what each padded shape needs
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -196,11 +196,15 @@ class Requests:
         kind = type(message)
         if kind not in PADDED:
             return message
-        pad = self._padding.get(kind)
-        if pad is None:  # a padded kind's arguments are ids and keys: one size per kind
-            size = len(codec.encode(msg_id, message))
-            pad = bytes(max(TOKEN_BYTES + 1, PROOF_PAD_TO - size - 2))  # bin 8: 2-byte header
-            self._padding[kind] = pad
+        # A padded kind's arguments are ids and keys, one size per kind, but a
+        # ring query's digest (present or nil).
+        shape = (kind, getattr(message, "seen", None) is None)
+        pad = self._padding.get(shape)
+        if pad is None:
+            room = PROOF_PAD_TO - len(codec.encode(msg_id, message))
+            header = 2 if room - 2 < 256 else 3  # msgpack bin 8, else bin 16
+            pad = bytes(max(TOKEN_BYTES + 1, room - header))
+            self._padding[shape] = pad
         return _with(message, pad)
 
     # ---- deadlines --------------------------------------------------------------------

@@ -199,6 +199,10 @@ class Publish:
     before publishing) is one of the k, and counts. Only acknowledgements
     from the set count toward W; a node beyond it may still take a copy.
 
+    ``wide``: someone waits on it (a put, a registration, a shared write), so
+    its lookup's last round asks all k at once (the paper's); a republish
+    keeps the usual CONVERGED_WIDTH x alpha (kadnode.core.lookup).
+
     A replica is written as soon as its token is in hand: once the lookup has
     converged (a reply brought nobody nearer), each node among the k nearest
     that answered gets its STORE while the lookup waits on the rest, so the
@@ -224,7 +228,9 @@ class Publish:
         "value",
     )
 
-    def __init__(self, node, op: int, key: bytes, value: object, ttl: float, kind: Kind, now):
+    def __init__(
+        self, node, op: int, key: bytes, value: object, ttl: float, kind: Kind, now, wide: bool
+    ):
         self.node, self.op, self.key, self.value, self.ttl, self.kind = (
             node,
             op,
@@ -240,7 +246,7 @@ class Publish:
         self.finished = False
         self.outcome: LookupOutcome | None = None
         target = int.from_bytes(key, "big")
-        run_lookup(node, target, Mode.NODES, now, self.found, on_reply=self.replied, wide=True)
+        run_lookup(node, target, Mode.NODES, now, self.found, on_reply=self.replied, wide=wide)
 
     def replied(self, lookup: Lookup, at: float) -> None:
         if lookup.converged:
@@ -290,7 +296,7 @@ class Publish:
         result = PutResult(
             self.key,
             in_set,
-            self.acks,
+            [c for c in self.acks if c.node_id in members],
             len(outcome.closest),
             outcome.queried,
             needed,
@@ -302,7 +308,7 @@ class Publish:
         self.node.complete(self.op, result)
 
 
-def register(node: NodeCore, now: float) -> int:
+def register(node: NodeCore, now: float, wide: bool = False) -> int:
     """Sign a peer record for ``node.addresses`` with a higher sequence than
     any before and publish it under our id; returns the operation id."""
     assert node.identity is not None
@@ -316,10 +322,12 @@ def register(node: NodeCore, now: float) -> int:
     payload = records.to_wire(record)
     resend_at = now + cfg.register_lifetime / 2
     node.store.put(Record(node.id_bytes, payload, record.expires, True, resend_at, Kind.PEER))
-    return node.publish(node.id_bytes, payload, cfg.register_lifetime, now, Kind.PEER)
+    return node.publish(node.id_bytes, payload, cfg.register_lifetime, now, Kind.PEER, wide)
 
 
-def write_shared(node: NodeCore, key: bytes, value: Value, context: object | None, now: float):
+def write_shared(
+    node: NodeCore, key: bytes, value: Value, context: object | None, now: float, wide: bool
+):
     """Write a shared value; returns the operation id. ``context`` is the
     clock a read returned (``vclock.to_wire`` form) and names what this
     write supersedes; None is a blind write that becomes a sibling."""
@@ -342,7 +350,7 @@ def write_shared(node: NodeCore, key: bytes, value: Value, context: object | Non
     node.store.put(
         Record(key, merged, now + cfg.expire_after, True, now + cfg.republish_interval, Kind.SHARED)
     )
-    return node.publish(key, payload, cfg.expire_after, now, Kind.SHARED)
+    return node.publish(key, payload, cfg.expire_after, now, Kind.SHARED, wide)
 
 
 class Read:

@@ -97,10 +97,15 @@ class Server:
     async def ping(self, addr: Addr) -> PingResult:
         return await self.udp.run(lambda core, now: core.ping(addr, now))
 
-    async def lookup(self, target: int) -> LookupResult:
-        return await self.udp.run(lambda core, now: core.lookup(target, now))
+    async def lookup(self, target: int, all_k: bool = False) -> LookupResult:
+        """The k nearest to ``target``, done once the 3 nearest have answered
+        (``result.unheard``: those only named by others), or once all k have."""
+        return await self.udp.run(lambda core, now: core.lookup(target, now, all_k))
 
     async def put(self, key: str | bytes, value: Value, ttl: float | None = None) -> PutResult:
+        """Store on the k closest; returns once the write quorum acknowledged.
+        The writes still unanswered then (``result.pending``) go on while this
+        node runs: closing it at once abandons them."""
         digest = storage_key(key)
         return await self.udp.run(lambda core, now: core.put(digest, value, now, ttl))
 

@@ -298,7 +298,7 @@ class NodeService:
         t = time.perf_counter()
         target = int.from_bytes(storage_key(key), "big")
         route, lookup = await asyncio.gather(
-            self.server.find_successor(target), self.server.lookup(target)
+            self.server.find_successor(target), self.server.lookup(target, all_k=True)
         )
         successor = (route.successor or self.self_contact()) if route.ok else None
         return {

@@ -812,7 +812,7 @@ def test_every_message_at_its_largest_fits_1200_bytes_on_the_wire() -> None:
         RingQuery(big, token, pad),
         FindSuccessor(big, big, pad),
         Digest(big, [token] * AE_BUCKETS, token),
-        KeyList(big, list(range(AE_BUCKETS)), [(key, token)] * 30, token),  # 35 fit
+        KeyList(big, list(range(AE_BUCKETS)), [(key, token)] * 30, token),  # (35 would fit)
         Put(big, key, Kind.PEER, record, 1e9, token),
         PingReply(big, token),
         NodesReply(near[:K], True, token),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gc
 import random
+from collections import Counter
+from collections.abc import Callable
 
 import msgpack
 import pytest
 
-from kadnode.config import BETA, Config, K
+from kadnode.config import ALPHA, BETA, Config, K
 from kadnode.core import codec, kinds, vclock
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.events import PingResult
@@ -396,6 +398,31 @@ def test_a_put_writes_each_replica_that_answered_while_its_lookup_waits_on_a_slo
     assert set(holders(nodes, key)) == {n.id for n in nodes}
 
 
+def widest_burst(net: SimNetwork, sender: NodeCore, run: Callable[[], object]) -> int:
+    """The most find_node requests ``sender`` sent at one instant during ``run``."""
+    at: Counter[float] = Counter()
+    me = net.index[sender.addr]
+
+    def observe(now: float, src: int, _dest: int | None, data: bytes, _ok: bool) -> None:
+        if src == me and b"find_node" in data:
+            at[now] += 1
+
+    net.observer = observe
+    run()
+    net.observer = None
+    return max(at.values())
+
+
+def test_a_put_asks_all_k_at_once_when_converged_and_its_republish_twice_alpha():
+    net, nodes = small_network(40)
+    writer, key = nodes[3], key_digest("burst")
+    put = widest_burst(net, writer, lambda: net.call(writer, lambda c, now: c.put(key, "v", now)))
+    day = net.now + 86400 + 60
+    republish = widest_burst(net, writer, lambda: net.run_until(day))
+    assert writer.stats["republished"] == 1
+    assert put > 2 * ALPHA >= republish
+
+
 def test_values_expire_everywhere_unless_the_publisher_republishes():
     net, nodes = small_network()
     key = key_digest("ephemeral")
@@ -449,6 +476,10 @@ def test_a_lookup_routes_around_dead_nodes():
     assert heard[:BETA] == alive[:BETA] == got[:BETA]
     assert heard == [i for i in alive if i in heard] and len(got) == K
     assert result.failed >= 1 and {n.id for n in dead} & set(got) <= result.unheard
+    # Asked to hear from all k (where a put would store), it lists only the live.
+    every = net.call(nodes[1], lambda c, now: c.lookup(target, now, all_k=True))
+    got = [c.node_id for c in every.closest]
+    assert got == alive[: len(got)] and len(got) >= 15 and not every.unheard
 
 
 def test_ids_are_20_bytes_on_the_wire():

@@ -11,8 +11,9 @@ from kadnode.config import AE_JOBS_PER_ROUND, AMPLIFICATION, PROOF_PAD_TO, WELCO
 from kadnode.core import codec, kinds, vclock
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.ids import key_digest
-from kadnode.core.messages import Contact, Kind
+from kadnode.core.messages import Contact, FindNode, Kind, RingQuery
 from kadnode.core.node import NodeCore
+from kadnode.core.operations import ignore
 from kadnode.core.proof import Proof, wire_bytes
 from kadnode.core.store import MemoryStore, Record
 
@@ -188,6 +189,16 @@ def test_a_proven_host_gets_full_replies_and_a_padded_request_earns_one():
     node.receive_datagram(find, VICTIM, 2.0)
     [proven] = replies(node)
     assert len(proven.body["nodes"]) == 20
+
+
+def test_a_nodes_own_first_requests_are_padded_to_earn_a_full_reply_with_or_without_a_digest():
+    node = node_with_a_table()
+    peer = Contact(7 << 150, "10.68.0.1", 4000, native=True)  # no token from it yet
+    asks = [FindNode(node.id, 5), RingQuery(node.id), RingQuery(node.id, bytes(8)), FindNode(1, 2)]
+    for message in asks:
+        node.requests.send(peer.addr, peer, message, ignore, ignore, 1.0, 1)
+    sizes = [len(d) for d, _ in node.datagrams_to_send() if d[0] == codec.REQUEST]
+    assert sizes == [PROOF_PAD_TO] * len(asks)
 
 
 def test_echoing_a_token_the_node_gave_that_host_proves_it():
