@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from kadnode.core.node import NodeCore
 
 # Replies that carry a write token: the ones a writer reads before writing.
-TOKEN_REPLIES = (FindNode, FindValue, Ping)
+TOKEN_REPLIES = (FindNode, FindValue, Ping, RingQuery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +171,8 @@ def _fit(
     elif type(reply) is RingReply:
         items = reply.successors
 
-        def cut(n: int) -> ReplyMessage:
-            return RingReply(reply.predecessor, items[:n])
+        def cut(n: int) -> ReplyMessage:  # no digest: a cut list is not the view
+            return RingReply(reply.predecessor, items[:n], None, False, reply.token)
     else:
         items = []
     room = node.proof.credit(host) - keep
@@ -406,8 +406,8 @@ def ring(node: NodeCore, message: RingQuery, asker: Asker, now: float) -> RingRe
     view = node.ring
     digest = view.digest()
     if message.seen == digest:
-        return RingReply(None, [], digest, unchanged=True)
-    return RingReply(view.predecessor, view.successors, digest)
+        return RingReply(None, [], digest, True, asker.token)
+    return RingReply(view.predecessor, view.successors, digest, False, asker.token)
 
 
 def find_successor(node: NodeCore, message: FindSuccessor, asker: Asker, now: float):

@@ -327,17 +327,26 @@ def _ring_digest(raw: object, optional: bool) -> bytes | None:
     return raw
 
 
+def _ring_token(body: dict) -> bytes | None:
+    token = body["token"]
+    if token is not None and (type(token) is not bytes or len(token) != TOKEN_BYTES):
+        raise DecodeError("ring reply token is not 8 bytes")
+    return token
+
+
 def _decode_ring_reply(body: object) -> RingReply:
-    """``{pred, succ, ver}`` (ver: the view's digest, or nil when cut), or
-    ``{same}``: the view is still the one the query named."""
-    if type(body) is dict and set(body) == {"same"}:
-        return RingReply(None, [], _ring_digest(body["same"], False), unchanged=True)
-    if type(body) is not dict or set(body) != {"pred", "succ", "ver"}:
-        raise DecodeError("ring reply is not {pred, succ, ver} or {same}")
+    """``{pred, succ, ver, token}`` (ver: the view's digest, or nil when cut),
+    or ``{same, token}``: the view is still the one the query named."""
+    if type(body) is dict and set(body) == {"same", "token"}:
+        same = _ring_digest(body["same"], False)
+        return RingReply(None, [], same, True, _ring_token(body))
+    if type(body) is not dict or set(body) != {"pred", "succ", "ver", "token"}:
+        raise DecodeError("ring reply is not {pred, succ, ver, token} or {same, token}")
     pred = body["pred"]
     preds = parse_contacts([] if pred is None else [pred])
     succ = parse_contacts(body["succ"])
-    return RingReply(preds[0] if preds else None, succ, _ring_digest(body["ver"], True))
+    ver = _ring_digest(body["ver"], True)
+    return RingReply(preds[0] if preds else None, succ, ver, False, _ring_token(body))
 
 
 def _decode_successor_reply(body: object) -> SuccessorReply:
@@ -490,12 +499,13 @@ def _ping_body(reply: PingReply) -> object:
 
 def _ring_body(reply: RingReply) -> object:
     if reply.unchanged:
-        return {"same": reply.digest}
+        return {"same": reply.digest, "token": reply.token}
     pred = reply.predecessor
     return {
         "pred": contact_entries([pred], True)[0] if pred is not None else None,
         "succ": contact_entries(reply.successors, True),
         "ver": reply.digest,
+        "token": reply.token,
     }
 
 

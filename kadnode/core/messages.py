@@ -224,6 +224,9 @@ class RingReply:
     digest: bytes | None = None
     # the view is still the one the query named (``seen``): nothing else sent
     unchanged: bool = False
+    # A write token for the asker's address, as find and ping replies carry:
+    # echoed in the next query, it proves the asker, who then need not pad it.
+    token: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

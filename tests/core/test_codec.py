@@ -392,8 +392,10 @@ def test_parse_find_reply_rejects_other_shapes(body: object) -> None:
     [
         {"pred": None, "succ": []},  # no digest: a node from before ring digests
         {"pred": None, "succ": [], "ver": b"short"},
-        {"same": None},
-        {"same": bytes(8), "pred": None},
+        {"same": None, "token": None},
+        {"same": bytes(8)},  # no token field
+        {"same": bytes(8), "token": b"short"},
+        {"same": bytes(8), "token": None, "pred": None},
     ],
 )
 def test_parse_ring_reply_rejects_other_shapes(body: object) -> None:
@@ -480,9 +482,14 @@ replies = st.one_of(
         st.just(RingQuery(1)),
         st.one_of(
             st.builds(
-                RingReply, st.none() | contacts, st.lists(contacts, max_size=16), st.none() | tokens
+                RingReply,
+                st.none() | contacts,
+                st.lists(contacts, max_size=16),
+                st.none() | tokens,
+                st.just(False),
+                st.none() | tokens,
             ),
-            st.builds(RingReply, st.none(), st.just([]), tokens, st.just(True)),
+            st.builds(RingReply, st.none(), st.just([]), tokens, st.just(True), st.none() | tokens),
         ),
     ),
     st.tuples(

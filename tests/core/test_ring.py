@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kadnode.config import BETA, MAX_DATAGRAM, Config
-from kadnode.core.codec import Response, decode, decode_reply
+from kadnode.core.codec import Request, Response, decode, decode_reply
 from kadnode.core.ids import ID_BITS, ID_SPACE, key_digest, ring_distance
 from kadnode.core.messages import Contact, RingQuery, RingReply
 from kadnode.core.node import NodeCore
@@ -130,11 +130,14 @@ def test_after_10_joins_and_10_kills_every_successor_is_right_within_three_round
 
 
 def ring_replies(net: SimNetwork) -> list[tuple[int, RingReply]]:
-    """From now on, every ring reply sent: (datagram bytes, reply)."""
+    """From now on, every ring reply sent: (datagram bytes, reply); and every
+    ring query's size, as (size, None)."""
     seen: list[tuple[int, RingReply]] = []
 
     def observe(_now: float, _src: int, _dest: int | None, data: bytes, _ok: bool) -> None:
         response = decode(data, MAX_DATAGRAM)
+        if isinstance(response.message if isinstance(response, Request) else None, RingQuery):
+            seen.append((len(data), None))
         if isinstance(response, Response):
             with contextlib.suppress(DecodeError):  # not a ring reply
                 seen.append((len(data), decode_reply(RingQuery(0), response.body)))
@@ -146,17 +149,21 @@ def ring_replies(net: SimNetwork) -> list[tuple[int, RingReply]]:
 def test_a_view_that_has_not_changed_is_answered_in_a_few_bytes_and_a_change_in_full():
     net, nodes = network(12)
     net.run_until(net.now + 60)
-    replies = ring_replies(net)
-    net.run_until(net.now + 30)  # two quiet rounds
-    assert len(replies) >= 12 and all(r.unchanged for _, r in replies)
-    assert max(size for size, _ in replies) <= 40  # a whole view of 11 is ~500 bytes
+    seen = ring_replies(net)
+    net.run_until(net.now + 30 * 60)  # half an hour of quiet: tokens rotate 6 times
+    queries = [size for size, r in seen if r is None]
+    replies = [(size, r) for size, r in seen if r is not None]
+    assert len(replies) >= 12 * 100 and all(r.unchanged for _, r in replies)
+    assert max(size for size, _ in replies) <= 60  # a whole view of 11 is ~500 bytes
+    # Each reply's token proves the asker's next query: never padded (to 380)
+    assert max(queries) <= 100
     # A newcomer changes its neighbours' views: they answer in full again, and
     # every successor is right within two rounds.
     nodes.append(net.add_node())
     join(net, nodes[-1], nodes[0])
-    replies.clear()
+    seen.clear()
     net.run_until(net.now + 30)
-    assert any(not r.unchanged and size > 100 for size, r in replies)
+    assert any(r is not None and not r.unchanged and size > 100 for size, r in seen)
     assert wrong_successors(nodes) == 0
 
 
