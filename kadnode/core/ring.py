@@ -37,10 +37,8 @@ class RingView:
         (id, address, native flag), RING_DIGEST_BYTES of BLAKE2b."""
         h = hashlib.blake2b(digest_size=RING_DIGEST_BYTES)
         pred = self.predecessor
-        for c in ([] if pred is None else [pred]) + [None] + self.successors:
-            if c is None:  # between the predecessor and the successors
-                h.update(b"|")
-                continue
+        h.update(b"-" if pred is None else b"+")  # a predecessor or none, then successors
+        for c in self.successors if pred is None else [pred, *self.successors]:
             h.update(c.node_id.to_bytes(ID_BYTES, "big"))
             h.update(f"{c.host}:{c.port}:{int(c.native)};".encode())
         return h.digest()

@@ -66,6 +66,17 @@ def test_fingers_route_to_a_node_preceding_the_key_and_find_its_successor(owner,
     assert (succ.node_id if succ else owner) == brute_successor(key, others | {owner})
 
 
+def test_the_view_digest_changes_with_any_contact_and_tells_a_predecessor_from_a_successor():
+    a, b = contact(1 << 150), contact(2 << 150)
+    with_pred, without = RingView(3 << 150, 4), RingView(0, 4)
+    with_pred.predecessor, with_pred.successors = a, [b]
+    without.successors = [a, b]
+    moved = RingView(3 << 150, 4)
+    moved.predecessor, moved.successors = a, [Contact(b.node_id, "10.0.0.2", 4000, True)]
+    digests = {v.digest() for v in (with_pred, without, moved)}
+    assert len(digests) == 3 and all(len(d) == 8 for d in digests)
+
+
 # ---- networks ---------------------------------------------------------------
 
 
