@@ -207,10 +207,7 @@ def _parse_find_value(args: list) -> FindValue:
 def _parse_ring_query(args: list) -> RingQuery:
     """``[sender, seen]``: seen is nil or the digest of the view the asker holds."""
     proof = _proof(args, 2)
-    seen = args[1]
-    if seen is not None and (type(seen) is not bytes or len(seen) != RING_DIGEST_BYTES):
-        raise DecodeError("ring query's seen is not a digest")
-    return RingQuery(_id(args[0]), seen, proof)
+    return RingQuery(_id(args[0]), _ring_digest(args[1], True), proof)
 
 
 def _parse_goodbye(args: list) -> Goodbye:
@@ -287,6 +284,15 @@ _REQUEST_DECODERS: dict[str, Callable[[list], RequestMessage]] = {
 # ---- replies ----------------------------------------------------------------
 
 
+def _ring_digest(raw: object, optional: bool) -> bytes | None:
+    """A ring view's digest (RING_DIGEST_BYTES), in a query or a reply."""
+    if raw is None and optional:
+        return None
+    if type(raw) is not bytes or len(raw) != RING_DIGEST_BYTES:
+        raise DecodeError("ring digest is not 8 bytes")
+    return raw
+
+
 def _token(body: dict) -> bytes | None:
     token = body.get("token")
     if token is not None and (type(token) is not bytes or len(token) != TOKEN_BYTES):
@@ -319,34 +325,19 @@ def _decode_find_reply(body: object) -> FindReply:
 _KINDS = frozenset(Kind)
 
 
-def _ring_digest(raw: object, optional: bool) -> bytes | None:
-    if raw is None and optional:
-        return None
-    if type(raw) is not bytes or len(raw) != RING_DIGEST_BYTES:
-        raise DecodeError("ring reply's digest is not a digest")
-    return raw
-
-
-def _ring_token(body: dict) -> bytes | None:
-    token = body["token"]
-    if token is not None and (type(token) is not bytes or len(token) != TOKEN_BYTES):
-        raise DecodeError("ring reply token is not 8 bytes")
-    return token
-
-
 def _decode_ring_reply(body: object) -> RingReply:
     """``{pred, succ, ver, token}`` (ver: the view's digest, or nil when cut),
     or ``{same, token}``: the view is still the one the query named."""
     if type(body) is dict and set(body) == {"same", "token"}:
         same = _ring_digest(body["same"], False)
-        return RingReply(None, [], same, True, _ring_token(body))
+        return RingReply(None, [], same, True, _token(body))
     if type(body) is not dict or set(body) != {"pred", "succ", "ver", "token"}:
         raise DecodeError("ring reply is not {pred, succ, ver, token} or {same, token}")
     pred = body["pred"]
     preds = parse_contacts([] if pred is None else [pred])
     succ = parse_contacts(body["succ"])
     ver = _ring_digest(body["ver"], True)
-    return RingReply(preds[0] if preds else None, succ, ver, False, _ring_token(body))
+    return RingReply(preds[0] if preds else None, succ, ver, False, _token(body))
 
 
 def _decode_successor_reply(body: object) -> SuccessorReply:

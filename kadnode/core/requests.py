@@ -58,6 +58,11 @@ PADDED = (FindNode, FindValue, RingQuery)
 # Every field but the last, the proof, of each provable kind, found once
 # (dataclasses.replace would look them up for every request sent).
 _BEFORE_PROOF = {kind: tuple(f.name for f in fields(kind))[:-1] for kind in PROVABLE}
+# Fields before the proof that may be None (a ring query's digest): the
+# padding a request needs depends on which of them are.
+_OPTIONAL = {
+    kind: tuple(f.name for f in fields(kind)[:-1] if f.default is None) for kind in PADDED
+}
 
 
 def _with(message: RequestMessage, proof: bytes) -> RequestMessage:
@@ -113,7 +118,7 @@ class Requests:
         self._deadlines: list[tuple[float, bytes]] = []
         self._srtt: float | None = None  # over all contacts, for unknown ones
         self._rttvar = 0.0
-        self._padding: dict[tuple[type, bool], bytes] = {}  # what each padded shape needs
+        self._padding: dict[tuple, bytes] = {}  # what each padded shape needs
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -196,9 +201,9 @@ class Requests:
         kind = type(message)
         if kind not in PADDED:
             return message
-        # A padded kind's arguments are ids and keys, one size per kind, but a
-        # ring query's digest (present or nil).
-        shape = (kind, getattr(message, "seen", None) is None)
+        # A padded kind's arguments are ids, keys and fixed-size optional
+        # fields: one size per kind and set of fields left None.
+        shape = (kind, *(getattr(message, name) is None for name in _OPTIONAL[kind]))
         pad = self._padding.get(shape)
         if pad is None:
             room = PROOF_PAD_TO - len(codec.encode(msg_id, message))
