@@ -43,9 +43,10 @@ SUCCESSORS = 16
 # deployment; 15 s costs one small request per node per period.
 STABILIZE_INTERVAL = 15.0
 # A ring query names the view it already holds from the node it asks by an
-# 8-byte digest, and the same view is answered "unchanged" (~40 bytes on the
-# wire instead of ~700 with 16 successors): in a quiet network the ring's
-# replies were most of a node's idle bytes (docs/sim/latency.md). 64 bits:
+# 8-byte digest, and the same view is answered "unchanged" (at most 60 bytes
+# on the wire, tests/core/test_ring.py, instead of ~700 with 16 successors):
+# in a quiet network the ring's replies were most of a node's idle bytes
+# (docs/sim/before/README.md: 54 of 70 bytes a second). 64 bits:
 # a collision (a changed view taken for the old one) is as likely as 1 in
 # 2^64 per query, and the next change of view corrects it.
 RING_DIGEST_BYTES = 8
@@ -91,10 +92,10 @@ RTO_BETA = 1 / 4
 # then once a timeout, 4 sends in all: at 20 % loss a request and its reply
 # both arrive 64 % of the time, and 4 sends lose a contact 1.7 % of the time
 # (0.36 ** 4). `kadnode sim latency`, N = 2,000 (docs/sim/latency.md, and
-# docs/sim/before/README.md with one send): the true nearest node found by
-# 100 % of lookups at 5 % loss (84 % with one send) and 96 % at 20 % (51 %);
-# the exact k closest by 100 % at 5 % (7 %). Ping and store retransmit once,
-# backed off.
+# docs/sim/before/README.md: one send, among issue 14's other changes): the
+# true nearest node found by 100 % of lookups at 5 % loss (84 % before) and
+# 96 % at 20 % (51 %); the exact k closest by 99 % at 5 % (7 %). Ping and
+# store retransmit once, backed off.
 LOOKUP_ATTEMPTS = 4
 REQUEST_ATTEMPTS = 2
 
