@@ -60,9 +60,7 @@ PADDED = (FindNode, FindValue, RingQuery)
 _BEFORE_PROOF = {kind: tuple(f.name for f in fields(kind))[:-1] for kind in PROVABLE}
 # Fields before the proof that may be None (a ring query's digest): the
 # padding a request needs depends on which of them are.
-_OPTIONAL = {
-    kind: tuple(f.name for f in fields(kind)[:-1] if f.default is None) for kind in PADDED
-}
+_OPTIONAL = {kind: tuple(f.name for f in fields(kind)[:-1] if f.default is None) for kind in PADDED}
 
 
 def _with(message: RequestMessage, proof: bytes) -> RequestMessage:
