@@ -117,7 +117,7 @@ class LookupRun:
         if self.finished:
             return
         node, lookup = self.node, self.lookup
-        attempts = node.config.lookup_attempts
+        attempts = node.requests.lookup_attempts()
         for contact in lookup.next_requests():
             node.requests.send(
                 contact.addr,

@@ -17,12 +17,17 @@ is refused at once (its failure callback runs).
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from kadnode.config import (
+    LOOKUP_ATTEMPTS_MIN,
+    LOOKUP_MISS,
+    LOSS_ASSUMED,
+    LOSS_WINDOW,
     PROOF_PAD_TO,
     RTO_ALPHA,
     RTO_BETA,
@@ -116,6 +121,7 @@ class Requests:
         self._deadlines: list[tuple[float, bytes]] = []
         self._srtt: float | None = None  # over all contacts, for unknown ones
         self._rttvar = 0.0
+        self._resent = LOSS_ASSUMED  # share of answered requests sent more than once
         self._padding: dict[tuple, bytes] = {}  # what each padded shape needs
 
     def __len__(self) -> int:
@@ -141,6 +147,15 @@ class Requests:
         smoothed = self.smoothed_rtt(contact)
         rto = smoothed[0] + RTO_K * smoothed[1] if smoothed else cfg.rto_initial
         return min(max(rto, cfg.rto_floor), cfg.rto_ceil)
+
+    def lookup_attempts(self) -> int:
+        """Sends for a lookup's request: enough that a live contact is missed
+        less than LOOKUP_MISS of the time at the loss this node has seen
+        (kadnode.config, LOOKUP_ATTEMPTS)."""
+        most = self.config.lookup_attempts
+        share = min(max(self._resent, 1e-9), 0.999)
+        needed = math.ceil(math.log(LOOKUP_MISS) / math.log(share))
+        return max(min(LOOKUP_ATTEMPTS_MIN, most), min(needed, most))
 
     # ---- out ------------------------------------------------------------------------
 
@@ -292,6 +307,7 @@ class Requests:
             self.failed(pending.contact)
             pending.on_fail(now)
             return None
+        self._resent += (pending.retransmitted - self._resent) / LOSS_WINDOW
         if not pending.retransmitted:  # Karn's rule: no samples from retransmissions
             sample = now - pending.sent_at
             self._srtt, self._rttvar = rtt_update(

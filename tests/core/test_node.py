@@ -92,6 +92,52 @@ def test_a_lost_lookup_request_is_sent_again_every_timeout_before_its_contact_fa
     assert node.stats["timeouts"] == 1 and at == 4.0  # failed, and the lookup ended
 
 
+def pinged(node: NodeCore, times: int, lose_every: int, now: float) -> float:
+    """``times`` pings to PEER, each answered; every ``lose_every``-th first
+    send is lost and answered only when sent again. Returns the time after."""
+    for n in range(times):
+        node.ping(PEER, now)
+        out = node.datagrams_to_send()
+        if (n + 1) % lose_every == 0:  # lost: wait for it to be sent again
+            out = []
+            while not out:
+                now = node.get_timer()
+                node.handle_timer(now)
+                out = node.datagrams_to_send()
+        [ping] = [d for d, a in out if a == PEER and type(codec.decode(d, 10_000).message) is Ping]
+        body = codec.encode_response(ping[1:21], PEER_ID.to_bytes(20, "big"))
+        now += 0.01
+        node.receive_datagram(body, PEER, now)
+        while node.next_event() is not None:
+            pass
+    return now
+
+
+def sends_to_a_dead_contact(node: NodeCore, now: float) -> int:
+    """A lookup whose one contact never answers: how often its request is sent."""
+    node.lookup(PEER_ID ^ 1, now)
+    [(first, _)] = node.datagrams_to_send()
+    sends = 1
+    while node.next_event() is None:
+        node.handle_timer(node.get_timer())
+        sends += sum(d == first for d, _ in node.datagrams_to_send())
+    return sends
+
+
+def test_a_node_that_sees_little_loss_gives_up_on_a_dead_contact_after_two_sends():
+    """A lookup's request is sent as often as the loss this node has seen
+    calls for (config.LOOKUP_ATTEMPTS): on a clean path twice, so a dead
+    contact among a lookup's nearest holds it two timeouts, not four."""
+    clean, lossy = core(), core()
+    assert clean.requests.lookup_attempts() == clean.config.lookup_attempts  # not yet measured
+    now = pinged(clean, 200, lose_every=1000, now=0.0)
+    assert clean.requests.lookup_attempts() == 2
+    assert sends_to_a_dead_contact(clean, now) == 2
+    now = pinged(lossy, 200, lose_every=3, now=0.0)  # a third of the requests resent
+    assert lossy.requests.lookup_attempts() == lossy.config.lookup_attempts == 4
+    assert sends_to_a_dead_contact(lossy, now) == 4
+
+
 def test_a_reply_resolves_the_ping_and_adds_the_contact():
     node = core()
     node.ping(PEER, 0.0)
