@@ -17,6 +17,9 @@ paper's rule) when every one of the k nearest must be heard from (a write
 needs each replica's token), ``beta`` (go-libp2p-kad-dht's) when only the
 nearest must be sure; the rest of its k nearest are then those that the
 nearest named, not yet heard from themselves, and the outcome says which.
+A lookup for a node by its id (``until_found``) also ends once that node
+itself has answered (go-libp2p-kad-dht's FindPeer stops once it reaches the
+peer): nothing is nearer, and it is what the asker wanted.
 With ``per_subnet``, at most that many candidates come from one /24 (/48):
 ids from one subnet placed next to the target cannot fill the k closest.
 The caller does the sending and the timing; this class only decides.
@@ -106,10 +109,12 @@ class Lookup:
         want_value: bool = False,
         enough: int | None = None,
         wide: bool = False,
+        until_found: bool = False,
         per_subnet: int | None = None,
         exempt: Exempt | None = None,
     ):
         self.target = target
+        self.until_found = until_found
         # At most this many candidates from one /24 (/48), outside the exempt
         # ranges: a subnet full of ids placed next to the target cannot crowd
         # out everyone else (None: no limit).
@@ -263,8 +268,10 @@ class Lookup:
         if self.want_value and self.value is not None:
             return True
         answered = 0
-        for _, node_id in self._order:
+        for distance, node_id in self._order:
             state = self._candidates[node_id].state
+            if distance == 0 and self.until_found and state is State.ANSWERED:
+                return True
             if state is State.FAILED:
                 continue
             if state is not State.ANSWERED:

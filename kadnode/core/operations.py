@@ -72,6 +72,7 @@ def run_lookup(
     enough: int | None = None,
     on_reply: Callable[[Lookup, float], None] | None = None,
     wide: bool = False,
+    until_found: bool = False,
 ) -> None:
     """A lookup: NODES (find_node), FIRST (find_value, ends at the first
     plain value) or ALL (find_value, collects every replica's value of
@@ -88,6 +89,7 @@ def run_lookup(
         want_value=mode == Mode.FIRST,
         enough=enough,
         wide=wide,
+        until_found=until_found,
         per_subnet=cfg.per_subnet_bucket,
         exempt=node.exempt,
     )
@@ -181,16 +183,17 @@ def bucket_targets(node: NodeCore, indices: Iterable[int]) -> list[int]:
 
 class NodeLookup:
     """Who is nearest to an id: done once the beta nearest have answered
-    (go-libp2p's rule, a round trip or two sooner than all k); the rest of
-    the k nearest are as those named them (``unheard``). ``all_k``: done
-    once all k have, as a put's lookup (where a value would be stored)."""
+    (go-libp2p's rule, a round trip or two sooner than all k), or the node
+    with that id has; the rest of the k nearest are as those named them
+    (``unheard``). ``all_k``: done once all k have, as a put's lookup
+    (where a value would be stored)."""
 
     __slots__ = ("node", "op", "target")
 
     def __init__(self, node: NodeCore, op: int, target: int, now: float, all_k: bool = False):
         self.node, self.op, self.target = node, op, target
         enough = None if all_k else node.config.beta
-        run_lookup(node, target, Mode.NODES, now, self.done, enough=enough)
+        run_lookup(node, target, Mode.NODES, now, self.done, enough=enough, until_found=not all_k)
 
     def done(self, outcome: LookupOutcome, at: float) -> None:
         target, unheard = self.target, outcome.unheard

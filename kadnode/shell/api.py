@@ -358,9 +358,9 @@ def build_routes(service: NodeService) -> list[Route]:
                 )
             },
             "An iterative FIND_NODE lookup (Kademlia section 2.3): the node with this id "
-            "if one answered, and the k closest nodes known either way; it ends once the "
-            "beta (3) nearest have answered, so the others may only have been named by "
-            "them (answered: false). A verified peer record "
+            "if one answered, and the k closest nodes known either way; it ends once that "
+            "node or the beta (3) nearest have answered, so the others may only have been "
+            "named by them (answered: false). A verified peer record "
             "for the id, when one is found (as GET /peers/{id}/record), is returned in record "
             "and its first address is the peer's.",
             path_params=(_NODE_ID,),

@@ -98,8 +98,9 @@ class Server:
         return await self.udp.run(lambda core, now: core.ping(addr, now))
 
     async def lookup(self, target: int, all_k: bool = False) -> LookupResult:
-        """The k nearest to ``target``, done once the 3 nearest have answered
-        (``result.unheard``: those only named by others), or once all k have."""
+        """The k nearest to ``target``, done once the node with that id or the 3
+        nearest have answered (``result.unheard``: those only named by others),
+        or once all k have."""
         return await self.udp.run(lambda core, now: core.lookup(target, now, all_k))
 
     async def put(self, key: str | bytes, value: Value, ttl: float | None = None) -> PutResult:

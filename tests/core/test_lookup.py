@@ -161,6 +161,19 @@ def test_with_enough_set_to_beta_it_ends_once_the_beta_nearest_have_answered() -
     assert outcome.replica_ids == (1, 2, 4, SELF)  # only who answered or failed, and itself
 
 
+def test_a_lookup_for_a_node_ends_once_that_node_has_answered() -> None:
+    seeds = [c(i) for i in (0, 1, 2, 3)]  # 0 is the node looked up
+    found = Lookup(0, seeds, k=4, alpha=4, self_id=SELF, enough=3, until_found=True)
+    plain = Lookup(0, seeds, k=4, alpha=4, self_id=SELF, enough=3)
+    for lk in (found, plain):
+        assert ids(lk.next_requests()) == [0, 1, 2, 3]
+        lk.answered_nodes(c(1), [])
+        assert not lk.finished
+        lk.answered_nodes(c(0), [])
+    assert found.finished and found.outcome().unheard == {2, 3}
+    assert not plain.finished  # 2 must answer too
+
+
 def test_a_reply_with_nearer_contacts_postpones_the_end() -> None:
     lk = lookup(3, 4, k=2, alpha=2)
     lk.next_requests()
