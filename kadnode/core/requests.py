@@ -24,9 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from kadnode.config import (
-    LOOKUP_ATTEMPTS_MIN,
+    LOOKUP_ATTEMPTS_MAX,
     LOOKUP_MISS,
-    LOSS_ASSUMED,
     LOSS_WINDOW,
     PROOF_PAD_TO,
     RTO_ALPHA,
@@ -121,7 +120,7 @@ class Requests:
         self._deadlines: list[tuple[float, bytes]] = []
         self._srtt: float | None = None  # over all contacts, for unknown ones
         self._rttvar = 0.0
-        self._resent = LOSS_ASSUMED  # share of answered requests sent more than once
+        self._resent = 0.0  # share of answered requests sent more than once
         self._padding: dict[tuple, bytes] = {}  # what each padded shape needs
 
     def __len__(self) -> int:
@@ -149,13 +148,13 @@ class Requests:
         return min(max(rto, cfg.rto_floor), cfg.rto_ceil)
 
     def lookup_attempts(self) -> int:
-        """Sends for a lookup's request: enough that a live contact is missed
-        less than LOOKUP_MISS of the time at the loss this node has seen
-        (kadnode.config, LOOKUP_ATTEMPTS)."""
-        most = self.config.lookup_attempts
+        """Sends for a lookup's request: LOOKUP_ATTEMPTS, or more (up to
+        LOOKUP_ATTEMPTS_MAX) when the loss this node has seen would make a
+        live contact missed LOOKUP_MISS of the time or more (kadnode.config)."""
+        least = self.config.lookup_attempts
         share = min(max(self._resent, 1e-9), 0.999)
         needed = math.ceil(math.log(LOOKUP_MISS) / math.log(share))
-        return max(min(LOOKUP_ATTEMPTS_MIN, most), min(needed, most))
+        return min(max(needed, least), max(LOOKUP_ATTEMPTS_MAX, least))
 
     # ---- out ------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import msgpack
 import pytest
 
-from kadnode.config import ALPHA, BETA, Config, K
+from kadnode.config import ALPHA, BETA, LOOKUP_ATTEMPTS_MAX, Config, K
 from kadnode.core import codec, kinds, vclock
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.events import PingResult
@@ -124,18 +124,17 @@ def sends_to_a_dead_contact(node: NodeCore, now: float) -> int:
     return sends
 
 
-def test_a_node_that_sees_little_loss_gives_up_on_a_dead_contact_after_two_sends():
-    """A lookup's request is sent as often as the loss this node has seen
-    calls for (config.LOOKUP_ATTEMPTS): on a clean path twice, so a dead
-    contact among a lookup's nearest holds it two timeouts, not four."""
+def test_a_node_that_sees_heavy_loss_sends_a_lookups_request_more_often():
+    """A lookup's request is sent LOOKUP_ATTEMPTS times, or more when the
+    loss this node has seen calls for it (config.LOOKUP_ATTEMPTS_MAX): with
+    half of its requests needing a second send, 7 times."""
     clean, lossy = core(), core()
-    assert clean.requests.lookup_attempts() == clean.config.lookup_attempts  # not yet measured
     now = pinged(clean, 200, lose_every=1000, now=0.0)
-    assert clean.requests.lookup_attempts() == 2
-    assert sends_to_a_dead_contact(clean, now) == 2
-    now = pinged(lossy, 200, lose_every=3, now=0.0)  # a third of the requests resent
-    assert lossy.requests.lookup_attempts() == lossy.config.lookup_attempts == 4
-    assert sends_to_a_dead_contact(lossy, now) == 4
+    assert clean.requests.lookup_attempts() == clean.config.lookup_attempts == 4
+    assert sends_to_a_dead_contact(clean, now) == 4
+    now = pinged(lossy, 200, lose_every=2, now=0.0)
+    assert lossy.requests.lookup_attempts() == LOOKUP_ATTEMPTS_MAX == 7
+    assert sends_to_a_dead_contact(lossy, now) == 7
 
 
 def test_a_reply_resolves_the_ping_and_adds_the_contact():
