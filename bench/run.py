@@ -41,14 +41,25 @@ from kadnode.shell import loop
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-IMPLS = ("kadnode", "bmuller", "opendht")
-TITLES = {"kadnode": "kadnode", "bmuller": "bmuller", "opendht": "OpenDHT"}
-DISTRIBUTIONS = {"kadnode": "kadnode", "bmuller": "kademlia", "opendht": "opendht"}
+IMPLS = ("kadnode", "bmuller", "opendht", "kadnode8")
+TITLES = {
+    "kadnode": "kadnode",
+    "kadnode8": "kadnode k=8",
+    "bmuller": "bmuller",
+    "opendht": "OpenDHT",
+}
+DISTRIBUTIONS = {
+    "kadnode": "kadnode",
+    "kadnode8": "kadnode",
+    "bmuller": "kademlia",
+    "opendht": "opendht",
+}
 # Nodes a put stores the value on, each as configured here: kadnode's k;
-# bmuller's Server(ksize=20) default; OpenDHT's TARGET_NODES (8, in
-# include/opendht/routing_table.h: a put is done once the 8 closest good
-# nodes of its search have acknowledged it, Search::isAnnounced).
-REPLICAS = {"kadnode": K, "bmuller": 20, "opendht": 8}
+# kadnode8, kadnode with k = 8 (bench/workload.py), like with like beside
+# OpenDHT's TARGET_NODES (8, in include/opendht/routing_table.h: a put is
+# done once the 8 closest good nodes of its search have acknowledged it,
+# Search::isAnnounced); bmuller's Server(ksize=20) default.
+REPLICAS = {"kadnode": K, "kadnode8": 8, "bmuller": 20, "opendht": 8}
 # The kadnode-only figures' server waits at most this long past its load.
 SERVE_SLACK_S = 60.0
 
@@ -268,23 +279,35 @@ def build_rows(results: dict, args) -> list[Row]:
         ),
     ):
         text, med = median_cell(fig, results[key])
-        cells = {"kadnode": text, "bmuller": "—", "opendht": "—"}
+        cells = {impl: "—" for impl in IMPLS} | {"kadnode": text}
         rows.append(Row(fig.label, fig.better, cells, {} if med is None else {"kadnode": med}))
     return rows
 
 
-def render_table(rows: list[Row]) -> str:
-    head = ["figure", "better", *(TITLES[i] for i in IMPLS), "kadnode÷bmuller", "kadnode÷OpenDHT"]
+def ran(args) -> list[str]:
+    """The implementations a run ran (a run recorded before ``--impls`` ran
+    the first three)."""
+    return getattr(args, "impls", list(IMPLS[:3]))
+
+
+def render_table(rows: list[Row], impls: list[str]) -> str:
+    """One column per implementation run (runs before kadnode8 existed have
+    none for it), then kadnode's ratios, and kadnode8's to OpenDHT."""
+    shown = [i for i in IMPLS if i in impls]
+    eight = "kadnode8" in shown
+    head = ["figure", "better", *(TITLES[i] for i in shown), "kadnode÷bmuller", "kadnode÷OpenDHT"]
+    head += ["k=8÷OpenDHT"] * eight
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        k = r.values.get("kadnode")
+        k, opendht = r.values.get("kadnode"), r.values.get("opendht")
         cols = [
             r.label,
             r.better,
-            *(r.cells[i] for i in IMPLS),
+            *(r.cells[i] for i in shown),
             ratio(k, r.values.get("bmuller")),
-            ratio(k, r.values.get("opendht")),
+            ratio(k, opendht),
         ]
+        cols += [ratio(r.values.get("kadnode8"), opendht)] * eight
         lines.append("| " + " | ".join(cols) + " |")
     return "\n".join(lines)
 
@@ -318,16 +341,16 @@ def check_targets(rows: list[Row], args, results: dict) -> list[tuple[str, bool 
         met = not failed and min(good) >= args.values
         out.append((what, met, f"kadnode {mine} against {args.values:,}"))
 
-    def against(what: str, label: str, other: str | None, bound_of) -> None:
+    def against(what: str, label: str, other: str | None, bound_of, me: str = "kadnode") -> None:
         row = by_label.get(label)
-        mine = row.values.get("kadnode") if row else None
+        mine = row.values.get(me) if row else None
         base = row.values.get(other) if row and other else None
         if mine is None or (other and base is None):
             out.append((what, None, "not measured in this run"))
             return
         bound = bound_of(base)
         met = mine <= bound if row.better == "lower" else mine >= bound
-        out.append((what, met, f"kadnode {significant(mine)} against {significant(bound)}"))
+        out.append((what, met, f"{TITLES[me]} {significant(mine)} against {significant(bound)}"))
 
     for n in (n for n in TARGET_SIZES if n in args.sizes):
         for op in ("put", "get"):
@@ -336,6 +359,14 @@ def check_targets(rows: list[Row], args, results: dict) -> list[tuple[str, bool 
                 f"{op} p50 ms (N={n})",
                 "opendht",
                 lambda b: b,
+            )
+        if "kadnode8" in ran(args):
+            against(
+                f"put p50 with 8 replicas no slower than OpenDHT's (N={n})",
+                f"put p50 ms (N={n})",
+                "opendht",
+                lambda b: b,
+                me="kadnode8",
             )
         against(
             f"put p50 at least {BMULLER_PUT_FACTOR}x faster than bmuller's (N={n})",
@@ -424,7 +455,7 @@ def render_report(
     rows, targets, facts, args, command: str, started: str, wall_s: float, no_plot
 ) -> str:
     v = facts["versions"]
-    replicas = ", ".join(f"{TITLES[i]} {facts['replicas'][i]}" for i in IMPLS)
+    replicas = ", ".join(f"{TITLES[i]} {n}" for i in IMPLS if (n := facts["replicas"].get(i)))
     counted = (
         "Each workload run has a network namespace of its own (loopback\n"
         "  only), so the counter counts its datagrams alone."
@@ -432,6 +463,13 @@ def render_report(
         else "The counter is the whole network namespace's: UDP that other\n"
         "  programs send during a run is counted too (as root, with unshare and ip,\n"
         "  each run gets a namespace of its own)."
+    )
+    eight = (
+        "\n- **kadnode k=8** is kadnode with k = 8, OpenDHT's replica count (and\n"
+        "  bucket size), its write and read quorums a majority of the 8: like with\n"
+        "  like for put latency beside OpenDHT, which waits for 8 acknowledgements."
+        if "kadnode8" in ran(args)
+        else ""
     )
     plot_line = (
         f"![put and get p50 against N]({Path(args.plot).name})"
@@ -469,7 +507,7 @@ Each ratio is kadnode's figure divided by the other's; the "better" column
 says which direction wins (for "lower" rows a ratio below 1 means kadnode is
 ahead, for "higher" rows a ratio above 1).
 
-{render_table(rows)}
+{render_table(rows, ran(args))}
 
 ## Targets
 
@@ -487,7 +525,7 @@ Why the missed ones miss, with the profile: the performance section of
   process, each on its own UDP socket on 127.0.0.1, joined through the first
   node; then {args.values} puts, each from a random node, each followed by a
   get of that key from another random node, one operation at a time. The
-  node choices come from one seed per repeat, shared by the three.
+  node choices come from one seed per repeat, shared by the three.{eight}
 - **bootstrap s**: from the first join to the last node joined, not counting
   socket creation. kadnode and bmuller join in batches of 4 concurrent
   `bootstrap()` calls (one event loop hosts every node, and bmuller's
@@ -623,7 +661,7 @@ def parse_args(argv: list[str] | None):
 # What of the arguments the page shows; the JSON keeps them to render it again.
 PAGE_ARGS = (
     "sizes", "repeats", "values", "seed", "timeout", "contacts", "find_node_seconds",
-    "lookup_nodes", "lookup_clients", "lookup_seconds",
+    "lookup_nodes", "lookup_clients", "lookup_seconds", "impls",
 )  # fmt: skip
 
 
@@ -746,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)
     say(f"wrote {args.out}, {args.json}" + ("" if no_plot else f" and {args.plot}"))
-    print(render_table(rows))
+    print(render_table(rows, args.impls))
     print()
     print(render_targets(targets))
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from kadnode.shell import loop
 from kadnode.shell.library import Server
 from kadnode.stats import mean, percentiles_ms
 
-IMPLEMENTATIONS = ("kadnode", "bmuller", "opendht")
+IMPLEMENTATIONS = ("kadnode", "kadnode8", "bmuller", "opendht")
 
 # Every wait is bounded: one put, get or batch of joins gives up after this.
 OP_TIMEOUT = 30.0
@@ -115,13 +116,14 @@ async def join_in_batches(
 
 class Kadnode:
     name = "kadnode"
+    config = LOCAL_TEST
 
     def __init__(self) -> None:
         self.nodes: list[Server] = []
 
     async def start(self, n: int) -> None:
         for _ in range(n):
-            self.nodes.append(await Server.start("127.0.0.1", 0, config=LOCAL_TEST))
+            self.nodes.append(await Server.start("127.0.0.1", 0, config=self.config))
 
     async def join(self, say) -> None:
         first = self.nodes[0].address
@@ -144,6 +146,15 @@ class Kadnode:
     def close(self) -> None:
         for s in self.nodes:
             s.close()
+
+
+class Kadnode8(Kadnode):
+    """kadnode with OpenDHT's replica count: k = 8 (its routing-table buckets
+    hold 8 too, as OpenDHT's do); write and read quorums are then a majority
+    of the 8 (kadnode.core.operations.quorum)."""
+
+    name = "kadnode8"
+    config = dataclasses.replace(LOCAL_TEST, k=8)
 
 
 class Bmuller:
@@ -264,7 +275,8 @@ def _settle(fut: asyncio.Future, result) -> None:
 
 
 def load(name: str):
-    return {"kadnode": Kadnode, "bmuller": Bmuller, "opendht": OpenDht}[name]()
+    impls = {"kadnode": Kadnode, "kadnode8": Kadnode8, "bmuller": Bmuller, "opendht": OpenDht}
+    return impls[name]()
 
 
 # ---- the workload ---------------------------------------------------------------
