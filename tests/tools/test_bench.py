@@ -256,6 +256,16 @@ def test_the_run_after_the_hostile_network_defenses_is_its_raw_jsons(monkeypatch
         assert cells[3] == f"{before[label][3]} / {now[label][3]}", label
 
 
+def test_the_run_after_issue_14_is_its_raw_json(monkeypatch):
+    """docs/bench-issue-14/: the benchmark with kadnode at k = 8 beside the default,
+    as the command wrote it; its page is exactly what its raw results render."""
+    here = ROOT / "docs" / "bench-issue-14"
+    raw = json.loads((here / "benchmarks.json").read_text())
+    assert raw["command"] == "python bench/run.py" and not raw["facts"]["git"].endswith("-dirty")
+    assert raw["args"]["impls"] == ["kadnode", "bmuller", "opendht", "kadnode8"]
+    assert load_bench(monkeypatch).render_page(raw)[2] == (here / "benchmarks.md").read_text()
+
+
 def test_decisions_quotes_benchmark_figures_from_the_published_run_only():
     """docs/decisions.md's performance section: its table is the published page's
     cells, and every latency or memory figure in its prose is one of them."""
