@@ -24,7 +24,7 @@ median of the same window without a datagram is subtracted from each kind's
 median, and the rest divided by the burst. A burst, not one datagram: the
 node's upkeep in a window of 3 s varies by a few ms, as much as one
 first-contact datagram costs, so one at a time the ratio was that noise
-(CI saw 2.8x with nothing changed). Figure: CPU ms per datagram, its ratio
+(CI at e9acde0 failed the bound with nothing changed). Figure: CPU ms per datagram, its ratio
 to the first-contact find_node's, datagrams the node sent per datagram.
 Held: every crafted kind costs at most 2x a find_node (issue 13, must-show
 6). The bulk figure is not the baseline: a datagram alone pays for a wake of
