@@ -26,7 +26,7 @@ from kadnode.sim.oracle import hop_bound, weibull_median
 from kadnode.sim.scenarios.churn import CHURN_SCALE, CHURN_SHAPE, MIN_CHURN_LOOKUPS, scenario_churn
 from kadnode.sim.scenarios.failure import scenario_failure
 from kadnode.sim.scenarios.hops import scenario_hops
-from kadnode.sim.scenarios.latency import scenario_latency
+from kadnode.sim.scenarios.latency import JOINERS, PROBE_RTTS, scenario_latency
 from kadnode.sim.scenarios.load import scenario_load
 from kadnode.sim.scenarios.partition import scenario_partition
 from kadnode.sim.world import MIN_FOUND_NEAREST, World, measure_lookups, tuned_gc
@@ -277,10 +277,16 @@ def test_latency_times_lookups_puts_and_gets_in_round_trips_and_loss_costs_accur
     assert clean["lookup_rtt"] == pytest.approx(clean["lookup_ms"] / 100, rel=0.01)
     assert 0 < clean["get_ms"] < clean["lookup_ms"] < clean["put_ms"]
     # Idle: each node asks its successor once a stabilize interval.
-    [(_title, _columns, idle)] = report.extra
+    (_, _, idle), (_, _, joins) = report.extra
     by_kind = {row["kind"]: row for row in idle}
     interval = Config().stabilize_interval
     assert by_kind["RingQuery"]["datagrams_s"] == pytest.approx(1 / interval, rel=0.1)
     assert by_kind["all"]["bytes_s"] == pytest.approx(sum(r["bytes_s"] for r in idle[:-1]))
+    # Joining: a lookup of a newcomer reaches it more often the later it
+    # starts after the newcomer's first seed reply, and always within 3 round trips.
+    assert [row["rtts"] for row in joins] == list(PROBE_RTTS)
+    assert all(row["probes"] == JOINERS for row in joins)
+    shares = [row["lookup_ok"] for row in joins]
+    assert shares == sorted(shares) and shares[PROBE_RTTS.index(3)] == 1.0
     lossy = scenario_latency(64, SEED, loss=0.2, lookups=60, values=20).rows[0]
     assert lossy["loss"] == 0.2 and lossy["lookup_ms"] > clean["lookup_ms"]

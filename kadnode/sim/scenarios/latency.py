@@ -14,6 +14,12 @@ then, with the same loss:
 each timed from start to completion in simulated time (medians). A lookup
 found the nearest when its first result is the true XOR-nearest live node,
 and is exact when its results are exactly the true k nearest, in order.
+
+At no loss, also joining: newcomers join through the seeds one by one, and
+at set round trips (2 x the median one-way latency) after a newcomer's first
+reply from a seed arrives, a random member starts a lookup of the newcomer's
+id; it is findable then if that lookup reaches it (issue 14: a node answers
+lookups and is findable within 3 round trips of its first seed reply).
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ LOSSES = (0.0, 0.01, 0.05, 0.2)
 # Idle traffic is counted over this much simulated time with no operations:
 # several stabilize (15 s) and token (150 s) periods.
 IDLE_WINDOW = 300.0
+# Joining: this many newcomers, over this many seconds, each probed by one
+# lookup at each of these round trips after its first seed reply.
+JOINERS = 50
+JOIN_WINDOW = 20.0
+PROBE_RTTS = (1, 2, 3, 5, 10)
 
 
 def measure_idle(world: World, seconds: float) -> list[dict]:
@@ -65,6 +76,54 @@ def measure_idle(world: World, seconds: float) -> list[dict]:
     return rows
 
 
+def measure_joins(world: World, count: int, window: float) -> list[dict]:
+    """For each of PROBE_RTTS: the share of ``count`` newcomers that a lookup
+    from a random member, started that many round trips after the newcomer's
+    first seed reply arrived, reached."""
+    net, rng = world.net, world.rng
+    rtt = 2 * LATENCY_MEDIAN
+    seeds = {net.index[addr] for addr in world.seed_addrs()}
+    members = list(world.members)
+    newcomers: dict[int, object] = {}  # index -> core, until its first seed reply
+    probes: list[tuple[int, int, object]] = []  # (round trips, newcomer id, op)
+
+    def probe(rtts: int, node_id: int) -> None:
+        start = lambda c, now, i=node_id: c.lookup(i, now)  # noqa: E731
+        probes.append((rtts, node_id, world.begin(rng.choice(members), start, "probe")))
+
+    def watch(now: float, src: int, dest: int | None, data: bytes, delivered: bool) -> None:
+        if delivered and src in seeds and dest in newcomers and data[:1] != bytes([codec.REQUEST]):
+            core = newcomers.pop(dest)
+            for rtts in PROBE_RTTS:
+                net.at(now + rtts * rtt, probe, rtts, core.id)  # type: ignore[attr-defined]
+
+    def arrive() -> None:
+        core = net.add_node()
+        newcomers[net.index[core.addr]] = core  # type: ignore[attr-defined]
+        world.begin(core, World.bootstrap_from(world.seed_addrs()), "join")
+
+    t0 = net.now
+    for _ in range(count):
+        net.at(t0 + rng.uniform(0.0, window), arrive)
+    net.observer = watch
+    try:
+        world.settle(window + max(PROBE_RTTS) * rtt + 1.0)
+    finally:
+        net.observer = None
+    rows = []
+    for rtts in PROBE_RTTS:
+        found = [
+            result.peer is not None and result.peer.node_id == node_id  # type: ignore[attr-defined]
+            for r, node_id, op in probes
+            if r == rtts
+            for result, _ in [world.finish(op)]
+        ]
+        rows.append(
+            {"rtts": rtts, "probes": len(found), "lookup_ok": sum(found) / max(1, len(found))}
+        )
+    return rows
+
+
 def scenario_latency(
     nodes: int,
     seed: int,
@@ -97,6 +156,8 @@ def scenario_latency(
             gets = world.run_ops(
                 [(rng.choice(members), lambda c, now, k=key: c.get(k, now)) for key in keys], 20.0
             )
+            if not rows:  # after the rest: the newcomers are not among the members measured
+                joins = measure_joins(world, JOINERS, JOIN_WINDOW)
         row = {
             "loss": rate,
             "lookup_ms": 1000 * percentile(m["latency"], 50),
@@ -140,6 +201,14 @@ def scenario_latency(
             " operations, IP and UDP headers included)",
             [("kind", "sent"), ("datagrams_s", "datagrams/s"), ("bytes_s", "bytes/s")],
             idle,
+        )
+    )
+    report.extra.append(
+        (
+            f"Joining (loss {rows[0]['loss']:.0%}): {JOINERS} newcomers; a lookup of each from a"
+            " random member, started this many round trips after its first seed reply",
+            [("rtts", "round trips"), ("probes", "lookups"), ("lookup_ok", "reached the newcomer")],
+            joins,
         )
     )
     report.notes = [
