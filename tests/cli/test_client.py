@@ -231,7 +231,7 @@ def test_info_json_and_human(capsys, live):
 
 
 def test_lookup_found_and_not_found(capsys, live):
-    def unqueried(out: str) -> str:  # it ends once the beta nearest answered: 3 or 4 asked
+    def unqueried(out: str) -> str:  # it ends once the node or the beta nearest answered
         return re.sub(r"\d+ queried", "Q queried", untimed(out))
 
     node = live.nodes[0]
@@ -239,7 +239,7 @@ def test_lookup_found_and_not_found(capsys, live):
     code, out, _ = run(capsys, "lookup", to_hex(node.id), "--json", "--api", live.api)
     record = json.loads(out)["record"]
     assert (code, record["addresses"]) == (0, [{"host": "127.0.0.1", "port": node.address[1]}])
-    assert BETA <= json.loads(out)["queried"] <= NODES
+    assert 1 <= json.loads(out)["queried"] <= NODES  # it ends once the node itself answered
     code, out, _ = run(capsys, "lookup", to_hex(node.id), "--api", live.api)
     assert (code, unqueried(out)) == (
         0,
