@@ -15,11 +15,12 @@ each timed from start to completion in simulated time (medians). A lookup
 found the nearest when its first result is the true XOR-nearest live node,
 and is exact when its results are exactly the true k nearest, in order.
 
-At no loss, also joining: newcomers join through the seeds one by one, and
-at set round trips (2 x the median one-way latency) after a newcomer's first
-reply from a seed arrives, a random member starts a lookup of the newcomer's
-id; it is findable then if that lookup reaches it (issue 14: a node answers
-lookups and is findable within 3 round trips of its first seed reply).
+At no loss, also joining: newcomers join through the seeds, spread over
+JOIN_WINDOW seconds, and at set round trips (2 x the median one-way
+latency) after a newcomer's first reply from a seed arrives, a random member
+starts a lookup of the newcomer's id; it is findable then if that lookup
+reaches it (issue 14: a node answers lookups and is findable within 3 round
+trips of its first seed reply).
 """
 
 from __future__ import annotations
@@ -110,18 +111,14 @@ def measure_joins(world: World, count: int, window: float) -> list[dict]:
         world.settle(window + max(PROBE_RTTS) * rtt + 1.0)
     finally:
         net.observer = None
-    rows = []
-    for rtts in PROBE_RTTS:
-        found = [
-            result.peer is not None and result.peer.node_id == node_id  # type: ignore[attr-defined]
-            for r, node_id, op in probes
-            if r == rtts
-            for result, _ in [world.finish(op)]
-        ]
-        rows.append(
-            {"rtts": rtts, "probes": len(found), "lookup_ok": sum(found) / max(1, len(found))}
-        )
-    return rows
+    reached: dict[int, list[bool]] = {rtts: [] for rtts in PROBE_RTTS}
+    for rtts, node_id, op in probes:
+        peer = world.finish(op)[0].peer  # type: ignore[attr-defined]
+        reached[rtts].append(peer is not None and peer.node_id == node_id)
+    return [
+        {"rtts": rtts, "probes": len(got), "lookup_ok": sum(got) / max(1, len(got))}
+        for rtts, got in reached.items()
+    ]
 
 
 def scenario_latency(
