@@ -37,7 +37,7 @@ NODES = 24
 KEYS = 50
 VALUES = 20
 SUCCESSORS = Config().successors
-TEST_BUDGET_S = 30.0
+TEST_BUDGET_S = 60.0
 # The daemon places itself on the ring as it joins; stabilize (every 15 s) mends what
 # joining missed, so one round is the most a correct view may take.
 RING_BUDGET_S = Config().stabilize_interval + 3.0
@@ -98,6 +98,18 @@ async def test_owner_and_ring_match_brute_force_and_leave_loses_no_value(tmp_pat
         print(f"  ring view: knows {len(known)} of {NODES} nodes, {len(ring['fingers'])} fingers")
 
         # -- GET /owner: both answers for random keys ------------------------------------
+        # Chord promises the owner once the ring has stabilized: nodes join one after
+        # another here, and a newcomer's predecessor may learn of it only at its next
+        # round (CI once asked while one of the 24 still skipped the last joiner).
+        async def whole() -> bool:
+            return all(
+                (s := n.core.ring.successor) is not None
+                and s.node_id == clockwise(n.id, everyone)[0]
+                for n in [*servers, node.server]
+            )
+
+        took = await poll(whole, RING_BUDGET_S, "every node's ring successor")
+        print(f"  every successor right {took:.2f} s later")
         hops = []
         for _ in range(KEYS):
             key = f"peer/{rng.getrandbits(64):016x}"
