@@ -198,8 +198,11 @@ class ProcessBackend(Backend):
             self._wait_api(entry)
         return self.nodes()
 
+    def _data_dir(self, entry: dict[str, Any]) -> Path:
+        return self.dir / "data" / entry["name"]
+
     def _launch(self, entry: dict[str, Any]) -> None:
-        data = self.dir / "data" / entry["name"]
+        data = self._data_dir(entry)
         data.mkdir(parents=True, exist_ok=True)
         log_path = self.dir / f"{entry['name']}.log"
         argv = [
@@ -329,7 +332,8 @@ class ProcessBackend(Backend):
 
     def exec(self, node: Node, argv: list[str], timeout: float) -> tuple[int, str, str]:
         entry = self._entry(node)
-        env = {**os.environ, "KADNODE_API": entry["api"]}
+        data = self._data_dir(entry)
+        env = {**os.environ, "KADNODE_API": entry["api"], "KADNODE_DATA_DIR": str(data)}
         result = subprocess.run(
             [*self._prefix(entry), *argv], capture_output=True, text=True, timeout=timeout, env=env
         )

@@ -22,14 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from loopback import API_DATA_DIRS, with_data_dir
+
 from kadnode.cli.client import ApiClient
-from kadnode.shell.datadir import DATA_FILE
+from kadnode.shell.datadir import DATA_FILE, TOKEN_FILE
 
 T = TypeVar("T")
 
 HOST = "127.0.0.1"
 KADNODE = [sys.executable, "-m", "kadnode.cli"]
-ENV = {k: v for k, v in os.environ.items() if k != "KADNODE_API"} | {"PYTHONUNBUFFERED": "1"}
+ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("KADNODE_API", "KADNODE_API_TOKEN", "KADNODE_DATA_DIR")
+} | {"PYTHONUNBUFFERED": "1"}
 # Logged once the UDP socket and the control API both listen.
 STARTED = re.compile(r"node ([0-9a-f]{40}) on udp .* control api http://")
 JOINED = re.compile(r"joined: (\d+) of (\d+) seeds answered, (\d+) contacts known")
@@ -61,7 +67,12 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
 
 def kadnode(*args: str, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*KADNODE, *args], capture_output=True, text=True, timeout=timeout, env=ENV, check=False
+        [*KADNODE, *with_data_dir(args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        check=False,
     )
 
 
@@ -119,7 +130,11 @@ class Daemon:
             raise AssertionError(f"{exc}\n--- {self.name} log ---\n{self.log()}") from None
 
     def client(self, timeout: float = 10.0) -> ApiClient:
-        return ApiClient(self.api, timeout=timeout)
+        return ApiClient(self.api, timeout=timeout, token=self.token)
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / TOKEN_FILE).read_text().strip()
 
     def info(self) -> dict:
         return self.client().info()
@@ -158,11 +173,15 @@ class Daemons:
         data_dir: Path | None = None,
         bootstrap: Sequence[Daemon] = (),
         extra: Sequence[str] = (),
+        prefix: Sequence[str] = (),
     ) -> Daemon:
         """Start a daemon and wait until it listens (and, with seeds, has joined);
-        ``extra``: more ``kadnode run`` options."""
+        ``extra``: more ``kadnode run`` options; ``prefix``: a command that execs it
+        (``prlimit ...``)."""
         seeds = [seed.addr for seed in bootstrap]
-        daemon = self.spawn(name, port=port, data_dir=data_dir, bootstrap=seeds, extra=extra)
+        daemon = self.spawn(
+            name, port=port, data_dir=data_dir, bootstrap=seeds, extra=extra, prefix=prefix
+        )
         if bootstrap:
             daemon.wait_log(JOINED)
         return daemon
@@ -175,6 +194,7 @@ class Daemons:
         data_dir: Path | None = None,
         bootstrap: Sequence[str] = (),
         extra: Sequence[str] = (),
+        prefix: Sequence[str] = (),
     ) -> Daemon:
         """Start a daemon seeded with ``bootstrap`` addresses; return once it listens."""
         port = port or free_port(socket.SOCK_DGRAM)
@@ -182,6 +202,7 @@ class Daemons:
         data_dir = data_dir or self.root / name
         log_path = self.root / f"{name}.{len(self.started)}.log"
         args = [
+            *prefix,
             *KADNODE,
             "run",
             "--host",
@@ -202,6 +223,7 @@ class Daemons:
                 args, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=ENV
             )
         daemon = Daemon(name, proc, port, api_port, data_dir, log_path, time.monotonic())
+        API_DATA_DIRS[daemon.api] = data_dir
         self.started.append(daemon)
         daemon.wait_log(STARTED)
         return daemon

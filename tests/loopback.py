@@ -3,7 +3,7 @@ stories run against. I/O: UDP and HTTP on loopback only, ports from port 0, ever
 bounded.
 
     async with network(tmp_path) as net:  # a daemon, and NODES nodes that joined through it
-        await asyncio.to_thread(ApiClient(net.api).put, "colour", "blue")
+        await asyncio.to_thread(net.client().put, "colour", "blue")
 
 The daemon is ``run_daemon`` itself, as ``kadnode run`` starts it, minus the process.
 :func:`in_thread` hosts any of these on an event loop of its own, for blocking callers
@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kadnode.cli.client import ApiClient
 from kadnode.config import LOCAL_TEST, Config
 from kadnode.core.ids import ID_BITS, ID_SPACE, ring_distance, to_hex
 from kadnode.core.messages import Addr
 from kadnode.core.ring import brute_successor
 from kadnode.shell.daemon import Daemon, DaemonOptions, run_daemon
+from kadnode.shell.datadir import TOKEN_FILE
 from kadnode.shell.library import Server, storage_key
 
 T = TypeVar("T")
@@ -133,6 +135,27 @@ async def nodes(n: int, seed: Addr | None = None) -> AsyncIterator[list[Server]]
             node.close()
 
 
+# The data directory of each daemon a test started, by its API address: an API
+# command run with --api one of them reads that daemon's token, as a user
+# running it from the daemon's directory would.
+API_DATA_DIRS: dict[str, Path] = {}
+
+
+def token_of(api: str) -> str | None:
+    """The API token of the daemon a test started at ``api`` (None: not one of them)."""
+    data_dir = API_DATA_DIRS.get(api)
+    return None if data_dir is None else (data_dir / TOKEN_FILE).read_text().strip()
+
+
+def with_data_dir(args: tuple[str, ...]) -> tuple[str, ...]:
+    """CLI arguments, with --data-dir of the daemon --api names (see API_DATA_DIRS)."""
+    if "--api" in args and "--data-dir" not in args and args[0] != "run":
+        data_dir = API_DATA_DIRS.get(args[args.index("--api") + 1])
+        if data_dir is not None:
+            return (*args, "--data-dir", str(data_dir))
+    return args
+
+
 @dataclass
 class Running:
     """A daemon started by :func:`daemon`."""
@@ -150,6 +173,14 @@ class Running:
     def server(self) -> Server:
         return self.daemon.server
 
+    @property
+    def token(self) -> str:
+        """The API token (in the data directory)."""
+        return self.daemon.guard.token
+
+    def client(self, timeout: float = 30.0) -> ApiClient:
+        return ApiClient(self.api, timeout=timeout, token=self.token)
+
     async def stop(self) -> None:
         """Stop the daemon as SIGTERM does (it leaves first); return once it has stopped."""
         self.daemon.stop.set()
@@ -157,19 +188,25 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def daemon(data_dir: Path, seeds: list[Addr] | None = None) -> AsyncIterator[Running]:
-    """``run_daemon`` on this loop, its node and API on 127.0.0.1; stopped on exit if
-    it has not stopped itself (POST /leave stops it)."""
+async def daemon(
+    data_dir: Path,
+    seeds: list[Addr] | None = None,
+    api_host: str = HOST,
+    api_token: str | None = None,
+) -> AsyncIterator[Running]:
+    """``run_daemon`` on this loop, its node on 127.0.0.1 and its API on ``api_host``
+    (port 0); stopped on exit if it has not stopped itself (POST /leave stops it)."""
     stop = asyncio.Event()
     ready: asyncio.Future[tuple[Daemon, int]] = asyncio.get_running_loop().create_future()
     options = DaemonOptions(
         host=HOST,
         port=0,
         data_dir=data_dir,
-        api_host=HOST,
+        api_host=api_host,
         api_port=0,
         bootstrap=seeds or [],
         config=LOCAL_TEST,
+        api_token=api_token,
     )
     task = asyncio.create_task(
         run_daemon(options, stop=stop, on_ready=lambda d, port: ready.set_result((d, port)))
@@ -180,7 +217,9 @@ async def daemon(data_dir: Path, seeds: list[Addr] | None = None) -> AsyncIterat
             task.result()  # it stopped before it listened: raise why
         if ready not in done:
             raise AssertionError(f"waited {START_S:g} s for the daemon to listen")
-        yield Running(*ready.result(), task)
+        running = Running(*ready.result(), task)
+        API_DATA_DIRS[running.api] = data_dir
+        yield running
     finally:
         stop.set()
         await asyncio.wait_for(task, STOP_S)

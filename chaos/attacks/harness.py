@@ -71,6 +71,7 @@ from kadnode.core.messages import (
     SuccessorReply,
 )
 from kadnode.errors import DecodeError
+from kadnode.shell.datadir import TOKEN_FILE
 from kadnode.shell.library import Server
 
 # An IPv4 header (20 bytes, no options) and a UDP header (8): what every
@@ -264,7 +265,8 @@ class Target:
         return self.log_path.read_text(errors="replace")
 
     def client(self, timeout: float = 30.0) -> ApiClient:
-        return ApiClient(f"127.0.0.1:{self.api_port}", timeout=timeout)
+        token = (self.dir / "data" / TOKEN_FILE).read_text().strip()
+        return ApiClient(f"127.0.0.1:{self.api_port}", timeout=timeout, token=token)
 
     async def info(self) -> dict[str, Any]:
         return await asyncio.to_thread(self.client().info)

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPException
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -26,19 +27,27 @@ from kadnode.core.ids import user_key
 from kadnode.errors import ApiError, KadnodeError, LocalProtocolError
 from kadnode.inputs import format_hostport, parse_hostport
 from kadnode.shell import api
+from kadnode.shell.apiguard import TOKEN_ENV
+from kadnode.shell.datadir import TOKEN_FILE
 from kadnode.shell.httpserver import ERROR_SCHEMA, JsonSchema, check_schema, one_line
 
 DEFAULT_API = "127.0.0.1:8468"
+# Straight to the daemon, never through $http_proxy: a proxy would not reach
+# its loopback address, and would see its token.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 EXIT_OK, EXIT_MISSED, EXIT_ERROR = 0, 1, 2
 
 
 class ApiClient:
     """A client for one daemon; ``base`` is its API address, HOST:PORT."""
 
-    def __init__(self, base: str = DEFAULT_API, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base: str = DEFAULT_API, timeout: float = 30.0, token: str | None = None
+    ) -> None:
         host, port = parse_hostport(base)
         self.base = base
         self.timeout = timeout
+        self.token = token  # sent as a Bearer token (kadnode.shell.apiguard)
         self._url = f"http://{format_hostport(host, port)}"
 
     def info(self) -> dict[str, Any]:
@@ -112,9 +121,11 @@ class ApiClient:
         headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self._url + path, data, headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+            with _DIRECT.open(request, timeout=self.timeout) as reply:
                 status, raw = reply.status, reply.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
@@ -507,6 +518,13 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
         help="the daemon's control API (default: $KADNODE_API or %(default)s)",
     )
     common.add_argument("--json", action="store_true", help="print the API's JSON reply")
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="the daemon's data directory, where its API token is (default: $KADNODE_DATA_DIR"
+        f" or %(default)s; ${TOKEN_ENV} instead, if set)",
+    )
     for name, command in _COMMANDS.items():
         parser = subparsers.add_parser(name, parents=[common], help=command.help)
         for arg, arg_help in command.args:
@@ -523,6 +541,23 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
         parser.set_defaults(client_command=name)
 
 
+def default_data_dir() -> Path:
+    """``run``'s data directory, and where API commands look for its token."""
+    return Path(os.environ.get("KADNODE_DATA_DIR") or "kadnode-data")
+
+
+def api_token(data_dir: Path) -> str | None:
+    """The token to send: $KADNODE_API_TOKEN, else the one in ``data_dir``, else
+    none (reads on loopback need none; the daemon says so if a call does)."""
+    chosen = os.environ.get(TOKEN_ENV)
+    if chosen is not None:
+        return chosen.strip()
+    try:
+        return (data_dir / TOKEN_FILE).read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def run_client_command(args: argparse.Namespace) -> int:
     """Run one API command: 0 done; 1 a reply without an answer (key, node or record not
     found, no reply to ping, no ring owner reached, leave timed out); 2 error (a write
@@ -531,7 +566,7 @@ def run_client_command(args: argparse.Namespace) -> int:
     if getattr(args, "shared", False) and command.shared is not None:
         command = command.shared
     try:
-        result = command.call(ApiClient(args.api), args)
+        result = command.call(ApiClient(args.api, token=api_token(args.data_dir)), args)
     except KadnodeError as exc:
         print(f"kadnode: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR

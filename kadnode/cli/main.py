@@ -13,17 +13,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from kadnode import __version__
-from kadnode.cli.client import EXIT_ERROR, add_client_commands, one_line, run_client_command
+from kadnode.cli.client import (
+    EXIT_ERROR,
+    add_client_commands,
+    default_data_dir,
+    one_line,
+    run_client_command,
+)
 from kadnode.cli.demo import render, run_demo
 from kadnode.config import REQUESTS_TOTAL, Config
 from kadnode.core.addresses import parse_networks
 from kadnode.errors import KadnodeError
 from kadnode.inputs import at_least, parse_hostport, parse_nameserver
 from kadnode.shell import loop
+from kadnode.shell.apiguard import TOKEN_ENV
 from kadnode.shell.daemon import DEFAULT_API_PORT, DEFAULT_PORT, DaemonOptions, run_daemon
 
 
@@ -73,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--data-dir",
         type=Path,
-        default=Path("kadnode-data"),
-        help="where values, identity and contacts persist (default %(default)s)",
+        default=default_data_dir(),
+        help="where values, identity, contacts and the API token persist"
+        " (default: $KADNODE_DATA_DIR or %(default)s)",
     )
     run.add_argument(
         "--bootstrap",
@@ -185,6 +194,7 @@ def _run(args: argparse.Namespace) -> int:
         allow_fault_injection=args.allow_fault_injection,
         api_host=host,
         api_port=api_port,
+        api_token=os.environ.get(TOKEN_ENV),
         config=Config(
             exempt_networks=tuple(args.exempt),
             requests_total=float(args.requests_per_second or REQUESTS_TOTAL),

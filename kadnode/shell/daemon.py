@@ -24,8 +24,9 @@ from kadnode import __version__
 from kadnode.config import MAX_RECORD_ADDRESSES, REJOIN_CONTACTS, Config
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Addr
-from kadnode.errors import KadnodeError
+from kadnode.errors import KadnodeError, LocalProtocolError
 from kadnode.shell.api import build_routes
+from kadnode.shell.apiguard import TOKEN_ENV, Guard, check_token, is_loopback
 from kadnode.shell.datadir import DataDir
 from kadnode.shell.dns import resolve_host, resolve_seeds
 from kadnode.shell.httpserver import serve, shutdown
@@ -57,6 +58,9 @@ class DaemonOptions:
     advertise: list[Addr] = field(default_factory=list)
     allow_fault_injection: bool = False
     config: Config = field(default_factory=Config)
+    # The control API's token, chosen by the operator ($KADNODE_API_TOKEN);
+    # None: the data directory's (loopback only). kadnode.shell.apiguard
+    api_token: str | None = None
 
 
 EVERY_INTERFACE = ("0.0.0.0", "::", "")
@@ -133,9 +137,11 @@ class Daemon(NodeService):
         options: DaemonOptions,
         stop: asyncio.Event,
         tasks: asyncio.TaskGroup,
+        guard: Guard,
     ) -> None:
         super().__init__(server, data.store, options, stop, tasks)
         self.data = data
+        self.guard = guard
         # The storage failure that stopped the daemon: run_daemon raises it.
         self.failure: KadnodeError | None = None
         data.store.on_error = self.fail
@@ -153,7 +159,9 @@ class Daemon(NodeService):
         of it inside the daemon's TaskGroup. ``signals``: SIGINT and SIGTERM stop it."""
         options, server, stop = self.options, self.server, self.stop
         try:
-            api = await serve(build_routes(self), options.api_host, options.api_port)
+            api = await serve(
+                build_routes(self), options.api_host, options.api_port, guard=self.guard.refusal
+            )
         except OSError as exc:  # raised here, it would reach run_daemon inside an ExceptionGroup
             raise _cannot_listen(exc) from None
         api_port = api.sockets[0].getsockname()[1]
@@ -280,6 +288,22 @@ def _first(group: BaseExceptionGroup) -> BaseException:
     return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
+def api_guard(options: DaemonOptions, data: DataDir) -> Guard:
+    """The API's guard: the operator's token, else the data directory's; an
+    API beyond loopback only with a token the operator chose."""
+    if options.api_token is not None:
+        token = check_token(options.api_token, f"${TOKEN_ENV}")
+    elif is_loopback(options.api_host):
+        token = data.api_token()
+    else:
+        raise LocalProtocolError(
+            f"the control API would listen on {options.api_host}:{options.api_port}, beyond this"
+            f" machine, with no token: set ${TOKEN_ENV} to a secret of at least 16 characters"
+            " (its clients send the same), or keep --api on 127.0.0.1"
+        )
+    return Guard.listening_on(options.api_host, token)
+
+
 async def run_daemon(
     options: DaemonOptions,
     *,
@@ -292,6 +316,7 @@ async def run_daemon(
     A start that fails leaves the data directory as it found it.
     """
     with DataDir(options.data_dir) as data:
+        guard = api_guard(options, data)
         server = None
         daemon: Daemon | None = None
         try:
@@ -307,7 +332,7 @@ async def run_daemon(
             server.core.addresses = await advertised(*server.address, options.advertise)
             try:
                 async with asyncio.TaskGroup() as tasks:
-                    daemon = Daemon(server, data, options, stop, tasks)
+                    daemon = Daemon(server, data, options, stop, tasks, guard)
                     await daemon.run(on_ready, signals)
             except* KadnodeError as failed:
                 # One line for the user (cli.main catches KadnodeError), not a

@@ -24,6 +24,7 @@ import errno
 import fcntl
 import logging
 import os
+import secrets
 import stat
 from pathlib import Path
 from types import TracebackType
@@ -31,16 +32,18 @@ from types import TracebackType
 from kadnode.core.identity import SEED_BYTES, Identity
 from kadnode.core.ids import to_hex
 from kadnode.errors import StorageError
+from kadnode.shell.apiguard import check_token
 from kadnode.shell.sqlite_store import SqliteStore
 
 log = logging.getLogger("kadnode")
 
 DATA_FILE = "kadnode.sqlite3"
 LOCK_FILE = "kadnode.lock"
+TOKEN_FILE = "api.token"  # the control API's token (kadnode.shell.apiguard)
 # SQLite's companions of the data file: they hold its pages, so the key too.
 SIDECARS = ("-wal", "-shm", "-journal")
 # Every file kadnode keeps in a data directory.
-FILES = (DATA_FILE, *(DATA_FILE + s for s in SIDECARS), LOCK_FILE)
+FILES = (DATA_FILE, *(DATA_FILE + s for s in SIDECARS), LOCK_FILE, TOKEN_FILE)
 IDENTITY = "identity_seed"
 PRIVATE = 0o077  # group and other bits: none may be set on the directory or its files
 
@@ -68,6 +71,7 @@ class DataDir:
         self._lock: int | None = None
         self._store: SqliteStore | None = None
         self._new_identity: Identity | None = None
+        self._new_token = False  # logged once the node listens, as a new identity is
         self.is_started = False
 
     @property
@@ -251,7 +255,30 @@ class DataDir:
             else:
                 log.info("no identity in %s: created a new one (id %s)", self.file, new_id)
             self._new_identity = None
+        if self._new_token:
+            token = self.path / TOKEN_FILE
+            log.info("API token written to %s (the kadnode CLI reads it from there)", token)
+            self._new_token = False
         self.is_started = True
+
+    # ---- the control API's token ----
+
+    def api_token(self) -> str:
+        """The token the control API asks for: read from ``api.token``, else a
+        new one written there (0600), for the kadnode CLI to read."""
+        path = self.path / TOKEN_FILE
+        if not self._create_private(path):
+            try:
+                token = path.read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                why = _one_line(exc) if isinstance(exc, OSError) else "not ASCII"
+                raise StorageError(f"cannot read the API token {path}: {why}") from None
+            if token:
+                return check_token(token, f"the API token in {path}")
+        token = secrets.token_urlsafe(32)
+        path.write_text(token + "\n", encoding="ascii")
+        self._new_token = True
+        return token
 
     # ---- leaving ----
 

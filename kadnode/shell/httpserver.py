@@ -41,6 +41,12 @@ MAX_HEAD_BYTES = 8 * 1024
 # value sixfold, so 64 KiB leaves room without letting a client pin memory.
 MAX_BODY_BYTES = 64 * 1024
 READ_TIMEOUT_S = 10.0  # a client that connects and stalls is dropped (408)
+# Connections open at once. Past it, a new connection closes the oldest one
+# still sending its request (a slowloris client holds many, each with a few
+# bytes), so an idle crowd neither takes the daemon's file descriptors
+# (systemd gives a service 1,024) nor keeps a real call out; with none of
+# those, the new one is closed unanswered. nginx's worker_connections is 512.
+MAX_CONNECTIONS = 256
 LINGER_S = 1.0  # after replying, drain what the client still sends for at most this long
 
 # First match wins, so list subclasses before their bases.
@@ -92,6 +98,9 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+# Who may call (kadnode.shell.apiguard): a request's method and headers in,
+# a refusal or None out; asked before the route is looked up.
+Guard = Callable[[str, Mapping[str, str]], HttpError | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,10 +336,15 @@ def _error_response(exc: KadnodeError) -> Response:
 
 
 async def _respond(
-    routes: Sequence[Route], read_timeout: float, reader: asyncio.StreamReader
+    routes: Sequence[Route],
+    read_timeout: float,
+    guard: Guard | None,
+    reader: asyncio.StreamReader,
+    received: Callable[[], None],
 ) -> Response | None:
     try:
         message = await asyncio.wait_for(_read_message(reader), read_timeout)
+        received()
     except TimeoutError:
         return _error_response(HttpError(408, "request not received in time"))
     except HttpError as exc:
@@ -338,6 +352,8 @@ async def _respond(
     if message is None:
         return None
     head, body = message
+    if guard is not None and (refused := guard(head.method, head.headers)) is not None:
+        return _error_response(refused)
     try:
         route, request = _resolve(routes, head, body)
         return await route.handler(request)
@@ -367,11 +383,13 @@ async def _discard(reader: asyncio.StreamReader) -> None:
 async def _connection(
     routes: Sequence[Route],
     read_timeout: float,
+    guard: Guard | None,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
+    received: Callable[[], None],
 ) -> None:
     try:
-        response = await _respond(routes, read_timeout, reader)
+        response = await _respond(routes, read_timeout, guard, reader, received)
         if response is not None:
             writer.write(_encode(response))
             await writer.drain()
@@ -386,24 +404,48 @@ async def _connection(
 
 
 async def serve(
-    routes: Sequence[Route], host: str, port: int, *, read_timeout: float = READ_TIMEOUT_S
+    routes: Sequence[Route],
+    host: str,
+    port: int,
+    *,
+    read_timeout: float = READ_TIMEOUT_S,
+    guard: Guard | None = None,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> asyncio.Server:
-    """Listen on ``host:port`` (0 picks a free port: read ``server.sockets``)."""
+    """Listen on ``host:port`` (0 picks a free port: read ``server.sockets``);
+    ``guard`` is asked about every request before its route; at most
+    ``max_connections`` open at once (see MAX_CONNECTIONS)."""
     seen = [(r.method, r.path) for r in routes]
     duplicates = {f"{m} {p}" for m, p in seen if seen.count((m, p)) > 1}
     if duplicates:
         raise LocalProtocolError(f"duplicate routes: {', '.join(sorted(duplicates))}")
-    connection = partial(_connection, tuple(routes), read_timeout)
+    connection = partial(_connection, tuple(routes), read_timeout, guard)
     handlers: set[asyncio.Task] = set()
+    reading: dict[asyncio.Task, None] = {}  # still sending their request, oldest first
+    evicted: set[asyncio.Task] = set()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(handlers) >= max_connections:
+            if not reading:
+                writer.close()
+                return
+            oldest = next(iter(reading))
+            del reading[oldest]
+            evicted.add(oldest)
+            oldest.cancel()
         handlers.add(task)
+        reading[task] = None
         try:
-            await connection(reader, writer)
+            await connection(reader, writer, lambda: reading.pop(task, None))
+        except asyncio.CancelledError:
+            if task not in evicted:
+                raise  # the loop ends: not ours to swallow
         finally:
             handlers.discard(task)
+            reading.pop(task, None)
+            evicted.discard(task)
 
     server = await asyncio.start_server(handler, host, port, limit=MAX_HEAD_BYTES)
     _HANDLERS[id(server)] = handlers  # uvloop's Server takes no new attributes

@@ -38,6 +38,7 @@ from loopback import (
     fields,
     in_thread,
     network,
+    with_data_dir,
     written,
 )
 
@@ -93,7 +94,7 @@ def down(address: str) -> str:
 
 
 def test_not_found_is_a_result_not_an_error(live):
-    client = ApiClient(live.api)
+    client = live.client()
     assert fields(client.get("missing"), "key", "found", "value") == {
         "key": "missing",
         "found": False,
@@ -181,7 +182,7 @@ def test_bad_api_address_is_a_local_error(base, message):
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     parser = argparse.ArgumentParser(prog="kadnode")
     add_client_commands(parser.add_subparsers(dest="command", required=True))
-    code = run_client_command(parser.parse_args(argv))
+    code = run_client_command(parser.parse_args(with_data_dir(argv)))
     out, err = capsys.readouterr()
     return code, out, err
 

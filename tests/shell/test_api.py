@@ -41,6 +41,7 @@ from loopback import (
     fingers,
     landed,
     network,
+    token_of,
     written,
     xor_closest,
 )
@@ -95,9 +96,12 @@ def _http(port: int, method: str, path: str, body: bytes | None, headers: dict[s
 
 
 async def call(port: int, method: str, path: str, data: Any = None, **kw: Any) -> Reply:
-    """One request through http.client; ``data`` is sent as a JSON body."""
+    """One request through http.client; ``data`` is sent as a JSON body. To a daemon
+    a test started, with its API token, as the CLI sends it."""
     body = kw.pop("raw", None if data is None else json.dumps(data).encode())
     headers = {"Content-Type": "application/json"} if body is not None else {}
+    if (token := token_of(f"127.0.0.1:{port}")) is not None:
+        headers["Authorization"] = f"Bearer {token}"
     return await asyncio.to_thread(_http, port, method, path, body, {**headers, **kw})
 
 

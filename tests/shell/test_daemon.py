@@ -36,6 +36,7 @@ from loopback import written
 from kadnode.config import MAX_DATAGRAM
 from kadnode.core.codec import REQUEST, RESPONSE, Response, decode, encode_request, encode_response
 from kadnode.errors import DecodeError, KadnodeError
+from kadnode.shell.httpserver import MAX_CONNECTIONS
 
 
 def test_lookup_put_get_between_two_daemons(daemons: Daemons) -> None:
@@ -395,6 +396,39 @@ def test_hostile_datagram_flood(daemons: Daemons) -> None:
     got = cli_json("get", "after the flood", api=target.api)
     assert got["value"] == "still here"
     assert "Traceback" not in target.log()
+
+
+SLOWLORIS = 2000
+SYSTEMD_NOFILE = 1024  # a systemd service's default open-file limit
+
+
+def test_two_thousand_idle_connections_keep_neither_a_real_call_nor_udp_out(
+    daemons: Daemons,
+) -> None:
+    """2,000 connections each hold half a request head (slowloris) against a daemon
+    held to systemd's open-file limit: it keeps at most MAX_CONNECTIONS of them open,
+    a real call is answered, and the node still answers on UDP."""
+    limit = ("prlimit", f"--nofile={SYSTEMD_NOFILE}:{SYSTEMD_NOFILE}")
+    target = daemons.start("target", prefix=limit)
+    helper = daemons.start("helper", bootstrap=[target])
+    held: list[socket.socket] = []
+    try:
+        for _ in range(SLOWLORIS):
+            conn = socket.create_connection((HOST, target.api_port), timeout=5)
+            conn.sendall(b"GET /info HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never ends
+            held.append(conn)
+        started = time.monotonic()
+        info = target.client(timeout=10).info()
+        took = time.monotonic() - started
+        assert info["port"] == target.port
+        pong = cli_json("ping", target.addr, api=helper.api)
+        assert pong["alive"], pong
+        open_files = len(list(Path(f"/proc/{target.proc.pid}/fd").iterdir()))
+        print(f"  {SLOWLORIS} held: a real call took {took * 1000:.0f} ms; {open_files} files open")
+        assert open_files < MAX_CONNECTIONS + 64  # the log, the socket, the database...
+    finally:
+        for conn in held:
+            conn.close()
 
 
 def test_the_readme_states_the_flood_tests_numbers() -> None:

@@ -69,7 +69,7 @@ async def test_owner_and_ring_match_brute_force_and_leave_loses_no_value(tmp_pat
         nodes(NODES) as servers,
         daemon(tmp_path, [servers[0].address]) as running,
     ):
-        node, client, task = running.daemon, ApiClient(running.api, timeout=10), running.stopped
+        node, client, task = running.daemon, running.client(timeout=10), running.stopped
         by_id = {n.id: contact(n) for n in servers} | {node.server.id: contact(node.server)}
         everyone = set(by_id)
         me = node.server.id

@@ -40,7 +40,6 @@ from daemons import (
 )
 from loopback import HOST, STOP_S, Running, daemon, nodes
 
-from kadnode.cli.client import ApiClient
 from kadnode.core.ids import to_hex
 from kadnode.core.store import Record
 from kadnode.errors import ApiError, KadnodeError, LocalProtocolError, StorageError
@@ -351,7 +350,7 @@ async def test_with_nothing_to_advertise_it_says_to_set_advertise(
     async with daemon(tmp_path / "d") as running:
         running.server.core.addresses = ()
         with pytest.raises(LocalProtocolError, match="restart it with --advertise HOST:PORT"):
-            await asyncio.to_thread(ApiClient(running.api).register)
+            await asyncio.to_thread(running.client().register)
 
 
 # ---- 7. the disk as one line, never a traceback ---------------------------------------------
@@ -415,7 +414,7 @@ async def test_a_storage_failure_while_running_stops_the_daemon_with_one_line(
         async with daemon(tmp_path / "d") as running:
             running.daemon.store._db.execute("PRAGMA query_only = ON")  # as a disk gone read-only
             with pytest.raises(ApiError, match=READ_ONLY):
-                await asyncio.to_thread(ApiClient(running.api).put, "k", "v")
+                await asyncio.to_thread(running.client().put, "k", "v")
             failure = await stopped_by_itself(running)
     assert isinstance(failure, StorageError)
 

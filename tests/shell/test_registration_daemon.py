@@ -29,7 +29,7 @@ from daemons import (
     kadnode,
     wait_for,
 )
-from loopback import written
+from loopback import with_data_dir, written
 
 from kadnode.config import MAX_DATAGRAM
 from kadnode.core import records
@@ -223,7 +223,11 @@ def test_forged_records_are_refused_and_find_peer_returns_the_genuine_one(
 
 def start_cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*KADNODE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+        [*KADNODE, *with_data_dir(args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
 
 
