@@ -222,7 +222,11 @@ class Daemon(NodeService):
         return [s for s in dict.fromkeys(seeds) if s != own]
 
     async def join(self) -> None:
-        """Join at start, and again whenever the table runs empty."""
+        """Join at start, and again whenever the table runs empty. A join that
+        fails is a warning once, then debug until one succeeds; a node alone
+        says so once: an isolated node does not fill its log every round."""
+        failed = 0
+        alone_said = False
         while True:
             if len(self.server.core.table) == 0:
                 seeds = await self.seeds()
@@ -231,14 +235,31 @@ class Daemon(NodeService):
                     if result.table_size:
                         self.save_contacts()  # before the log line, which means "saved"
                         await self.register_quietly()
-                    log.info(
-                        "joined: %d of %d seeds answered, %d contacts known and saved",
-                        result.answered,
-                        result.seeds,
-                        result.table_size,
-                    )
+                        log.info(
+                            "joined: %d of %d seeds answered, %d contacts known and saved%s",
+                            result.answered,
+                            result.seeds,
+                            result.table_size,
+                            f" (after {failed} failed attempts)" if failed else "",
+                        )
+                        failed = 0
+                    else:
+                        failed += 1
+                        say = log.warning if failed == 1 else log.debug
+                        say(
+                            "could not join: none of %d seeds answered (%s); trying again"
+                            " every %g s",
+                            len(seeds),
+                            ", ".join(f"{h}:{p}" for h, p in seeds[:3])
+                            + (", ..." if len(seeds) > 3 else ""),
+                            REJOIN_INTERVAL,
+                        )
                 elif not self.options.bootstrap and not self.options.dns_seeds:
-                    log.info("no seeds: this node starts a new network")
+                    if not alone_said:
+                        log.info("no seeds: this node starts a new network")
+                    alone_said = True
+            else:
+                alone_said = False  # it was found: alone again later is news again
             await asyncio.sleep(REJOIN_INTERVAL)
 
     async def register_quietly(self) -> None:
