@@ -568,6 +568,8 @@ def run_client_command(args: argparse.Namespace) -> int:
     try:
         result = command.call(ApiClient(args.api, token=api_token(args.data_dir)), args)
     except KadnodeError as exc:
+        if args.json:  # a script reading stdout gets an object, not nothing
+            print(json.dumps({"error": one_line(exc)}, indent=2))
         print(f"kadnode: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     print(json.dumps(result, indent=2) if args.json else command.show(result))

@@ -63,7 +63,9 @@ def _nameserver(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kadnode", description="Kademlia peer discovery: daemon, library and shell tools."
+        prog="kadnode",
+        description="Kademlia peer discovery: daemon, library and shell tools. The API"
+        " commands' --api, --data-dir and --json may also come before the command.",
     )
     parser.add_argument("--version", action="version", version=f"kadnode {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -212,8 +214,25 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# Options of every API command that may also come before it (kadnode --api
+# HOST:PORT info), as git takes -C before its command; True: takes a value.
+OPTIONS_BEFORE_COMMAND = {"--api": True, "--data-dir": True, "--json": False}
+
+
+def options_after_command(argv: list[str]) -> list[str]:
+    """``argv`` with the API options given before the command moved after it."""
+    moved, i = [], 0
+    while i < len(argv) and (name := argv[i].partition("=")[0]) in OPTIONS_BEFORE_COMMAND:
+        width = 2 if OPTIONS_BEFORE_COMMAND[name] and "=" not in argv[i] else 1
+        moved += argv[i : i + width]
+        i += width
+    rest = argv[i:]
+    return [rest[0], *moved, *rest[1:]] if moved and rest else argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(options_after_command(argv))
     try:
         if args.command == "run":
             return _run(args)

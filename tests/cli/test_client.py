@@ -187,6 +187,11 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def json_error(message: str) -> str:
+    """What an API command prints on stdout under --json when it fails."""
+    return json.dumps({"error": message}, indent=2) + "\n"
+
+
 def untimed(out: str) -> str:
     """The output with its timings (which vary from run to run) as "N ms"."""
     return re.sub(r"\d+\.\d ms", "N ms", out)
@@ -586,10 +591,10 @@ def test_find_peer_says_what_the_read_saw(capsys, address, fake):
 @pytest.mark.parametrize("argv", [("register",), ("put", "k", "v", "--shared")])
 def test_a_write_below_its_quorum_is_one_line_and_exit_2(capsys, address, fake, argv):
     fake.error = QuorumError(QUORUM_ERROR)
-    for extra in ((), ("--json",)):
+    for extra, out in (((), ""), (("--json",), json_error(QUORUM_ERROR))):
         assert run(capsys, *argv, *extra, "--api", address) == (
             2,
-            "",
+            out,
             f"kadnode: error: {QUORUM_ERROR}\n",
         )
 
@@ -668,7 +673,11 @@ def test_new_commands_exit_2_on_errors(capsys, address, fake, argv, error, messa
 @pytest.mark.parametrize("argv", NEW_COMMANDS)
 def test_new_commands_without_daemon_exit_2(capsys, dead_address, argv):
     code, out, err = run(capsys, *argv, "--json", "--api", dead_address)
-    assert (code, out, err) == (2, "", f"kadnode: error: {down(dead_address)}\n")
+    assert (code, out, err) == (
+        2,
+        json_error(down(dead_address)),
+        f"kadnode: error: {down(dead_address)}\n",
+    )
 
 
 def test_a_reply_from_an_older_daemon_is_one_line_and_exit_2(capsys, address, fake):
@@ -697,7 +706,9 @@ def test_a_reply_from_an_older_daemon_is_one_line_and_exit_2(capsys, address, fa
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, address, argv, error):
-    assert run(capsys, *argv, "--json", "--api", address) == (2, "", f"kadnode: error: {error}\n")
+    line = f"kadnode: error: {error}\n"
+    assert run(capsys, *argv, "--api", address) == (2, "", line)
+    assert run(capsys, *argv, "--json", "--api", address) == (2, json_error(error), line)
 
 
 # Over the daemon's limits: a key of MAX_KEY_BYTES + 1 UTF-8 bytes ("é" is two), and a
@@ -753,3 +764,14 @@ def test_no_daemon_is_one_line_and_exit_2(capsys, dead_address, monkeypatch):
     monkeypatch.setenv("KADNODE_API", dead_address)  # --api defaults to $KADNODE_API
     code, out, err = run(capsys, "info")
     assert (code, out, err) == (2, "", f"kadnode: error: {down(dead_address)}\n")
+
+
+def test_api_options_may_come_before_the_command(capsys, address):
+    from kadnode.cli.main import main
+
+    assert main(["--api", address, "--json", "info"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert main(["info", f"--api={address}", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == before
+    assert main(["--api", address, "ping", "127.0.0.1:9"]) in (0, 1)  # parsed, and asked
+    assert "error" not in capsys.readouterr().err
