@@ -666,11 +666,13 @@ def build_routes(service: NodeService) -> list[Route]:
             "GET",
             "/metrics",
             metrics,
-            "Counters in Prometheus text format",
+            "Counters, gauges, operation latency histograms and process metrics, in"
+            " Prometheus text format",
             {
                 200: Payload(
                     STRING,
-                    "# TYPE kadnode_peers gauge\nkadnode_peers 42\n",
+                    "# HELP kadnode_peers Contacts in the routing table.\n"
+                    "# TYPE kadnode_peers gauge\nkadnode_peers 42.0\n",
                     "Prometheus text exposition 0.0.4",
                     METRICS,
                 )

@@ -9,9 +9,11 @@ plain JSON objects, checked against the API's schemas in the tests.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kadnode import __version__
 from kadnode.config import MAX_CONTEXT_ENTRIES
@@ -23,6 +25,7 @@ from kadnode.errors import KadnodeError, LocalProtocolError, QuorumError
 from kadnode.shell.api import QUESTIONS
 from kadnode.shell.dns import resolve_host
 from kadnode.shell.library import Server, storage_key
+from kadnode.shell.metrics import Metrics
 from kadnode.shell.sqlite_store import SqliteStore
 
 if TYPE_CHECKING:
@@ -127,6 +130,27 @@ def value_json(value: Value | None) -> Any:
     return value.hex() if isinstance(value, bytes) else value
 
 
+R = TypeVar("R")
+
+
+def timed(operation: str):
+    """The method's time, failed calls too, in the latency histogram of
+    ``operation`` (kadnode.shell.metrics.OPERATIONS)."""
+
+    def wrap(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        @functools.wraps(method)
+        async def run(self: NodeService, *args: Any) -> R:
+            t = time.perf_counter()
+            try:
+                return await method(self, *args)
+            finally:
+                self.meters.observe(operation, time.perf_counter() - t)
+
+        return run
+
+    return wrap
+
+
 class NodeService:
     """What the control API calls: one method per operation, answering in JSON."""
 
@@ -146,6 +170,7 @@ class NodeService:
         self.tasks = tasks
         self.started = time.time()
         self._leaving: asyncio.Task[dict[str, Any]] | None = None
+        self.meters = Metrics(self.counters, self.gauges)
 
     async def info(self) -> dict[str, Any]:
         core = self.server.core
@@ -166,6 +191,17 @@ class NodeService:
         """The node's counters and the store's (``corrupt_records``)."""
         return {**self.server.core.stats, **self.store.stats}
 
+    def gauges(self) -> dict[str, tuple[float, str]]:
+        """What the node holds now, for /metrics: name -> (value, what it is)."""
+        core = self.server.core
+        return {
+            "peers": (len(core.table), "Contacts in the routing table."),
+            "values": (len(self.store), "Values held, this node's own and others'."),
+            "stored_bytes": (self.store.usage.bytes, "Bytes of the values held, packed."),
+            "pending_requests": (len(core.requests), "Requests in flight, awaiting a reply."),
+        }
+
+    @timed("lookup")
     async def lookup(self, target: int) -> dict[str, Any]:
         t = time.perf_counter()
         result, found = await asyncio.gather(
@@ -192,10 +228,12 @@ class NodeService:
             "elapsed_ms": elapsed_ms(t),
         }
 
+    @timed("put")
     async def put(self, key: str, value: str) -> dict[str, Any]:
         t = time.perf_counter()
         return put_json(key, await self.server.put(key, value), t)
 
+    @timed("get")
     async def get(self, key: str) -> dict[str, Any]:
         t = time.perf_counter()
         result = await self.server.get(key)
@@ -262,6 +300,7 @@ class NodeService:
         out["record"] = record_json(records.from_wire(own.value)) if own else None
         return out
 
+    @timed("find_peer")
     async def find_peer(self, target: int) -> dict[str, Any]:
         t = time.perf_counter()
         found = await self.server.find_peer(target)
@@ -273,11 +312,13 @@ class NodeService:
             **read_json(found, t),
         }
 
+    @timed("put")
     async def put_shared(self, key: str, value: str, context: list | None) -> dict[str, Any]:
         t = time.perf_counter()
         wire = context_wire(context) if context is not None else None
         return put_json(key, await self.server.put_shared(key, value, wire), t)
 
+    @timed("get")
     async def get_shared(self, key: str) -> dict[str, Any]:
         t = time.perf_counter()
         found = await self.server.get_shared(key)
@@ -377,13 +418,4 @@ class NodeService:
         }
 
     async def metrics(self) -> str:
-        core = self.server.core
-        lines = [
-            "# TYPE kadnode_peers gauge",
-            f"kadnode_peers {len(core.table)}",
-            "# TYPE kadnode_values gauge",
-            f"kadnode_values {len(self.store)}",
-        ]
-        for name, count in sorted(self.counters().items()):
-            lines += [f"# TYPE kadnode_{name}_total counter", f"kadnode_{name}_total {count}"]
-        return "\n".join(lines) + "\n"
+        return self.meters.render()

@@ -15,6 +15,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -45,7 +46,9 @@ from loopback import (
     written,
     xor_closest,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
+import kadnode
 from kadnode.config import BETA, Config
 from kadnode.core import kinds, records, vclock
 from kadnode.core.events import PutResult, ReadResult
@@ -72,6 +75,7 @@ from kadnode.shell.httpserver import (
     serve,
 )
 from kadnode.shell.library import storage_key
+from kadnode.shell.metrics import COUNTERS, OPERATIONS
 
 
 @dataclass
@@ -356,19 +360,58 @@ async def test_a_plain_read_of_a_shared_key_says_how_to_read_it(live):
     assert (shared.status, shared.json()) == (400, {"error": hint})
 
 
+def families(text: str) -> dict[str, Any]:
+    """/metrics as prometheus_client's own parser reads it, by family name."""
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def value_of(family: Any, sample: str, **labels: str) -> float:
+    (found,) = [s.value for s in family.samples if s.name == sample and s.labels == labels]
+    return found
+
+
 async def test_metrics_count_what_the_node_holds(live):
+    before = families((await call(live.api_port, "GET", "/metrics")).body.decode())
+    # Every family says what it is, and every counter is there before its first count.
+    assert all(f.documentation and f.type != "unknown" for f in before.values())
+    for name, text in COUNTERS.items():
+        assert before[f"kadnode_{name}"].type == "counter"
+        assert before[f"kadnode_{name}"].documentation == text
+    assert value_of(before["kadnode_corrupt_records"], "kadnode_corrupt_records_total") == 0
+    for operation in OPERATIONS:
+        assert value_of(
+            before["kadnode_operation_seconds"], "kadnode_operation_seconds_count",
+            operation=operation,
+        ) == 0  # fmt: skip
+    assert "kadnode_process_open_fds" in before
+
     await call(live.api_port, "PUT", "/values/k", {"value": "v"})
+    await call(live.api_port, "GET", f"/lookup/{to_hex(live.nodes[0].id)}")
     reply = await call(live.api_port, "GET", "/metrics")
     assert reply.status == 200
     assert reply.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-    lines = reply.body.decode().splitlines()
-    assert lines[:4] == [
-        "# TYPE kadnode_peers gauge",
-        f"kadnode_peers {NODES}",
-        "# TYPE kadnode_values gauge",
-        "kadnode_values 1",
-    ]
-    assert f"kadnode_requests_in_total {live.server.core.stats['requests_in']}" in lines
+    after = families(reply.body.decode())
+    assert value_of(after["kadnode_peers"], "kadnode_peers") == NODES
+    assert value_of(after["kadnode_values"], "kadnode_values") == 1
+    assert value_of(after["kadnode_stored_bytes"], "kadnode_stored_bytes") > 0
+    requests_in = value_of(after["kadnode_requests_in"], "kadnode_requests_in_total")
+    assert requests_in >= value_of(before["kadnode_requests_in"], "kadnode_requests_in_total")
+    latency = after["kadnode_operation_seconds"]
+    assert value_of(latency, "kadnode_operation_seconds_count", operation="put") == 1
+    assert value_of(latency, "kadnode_operation_seconds_count", operation="lookup") == 1
+    assert value_of(latency, "kadnode_operation_seconds_bucket", operation="put", le="+Inf") == 1
+
+
+def test_every_counter_the_code_keeps_is_declared_for_metrics():
+    """A counter added to the code without a HELP text fails here."""
+    root = Path(kadnode.__file__).parent
+    kept = {
+        name
+        for path in root.rglob("*.py")
+        if "sim" not in path.relative_to(root).parts
+        for name in re.findall(r'stats\["(\w+)"\]', path.read_text())
+    }
+    assert kept == set(COUNTERS)
 
 
 async def test_leave_hands_every_value_on_once_and_stops_the_daemon(live):
