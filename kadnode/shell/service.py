@@ -85,11 +85,13 @@ def put_json(key: str, result: PutResult, started: float) -> dict[str, Any]:
     if not result.quorum:
         why = f" (refused: {'; '.join(result.refused)})" if result.refused else ""
         mine = "this one included" if result.local else "this one not among them"
-        raise QuorumError(
+        error = QuorumError(
             f"only {result.acks} of the {result.replica_set} closest nodes ({mine}) hold it;"
             f" the write quorum is {result.needed}{why}; the value stays where it was"
             " acknowledged, and republishing retries"
         )
+        log.warning("write of %r failed: %s", key, error)
+        raise error
     return {
         "key": key,
         "stored": result.acks,
@@ -388,7 +390,16 @@ class NodeService:
         except TimeoutError:
             left = {"keys": None, "stores": None, "acks": None, "goodbyes": None, "timed_out": True}
         left["elapsed_ms"] = elapsed_ms(t)
-        log.info("left the network: %s", left)
+        if left.get("timed_out"):
+            log.warning(
+                "left the network: the hand-over timed out after %.0f ms", left["elapsed_ms"]
+            )
+        else:
+            log.info(
+                "left the network: %d keys handed on in %d stores (%d acknowledged),"
+                " %d goodbyes, in %.0f ms",
+                *(left[k] for k in ("keys", "stores", "acks", "goodbyes", "elapsed_ms")),
+            )
         return left
 
     def self_contact(self) -> Contact:

@@ -414,7 +414,8 @@ def test_every_counter_the_code_keeps_is_declared_for_metrics():
     assert kept == set(COUNTERS)
 
 
-async def test_leave_hands_every_value_on_once_and_stops_the_daemon(live):
+async def test_leave_hands_every_value_on_once_and_stops_the_daemon(live, caplog):
+    caplog.set_level(logging.INFO, logger="kadnode")
     keys = ["colour", "shape"]
     for key in keys:
         await call(live.api_port, "PUT", f"/values/{key}", {"value": key.upper()})
@@ -432,6 +433,10 @@ async def test_leave_hands_every_value_on_once_and_stops_the_daemon(live):
     left = reply.json()
     check_schema(api.LEAVE_SCHEMA, left)
     assert (left["keys"], left["stores"], left["acks"]) == (2, 2 * NODES, 2 * NODES)
+    said = [r.getMessage() for r in caplog.records if "left the network" in r.getMessage()]
+    assert said[0].startswith(
+        f"left the network: 2 keys handed on in {2 * NODES} stores ({2 * NODES} acknowledged)"
+    )
     await asyncio.wait_for(live.stopped, STOP_S)  # the daemon stops by itself
     with pytest.raises(ConnectionRefusedError):
         await call(live.api_port, "GET", "/health")
@@ -468,15 +473,17 @@ def test_the_daemons_reply_helpers_match_the_declared_schemas():
     assert vclock.from_wire(service.context_wire(shared["context"])) == clock
 
 
-def test_a_write_below_its_quorum_is_one_line():
+def test_a_write_below_its_quorum_is_one_line_and_logged(caplog):
     put = PutResult(b"k" * 20, 1, [], 4, 6, needed=3, replica_set=4, refused=("store full",))
-    with pytest.raises(QuorumError) as caught:
+    with caplog.at_level(logging.WARNING, logger="kadnode"), pytest.raises(QuorumError) as caught:
         service.put_json("k", put, 0.0)
     assert str(caught.value) == (
         "only 1 of the 4 closest nodes (this one not among them) hold it; the write quorum is 3"
         " (refused: store full); the value stays where it was acknowledged, and republishing"
         " retries"
     )
+    [record] = caplog.records
+    assert record.getMessage() == f"write of 'k' failed: {caught.value}"
 
 
 @pytest.mark.parametrize(
