@@ -21,11 +21,12 @@ from kadnode import __version__
 from kadnode.cli.client import (
     EXIT_ERROR,
     add_client_commands,
-    default_data_dir,
     one_line,
     run_client_command,
 )
-from kadnode.cli.demo import render, run_demo
+from kadnode.cli.demo import render as render_demo
+from kadnode.cli.demo import run_demo
+from kadnode.cli.settings import Setting, render, resolve, settings_of
 from kadnode.config import REQUESTS_TOTAL, Config
 from kadnode.core.addresses import parse_networks
 from kadnode.errors import KadnodeError
@@ -61,16 +62,17 @@ def _nameserver(text: str) -> str:
     return text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kadnode",
-        description="Kademlia peer discovery: daemon, library and shell tools. The API"
-        " commands' --api, --data-dir and --json may also come before the command.",
+def add_run_options(run: argparse.ArgumentParser) -> None:
+    """The daemon's settings: flags of ``run`` and ``config``, and keys of the
+    --config file and KADNODE_* variables (kadnode.cli.settings)."""
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a TOML file of settings, keys named as these flags (flags and KADNODE_*"
+        " variables take precedence; 'kadnode config' shows the outcome)",
     )
-    parser.add_argument("--version", action="version", version=f"kadnode {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", help="run a node (the daemon)")
     run.add_argument(
         "--host", default="0.0.0.0", help="UDP address to listen on (default %(default)s)"
     )
@@ -83,9 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--data-dir",
         type=Path,
-        default=default_data_dir(),
-        help="where values, identity, contacts and the API token persist"
-        " (default: $KADNODE_DATA_DIR or %(default)s)",
+        default=Path("kadnode-data"),
+        help="where values, identity, contacts and the API token persist (default %(default)s)",
     )
     run.add_argument(
         "--bootstrap",
@@ -149,6 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kadnode",
+        description="Kademlia peer discovery: daemon, library and shell tools. The API"
+        " commands' --api, --data-dir and --json may also come before the command.",
+    )
+    parser.add_argument("--version", action="version", version=f"kadnode {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    add_run_options(sub.add_parser("run", help="run a node (the daemon)"))
+    add_run_options(
+        sub.add_parser(
+            "config",
+            help="print the settings 'run' would use with these flags, and where each came from",
+        )
+    )
+
     demo = sub.add_parser("demo", help="start a local network on loopback and show it working")
     demo.add_argument("--nodes", type=at_least(1), default=50, help="nodes (default %(default)s)")
     demo.add_argument(
@@ -210,7 +229,7 @@ def _demo(args: argparse.Namespace) -> int:
     values = args.values if args.values is not None else min(args.nodes, 200)
     progress = None if args.json else (lambda msg: print(f"  {msg}", file=sys.stderr))
     report = loop.run(run_demo(args.nodes, values, args.seed, progress))
-    print(json.dumps(report.as_json(), indent=2) if args.json else render(report))
+    print(json.dumps(report.as_json(), indent=2) if args.json else render_demo(report))
     return 0 if report.ok else 1
 
 
@@ -230,11 +249,35 @@ def options_after_command(argv: list[str]) -> list[str]:
     return [rest[0], *moved, *rest[1:]] if moved and rest else argv
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(options_after_command(argv))
+def layered(parser: argparse.ArgumentParser, argv: list[str]) -> list[Setting]:
+    """The settings of ``run`` or ``config`` in ``argv``: flags, then KADNODE_*
+    variables, then the --config file, then defaults (kadnode.cli.settings)."""
+    command = argv[0]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    actions = settings_of(sub.choices[command]).values()
+    defaults = [a.default for a in actions]
+    for action in actions:
+        action.default = argparse.SUPPRESS  # so that only the flags given are parsed
     try:
-        if args.command == "run":
+        given = parser.parse_args(argv)
+    finally:
+        for action, default in zip(actions, defaults, strict=True):
+            action.default = default
+    return resolve(sub.choices[command], given, given.config, os.environ)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = options_after_command(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command in ("run", "config"):
+            settings = layered(parser, argv)
+            if args.command == "config":
+                print(render(settings), end="")
+                return 0
+            for setting in settings:
+                setattr(args, setting.dest, setting.value)
             return _run(args)
         if args.command == "demo":
             return _demo(args)
