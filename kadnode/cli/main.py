@@ -149,6 +149,13 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
         help=f"requests this node answers per second in all (default {int(REQUESTS_TOTAL)})",
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="lines for people, or one JSON object a line (time, level, logger, message) for"
+        " a log collector (default %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,10 +206,21 @@ def _network(text: str) -> str:
     return text
 
 
+def _log_to_stderr(level: str, form: str) -> None:
+    handler = logging.StreamHandler()
+    if form == "json":
+        from pythonjsonlogger.json import JsonFormatter  # only when asked for
+
+        fields = {"levelname": "level", "name": "logger"}
+        text = "%(levelname)s %(name)s %(message)s"
+        handler.setFormatter(JsonFormatter(text, rename_fields=fields, timestamp="time"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
-    )
+    _log_to_stderr(args.log_level, args.log_format)
     host, api_port = args.api
     options = DaemonOptions(
         host=args.host,

@@ -5,8 +5,11 @@ rejoin round shortened so that several rounds pass."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import signal
 import socket
+from datetime import datetime
 
 import pytest
 from loopback import HOST, daemon
@@ -50,3 +53,13 @@ async def test_a_node_alone_says_so_once(tmp_path, caplog, short_rounds):
     async with daemon(tmp_path):
         await asyncio.sleep(20 * ROUND_S)
     assert len(lines(caplog, "starts a new network")) == 1
+
+
+def test_json_logs_are_one_object_a_line(daemons, tmp_path):
+    node = daemons.start("node", extra=["--log-format", "json"])
+    assert node.stop(signal.SIGTERM) == 0
+    records = [json.loads(line) for line in node.log().splitlines()]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records), records
+    assert datetime.fromisoformat(records[0]["time"]).tzinfo is not None
+    assert any("control api http://" in r["message"] for r in records)
+    assert records[-1]["message"] == "stopped" and records[-1]["level"] == "INFO"
