@@ -58,8 +58,13 @@ def third_party_imports() -> dict[str, str]:
     return found
 
 
+def normalized(name: str) -> str:
+    """A distribution's name as PEP 503 compares them (prometheus_client is prometheus-client)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def requirement_names(requirements: list[str]) -> set[str]:
-    return {re.split(r"[\s<>=!~\[;]", r, maxsplit=1)[0].lower() for r in requirements}
+    return {normalized(re.split(r"[\s<>=!~\[;]", r, maxsplit=1)[0]) for r in requirements}
 
 
 def test_every_package_the_suite_imports_is_installed_by_the_test_extra():
@@ -76,6 +81,6 @@ def test_every_package_the_suite_imports_is_installed_by_the_test_extra():
         if module in OPTIONAL:
             assert OPTIONAL[module] in project["optional-dependencies"], module
             continue
-        dists = {d.lower() for d in modules.get(module, [])}
+        dists = {normalized(d) for d in modules.get(module, [])}
         assert dists, f"{module} (imported by {where}) is not installed"
         assert dists & declared, f"{module} (imported by {where}) is not in the test extra"
