@@ -41,6 +41,7 @@ _HOW = (
     "the kadnode CLI reads the token from the daemon's data directory (--data-dir) or"
     f" ${TOKEN_ENV}; other clients send 'Authorization: Bearer TOKEN'"
 )
+_CHALLENGE = (("WWW-Authenticate", 'Bearer realm="kadnode"'),)  # RFC 6750 section 3
 
 
 def is_loopback(host: str) -> bool:
@@ -112,6 +113,3 @@ class Guard:
         if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
             return HttpError(401, f"wrong API token; {_HOW}", _CHALLENGE)
         return None
-
-
-_CHALLENGE = (("WWW-Authenticate", 'Bearer realm="kadnode"'),)
