@@ -18,12 +18,7 @@ import sys
 from pathlib import Path
 
 from kadnode import __version__
-from kadnode.cli.client import (
-    EXIT_ERROR,
-    add_client_commands,
-    one_line,
-    run_client_command,
-)
+from kadnode.cli.client import EXIT_ERROR, add_client_commands, one_line, run_client_command
 from kadnode.cli.demo import render as render_demo
 from kadnode.cli.demo import run_demo
 from kadnode.cli.settings import Setting, render, resolve, settings_of
@@ -267,10 +262,9 @@ def options_after_command(argv: list[str]) -> list[str]:
     return [rest[0], *moved, *rest[1:]] if moved and rest else argv
 
 
-def layered(parser: argparse.ArgumentParser, argv: list[str]) -> list[Setting]:
-    """The settings of ``run`` or ``config`` in ``argv``: flags, then KADNODE_*
+def layered(parser: argparse.ArgumentParser, argv: list[str], command: str) -> list[Setting]:
+    """The settings of ``command`` (run, config) in ``argv``: flags, then KADNODE_*
     variables, then the --config file, then defaults (kadnode.cli.settings)."""
-    command = argv[0]
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     actions = settings_of(sub.choices[command]).values()
     defaults = [a.default for a in actions]
@@ -290,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command in ("run", "config"):
-            settings = layered(parser, argv)
+            settings = layered(parser, argv, args.command)
             if args.command == "config":
                 print(render(settings), end="")
                 return 0
