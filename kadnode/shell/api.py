@@ -12,7 +12,9 @@ from typing import Any, Protocol
 from kadnode import __version__
 from kadnode.core.ids import ID_BITS, parse_hex
 from kadnode.inputs import parse_hostport
+from kadnode.shell.apiguard import READS
 from kadnode.shell.httpserver import (
+    Bearer,
     JsonSchema,
     Param,
     Payload,
@@ -25,6 +27,11 @@ from kadnode.shell.httpserver import (
 )
 
 TITLE = "kadnode control API"
+TOKEN_DOC = (
+    "send 'Authorization: Bearer TOKEN' with the node's API token, which the daemon writes"
+    " to api.token in its data directory (or the one its operator chose, $KADNODE_API_TOKEN)."
+    " On loopback, reads need none; an API listening beyond loopback needs it on every route"
+)
 METRICS = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text exposition
 
 
@@ -688,4 +695,4 @@ def build_routes(service: NodeService) -> list[Route]:
             tag="ops",
         ),
     ]
-    return with_docs(routes, TITLE, __version__)
+    return with_docs(routes, TITLE, __version__, Bearer(TOKEN_DOC, lambda r: r.method not in READS))

@@ -472,17 +472,42 @@ async def shutdown(server: asyncio.Server, grace: float = LINGER_S + 1.0) -> Non
 # -- documentation -------------------------------------------------------------------------------
 
 
-def openapi(routes: Sequence[Route], title: str, version: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Bearer:
+    """For the document: the routes ``needed`` says take a bearer token
+    (RFC 6750), described by ``description``."""
+
+    description: str
+    needed: Callable[[Route], bool]
+
+
+def openapi(
+    routes: Sequence[Route], title: str, version: str, bearer: Bearer | None = None
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document describing exactly ``routes``."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
-    return {"openapi": "3.1.0", "info": {"title": title, "version": version}, "paths": paths}
+        operation = _operation(route)
+        if bearer is not None and bearer.needed(route):
+            operation["security"] = [{"token": []}]
+            refused = {"description": f"no token, or a wrong one: {bearer.description}"}
+            refused["content"] = _content(_error_payload())
+            operation["responses"] = {"401": refused, **operation["responses"]}
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    document = {"openapi": "3.1.0", "info": {"title": title, "version": version}, "paths": paths}
+    if bearer is not None:
+        scheme = {"type": "http", "scheme": "bearer", "description": bearer.description}
+        document["components"] = {"securitySchemes": {"token": scheme}}
+    return document
+
+
+def _error_payload() -> Payload:
+    return Payload(ERROR_SCHEMA, {"error": "one line saying what went wrong"}, "an error")
 
 
 def _operation(route: Route) -> dict[str, Any]:
     slug = re.sub(r"[^A-Za-z0-9]+", "_", route.path).strip("_")
-    error = Payload(ERROR_SCHEMA, {"error": "one line saying what went wrong"}, "an error")
+    error = _error_payload()
     responses = {str(status): payload for status, payload in route.responses.items()}
     operation: dict[str, Any] = {
         "operationId": f"{route.method.lower()}_{slug}",
@@ -520,7 +545,9 @@ def _content(payload: Payload) -> dict[str, Any]:
     return {payload.media_type: {"schema": payload.schema, "example": payload.example}}
 
 
-def with_docs(routes: Sequence[Route], title: str, version: str) -> list[Route]:
+def with_docs(
+    routes: Sequence[Route], title: str, version: str, bearer: Bearer | None = None
+) -> list[Route]:
     """``routes`` plus GET /openapi.json and GET /docs, both describing all of them."""
 
     async def openapi_json(_: Request) -> Response:
@@ -549,7 +576,7 @@ def with_docs(routes: Sequence[Route], title: str, version: str) -> list[Route]:
             tag="docs",
         ),
     ]
-    document = openapi(full, title, version)
+    document = openapi(full, title, version, bearer)
     page = render_docs(document)
     return full
 

@@ -910,6 +910,17 @@ async def test_openapi_document_is_structurally_valid_openapi_3_1(node):
     assert len(operation_ids) == len(set(operation_ids))
 
 
+async def test_the_document_says_which_calls_need_the_api_token(node):
+    doc = (await call(node.port, "GET", "/openapi.json")).json()
+    assert doc["components"]["securitySchemes"]["token"]["scheme"] == "bearer"
+    for operations in doc["paths"].values():
+        for method, op in operations.items():
+            changes = method not in ("get", "head")
+            assert ("security" in op, "401" in op["responses"]) == (changes, changes), op
+    page = (await call(node.port, "GET", "/docs")).body.decode()
+    assert "401: no token, or a wrong one: send &#x27;Authorization: Bearer TOKEN&#x27;" in page
+
+
 async def test_openapi_document_matches_the_route_table_exactly(node):
     doc = (await call(node.port, "GET", "/openapi.json")).json()
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
