@@ -12,8 +12,10 @@ from typing import Any, Protocol
 from kadnode import __version__
 from kadnode.core.ids import ID_BITS, parse_hex
 from kadnode.inputs import parse_hostport
+from kadnode.shell import dashboard
 from kadnode.shell.apiguard import READS
 from kadnode.shell.httpserver import (
+    HTML,
     Bearer,
     JsonSchema,
     Param,
@@ -321,6 +323,9 @@ def build_routes(service: NodeService) -> list[Route]:
 
     async def health(_: Request) -> Response:
         return json_response({"ok": True})
+
+    async def dashboard_page(_: Request) -> Response:
+        return text_response(dashboard.page(), HTML)
 
     routes = [
         Route(
@@ -692,6 +697,18 @@ def build_routes(service: NodeService) -> list[Route]:
             health,
             "Liveness check",
             {200: Payload(_object(ok=BOOLEAN), {"ok": True}, "the daemon is serving")},
+            tag="ops",
+        ),
+        Route(
+            "GET",
+            "/dashboard",
+            dashboard_page,
+            "A live page of this node: buckets, ring, traffic, latencies",
+            {200: Payload(STRING, "<!doctype html>...", "an HTML page, self-contained", HTML)},
+            description="Draws the routing table's buckets and how full each is, the ring"
+            " (predecessor, successors, fingers on a circle), and datagrams a second and mean"
+            " operation latency over time, from /info, /peers, /ring and /metrics every 2 s."
+            " No external assets.",
             tag="ops",
         ),
     ]

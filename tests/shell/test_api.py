@@ -940,10 +940,11 @@ async def test_openapi_document_matches_the_route_table_exactly(node):
         "/fault",
         "/metrics",
         "/health",
+        "/dashboard",
         "/openapi.json",
         "/docs",
     }
-    assert len(documented) == 18
+    assert len(documented) == 19
 
 
 async def test_every_documented_operation_answers_its_examples(node):
