@@ -38,7 +38,7 @@ mkdir -p "$ctx/deploy/wheelhouse"
 cp "$repo/pyproject.toml" "$repo/README.md" "$ctx/"
 cp -r "$repo/kadnode" "$ctx/kadnode"
 find "$ctx/kadnode" -name __pycache__ -prune -exec rm -rf {} +
-cp "$here/Dockerfile" "$ctx/deploy/Dockerfile"
+cp "$here/Dockerfile" "$here/constraints.txt" "$ctx/deploy/"
 mkdir -p "$ctx/bootstrap"
 cp "$repo/bootstrap/seed_dns.py" "$ctx/bootstrap/seed_dns.py"
 
@@ -57,7 +57,8 @@ if [ -n "$offline" ]; then
     exit 2
   }
   echo "building wheels for kadnode and its dependencies ..."
-  "$python" -m pip wheel -q --wheel-dir "$ctx/deploy/wheelhouse" "$ctx" >"$ctx/pip.log" 2>&1 || {
+  "$python" -m pip wheel -q --wheel-dir "$ctx/deploy/wheelhouse" -c "$ctx/deploy/constraints.txt" \
+    "$ctx" >"$ctx/pip.log" 2>&1 || {
     tail -20 "$ctx/pip.log" >&2
     exit 1
   }

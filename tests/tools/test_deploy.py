@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from importlib.metadata import requires
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from kadnode.cli.main import main
 from kadnode.config import DNS_SEED_SRV_PREFIX
@@ -96,3 +99,33 @@ def test_every_statefulset_has_a_disruption_budget():
     budgets = [b["spec"]["selector"]["matchLabels"] for b in by_kind("PodDisruptionBudget")]
     for statefulset in by_kind("StatefulSet"):
         assert statefulset["spec"]["selector"]["matchLabels"] in budgets
+
+
+def runtime_closure() -> set[str]:
+    """Every distribution installing kadnode brings, on this platform and Python."""
+    seen: set[str] = set()
+    todo = ["kadnode"]
+    while todo:
+        name = todo.pop()
+        for text in requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue  # an extra's (test, bench) or another platform's
+            dist = canonicalize_name(requirement.name)
+            if dist not in seen:
+                seen.add(dist)
+                todo.append(dist)
+    return seen
+
+
+def test_the_image_installs_every_dependency_at_a_pinned_version():
+    pins = {}
+    for line in (KUBE.parent / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not pinned with ==: {line}"
+            pins[canonicalize_name(name)] = version
+    assert set(pins) == runtime_closure()
+    dockerfile = (KUBE.parent / "Dockerfile").read_text()
+    assert dockerfile.count("-c /tmp/constraints.txt") == 2  # the wheelhouse path and PyPI's
+    assert '-c "$ctx/deploy/constraints.txt"' in (KUBE.parent / "build-image.sh").read_text()
