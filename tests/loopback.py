@@ -193,6 +193,7 @@ async def daemon(
     seeds: list[Addr] | None = None,
     api_host: str = HOST,
     api_token: str | None = None,
+    metrics: Addr | None = None,
 ) -> AsyncIterator[Running]:
     """``run_daemon`` on this loop, its node on 127.0.0.1 and its API on ``api_host``
     (port 0); stopped on exit if it has not stopped itself (POST /leave stops it)."""
@@ -207,6 +208,7 @@ async def daemon(
         bootstrap=seeds or [],
         config=LOCAL_TEST,
         api_token=api_token,
+        metrics=metrics,
     )
     task = asyncio.create_task(
         run_daemon(options, stop=stop, on_ready=lambda d, port: ready.set_result((d, port)))

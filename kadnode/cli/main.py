@@ -114,6 +114,14 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
         help=f"control API address (default 127.0.0.1:{DEFAULT_API_PORT})",
     )
     run.add_argument(
+        "--metrics",
+        type=_hostport,
+        default=None,
+        metavar="HOST:PORT",
+        help="also serve GET /metrics (and /health) on a listener of its own, without a token,"
+        " for a scraper on another host (default: only on the control API)",
+    )
+    run.add_argument(
         "--advertise",
         type=_hostport,
         action="append",
@@ -229,6 +237,7 @@ def _run(args: argparse.Namespace) -> int:
         api_host=host,
         api_port=api_port,
         api_token=os.environ.get(TOKEN_ENV),
+        metrics=args.metrics,
         config=Config(
             exempt_networks=tuple(args.exempt),
             requests_total=float(args.requests_per_second or REQUESTS_TOTAL),

@@ -43,6 +43,8 @@ CONTACT_SAVE_INTERVAL = 15.0
 # A node that knows nobody retries its seeds this often.
 REJOIN_INTERVAL = 30.0
 STATUS_INTERVAL = 600.0
+# What the metrics listener (DaemonOptions.metrics) serves.
+SCRAPED = ("/metrics", "/health")
 
 
 @dataclass
@@ -61,6 +63,9 @@ class DaemonOptions:
     # The control API's token, chosen by the operator ($KADNODE_API_TOKEN);
     # None: the data directory's (loopback only). kadnode.shell.apiguard
     api_token: str | None = None
+    # A listener of its own for GET /metrics and /health only, for a scraper
+    # on another host; no token (it reads, and changes nothing). None: none.
+    metrics: Addr | None = None
 
 
 EVERY_INTERFACE = ("0.0.0.0", "::", "")
@@ -142,6 +147,7 @@ class Daemon(NodeService):
         super().__init__(server, data.store, options, stop, tasks)
         self.data = data
         self.guard = guard
+        self.metrics_port: int | None = None  # the metrics listener's, once it listens
         # The storage failure that stopped the daemon: run_daemon raises it.
         self.failure: KadnodeError | None = None
         data.store.on_error = self.fail
@@ -158,13 +164,22 @@ class Daemon(NodeService):
         """Serve the API and do the background work until stopped, then leave: all
         of it inside the daemon's TaskGroup. ``signals``: SIGINT and SIGTERM stop it."""
         options, server, stop = self.options, self.server, self.stop
+        routes = build_routes(self)
+        listeners = []
         try:
-            api = await serve(
-                build_routes(self), options.api_host, options.api_port, guard=self.guard.refusal
+            listeners.append(
+                await serve(routes, options.api_host, options.api_port, guard=self.guard.refusal)
             )
+            if options.metrics is not None:
+                reads = [r for r in routes if r.path in SCRAPED]
+                listeners.append(await serve(reads, *options.metrics))
         except OSError as exc:  # raised here, it would reach run_daemon inside an ExceptionGroup
+            for listener in listeners:
+                await shutdown(listener)
             raise _cannot_listen(exc) from None
+        api, *scrape = listeners
         api_port = api.sockets[0].getsockname()[1]
+        self.metrics_port = scrape[0].sockets[0].getsockname()[1] if scrape else None
         loop = asyncio.get_running_loop()
         try:
             self.data.started()
@@ -176,6 +191,8 @@ class Daemon(NodeService):
                 options.api_host,
                 api_port,
             )
+            if scrape:
+                log.info("metrics at http://%s:%d/metrics", options.metrics[0], self.metrics_port)
             say_advertised(server.core.addresses, options)
             if signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
@@ -194,7 +211,8 @@ class Daemon(NodeService):
             if signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
-            await shutdown(api)
+            for listener in listeners:
+                await shutdown(listener)
             if self.data.is_started:
                 self.save_contacts()
 

@@ -181,3 +181,17 @@ def test_the_cli_reads_the_token_from_the_data_directory_or_the_environment(tmp_
     monkeypatch.setenv("KADNODE_API_TOKEN", "from-the-environment-1234")
     assert api_token(tmp_path) == "from-the-environment-1234"
     assert api_token(Path(os.devnull)) == "from-the-environment-1234"
+
+
+async def test_the_metrics_listener_serves_reads_only_and_without_the_token(tmp_path):
+    chosen = "chosen-by-the-operator-" + "x" * 10
+    async with daemon(tmp_path, api_host="0.0.0.0", api_token=chosen, metrics=(HOST, 0)) as running:
+        port, host = running.daemon.metrics_port, f"Host: {HOST}"
+        code, body = await send(port, request("GET", "/metrics", port, host))
+        assert code == 200 and b"# TYPE kadnode_peers gauge" in body
+        assert (await send(port, request("GET", "/health", port, host)))[0] == 200
+        assert (await send(port, request("GET", "/info", port, host)))[0] == 404
+        assert (await send(port, request("POST", "/leave", port, host)))[0] == 404
+        assert not running.stopped.done()
+        # The control API itself still wants the token for the same read.
+        assert (await send(running.api_port, request("GET", "/metrics", port, host)))[0] == 401
