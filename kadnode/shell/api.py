@@ -343,7 +343,7 @@ def build_routes(service: NodeService) -> list[Route]:
                         "peers": 42,
                         "values": 7,
                         "uptime_s": 3600.5,
-                        "stats": {"rpc_sent": 1200, "rpc_timeouts": 3},
+                        "stats": {"requests_in": 1200, "requests_out": 950, "timeouts": 3},
                     },
                     "the node",
                 )

@@ -19,6 +19,7 @@ import html
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -352,6 +353,16 @@ async def _respond(
     if message is None:
         return None
     head, body = message
+    started = time.perf_counter()
+    response = await _answer(routes, guard, head, body)
+    ms = (time.perf_counter() - started) * 1000
+    logger.debug("%s %s: %d in %.1f ms", head.method, head.target, response.status, ms)
+    return response
+
+
+async def _answer(
+    routes: Sequence[Route], guard: Guard | None, head: Head, body: bytes
+) -> Response:
     if guard is not None and (refused := guard(head.method, head.headers)) is not None:
         return _error_response(refused)
     try:

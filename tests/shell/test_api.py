@@ -402,6 +402,11 @@ async def test_metrics_count_what_the_node_holds(live):
     assert value_of(latency, "kadnode_operation_seconds_bucket", operation="put", le="+Inf") == 1
 
 
+def test_the_info_example_shows_counters_the_daemon_keeps():
+    (info,) = [r for r in build_routes(FakeService()) if r.path == "/info"]
+    assert set(info.responses[200].example["stats"]) <= set(COUNTERS)
+
+
 def test_every_counter_the_code_keeps_is_declared_for_metrics():
     """A counter added to the code without a HELP text fails here."""
     root = Path(kadnode.__file__).parent

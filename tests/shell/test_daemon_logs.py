@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import socket
 from datetime import datetime
@@ -63,3 +64,11 @@ def test_json_logs_are_one_object_a_line(daemons, tmp_path):
     assert datetime.fromisoformat(records[0]["time"]).tzinfo is not None
     assert any("control api http://" in r["message"] for r in records)
     assert records[-1]["message"] == "stopped" and records[-1]["level"] == "INFO"
+
+
+async def test_debug_logs_each_api_call(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="kadnode")
+    async with daemon(tmp_path) as running:
+        await asyncio.to_thread(running.client().info)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("GET /info")]
+    assert re.fullmatch(r"GET /info: 200 in \d+\.\d ms", line), line
