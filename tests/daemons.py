@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from loopback import API_DATA_DIRS, with_data_dir
+from loopback import API_DATA_DIRS, token_of, with_data_dir
 
 from kadnode.cli.client import ApiClient
-from kadnode.shell.datadir import DATA_FILE, TOKEN_FILE
+from kadnode.shell.datadir import DATA_FILE
 
 T = TypeVar("T")
 
@@ -132,8 +132,8 @@ class Daemon:
         return ApiClient(self.api, timeout=timeout, token=self.token)
 
     @property
-    def token(self) -> str:
-        return (self.data_dir / TOKEN_FILE).read_text().strip()
+    def token(self) -> str | None:
+        return token_of(self.api)
 
     def info(self) -> dict:
         return self.client().info()
