@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from http import HTTPStatus
 from typing import Any
@@ -96,6 +96,7 @@ class Response:
     body: bytes
     media_type: str = JSON
     headers: tuple[tuple[str, str], ...] = ()
+    head_only: bool = False  # a reply to HEAD: the GET's headers, no body (RFC 9110 9.3.2)
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -273,6 +274,8 @@ def _resolve(routes: Sequence[Route], head: Head, body: bytes) -> tuple[Route, R
     if not matches:
         raise HttpError(404, f"no such endpoint: {path}")
     by_method = {route.method: (route, params) for route, params in matches}
+    if "GET" in by_method:
+        by_method["HEAD"] = by_method["GET"]  # every GET answers HEAD too
     if head.method not in by_method:
         allow = ", ".join(sorted(by_method))
         raise HttpError(
@@ -284,7 +287,7 @@ def _resolve(routes: Sequence[Route], head: Head, body: bytes) -> tuple[Route, R
     except UnicodeDecodeError:
         raise HttpError(400, "path is not percent-encoded UTF-8") from None
     request = Request(
-        head.method, path, decoded, _query(route, query), _json_body(route, head, body)
+        route.method, path, decoded, _query(route, query), _json_body(route, head, body)
     )
     return route, request
 
@@ -355,6 +358,8 @@ async def _respond(
     head, body = message
     started = time.perf_counter()
     response = await _answer(routes, guard, head, body)
+    if head.method == "HEAD":
+        response = replace(response, head_only=True)
     ms = (time.perf_counter() - started) * 1000
     logger.debug("%s %s: %d in %.1f ms", head.method, head.target, response.status, ms)
     return response
@@ -383,7 +388,8 @@ def _encode(response: Response) -> bytes:
         "Connection: close",
         *(f"{name}: {value}" for name, value in response.headers),
     ]
-    return "\r\n".join([*lines, "", ""]).encode("latin-1") + response.body
+    body = b"" if response.head_only else response.body
+    return "\r\n".join([*lines, "", ""]).encode("latin-1") + body
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:

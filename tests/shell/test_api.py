@@ -684,21 +684,36 @@ async def test_bad_requests_get_one_line_errors(node, method, path, kw, status, 
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("DELETE", "/values/k", "GET, PUT"),
-        ("POST", "/info", "GET"),
+        ("DELETE", "/values/k", "GET, HEAD, PUT"),
+        ("POST", "/info", "GET, HEAD"),
         ("GET", "/leave", "POST"),
-        ("POST", "/ring", "GET"),
-        ("PUT", "/owner/k", "GET"),
+        ("HEAD", "/leave", "POST"),
+        ("POST", "/ring", "GET, HEAD"),
+        ("PUT", "/owner/k", "GET, HEAD"),
         ("GET", "/register", "POST"),
-        ("POST", "/peers/ab/record", "GET"),
-        ("DELETE", "/shared/k", "GET, PUT"),
+        ("POST", "/peers/ab/record", "GET, HEAD"),
+        ("DELETE", "/shared/k", "GET, HEAD, PUT"),
     ],
 )
 async def test_wrong_method_is_405_with_allow(node, method, path, allow):
     reply = await call(node.port, method, path)
     assert reply.status == 405
     assert reply.headers["Allow"] == allow
-    assert reply.json() == {"error": f"{method} not allowed on {path}; use {allow}"}
+    if method != "HEAD":
+        assert reply.json() == {"error": f"{method} not allowed on {path}; use {allow}"}
+
+
+@pytest.mark.parametrize("path", ["/info", "/health", "/metrics", "/docs", "/ring"])
+async def test_head_is_the_gets_headers_without_a_body(node, path):
+    got = await call(node.port, "GET", path)
+    answer = await raw(node.port, f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert body == b""  # read to the end of the connection: nothing after the headers
+    lines = head.decode().split("\r\n")
+    assert lines[0] == f"HTTP/1.1 {got.status} OK"
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert headers["Content-Type"] == got.headers["Content-Type"]
+    assert int(headers["Content-Length"]) == len(got.body) > 0
 
 
 @pytest.mark.parametrize(
