@@ -114,7 +114,7 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     if vouched_for and kind is not Goodbye:
         # Before the request itself: a newcomer's welcome must not echo back
         # the value it is storing with us right now.
-        node.welcomes.pop(addr, None)
+        node.welcomes.pop(addr)
         node.saw(contact_of(sender_id, host, addr[1], request.native), now, asked=True)
     native = request.native
     token = node.tokens.token_for(host) if native and kind in TOKEN_REPLIES else None
@@ -134,13 +134,8 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     dial = sender is not None and kind is not Goodbye and (not proven or node.table.admits(sender))
     if dial and proven and request.native:
         dial = False
-        welcomes = node.welcomes
-        if (
-            addr not in welcomes
-            and len(welcomes) < MAX_DIAL_BACKS
-            and node.table.wants(sender_id, now)
-        ):
-            welcomes[addr] = (now + WELCOME_DELAY, sender)
+        if addr not in node.welcomes and node.table.wants(sender_id, now):
+            node.welcomes.add(addr, now + WELCOME_DELAY, sender)  # if there is room
     # An unproven host's reply leaves room in its credit for a first ping back.
     first = dial and host not in node.dialing and len(node.dialing) < MAX_DIAL_BACKS
     keep = wire_bytes(node.ping_size, host) if first and not proven else 0.0
@@ -196,11 +191,11 @@ def welcome_due(node: NodeCore, now: float) -> None:
     """Ping back the newcomers on proven hosts whose delay has passed (oldest
     first: the delay is one constant, so the dict is in due order)."""
     welcomes = node.welcomes
-    while welcomes:
-        addr, (due, sender) = next(iter(welcomes.items()))
+    while (first := welcomes.first()) is not None:
+        addr, due, sender = first
         if due > now:
             return
-        del welcomes[addr]
+        welcomes.pop(addr)
         table = node.table
         if (
             table.holds(sender.node_id, addr)

@@ -38,7 +38,7 @@ from kadnode.core.identity import Identity
 from kadnode.core.ids import ID_BYTES, in_half_open
 from kadnode.core.limits import RateLimits
 from kadnode.core.messages import Addr, Contact, Kind, Ping, PingReply, RingReply, Value
-from kadnode.core.proof import Proof
+from kadnode.core.proof import Proof, Welcomes
 from kadnode.core.requests import Requests
 from kadnode.core.ring import Fingers, RingView
 from kadnode.core.routing import RoutingTable
@@ -107,7 +107,7 @@ class NodeCore:
         self.ae_jobs: dict[int, list[float]] = {}  # peer id -> its recent jobs' times
         self.dialing: dict[str, list[Contact]] = {}  # host pinged back -> its senders
         # Newcomers on a proven host, pinged back at ``due`` unless vouched for first.
-        self.welcomes: dict[Addr, tuple[float, Contact]] = {}
+        self.welcomes = Welcomes(self.table.exempt)
         self.ping_size = len(codec.encode(bytes(ID_BYTES), Ping(node_id)))
 
     # ---- the I/O interface ----------------------------------------------------

@@ -22,7 +22,17 @@ the oldest proofs and credits dropped first.
 
 from __future__ import annotations
 
-from kadnode.config import AMPLIFICATION, MAX_TRACKED_HOSTS, PROOF_LIFETIME
+from collections import Counter
+
+from kadnode.config import (
+    AMPLIFICATION,
+    MAX_DIAL_BACKS,
+    MAX_TRACKED_HOSTS,
+    PER_SUBNET_TABLE,
+    PROOF_LIFETIME,
+)
+from kadnode.core.addresses import Exempt, subnet_of
+from kadnode.core.messages import Addr, Contact
 
 MAX_TRACKED = MAX_TRACKED_HOSTS
 # A host proven again this soon keeps its place and its time: every reply
@@ -75,3 +85,56 @@ class Proof:
 
     def credit(self, host: str) -> float:
         return self._credit.get(host, 0.0)
+
+
+class Welcomes:
+    """Newcomers on proven hosts waiting WELCOME_DELAY for their ping back
+    (kadnode.core.answers), in due order (the delay is one constant).
+
+    At most MAX_DIAL_BACKS in all and, outside the exempt ranges,
+    PER_SUBNET_TABLE from one /24 (/48): as many as the routing table would
+    ever take from there. Requests forged from one proven subnet, each with a
+    port and an id of its own, would otherwise fill the queue and keep
+    newcomers elsewhere unwelcomed. O(1) per datagram.
+    """
+
+    def __init__(self, exempt: Exempt) -> None:
+        self.exempt = exempt
+        self._due: dict[Addr, tuple[float, Contact]] = {}
+        self._per_subnet: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def __contains__(self, addr: Addr) -> bool:
+        return addr in self._due
+
+    def add(self, addr: Addr, due: float, sender: Contact) -> bool:
+        """Queue ``sender`` at ``addr`` unless it is queued or there is no room."""
+        if addr in self._due or len(self._due) >= MAX_DIAL_BACKS:
+            return False
+        subnet = self._subnet(addr)
+        if subnet is not None:
+            if self._per_subnet[subnet] >= PER_SUBNET_TABLE:
+                return False
+            self._per_subnet[subnet] += 1
+        self._due[addr] = (due, sender)
+        return True
+
+    def pop(self, addr: Addr) -> tuple[float, Contact] | None:
+        entry = self._due.pop(addr, None)
+        subnet = self._subnet(addr) if entry is not None else None
+        if subnet is not None:
+            self._per_subnet[subnet] -= 1
+            if not self._per_subnet[subnet]:
+                del self._per_subnet[subnet]
+        return entry
+
+    def first(self) -> tuple[Addr, float, Contact] | None:
+        """The next one due, or None."""
+        for addr, (due, sender) in self._due.items():
+            return addr, due, sender
+        return None
+
+    def _subnet(self, addr: Addr) -> str | None:
+        return None if addr[0] in self.exempt else subnet_of(addr[0])

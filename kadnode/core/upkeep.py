@@ -61,8 +61,8 @@ def next_due(node: NodeCore) -> float:
     timer = min(
         node.background.at, node.refresh_at, node.stabilize_at, node.sync_at, node.tokens.rotate_at
     )
-    if node.welcomes:
-        timer = min(timer, next(iter(node.welcomes.values()))[0])
+    if (first := node.welcomes.first()) is not None:
+        timer = min(timer, first[1])
     due = node.store.next_due()
     return due if due is not None and due < timer else timer
 

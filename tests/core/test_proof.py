@@ -7,7 +7,14 @@ import random
 
 import pytest
 
-from kadnode.config import AE_JOBS_PER_ROUND, AMPLIFICATION, PROOF_PAD_TO, WELCOME_DELAY, Config
+from kadnode.config import (
+    AE_JOBS_PER_ROUND,
+    AMPLIFICATION,
+    PER_SUBNET_TABLE,
+    PROOF_PAD_TO,
+    WELCOME_DELAY,
+    Config,
+)
 from kadnode.core import codec, kinds, vclock
 from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.ids import key_digest
@@ -286,3 +293,30 @@ def test_anti_entropy_is_for_neighbours_only_each_starting_at_most_8_store_scans
     node.receive_datagram(vouched(node, "kn_keys", near.node_id, near.addr), near.addr, later)
     assert node.ae_jobs[near.node_id] == [later]  # a new round: its first job queued
     assert node.stats["ae_jobs_refused"] == 20 - (AE_JOBS_PER_ROUND - 1)
+
+
+def test_forged_newcomers_from_one_proven_subnet_hold_at_most_a_tables_worth_of_welcomes():
+    """Requests forged from a proven host, each with a port and an id of its own,
+    queue no more welcomes than the table would ever take from that /24: a newcomer
+    on another proven host is still welcomed, and the forged ones cost few pings."""
+    node = node_with_a_table()
+    honest = ("10.77.0.1", 4000)
+    for host in (VICTIM[0], honest[0]):
+        node.proof.prove(host, 1.0)
+
+    def asks(addr: tuple[str, int], sender: int) -> None:
+        find = codec.encode_request(
+            NATIVE_MAGIC + bytes(16), "find_node", [sender.to_bytes(20, "big"), bytes(20)]
+        )
+        node.receive_datagram(find, addr, 1.0)
+
+    for i in range(1, 201):  # ids near ours: buckets with room, which the table wants
+        asks((VICTIM[0], 5000 + i), node.id ^ (i << 8))
+    asks(honest, node.id ^ (1 << 20))
+    node.datagrams_to_send()
+    assert len(node.welcomes) == PER_SUBNET_TABLE + 1
+    node.handle_timer(1.0 + WELCOME_DELAY)
+    pinged = [addr for d, addr in node.datagrams_to_send() if d[0] == codec.REQUEST]
+    assert honest in pinged
+    assert sum(host == VICTIM[0] for host, _ in pinged) == PER_SUBNET_TABLE
+    assert len(node.welcomes) == 0
