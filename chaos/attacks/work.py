@@ -26,8 +26,8 @@ node's upkeep in a window of 3 s varies by a few ms, as much as one
 first-contact datagram costs, so one at a time the ratio was that noise
 (CI at e9acde0 failed the bound with nothing changed); and the least of the
 rounds, not their median: bursts of 16 and medians of 5 still failed once on
-CI (2c2cec8: kn_digest 2.6x), where 16 first-contact datagrams cost 3-8 ms
-and the same window's idle CPU ranged 0.4-6.6 ms. Figure: CPU ms per datagram, its ratio
+CI (2c2cec8, kn_digest), where 16 first-contact datagrams cost no more than
+the window's idle CPU varied by. Figure: CPU ms per datagram, its ratio
 to the first-contact find_node's, datagrams the node sent per datagram.
 Held: every crafted kind costs at most 2x a find_node (issue 13, must-show
 6). The bulk figure is not the baseline: a datagram alone pays for a wake of
@@ -173,8 +173,8 @@ async def run(args: argparse.Namespace) -> Result:
             # Interleaved rounds, so that what the node does meanwhile (its upkeep)
             # falls on every kind alike; of each kind the least CPU and blocked time
             # of its rounds: what else the node does in a window only ever adds to
-            # them (one of its own anti-entropy scans once put 76 ms in a window of
-            # 3 ms), so the least is the nearest to the kind's own cost, as timeit
+            # them (one of its own anti-entropy scans may fall into any window), so
+            # the least is the nearest to the kind's own cost, as timeit
             # takes the least of its repeats. Datagrams sent: the median.
             samples: dict[str, list[tuple[float, int, float]]] = {k: [] for k in sends}
             for _ in range(args.crafted):
