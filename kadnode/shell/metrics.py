@@ -76,6 +76,13 @@ COUNTERS: dict[str, str] = {
     "fault_dropped": "Datagrams dropped by fault injection.",
     "corrupt_records": "Stored records that failed to load from disk (never served).",
 }
+# What each gauge is: the service reads their values when scraped.
+GAUGES: dict[str, str] = {
+    "peers": "Contacts in the routing table.",
+    "values": "Values held, this node's own and others'.",
+    "stored_bytes": "Bytes of the values held, packed.",
+    "pending_requests": "Requests in flight, awaiting a reply.",
+}
 # Operations whose latency is a histogram (seconds), named as the API's routes.
 OPERATIONS = ("lookup", "put", "get", "find_peer")
 # From a loopback call (~1 ms) to a lookup over lossy paths (seconds).
@@ -91,18 +98,20 @@ class _Node(Collector):
         self.counters, self.gauges = counters, gauges
 
     def collect(self) -> Iterator[Metric]:
-        for name, (value, text) in self.gauges().items():
-            yield GaugeMetricFamily(f"{PREFIX}_{name}", text, value=value)
+        values = self.gauges()
+        for name, text in GAUGES.items():
+            yield GaugeMetricFamily(f"{PREFIX}_{name}", text, value=values[name])
         counts = self.counters()
         for name, text in COUNTERS.items():
             yield CounterMetricFamily(f"{PREFIX}_{name}", text, value=counts.get(name, 0))
 
 
 class Metrics:
-    """One node's registry. ``gauges()`` maps a name to (value, help)."""
+    """One node's registry: ``counters()`` and ``gauges()`` give the values of
+    COUNTERS and GAUGES by name."""
 
     def __init__(
-        self, counters: Callable[[], Mapping[str, int]], gauges: Callable[[], Mapping[str, tuple]]
+        self, counters: Callable[[], Mapping[str, int]], gauges: Callable[[], Mapping[str, float]]
     ):
         self.registry = CollectorRegistry()
         self.registry.register(_Node(counters, gauges))

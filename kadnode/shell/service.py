@@ -193,14 +193,14 @@ class NodeService:
         """The node's counters and the store's (``corrupt_records``)."""
         return {**self.server.core.stats, **self.store.stats}
 
-    def gauges(self) -> dict[str, tuple[float, str]]:
-        """What the node holds now, for /metrics: name -> (value, what it is)."""
+    def gauges(self) -> dict[str, float]:
+        """What the node holds now, for /metrics (kadnode.shell.metrics.GAUGES)."""
         core = self.server.core
         return {
-            "peers": (len(core.table), "Contacts in the routing table."),
-            "values": (len(self.store), "Values held, this node's own and others'."),
-            "stored_bytes": (self.store.usage.bytes, "Bytes of the values held, packed."),
-            "pending_requests": (len(core.requests), "Requests in flight, awaiting a reply."),
+            "peers": len(core.table),
+            "values": len(self.store),
+            "stored_bytes": self.store.usage.bytes,
+            "pending_requests": len(core.requests),
         }
 
     @timed("lookup")
