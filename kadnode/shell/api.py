@@ -13,10 +13,10 @@ from kadnode import __version__
 from kadnode.core.ids import ID_BITS, parse_hex
 from kadnode.inputs import parse_hostport
 from kadnode.shell import dashboard
+from kadnode.shell.apidocs import Bearer, with_docs
 from kadnode.shell.apiguard import READS
 from kadnode.shell.httpserver import (
     HTML,
-    Bearer,
     JsonSchema,
     Param,
     Payload,
@@ -25,7 +25,6 @@ from kadnode.shell.httpserver import (
     Route,
     json_response,
     text_response,
-    with_docs,
 )
 
 TITLE = "kadnode control API"
