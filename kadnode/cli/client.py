@@ -26,7 +26,7 @@ from kadnode.core.codec import check_value_size
 from kadnode.core.ids import user_key
 from kadnode.errors import ApiError, KadnodeError, LocalProtocolError
 from kadnode.inputs import format_hostport, parse_hostport
-from kadnode.shell import api
+from kadnode.shell import schemas
 from kadnode.shell.apiguard import TOKEN_ENV
 from kadnode.shell.datadir import TOKEN_FILE
 from kadnode.shell.httpserver import ERROR_SCHEMA, JsonSchema, check_schema, one_line
@@ -51,28 +51,28 @@ class ApiClient:
         self._url = f"http://{format_hostport(host, port)}"
 
     def info(self) -> dict[str, Any]:
-        return self._call("GET", "/info", api.INFO_SCHEMA)
+        return self._call("GET", "/info", schemas.INFO_SCHEMA)
 
     def lookup(self, id_hex: str) -> dict[str, Any]:
-        return self._call("GET", f"/lookup/{_segment(id_hex, 'id')}", api.LOOKUP_SCHEMA)
+        return self._call("GET", f"/lookup/{_segment(id_hex, 'id')}", schemas.LOOKUP_SCHEMA)
 
     def put(self, key: str, value: str) -> dict[str, Any]:
         path = f"/values/{_key(key)}"
-        return self._call("PUT", path, api.PUT_SCHEMA, _value_body(value))
+        return self._call("PUT", path, schemas.PUT_SCHEMA, _value_body(value))
 
     def get(self, key: str) -> dict[str, Any]:
         """The value dict; ``found`` is false (not an error) for an unknown key."""
         path = f"/values/{_key(key)}"
-        return self._call("GET", path, api.VALUE_SCHEMA, found_statuses=(200, 404))
+        return self._call("GET", path, schemas.VALUE_SCHEMA, found_statuses=(200, 404))
 
     def register(self) -> dict[str, Any]:
         """Sign and store the daemon's peer record; below the write quorum is an ApiError."""
-        return self._call("POST", "/register", api.REGISTER_SCHEMA)
+        return self._call("POST", "/register", schemas.REGISTER_SCHEMA)
 
     def find_peer(self, id_hex: str) -> dict[str, Any]:
         """The verified record dict; ``found`` is false (not an error) when none is held."""
         path = f"/peers/{_segment(id_hex, 'id')}/record"
-        return self._call("GET", path, api.PEER_RECORD_SCHEMA, found_statuses=(200, 404))
+        return self._call("GET", path, schemas.PEER_RECORD_SCHEMA, found_statuses=(200, 404))
 
     def put_shared(
         self, key: str, value: str, context: list[list[Any]] | None = None
@@ -81,33 +81,33 @@ class ApiClient:
         body = _value_body(value)
         if context is not None:
             body["context"] = context
-        return self._call("PUT", f"/shared/{_key(key)}", api.PUT_SCHEMA, body)
+        return self._call("PUT", f"/shared/{_key(key)}", schemas.PUT_SCHEMA, body)
 
     def get_shared(self, key: str) -> dict[str, Any]:
         """Every sibling of a shared value; ``found`` is false (not an error) for none."""
         path = f"/shared/{_key(key)}"
-        return self._call("GET", path, api.SHARED_SCHEMA, found_statuses=(200, 404))
+        return self._call("GET", path, schemas.SHARED_SCHEMA, found_statuses=(200, 404))
 
     def peers(self) -> dict[str, Any]:
-        return self._call("GET", "/peers", api.PEERS_SCHEMA)
+        return self._call("GET", "/peers", schemas.PEERS_SCHEMA)
 
     def ping(self, address: str) -> dict[str, Any]:
-        return self._call("POST", "/ping", api.PING_SCHEMA, {"address": address})
+        return self._call("POST", "/ping", schemas.PING_SCHEMA, {"address": address})
 
     def owner(self, key: str) -> dict[str, Any]:
-        return self._call("GET", f"/owner/{_key(key)}", api.OWNER_SCHEMA)
+        return self._call("GET", f"/owner/{_key(key)}", schemas.OWNER_SCHEMA)
 
     def ring(self) -> dict[str, Any]:
-        return self._call("GET", "/ring", api.RING_SCHEMA)
+        return self._call("GET", "/ring", schemas.RING_SCHEMA)
 
     def fault(self, delay_ms: str, jitter_ms: str | None = None) -> dict[str, Any]:
         """Chaos testing: delay what the daemon sends (it must allow fault injection)."""
         body = {"delay_ms": _milliseconds(delay_ms), "jitter_ms": _milliseconds(jitter_ms or "0")}
-        return self._call("POST", "/fault", api.FAULT_SCHEMA, body)
+        return self._call("POST", "/fault", schemas.FAULT_SCHEMA, body)
 
     def leave(self) -> dict[str, Any]:
         """Hand the daemon's values on; the daemon stops once it has replied."""
-        return self._call("POST", "/leave", api.LEAVE_SCHEMA)
+        return self._call("POST", "/leave", schemas.LEAVE_SCHEMA)
 
     def _call(
         self,
@@ -384,7 +384,7 @@ def _context(text: str | None) -> list[list[Any]] | None:
             f"--context is not JSON: {text[:60]!r} (pass the context get --shared printed)"
         ) from None
     try:
-        check_schema(api.CONTEXT, context, "--context")
+        check_schema(schemas.CONTEXT, context, "--context")
     except LocalProtocolError as exc:
         raise LocalProtocolError(f"{exc} (want [[40-hex writer id, counter], ...])") from None
     return context

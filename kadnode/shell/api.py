@@ -10,14 +10,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from kadnode import __version__
-from kadnode.core.ids import ID_BITS, parse_hex
+from kadnode.core.ids import parse_hex
 from kadnode.inputs import parse_hostport
 from kadnode.shell import dashboard
 from kadnode.shell.apidocs import Bearer, with_docs
 from kadnode.shell.apiguard import READS
 from kadnode.shell.httpserver import (
     HTML,
-    JsonSchema,
     Param,
     Payload,
     Request,
@@ -25,6 +24,30 @@ from kadnode.shell.httpserver import (
     Route,
     json_response,
     text_response,
+)
+from kadnode.shell.schemas import (
+    BOOLEAN,
+    CONTEXT,
+    FAULT_SCHEMA,
+    INFO_SCHEMA,
+    LEAVE_SCHEMA,
+    LOOKUP_SCHEMA,
+    NUMBER,
+    OWNER_SCHEMA,
+    PEER_RECORD_SCHEMA,
+    PEERS_SCHEMA,
+    PING_SCHEMA,
+    PUT_SCHEMA,
+    QUESTIONS,
+    REGISTER_SCHEMA,
+    RING_SCHEMA,
+    SHARED_SCHEMA,
+    STRING,
+    VALUE_SCHEMA,
+    nullable,
+    obj,
+    strict,
+    with_optional,
 )
 
 TITLE = "kadnode control API"
@@ -57,165 +80,6 @@ class NodeService(Protocol):
     async def fault(self, delay_ms: float, jitter_ms: float) -> dict[str, Any]: ...
     async def metrics(self) -> str: ...
 
-
-def _object(**properties: JsonSchema) -> JsonSchema:
-    """An object schema in which every listed property is required."""
-    return {"type": "object", "required": list(properties), "properties": properties}
-
-
-def _strict(**properties: JsonSchema) -> JsonSchema:
-    return {**_object(**properties), "additionalProperties": False}
-
-
-def _optional(schema: JsonSchema, **properties: JsonSchema) -> JsonSchema:
-    """``schema`` with more properties, which may be absent."""
-    return {**schema, "properties": {**schema["properties"], **properties}}
-
-
-def _nullable(schema: JsonSchema) -> JsonSchema:
-    return {**schema, "type": [schema["type"], "null"]}
-
-
-STRING: JsonSchema = {"type": "string"}
-INTEGER: JsonSchema = {"type": "integer", "minimum": 0}
-NUMBER: JsonSchema = {"type": "number", "minimum": 0}
-BOOLEAN: JsonSchema = {"type": "boolean"}
-HEX_ID: JsonSchema = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
-PORT: JsonSchema = {"type": "integer", "minimum": 1, "maximum": 65535}
-CONTACT = _object(id=HEX_ID, host=STRING, port=PORT)
-# A signed peer record (kadnode.core.records), verified by the node that returns it.
-RECORD = _object(
-    id=HEX_ID,
-    addresses={"type": "array", "items": _object(host=STRING, port=PORT)},
-    seq=INTEGER,  # the signer's version: the highest valid one wins
-    expires=NUMBER,  # unix seconds
-    public_key={"type": "string", "pattern": "^[0-9a-f]{64}$"},  # ed25519; id = SHA-1 of it
-)
-# A vector clock as a client passes it back: [[writer id, counter], ...]. Our
-# checker applies "items" to every element (a loose check of each pair; the
-# daemon checks the rest); to OpenAPI, prefixItems says it exactly.
-CONTEXT: JsonSchema = {
-    "type": "array",
-    "items": {
-        "type": "array",
-        "prefixItems": [HEX_ID, {"type": "integer", "minimum": 1}],
-        "minItems": 2,
-        "maxItems": 2,
-        "items": {"type": ["string", "integer"], "pattern": HEX_ID["pattern"], "minimum": 1},
-    },
-}
-# How a quorum read went (GET /peers/{id}/record, GET /shared/{key}).
-READ = {
-    "replicas": INTEGER,  # the k closest found, answering or not
-    "answered": INTEGER,
-    "agreeing": INTEGER,  # of those, how many held the newest version already
-    "repaired": INTEGER,  # read repairs sent to stale or empty replicas
-    "rejected": INTEGER,  # invalid versions seen (forged, expired, malformed)
-    "needed": INTEGER,  # the read quorum R
-    "quorum": BOOLEAN,  # answered >= needed
-    "elapsed_ms": NUMBER,
-}
-INFO_SCHEMA = _optional(
-    _object(
-        id=HEX_ID,
-        host=STRING,
-        port=PORT,
-        peers=INTEGER,
-        values=INTEGER,
-        uptime_s=NUMBER,
-        stats={"type": "object", "additionalProperties": INTEGER},
-    ),
-    version=STRING,
-    data_dir=STRING,
-)
-LOOKUP_SCHEMA = _optional(
-    _object(
-        target=HEX_ID,
-        found=BOOLEAN,
-        peer=_nullable(CONTACT),
-        # answered (absent from older daemons): false for a node the lookup
-        # knows only from others' replies
-        closest={"type": "array", "items": _optional(CONTACT, answered=BOOLEAN)},
-        queried=INTEGER,
-        elapsed_ms=NUMBER,
-    ),
-    record=_nullable(RECORD),  # the target's verified peer record, when one was found
-)
-PUT_SCHEMA = _optional(
-    _object(
-        key=STRING, stored=INTEGER, replicas={"type": "array", "items": CONTACT}, elapsed_ms=NUMBER
-    ),
-    asked=INTEGER,  # how many of the k closest were asked to store
-    pending=INTEGER,  # of those, still unanswered when W had acknowledged (the write goes on)
-    needed=INTEGER,  # the write quorum W those acknowledgements were counted against
-    local=BOOLEAN,  # this node is one of the k closest: its own copy is counted in stored
-    only_copy=BOOLEAN,  # this node knows no other node: it holds the only copy
-)
-REGISTER_SCHEMA = _object(**PUT_SCHEMA["properties"], record=_nullable(RECORD))
-PEER_RECORD_SCHEMA = _object(id=HEX_ID, found=BOOLEAN, record=_nullable(RECORD), **READ)
-SIBLING = _object(
-    value={"type": ["string", "number", "boolean"]},
-    clock={"type": "object", "propertyNames": HEX_ID, "additionalProperties": INTEGER},
-)
-SHARED_SCHEMA = _object(
-    key=STRING,
-    found=BOOLEAN,
-    siblings={"type": "array", "items": SIBLING},
-    context=_nullable(CONTEXT),  # the siblings' merged clock: pass it back to resolve them
-    **READ,
-)
-VALUE_SCHEMA = _optional(
-    _object(
-        key=STRING,
-        found=BOOLEAN,
-        value={"type": ["string", "number", "boolean", "null"]},
-        elapsed_ms=NUMBER,
-    ),
-    # where the value came from: a node, "local" (this node's store), or null
-    source={"type": ["object", "string", "null"]},
-)
-PEER = _object(**CONTACT["properties"], failures=INTEGER, last_seen_s=NUMBER)
-PEERS_SCHEMA = _object(count=INTEGER, peers={"type": "array", "items": PEER})
-FAULT_SCHEMA = _object(delay_ms=NUMBER, jitter_ms=NUMBER, mechanism=STRING)
-PING_SCHEMA = _object(
-    host=STRING,
-    port=PORT,
-    alive=BOOLEAN,
-    id=_nullable(HEX_ID),
-    rtt_ms=_nullable(NUMBER),
-)
-# The two questions GET /owner answers; every reply carries them, so a reader
-# of the JSON knows which answer is which.
-QUESTIONS = {
-    "successor": "who owns the key on the Chord ring: the first node clockwise from SHA-1(key)",
-    "closest": "the k nodes closest to SHA-1(key) by XOR: where put stores the value (Kademlia)",
-}
-OWNER_SCHEMA = _object(
-    key=STRING,
-    key_id=HEX_ID,
-    successor=_nullable(CONTACT),
-    successor_hops=INTEGER,
-    closest={"type": "array", "items": CONTACT},
-    questions=_object(**dict.fromkeys(QUESTIONS, STRING)),
-    elapsed_ms=NUMBER,
-)
-FINGER = _object(index={**INTEGER, "maximum": ID_BITS - 1}, **CONTACT["properties"])
-RING_SCHEMA = _object(
-    self=CONTACT,
-    predecessor=_nullable(CONTACT),
-    successors={"type": "array", "items": CONTACT},
-    fingers={"type": "array", "items": FINGER},
-)
-LEAVE_SCHEMA = _optional(
-    _object(
-        keys=_nullable(INTEGER),
-        stores=_nullable(INTEGER),
-        acks=_nullable(INTEGER),
-        elapsed_ms=NUMBER,
-    ),
-    goodbyes=_nullable(INTEGER),  # contacts that dropped this node at its goodbye
-    timed_out=BOOLEAN,
-)
 
 _ID = "8f14e45fceea167a5a36dedd4bea2543b0e1a1d3"
 _CONTACT = {"id": _ID, "host": "192.0.2.7", "port": 8468}
@@ -397,7 +261,7 @@ def build_routes(service: NodeService) -> list[Route]:
             "unanswered then (pending) go on. Fewer acknowledgements than the write quorum "
             "is an error (503).",
             path_params=(_KEY,),
-            body=Payload(_strict(value=STRING), {"value": "hello"}, "the value to store"),
+            body=Payload(strict(value=STRING), {"value": "hello"}, "the value to store"),
         ),
         Route(
             "GET",
@@ -496,7 +360,7 @@ def build_routes(service: NodeService) -> list[Route]:
             "saw. Fewer acknowledgements than the write quorum (needed) is an error (503).",
             path_params=(_KEY,),
             body=Payload(
-                _optional(_strict(value=STRING), context=_nullable(CONTEXT)),
+                with_optional(strict(value=STRING), context=nullable(CONTEXT)),
                 {"value": "hello", "context": _CONTEXT},
                 "the value, and optionally the context of the read it replaces",
             ),
@@ -564,7 +428,7 @@ def build_routes(service: NodeService) -> list[Route]:
                 )
             },
             body=Payload(
-                _strict(address=STRING),
+                strict(address=STRING),
                 {"address": "192.0.2.7:8468"},
                 "HOST:PORT, or [IPv6]:PORT",
             ),
@@ -695,7 +559,7 @@ def build_routes(service: NodeService) -> list[Route]:
             "/health",
             health,
             "Liveness check",
-            {200: Payload(_object(ok=BOOLEAN), {"ok": True}, "the daemon is serving")},
+            {200: Payload(obj(ok=BOOLEAN), {"ok": True}, "the daemon is serving")},
             tag="ops",
         ),
         Route(

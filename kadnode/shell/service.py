@@ -22,10 +22,10 @@ from kadnode.core.events import PutResult, ReadResult
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Contact, Kind, Value
 from kadnode.errors import KadnodeError, LocalProtocolError, QuorumError
-from kadnode.shell.api import QUESTIONS
 from kadnode.shell.dns import resolve_host
 from kadnode.shell.library import Server, storage_key
 from kadnode.shell.metrics import Metrics
+from kadnode.shell.schemas import QUESTIONS
 from kadnode.shell.sqlite_store import SqliteStore
 
 if TYPE_CHECKING:

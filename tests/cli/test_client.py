@@ -49,8 +49,9 @@ from kadnode.core.ids import key_id, parse_hex, to_hex
 from kadnode.core.ring import brute_successor
 from kadnode.errors import ApiError, LocalProtocolError, QuorumError
 from kadnode.inputs import parse_hostport
-from kadnode.shell.api import QUESTIONS, NodeService, build_routes
+from kadnode.shell.api import NodeService, build_routes
 from kadnode.shell.httpserver import serve
+from kadnode.shell.schemas import QUESTIONS
 
 
 @asynccontextmanager

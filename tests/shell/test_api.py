@@ -58,7 +58,7 @@ from kadnode.core.messages import Kind
 from kadnode.core.ring import brute_successor
 from kadnode.errors import ApiError, LocalProtocolError, QuorumError
 from kadnode.inputs import parse_hostport
-from kadnode.shell import api, service
+from kadnode.shell import schemas, service
 from kadnode.shell.api import build_routes
 from kadnode.shell.httpserver import (
     MAX_BODY_BYTES,
@@ -143,7 +143,7 @@ async def test_info_is_this_node_and_what_it_holds(live, tmp_path):
     reply = await call(live.api_port, "GET", "/info")
     assert reply.status == 200
     info = reply.json()
-    check_schema(api.INFO_SCHEMA, info)
+    check_schema(schemas.INFO_SCHEMA, info)
     assert fields(info, "id", "host", "port", "peers", "values", "data_dir") == {
         "id": to_hex(live.server.id),
         "host": host,
@@ -160,7 +160,7 @@ async def test_info_is_this_node_and_what_it_holds(live, tmp_path):
 async def test_lookup_finds_a_node_by_id_and_names_the_closest_when_none_has_it(live):
     wanted = live.nodes[0]
     found = (await call(live.api_port, "GET", f"/lookup/0x{to_hex(wanted.id).upper()}")).json()
-    check_schema(api.LOOKUP_SCHEMA, found)
+    check_schema(schemas.LOOKUP_SCHEMA, found)
     answered = [c.pop("answered") for c in found["closest"]]
     assert fields(found, "target", "found", "peer", "closest", "record") == {
         "target": to_hex(wanted.id),
@@ -186,7 +186,7 @@ async def test_a_value_put_is_on_every_replica_under_its_decoded_key_and_read_ba
     put = await call(live.api_port, "PUT", path, {"value": "ünïcode"})
     assert put.status == 200
     stored = put.json()
-    check_schema(api.PUT_SCHEMA, stored)
+    check_schema(schemas.PUT_SCHEMA, stored)
     # Every node of this small network is one of the k closest: the daemon's
     # own copy counts beside the NODES others, acknowledged or still being written.
     assert (stored["key"], written(stored), stored["asked"]) == (key, NODES + 1, NODES)
@@ -221,7 +221,7 @@ async def test_a_key_nobody_holds_is_404_and_found_false(live):
 
 async def test_peers_are_the_nodes_that_joined(live):
     peers = (await call(live.api_port, "GET", "/peers")).json()
-    check_schema(api.PEERS_SCHEMA, peers)
+    check_schema(schemas.PEERS_SCHEMA, peers)
     assert peers["count"] == NODES
     assert by_id([fields(p, "id", "host", "port") for p in peers["peers"]]) == by_id(live.contacts)
     assert [p["failures"] for p in peers["peers"]] == [0] * NODES
@@ -231,7 +231,7 @@ async def test_ping_a_node_then_ping_it_once_it_stopped(live):
     node = live.nodes[0]
     host, port = node.address
     alive = (await call(live.api_port, "POST", "/ping", {"address": f"{host}:{port}"})).json()
-    check_schema(api.PING_SCHEMA, alive)
+    check_schema(schemas.PING_SCHEMA, alive)
     assert (alive["alive"], alive["id"]) == (True, to_hex(node.id))
     assert alive["rtt_ms"] is not None
     node.close()
@@ -247,7 +247,7 @@ async def test_owner_answers_both_questions_as_brute_force_does(live):
         reply = await call(live.api_port, "GET", f"/owner/{quote(key, safe='')}")
         assert reply.status == 200
         owner = reply.json()
-        check_schema(api.OWNER_SCHEMA, owner)
+        check_schema(schemas.OWNER_SCHEMA, owner)
         target = key_id(key)
         assert (owner["key"], owner["key_id"]) == (key, to_hex(target))
         assert owner["successor"] == live.by_id[brute_successor(target, everyone)], key
@@ -259,7 +259,7 @@ async def test_owner_answers_both_questions_as_brute_force_does(live):
 async def test_ring_is_brute_force_over_the_network(live):
     me, everyone = live.server.id, set(live.by_id)
     ring = (await call(live.api_port, "GET", "/ring")).json()
-    check_schema(api.RING_SCHEMA, ring)
+    check_schema(schemas.RING_SCHEMA, ring)
     assert ring == {
         "self": live.by_id[me],
         "predecessor": live.by_id[clockwise(me, everyone)[-1]],
@@ -276,7 +276,7 @@ async def test_register_then_find_peer_finds_the_signed_record(live):
     registered = await call(live.api_port, "POST", "/register")
     assert registered.status == 200
     reply = registered.json()
-    check_schema(api.REGISTER_SCHEMA, reply)
+    check_schema(schemas.REGISTER_SCHEMA, reply)
     host, port = live.server.address
     record = reply["record"]
     assert (reply["key"], written(reply), reply["local"]) == (me, NODES + 1, True)
@@ -300,7 +300,7 @@ async def test_find_peer_and_lookup_give_the_address_another_node_registered(liv
     reply = await call(live.api_port, "GET", f"/peers/0x{to_hex(node.id).upper()}/record")
     assert reply.status == 200
     found = reply.json()
-    check_schema(api.PEER_RECORD_SCHEMA, found)
+    check_schema(schemas.PEER_RECORD_SCHEMA, found)
     assert (found["id"], found["record"]["addresses"]) == (to_hex(node.id), [advertised])
     # A lookup finds the node, and gives the signed address rather than the socket's.
     looked_up = (await call(live.api_port, "GET", f"/lookup/{to_hex(node.id)}")).json()
@@ -314,7 +314,7 @@ async def test_a_write_naming_the_read_context_resolves_the_siblings(live):
     me, other = to_hex(live.server.id), live.nodes[0]
     assert (await call(live.api_port, "PUT", path, {"value": "one"})).status == 200
     first = (await call(live.api_port, "GET", path)).json()
-    check_schema(api.SHARED_SCHEMA, first)
+    check_schema(schemas.SHARED_SCHEMA, first)
     assert first["siblings"] == [{"value": "one", "clock": {me: 1}}]
     assert first["context"] == [[me, 1]]
     # A blind write by another node: concurrent, so both are kept.
@@ -436,7 +436,7 @@ async def test_leave_hands_every_value_on_once_and_stops_the_daemon(live, caplog
     reply = await call(live.api_port, "POST", "/leave")
     assert reply.status == 200
     left = reply.json()
-    check_schema(api.LEAVE_SCHEMA, left)
+    check_schema(schemas.LEAVE_SCHEMA, left)
     assert (left["keys"], left["stores"], left["acks"]) == (2, 2 * NODES, 2 * NODES)
     said = [r.getMessage() for r in caplog.records if "left the network" in r.getMessage()]
     assert said[0].startswith(
@@ -460,8 +460,8 @@ def test_the_daemons_reply_helpers_match_the_declared_schemas():
     record = records.sign_record(me, [("192.0.2.7", 8467), ("2001:db8::7", 8467)], 7, 1e9)
     put = PutResult(me.node_id.to_bytes(20, "big"), 2, [], 3, 5, needed=2, replica_set=3)
     written = service.put_json(to_hex(me.node_id), put, 0.0)
-    check_schema(api.REGISTER_SCHEMA, {**written, "record": service.record_json(record)})
-    check_schema(api.PUT_SCHEMA, written)
+    check_schema(schemas.REGISTER_SCHEMA, {**written, "record": service.record_json(record)})
+    check_schema(schemas.PUT_SCHEMA, written)
     read = ReadResult(b"k" * 20, Kind.SHARED, [], 20, 19, 18, 17, 2, 1, 11)
     clock = vclock.VectorClock.of({me.node_id: 3, 1: 2**63 - 1})
     shared = {
@@ -471,9 +471,9 @@ def test_the_daemons_reply_helpers_match_the_declared_schemas():
         "context": service.context_json(clock),
         **service.read_json(read, 0.0),
     }
-    check_schema(api.SHARED_SCHEMA, shared)
+    check_schema(schemas.SHARED_SCHEMA, shared)
     found = {"id": to_hex(me.node_id), "found": True, "record": service.record_json(record)}
-    check_schema(api.PEER_RECORD_SCHEMA, {**found, **service.read_json(read, 0.0)})
+    check_schema(schemas.PEER_RECORD_SCHEMA, {**found, **service.read_json(read, 0.0)})
     # What a reader passes back is what the daemon takes as a context.
     assert vclock.from_wire(service.context_wire(shared["context"])) == clock
 
@@ -495,63 +495,63 @@ def test_a_write_below_its_quorum_is_one_line_and_logged(caplog):
     ("schema", "good", "change", "error"),
     [
         (
-            api.OWNER_SCHEMA,
+            schemas.OWNER_SCHEMA,
             lambda f: f.owner("greeting"),
             {"successor": {"id": "ab"}},
             "reply.successor: missing 'host'",
         ),
         (
-            api.OWNER_SCHEMA,
+            schemas.OWNER_SCHEMA,
             lambda f: f.owner("greeting"),
             {"questions": {"closest": "?"}},
             "reply.questions: missing 'successor'",
         ),
         (
-            api.RING_SCHEMA,
+            schemas.RING_SCHEMA,
             lambda f: f.ring(),
             {"fingers": [{**PEER, "index": 160}]},
             "reply.fingers[0].index: 160 is out of range",
         ),
-        (api.RING_SCHEMA, lambda f: f.ring(), {"self": None}, "reply.self: expected object"),
-        (api.LEAVE_SCHEMA, lambda f: f.leave(), {"keys": -1}, "reply.keys: -1 is out of range"),
+        (schemas.RING_SCHEMA, lambda f: f.ring(), {"self": None}, "reply.self: expected object"),
+        (schemas.LEAVE_SCHEMA, lambda f: f.leave(), {"keys": -1}, "reply.keys: -1 is out of range"),
         (
-            api.LOOKUP_SCHEMA,
+            schemas.LOOKUP_SCHEMA,
             lambda f: f.lookup(int(PEER["id"], 16)),
             {"record": {**PEER_RECORD, "seq": -1}},
             "reply.record.seq: -1 is out of range",
         ),
         (
-            api.PEER_RECORD_SCHEMA,
+            schemas.PEER_RECORD_SCHEMA,
             lambda f: f.find_peer(int(PEER["id"], 16)),
             {"record": {**PEER_RECORD, "public_key": "ab"}},
             "reply.record.public_key: does not match ^[0-9a-f]{64}$",
         ),
         (
-            api.PEER_RECORD_SCHEMA,
+            schemas.PEER_RECORD_SCHEMA,
             lambda f: f.find_peer(0),
             {"quorum": None},
             "reply.quorum: expected boolean",
         ),
         (
-            api.REGISTER_SCHEMA,
+            schemas.REGISTER_SCHEMA,
             lambda f: f.register(),
             {"record": {**SELF_RECORD, "addresses": [{"host": "h", "port": 0}]}},
             "reply.record.addresses[0].port: 0 is out of range",
         ),
         (
-            api.SHARED_SCHEMA,
+            schemas.SHARED_SCHEMA,
             lambda f: f.get_shared("greeting"),
             {"siblings": [{"value": "v", "clock": {NODE_ID: "1"}}]},
             f"reply.siblings[0].clock.{NODE_ID}: expected integer",
         ),
         (
-            api.SHARED_SCHEMA,
+            schemas.SHARED_SCHEMA,
             lambda f: f.get_shared("greeting"),
             {"context": [[NODE_ID, 0]]},
             "reply.context[0][1]: 0 is out of range",
         ),
         (
-            api.LEAVE_SCHEMA,
+            schemas.LEAVE_SCHEMA,
             lambda f: f.leave(),
             {"timed_out": 1},
             "reply.timed_out: expected boolean",
@@ -567,7 +567,7 @@ async def test_new_schemas_refuse_malformed_replies(schema, good, change, error)
 
 def test_leave_schema_takes_a_timed_out_hand_off():
     timed_out = {"keys": None, "stores": None, "acks": None, "elapsed_ms": 10000.2}
-    check_schema(api.LEAVE_SCHEMA, {**timed_out, "timed_out": True})
+    check_schema(schemas.LEAVE_SCHEMA, {**timed_out, "timed_out": True})
 
 
 # -- the HTTP layer, against a fake service: client errors ------------------------------------
