@@ -35,3 +35,12 @@ class ApiError(KadnodeError):
 
 class QuorumError(KadnodeError):
     """A write that fewer than W replicas acknowledged."""
+
+
+class HttpError(KadnodeError):
+    """A request the control API refuses before any operation runs (401, 403, 413...)."""
+
+    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()):
+        super().__init__(message)
+        self.status = status
+        self.headers = headers

@@ -14,7 +14,7 @@ import pytest
 
 from kadnode.core.ids import key_id, to_hex
 from kadnode.errors import LocalProtocolError
-from kadnode.shell.schemas import QUESTIONS
+from kadnode.shell.messages import QUESTIONS
 
 NODE_ID = "ab" * 20
 PEER = {"id": "cd" * 20, "host": "127.0.0.1", "port": 4001}

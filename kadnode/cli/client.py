@@ -1,45 +1,64 @@
 """Talk to a running daemon's control API, and the CLI commands that do. Does network I/O.
 
-:class:`ApiClient` is a blocking urllib client returning the API's JSON dicts,
-each checked against the route's schema (``kadnode.shell.api``), so a reply from an
-incompatible daemon is one clear error rather than a KeyError later.
-:func:`add_client_commands` and :func:`run_client_command` plug the commands
-into the main argument parser; every failure is one line on stderr.
+:class:`ApiClient` calls every operation declared in
+:mod:`kadnode.shell.operations` over httpx and returns its reply, validated
+by the operation's reply model, so a reply from an incompatible daemon is one
+clear error rather than a KeyError later. :func:`add_client_commands` derives
+a CLI command from each declaration that names one, and
+:func:`run_client_command` runs it; every failure is one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
-from http.client import HTTPException
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from kadnode.core.codec import check_value_size
-from kadnode.core.ids import user_key
+import httpx
+from pydantic import ValidationError
+
 from kadnode.errors import ApiError, KadnodeError, LocalProtocolError
 from kadnode.inputs import format_hostport, parse_hostport
-from kadnode.shell import schemas
 from kadnode.shell.apiguard import TOKEN_ENV
 from kadnode.shell.datadir import TOKEN_FILE
-from kadnode.shell.httpserver import ERROR_SCHEMA, JsonSchema, check_schema, one_line
+from kadnode.shell.messages import Error, first_error, one_line
+from kadnode.shell.operations import BY_NAME, OPERATIONS, Operation
 
 DEFAULT_API = "127.0.0.1:8468"
-# Straight to the daemon, never through $http_proxy: a proxy would not reach
-# its loopback address, and would see its token.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 EXIT_OK, EXIT_MISSED, EXIT_ERROR = 0, 1, 2
 
 
+def signature(operation: Operation) -> inspect.Signature:
+    """How its client method is called: its path parameters, then its body's fields."""
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    fields = operation.body.model_fields if operation.body else {}
+    return inspect.Signature(
+        [inspect.Parameter(p.name, positional) for p in operation.params]
+        + [
+            inspect.Parameter(name, positional, default=None if not f.is_required() else empty)
+            for name, f in fields.items()
+        ]
+    )
+
+
+empty = inspect.Parameter.empty
+
+
 class ApiClient:
-    """A client for one daemon; ``base`` is its API address, HOST:PORT."""
+    """A client for one daemon; ``base`` is its API address, HOST:PORT.
+
+    Each operation is a method of its name, taking its path parameters and
+    then its body's fields: ``client.put("greeting", "hello")``,
+    ``client.put_shared(key, value, context=...)``. Calls go straight to the
+    daemon, never through $http_proxy (a proxy would not reach its loopback
+    address, and would see its token)."""
 
     def __init__(
         self, base: str = DEFAULT_API, timeout: float = 30.0, token: str | None = None
@@ -47,126 +66,72 @@ class ApiClient:
         host, port = parse_hostport(base)
         self.base = base
         self.timeout = timeout
-        self.token = token  # sent as a Bearer token (kadnode.shell.apiguard)
-        self._url = f"http://{format_hostport(host, port)}"
-
-    def info(self) -> dict[str, Any]:
-        return self._call("GET", "/info", schemas.INFO_SCHEMA)
-
-    def lookup(self, id_hex: str) -> dict[str, Any]:
-        return self._call("GET", f"/lookup/{_segment(id_hex, 'id')}", schemas.LOOKUP_SCHEMA)
-
-    def put(self, key: str, value: str) -> dict[str, Any]:
-        path = f"/values/{_key(key)}"
-        return self._call("PUT", path, schemas.PUT_SCHEMA, _value_body(value))
-
-    def get(self, key: str) -> dict[str, Any]:
-        """The value dict; ``found`` is false (not an error) for an unknown key."""
-        path = f"/values/{_key(key)}"
-        return self._call("GET", path, schemas.VALUE_SCHEMA, found_statuses=(200, 404))
-
-    def register(self) -> dict[str, Any]:
-        """Sign and store the daemon's peer record; below the write quorum is an ApiError."""
-        return self._call("POST", "/register", schemas.REGISTER_SCHEMA)
-
-    def find_peer(self, id_hex: str) -> dict[str, Any]:
-        """The verified record dict; ``found`` is false (not an error) when none is held."""
-        path = f"/peers/{_segment(id_hex, 'id')}/record"
-        return self._call("GET", path, schemas.PEER_RECORD_SCHEMA, found_statuses=(200, 404))
-
-    def put_shared(
-        self, key: str, value: str, context: list[list[Any]] | None = None
-    ) -> dict[str, Any]:
-        """A vector-clocked write; ``context`` (from :meth:`get_shared`) resolves siblings."""
-        body = _value_body(value)
-        if context is not None:
-            body["context"] = context
-        return self._call("PUT", f"/shared/{_key(key)}", schemas.PUT_SCHEMA, body)
-
-    def get_shared(self, key: str) -> dict[str, Any]:
-        """Every sibling of a shared value; ``found`` is false (not an error) for none."""
-        path = f"/shared/{_key(key)}"
-        return self._call("GET", path, schemas.SHARED_SCHEMA, found_statuses=(200, 404))
-
-    def peers(self) -> dict[str, Any]:
-        return self._call("GET", "/peers", schemas.PEERS_SCHEMA)
-
-    def ping(self, address: str) -> dict[str, Any]:
-        return self._call("POST", "/ping", schemas.PING_SCHEMA, {"address": address})
-
-    def owner(self, key: str) -> dict[str, Any]:
-        return self._call("GET", f"/owner/{_key(key)}", schemas.OWNER_SCHEMA)
-
-    def ring(self) -> dict[str, Any]:
-        return self._call("GET", "/ring", schemas.RING_SCHEMA)
-
-    def fault(self, delay_ms: str, jitter_ms: str | None = None) -> dict[str, Any]:
-        """Chaos testing: delay what the daemon sends (it must allow fault injection)."""
-        body = {"delay_ms": _milliseconds(delay_ms), "jitter_ms": _milliseconds(jitter_ms or "0")}
-        return self._call("POST", "/fault", schemas.FAULT_SCHEMA, body)
-
-    def leave(self) -> dict[str, Any]:
-        """Hand the daemon's values on; the daemon stops once it has replied."""
-        return self._call("POST", "/leave", schemas.LEAVE_SCHEMA)
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        schema: JsonSchema,
-        body: dict[str, Any] | None = None,
-        found_statuses: tuple[int, ...] = (200,),
-    ) -> dict[str, Any]:
-        data = None if body is None else json.dumps(body).encode()
         headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self.token is not None:
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(self._url + path, data, headers, method=method)
+        if token is not None:  # sent as a Bearer token (kadnode.shell.apiguard)
+            headers["Authorization"] = f"Bearer {token}"
+        self._url = f"http://{format_hostport(host, port)}"
+        self._headers = headers
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name not in BY_NAME:
+            raise AttributeError(name)
+        return partial(self.call, BY_NAME[name])
+
+    def call(self, operation: Operation, *args: Any, **kwargs: Any) -> Any:
+        """The operation's reply: a dict (``found`` false is a reply, not an
+        error), or text. Refused here, in one line, what the daemon would refuse."""
+        given = signature(operation).bind(*args, **kwargs).arguments  # else a TypeError
+        path = operation.path
+        for param in operation.params:
+            text = given.pop(param.name)
+            if not text:
+                raise LocalProtocolError(f"the {param.name} cannot be empty")
+            param.parse(text)
+            path = path.replace(f"{{{param.name}}}", quote(text, safe=""))
+        body = None
+        if operation.body is not None:
+            try:
+                body = operation.body.model_validate(
+                    {k: v for k, v in given.items() if v is not None}
+                ).model_dump(mode="json", exclude_unset=True)
+            except ValidationError as exc:
+                raise LocalProtocolError(first_error(exc)) from None
+        reply = self._send(operation.method, path, body)
+        return self._answer(operation, reply)
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
         try:
-            with _DIRECT.open(request, timeout=self.timeout) as reply:
-                status, raw = reply.status, reply.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        except (OSError, HTTPException) as exc:
-            raise self._unreachable(exc) from None
+            with httpx.Client(trust_env=False, timeout=self.timeout) as http:
+                return http.request(method, self._url + path, json=body, headers=self._headers)
+        except httpx.TimeoutException:
+            raise ApiError(
+                f"the daemon at {self.base} did not answer within {self.timeout:g} s"
+            ) from None
+        except httpx.ConnectError as exc:
+            if isinstance(exc.__context__, ConnectionRefusedError) or "refused" in str(exc):
+                raise ApiError(
+                    f"no kadnode daemon answering at {self.base} (start one with 'kadnode run')"
+                ) from None
+            raise ApiError(f"cannot talk to the daemon at {self.base}: {exc}") from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise ApiError(f"cannot talk to the daemon at {self.base}: {exc}") from None
+
+    def _answer(self, operation: Operation, reply: httpx.Response) -> Any:
+        status = reply.status_code
+        answered = status == 200 or (
+            operation.missed is not None and status == operation.missed_status
+        )
+        if answered and operation.reply is None:
+            return reply.text
         try:
-            payload = json.loads(raw)
-            check_schema(schema if status in found_statuses else ERROR_SCHEMA, payload, "reply")
-        except (ValueError, LocalProtocolError) as exc:
-            raise ApiError(f"unexpected reply from {self.base} (HTTP {status}): {exc}") from None
-        if status in found_statuses:
+            model = operation.reply if answered else Error
+            payload = model.model_validate(reply.json()).model_dump(mode="json", exclude_unset=True)
+        except (ValueError, ValidationError) as exc:
+            why = first_error(exc) if isinstance(exc, ValidationError) else "not JSON"
+            raise ApiError(f"unexpected reply from {self.base} (HTTP {status}): {why}") from None
+        if answered:
             return payload
         raise (LocalProtocolError if status == 400 else ApiError)(payload["error"])
-
-    def _unreachable(self, exc: OSError | HTTPException) -> ApiError:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, ConnectionRefusedError):
-            return ApiError(
-                f"no kadnode daemon answering at {self.base} (start one with 'kadnode run')"
-            )
-        if isinstance(reason, TimeoutError):
-            return ApiError(f"the daemon at {self.base} did not answer within {self.timeout:g} s")
-        return ApiError(f"cannot talk to the daemon at {self.base}: {reason}")
-
-
-def _segment(text: str, what: str) -> str:
-    if not text:
-        raise LocalProtocolError(f"the {what} cannot be empty")
-    return quote(text, safe="")
-
-
-def _key(key: str) -> str:
-    """A key as a path segment, refused here (one line) when the daemon would refuse it."""
-    user_key(key)
-    return _segment(key, "key")
-
-
-def _value_body(value: str) -> dict[str, Any]:
-    """A value as a request body, refused here (one line) when over the daemon's limit."""
-    check_value_size(value)
-    return {"value": value}
 
 
 # -- CLI commands ----------------------------------------------------------------------------
@@ -334,16 +299,6 @@ def _show_ring(r: dict[str, Any]) -> str:
     )
 
 
-def _milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise LocalProtocolError(f"not a number of milliseconds: {text!r}") from None
-    if not 0 <= value <= 60_000:
-        raise LocalProtocolError(f"milliseconds must be 0..60000, not {text}")
-    return value
-
-
 def _show_fault(r: dict[str, Any]) -> str:
     if not r["delay_ms"]:
         return "fault injection cleared: datagrams go out at once"
@@ -365,147 +320,49 @@ def _show_leave(r: dict[str, Any]) -> str:
     )
 
 
-def _never(_: dict[str, Any]) -> bool:
-    return False
-
-
-def _not_found(r: dict[str, Any]) -> bool:
-    return not r["found"]
-
-
-def _context(text: str | None) -> list[list[Any]] | None:
-    """``--context``: the JSON context a ``get --shared`` printed."""
-    if text is None:
-        return None
-    try:
-        context = json.loads(text)
-    except ValueError:
-        raise LocalProtocolError(
-            f"--context is not JSON: {text[:60]!r} (pass the context get --shared printed)"
-        ) from None
-    try:
-        check_schema(schemas.CONTEXT, context, "--context")
-    except LocalProtocolError as exc:
-        raise LocalProtocolError(f"{exc} (want [[40-hex writer id, counter], ...])") from None
-    return context
-
-
-_Call = Callable[[ApiClient, argparse.Namespace], dict[str, Any]]
-
-
-def _plain(call: _Call) -> _Call:
-    """A plain-value command, which refuses ``--context`` (shared values only)."""
-
-    def checked(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
-        if getattr(args, "context", None) is not None:
-            raise LocalProtocolError("--context is for shared values: add --shared")
-        return call(client, args)
-
-    return checked
-
-
-@dataclass(frozen=True, slots=True)
-class _Command:
-    help: str
-    args: tuple[tuple[str, str], ...]
-    call: _Call
-    show: Callable[[dict[str, Any]], str]
-    missed: Callable[[dict[str, Any]], bool] = _never  # exit 1: a reply, but no answer
-    # With --shared, this command's call, show and missed act on shared
-    # (vector-clocked) values instead (its help and args are the outer one's).
-    shared: _Command | None = None
-    # Extra options: (flag, metavar, help); each takes one value.
-    options: tuple[tuple[str, str, str], ...] = ()
-
-
-_COMMANDS = {
-    "info": _Command(
-        "show this node's id, address and counters", (), lambda c, a: c.info(), _show_info
-    ),
-    "lookup": _Command(
-        "find a node by id",
-        (("id", "160-bit id, 40 hex digits"),),
-        lambda c, a: c.lookup(a.id),
-        _show_lookup,
-        _not_found,
-    ),
-    "put": _Command(
-        "store a value under a key",
-        (("key", "any text"), ("value", "the value to store")),
-        _plain(lambda c, a: c.put(a.key, a.value)),
-        _show_put,
-        shared=_Command(
-            "",
-            (),
-            lambda c, a: c.put_shared(a.key, a.value, _context(a.context)),
-            _show_put,
-        ),
-        options=(
-            (
-                "--context",
-                "JSON",
-                "with --shared: the context get --shared printed; the write supersedes "
-                "the siblings that read saw (default: a blind write)",
-            ),
-        ),
-    ),
-    "get": _Command(
-        "fetch the value of a key",
-        (("key", "any text"),),
-        lambda c, a: c.get(a.key),
-        _show_get,
-        _not_found,
-        shared=_Command("", (), lambda c, a: c.get_shared(a.key), _show_get_shared, _not_found),
-    ),
-    "register": _Command(
-        "sign and store this node's peer record",
-        (),
-        lambda c, a: c.register(),
-        _show_register,
-    ),
-    "find-peer": _Command(
-        "find a node's verified address (its signed peer record)",
-        (("id", "160-bit id, 40 hex digits"),),
-        lambda c, a: c.find_peer(a.id),
-        _show_find_peer,
-        _not_found,
-    ),
-    "peers": _Command("list the routing table's contacts", (), lambda c, a: c.peers(), _show_peers),
-    "ping": _Command(
-        "ping a node",
-        (("address", "HOST:PORT or [IPv6]:PORT"),),
-        lambda c, a: c.ping(a.address),
-        _show_ping,
-        lambda r: not r["alive"],
-    ),
-    "owner": _Command(
-        "show a key's owner on the ring and its k closest nodes",
-        (("key", "any text"),),
-        lambda c, a: c.owner(a.key),
-        _show_owner,
-        lambda r: r["successor"] is None,
-    ),
-    "ring": _Command(
-        "show this node's place on the Chord ring",
-        (),
-        lambda c, a: c.ring(),
-        _show_ring,
-    ),
-    "fault": _Command(
-        "chaos testing: delay every datagram the daemon sends (needs --allow-fault-injection)",
-        (("delay_ms", "milliseconds each datagram waits; 0 clears the fault"),),
-        lambda c, a: c.fault(a.delay_ms, a.jitter_ms),
-        _show_fault,
-        options=(("--jitter-ms", "MS", "spread the delay by up to this much either way"),),
-    ),
-    "leave": _Command(
-        "hand this node's values on, then stop the daemon",
-        (),
-        lambda c, a: c.leave(),
-        _show_leave,
-        lambda r: bool(r.get("timed_out")),
-    ),
+# How each operation's reply reads to a person; one not named prints its JSON.
+SHOW: dict[str, Callable[[dict[str, Any]], str]] = {
+    "info": _show_info,
+    "lookup": _show_lookup,
+    "put": _show_put,
+    "put_shared": _show_put,
+    "get": _show_get,
+    "get_shared": _show_get_shared,
+    "register": _show_register,
+    "find_peer": _show_find_peer,
+    "peers": _show_peers,
+    "ping": _show_ping,
+    "owner": _show_owner,
+    "ring": _show_ring,
+    "fault": _show_fault,
+    "leave": _show_leave,
 }
+
+
+def commands() -> dict[str, list[Operation]]:
+    """Each CLI command and the operations it runs: the plain one first, then
+    its variants (``put --shared``)."""
+    grouped: dict[str, list[Operation]] = {}
+    for operation in OPERATIONS:
+        if operation.command is not None:
+            grouped.setdefault(operation.command, []).append(operation)
+    for variants in grouped.values():
+        variants.sort(key=lambda o: o.variant is not None)
+    return grouped
+
+
+def _fields(operation: Operation) -> dict[str, Any]:
+    return dict(operation.body.model_fields) if operation.body else {}
+
+
+def _positionals(operation: Operation) -> list[tuple[str, str]]:
+    """The command's arguments: path parameters, then the body's required fields."""
+    fields = [(n, f.description or n) for n, f in _fields(operation).items() if f.is_required()]
+    return [(p.name, p.description) for p in operation.params] + fields
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def add_client_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -525,19 +382,23 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
         help="the daemon's data directory, where its API token is (default: $KADNODE_DATA_DIR"
         f" or %(default)s; ${TOKEN_ENV} instead, if set)",
     )
-    for name, command in _COMMANDS.items():
-        parser = subparsers.add_parser(name, parents=[common], help=command.help)
-        for arg, arg_help in command.args:
+    for name, variants in commands().items():
+        plain = variants[0]
+        parser = subparsers.add_parser(name, parents=[common], help=plain.help)
+        for arg, arg_help in _positionals(plain):
             parser.add_argument(arg, help=arg_help)
-        if command.shared is not None:
-            parser.add_argument(
-                "--shared",
-                action="store_true",
-                help="a shared value: several writers, vector clocks, concurrent writes kept "
-                "as siblings",
-            )
-        for flag, metavar, option_help in command.options:
-            parser.add_argument(flag, metavar=metavar, help=option_help)
+        options: dict[str, Any] = {}
+        for operation in variants:
+            if _positionals(operation) != _positionals(plain):
+                raise LocalProtocolError(f"{operation.name}: not the arguments of {name}")
+            if operation.variant is not None:
+                parser.add_argument(
+                    f"--{operation.variant}", action="store_true", help=operation.help
+                )
+            fields = _fields(operation).items()
+            options |= {n: f for n, f in fields if not f.is_required()}
+        for field, info in options.items():
+            parser.add_argument(_flag(field), metavar=field.upper(), help=info.description)
         parser.set_defaults(client_command=name)
 
 
@@ -562,15 +423,51 @@ def run_client_command(args: argparse.Namespace) -> int:
     """Run one API command: 0 done; 1 a reply without an answer (key, node or record not
     found, no reply to ping, no ring owner reached, leave timed out); 2 error (a write
     below its quorum included)."""
-    command = _COMMANDS[args.client_command]
-    if getattr(args, "shared", False) and command.shared is not None:
-        command = command.shared
+    plain, *others = commands()[args.client_command]
+    chosen = [o for o in others if getattr(args, o.variant or "", False)]
+    operation = chosen[0] if chosen else plain
     try:
-        result = command.call(ApiClient(args.api, token=api_token(args.data_dir)), args)
+        given = _arguments(operation, plain.command or "", others, args)
+        result = ApiClient(args.api, token=api_token(args.data_dir)).call(operation, **given)
     except KadnodeError as exc:
         if args.json:  # a script reading stdout gets an object, not nothing
             print(json.dumps({"error": one_line(exc)}, indent=2))
         print(f"kadnode: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
-    print(json.dumps(result, indent=2) if args.json else command.show(result))
-    return EXIT_MISSED if command.missed(result) else EXIT_OK
+    show = SHOW.get(operation.name, partial(json.dumps, indent=2))
+    print(json.dumps(result, indent=2) if args.json else show(result))
+    missed = operation.missed is not None and operation.missed(result)
+    return EXIT_MISSED if missed else EXIT_OK
+
+
+def _arguments(
+    operation: Operation, command: str, variants: list[Operation], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The call's arguments from the command line: text for a text field, JSON
+    for any other (a number, the context ``get --shared`` printed)."""
+    fields = _fields(operation)
+    given = {name: getattr(args, name) for name, _ in _positionals(operation)}
+    for other in variants:
+        for name in _fields(other).keys() - fields.keys():
+            if getattr(args, name, None) is not None:
+                raise LocalProtocolError(f"{_flag(name)} is only for {command} --{other.variant}")
+    for name, info in fields.items():
+        text = getattr(args, name, None)
+        if text is None or info.annotation is str:
+            given[name] = text
+            continue
+        try:
+            given[name] = json.loads(text)
+        except ValueError:
+            where = name if info.is_required() else _flag(name)
+            raise LocalProtocolError(f"{where} is not JSON: {text[:60]!r}") from None
+    if operation.body is not None:  # refused here, naming the argument as the user typed it
+        try:
+            operation.body.model_validate({k: given[k] for k in fields if given[k] is not None})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name, *inside = error["loc"]
+            where = str(name) if fields[str(name)].is_required() else _flag(str(name))
+            where += "".join(f"[{i}]" for i in inside)
+            raise LocalProtocolError(f"{where}: {first_error(exc).partition(': ')[2]}") from None
+    return given

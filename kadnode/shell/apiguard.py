@@ -1,5 +1,5 @@
 """Who may call the control API. Pure: a request's method and headers in, a
-refusal (an :class:`~kadnode.shell.httpserver.HttpError`) or None out.
+refusal (an :class:`~kadnode.errors.HttpError`) or None out.
 
 The API can stop the node (``POST /leave``), write values and inject faults,
 so it is guarded against the callers an operator does not see:
@@ -31,12 +31,11 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kadnode.errors import LocalProtocolError
-from kadnode.shell.httpserver import HttpError
+from kadnode.errors import HttpError, LocalProtocolError
 
 TOKEN_ENV = "KADNODE_API_TOKEN"
-TOKEN_MIN_CHARS = 16  # 96 bits in the base64 of secrets.token_urlsafe
 READS = frozenset({"GET", "HEAD"})
+TOKEN_MIN_CHARS = 16  # 96 bits in the base64 of secrets.token_urlsafe
 _HOW = (
     "the kadnode CLI reads the token from the daemon's data directory (--data-dir) or"
     f" ${TOKEN_ENV}; other clients send 'Authorization: Bearer TOKEN'"

@@ -25,11 +25,9 @@ from kadnode.config import MAX_RECORD_ADDRESSES, REJOIN_CONTACTS, Config
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Addr
 from kadnode.errors import KadnodeError, LocalProtocolError
-from kadnode.shell.api import build_routes
 from kadnode.shell.apiguard import TOKEN_ENV, Guard, check_token, is_loopback
 from kadnode.shell.datadir import DataDir
 from kadnode.shell.dns import resolve_host, resolve_seeds
-from kadnode.shell.httpserver import serve, shutdown
 from kadnode.shell.library import Server
 from kadnode.shell.service import NO_ADDRESS, NodeService
 
@@ -43,8 +41,6 @@ CONTACT_SAVE_INTERVAL = 15.0
 # A node that knows nobody retries its seeds this often.
 REJOIN_INTERVAL = 30.0
 STATUS_INTERVAL = 600.0
-# What the metrics listener (DaemonOptions.metrics) serves.
-SCRAPED = ("/metrics", "/health")
 
 
 @dataclass
@@ -164,22 +160,26 @@ class Daemon(NodeService):
         """Serve the API and do the background work until stopped, then leave: all
         of it inside the daemon's TaskGroup. ``signals``: SIGINT and SIGTERM stop it."""
         options, server, stop = self.options, self.server, self.stop
-        routes = build_routes(self)
+        # FastAPI and uvicorn load only when a daemon serves: the CLI's calls,
+        # which import this module for its defaults, start in half the time.
+        from kadnode.shell.httpserver import serve, shutdown
+        from kadnode.shell.operations import BY_NAME, SCRAPED
+        from kadnode.shell.webapp import build_app
+
         listeners = []
         try:
-            listeners.append(
-                await serve(routes, options.api_host, options.api_port, guard=self.guard.refusal)
-            )
+            app = build_app(self, guard=self.guard.refusal)
+            listeners.append(await serve(app, options.api_host, options.api_port))
             if options.metrics is not None:
-                reads = [r for r in routes if r.path in SCRAPED]
+                reads = build_app(self, [BY_NAME[name] for name in SCRAPED], docs=False)
                 listeners.append(await serve(reads, *options.metrics))
         except OSError as exc:  # raised here, it would reach run_daemon inside an ExceptionGroup
             for listener in listeners:
                 await shutdown(listener)
             raise _cannot_listen(exc) from None
         api, *scrape = listeners
-        api_port = api.sockets[0].getsockname()[1]
-        self.metrics_port = scrape[0].sockets[0].getsockname()[1] if scrape else None
+        api_port = api.port
+        self.metrics_port = scrape[0].port if scrape else None
         loop = asyncio.get_running_loop()
         try:
             self.data.started()

@@ -1,9 +1,9 @@
 """What the control API calls: one method per operation, and its JSON views. I/O.
 
-:class:`NodeService` answers each route of :mod:`kadnode.shell.api` from the
-running node (:class:`~kadnode.shell.library.Server`) and its store; the
-daemon (:mod:`kadnode.shell.daemon`) adds its lifecycle on top. Replies are
-plain JSON objects, checked against the API's schemas in the tests.
+:class:`NodeService` answers each operation of :mod:`kadnode.shell.operations`
+from the running node (:class:`~kadnode.shell.library.Server`) and its store;
+the daemon (:mod:`kadnode.shell.daemon`) adds its lifecycle on top. Replies are
+plain JSON objects, validated against the operation's reply model on the way out.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from kadnode.core.messages import Contact, Kind, Value
 from kadnode.errors import KadnodeError, LocalProtocolError, QuorumError
 from kadnode.shell.dns import resolve_host
 from kadnode.shell.library import Server, storage_key
+from kadnode.shell.messages import QUESTIONS
 from kadnode.shell.metrics import Metrics
-from kadnode.shell.schemas import QUESTIONS
 from kadnode.shell.sqlite_store import SqliteStore
 
 if TYPE_CHECKING:

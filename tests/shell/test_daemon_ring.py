@@ -31,7 +31,7 @@ from kadnode.config import Config
 from kadnode.core.ids import key_digest, key_id, to_hex
 from kadnode.core.ring import brute_successor
 from kadnode.errors import ApiError
-from kadnode.shell.schemas import QUESTIONS
+from kadnode.shell.messages import QUESTIONS
 
 NODES = 24
 KEYS = 50

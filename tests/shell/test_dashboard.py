@@ -1,6 +1,7 @@
-"""GET /dashboard in a real headless Chromium (Debian's package) against a running
+"""GET /dashboard and GET /docs in a real headless Chromium (Debian's package) against a running
 daemon among real nodes on 127.0.0.1: the bucket bars and ring nodes the page drew
-equal what the API reports, and a screenshot of it is saved.
+equal what the API reports, and a screenshot of it is saved; Swagger UI at /docs
+draws every operation of the OpenAPI document with no way to reach another host.
 
 Where Chromium is missing the test skips and says so, except when CI_REQUIRE_BROWSER
 is set (.ci/run installs Chromium and sets it): there a skip would claim nothing, so
@@ -17,6 +18,7 @@ from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 
+import httpx
 import pytest
 from loopback import HOST, in_thread, network
 
@@ -107,6 +109,34 @@ def test_the_dashboard_draws_what_the_api_reports(tmp_path):
     if path := os.environ.get("DASHBOARD_SCREENSHOT"):  # docs/dashboard.png is made so
         shutil.copy(shot, path)
     print(f"  drew {len(drawn.buckets)} buckets, {len(drawn.ring)} ring nodes; {drawn.draws} draws")
+
+
+class Operations(HTMLParser):
+    """The operation blocks Swagger UI drew: ids "operations-<tag>-<operationId>"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if "opblock" in (a.get("class") or "").split() and a.get("id"):
+            self.ids.add(a["id"].rpartition("-")[2])
+
+
+def test_the_docs_page_draws_every_operation_with_no_network_but_loopback(tmp_path):
+    browser = chromium()
+    with in_thread(network(tmp_path / "data", 1)) as net:
+        document = httpx.get(f"http://{HOST}:{net.api_port}/openapi.json").json()
+        url = f"http://{HOST}:{net.api_port}/docs"
+        # Every name but the node's address fails to resolve: a CDN could not load.
+        offline = f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {HOST}"
+        dom = browse(browser, url, tmp_path / "profile", offline, "--dump-dom")
+    drawn = Operations()
+    drawn.feed(dom)
+    expected = {op["operationId"] for path in document["paths"].values() for op in path.values()}
+    assert drawn.ids == expected, dom[-2000:]
+    print(f"  Swagger UI drew {len(drawn.ids)} operations")
 
 
 def test_the_page_loads_nothing_from_elsewhere():

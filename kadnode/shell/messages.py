@@ -1,0 +1,289 @@
+"""The control API's messages as pydantic models: the request bodies the daemon
+validates, the replies it sends and the client checks, and from which the
+OpenAPI document is generated (kadnode.shell.operations). No I/O.
+
+Every model is strict and closed (``extra="forbid"``): a field the daemon adds
+without declaring it fails the reply's validation in the daemon's own tests,
+so the document cannot drift from what is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from kadnode.core.codec import check_value_size
+from kadnode.core.ids import ID_BITS
+from kadnode.errors import KadnodeError
+from kadnode.inputs import parse_hostport
+
+HEX_ID_PATTERN = "^[0-9a-f]{40}$"
+HexId = Annotated[str, Field(pattern=HEX_ID_PATTERN, description="160-bit id, 40 hex digits")]
+Count = Annotated[int, Field(ge=0)]
+Seconds = Annotated[float, Field(ge=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Milliseconds = Annotated[float, Field(ge=0, le=60_000)]
+
+
+def _checked(check: Callable[[str], object]) -> AfterValidator:
+    """A core check (which raises a KadnodeError) as a pydantic validator."""
+
+    def validate(value: str) -> str:
+        try:
+            check(value)
+        except KadnodeError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    return AfterValidator(validate)
+
+
+# A value as a client sends it: UTF-8 text within config.MAX_VALUE_BYTES packed.
+Value = Annotated[str, _checked(check_value_size), Field(description="the value, any text")]
+# A vector clock as a client passes it back: [[writer id, counter], ...].
+Context = list[
+    Annotated[tuple[HexId, Annotated[int, Field(ge=1, strict=True)]], Field(strict=False)]
+]
+
+
+def one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def first_error(exc: ValidationError | Any) -> str:
+    """A model's refusal (pydantic's, or FastAPI's RequestValidationError) in one
+    line: where, and what is wrong there."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "json_invalid":
+        return "request body is not valid JSON"
+    return f"{where}: {message}" if where else message
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# -- request bodies ----------------------------------------------------------------------------
+
+
+class PutBody(Message):
+    value: Value
+
+
+class SharedPutBody(Message):
+    value: Value
+    context: Context | None = Field(
+        None,
+        description="the context a read of this key returned (JSON, as get --shared prints it);"
+        " the write supersedes the siblings that read saw. Absent: a blind write",
+    )
+
+
+class PingBody(Message):
+    address: Annotated[str, _checked(parse_hostport), Field(description="HOST:PORT or [IPv6]:PORT")]
+
+
+class FaultBody(Message):
+    delay_ms: Milliseconds = Field(description="milliseconds each datagram waits; 0 clears it")
+    jitter_ms: Milliseconds = Field(0, description="spread the delay by up to this much either way")
+
+
+# -- replies -----------------------------------------------------------------------------------
+
+
+class Contact(Message):
+    id: HexId
+    host: str
+    port: Port
+
+
+class Address(Message):
+    host: str
+    port: Port
+
+
+class Record(Message):
+    """A signed peer record (kadnode.core.records), verified by the node that returns it."""
+
+    id: HexId
+    addresses: list[Address]
+    seq: Count = Field(description="the signer's version: the highest valid one wins")
+    expires: Seconds = Field(description="unix seconds")
+    public_key: str = Field(pattern="^[0-9a-f]{64}$", description="ed25519; id = SHA-1 of it")
+
+
+class Info(Message):
+    id: HexId
+    host: str
+    port: Port
+    peers: Count
+    values: Count
+    uptime_s: Seconds
+    stats: dict[str, Count]
+    version: str | None = None
+    data_dir: str | None = None
+
+
+class LookupContact(Contact):
+    answered: bool | None = Field(
+        None, description="false for a node the lookup knows only from others' replies"
+    )
+
+
+class Lookup(Message):
+    target: HexId
+    found: bool
+    peer: Contact | None
+    closest: list[LookupContact]
+    queried: Count
+    elapsed_ms: Seconds
+    record: Record | None = Field(
+        None, description="the target's verified peer record, when one was found"
+    )
+
+
+class Written(Message):
+    key: str
+    stored: Count
+    replicas: list[Contact]
+    elapsed_ms: Seconds
+    asked: Count | None = Field(None, description="how many of the k closest were asked to store")
+    pending: Count | None = Field(
+        None, description="of those, still unanswered when W had acknowledged (the write goes on)"
+    )
+    needed: Count | None = Field(None, description="the write quorum W")
+    local: bool | None = Field(
+        None, description="this node is one of the k closest: its own copy is counted in stored"
+    )
+    only_copy: bool | None = Field(
+        None, description="this node knows no other node: it holds the only copy"
+    )
+
+
+class Registered(Written):
+    record: Record | None
+
+
+class Read(Message):
+    """How a quorum read went."""
+
+    replicas: Count = Field(description="the k closest found, answering or not")
+    answered: Count
+    agreeing: Count = Field(description="of those, how many held the newest version already")
+    repaired: Count = Field(description="read repairs sent to stale or empty replicas")
+    rejected: Count = Field(description="invalid versions seen (forged, expired, malformed)")
+    needed: Count = Field(description="the read quorum R")
+    quorum: bool = Field(description="answered >= needed")
+    elapsed_ms: Seconds
+
+
+class PeerRecord(Read):
+    id: HexId
+    found: bool
+    record: Record | None
+
+
+class Sibling(Message):
+    value: str | int | float | bool
+    clock: dict[HexId, Count]
+
+
+class Shared(Read):
+    key: str
+    found: bool
+    siblings: list[Sibling]
+    context: Context | None = Field(
+        description="the siblings' merged clock: pass it back to resolve them"
+    )
+
+
+class FoundValue(Message):
+    key: str
+    found: bool
+    value: str | int | float | bool | None
+    elapsed_ms: Seconds
+    source: dict[str, object] | str | None = Field(
+        None, description='where the value came from: a node, "local", or null'
+    )
+
+
+class Peer(Contact):
+    failures: Count
+    last_seen_s: Seconds
+
+
+class Peers(Message):
+    count: Count
+    peers: list[Peer]
+
+
+class Fault(Message):
+    delay_ms: Seconds
+    jitter_ms: Seconds
+    mechanism: str
+
+
+class Ping(Message):
+    host: str
+    port: Port
+    alive: bool
+    id: HexId | None
+    rtt_ms: Seconds | None
+
+
+# The two questions GET /owner answers; every reply carries them, so a reader
+# of the JSON knows which answer is which.
+QUESTIONS = {
+    "successor": "who owns the key on the Chord ring: the first node clockwise from SHA-1(key)",
+    "closest": "the k nodes closest to SHA-1(key) by XOR: where put stores the value (Kademlia)",
+}
+
+
+class Questions(Message):
+    successor: str
+    closest: str
+
+
+class Owner(Message):
+    key: str
+    key_id: HexId
+    successor: Contact | None
+    successor_hops: Count
+    closest: list[Contact]
+    questions: Questions
+    elapsed_ms: Seconds
+
+
+class Finger(Contact):
+    index: Annotated[int, Field(ge=0, le=ID_BITS - 1)]
+
+
+class Ring(Message):
+    self: Contact
+    predecessor: Contact | None
+    successors: list[Contact]
+    fingers: list[Finger]
+
+
+class Left(Message):
+    keys: Count | None
+    stores: Count | None
+    acks: Count | None
+    elapsed_ms: Seconds
+    goodbyes: Count | None = Field(
+        None, description="contacts that dropped this node at its goodbye"
+    )
+    timed_out: bool | None = None
+
+
+class Health(Message):
+    ok: bool
+
+
+class Error(Message):
+    error: str = Field(description="one line")
