@@ -264,7 +264,21 @@ class Config:
     per_subnet_table: int = PER_SUBNET_TABLE
     # CIDR ranges exempt from per-IP and per-subnet limits (none by default).
     exempt_networks: tuple[str, ...] = ()
+    # A private network's name (--network-id); "" is the default network,
+    # wire-compatible with bmuller/kademlia (see NETWORK_MARK).
+    network_id: str = ""
 
+
+# Private networks (--network-id NAME). Every datagram of a named network
+# starts with NETWORK_MARK and the first 7 bytes of SHA-256("kadnode network
+# " + NAME); the default network's datagrams are bmuller/kademlia's, unchanged.
+# rpcudp's first byte is 0x00 (request) or 0x01 (response) and a stock node
+# drops any other, so the mark keeps a named network's traffic out of every
+# other network's tables, checked before anything is decoded (OpenDHT's
+# --network does the same with a network id in every packet).
+NETWORK_MARK = 0xFE
+NETWORK_TAG_BYTES = 8
+MAX_NETWORK_ID_CHARS = 64
 
 # A restarted daemon rejoins through the contacts it saved, most recently seen
 # first, this many at most (the simulator's churn scenario does the same).

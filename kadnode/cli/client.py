@@ -154,6 +154,7 @@ def _show_info(r: dict[str, Any]) -> str:
     rows = {
         "id": r["id"],
         "address": _address(r),
+        "network": r.get("network_id") or "default",
         "peers": r["peers"],
         "values": r["values"],
         "uptime": f"{r['uptime_s']:.0f} s",

@@ -22,7 +22,7 @@ from kadnode.cli.client import EXIT_ERROR, add_client_commands, one_line, run_cl
 from kadnode.cli.demo import render as render_demo
 from kadnode.cli.demo import run_demo
 from kadnode.cli.settings import Setting, render, resolve, settings_of
-from kadnode.config import REQUESTS_TOTAL, Config
+from kadnode.config import MAX_NETWORK_ID_CHARS, REQUESTS_TOTAL, Config
 from kadnode.core.addresses import parse_networks
 from kadnode.errors import KadnodeError
 from kadnode.inputs import at_least, parse_hostport, parse_nameserver
@@ -54,6 +54,16 @@ def _nameserver(text: str) -> str:
         parse_nameserver(text)
     except KadnodeError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _network_id(text: str) -> str:
+    """A private network's name: printable, without spaces, at most MAX_NETWORK_ID_CHARS."""
+    if not (0 < len(text) <= MAX_NETWORK_ID_CHARS and text.isprintable() and " " not in text):
+        raise argparse.ArgumentTypeError(
+            f"a network id is 1 to {MAX_NETWORK_ID_CHARS} printable characters without"
+            f" spaces, not {text[:80]!r}"
+        )
     return text
 
 
@@ -143,6 +153,15 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
         metavar="CIDR",
         help="lift the per-address and per-subnet limits for this range, e.g. a LAN, or"
         " 127.0.0.0/8 for a test network on loopback (repeatable; default: none)",
+    )
+    run.add_argument(
+        "--network-id",
+        type=_network_id,
+        default=None,
+        metavar="NAME",
+        help="join the private network NAME: its nodes take no datagram from another"
+        " network's, nor theirs from it (default: the default network, which"
+        " bmuller/kademlia nodes join too)",
     )
     run.add_argument(
         "--requests-per-second",
@@ -240,6 +259,7 @@ def _run(args: argparse.Namespace) -> int:
         metrics=args.metrics,
         config=Config(
             exempt_networks=tuple(args.exempt),
+            network_id=args.network_id or "",
             requests_total=float(args.requests_per_second or REQUESTS_TOTAL),
         ),
     )

@@ -27,6 +27,7 @@ else.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,8 @@ from kadnode.config import (
     AE_HASH_BYTES,
     MAX_PROOF_BYTES,
     MAX_VALUE_BYTES,
+    NETWORK_MARK,
+    NETWORK_TAG_BYTES,
     RING_DIGEST_BYTES,
     TOKEN_BYTES,
 )
@@ -104,6 +107,15 @@ class Response:
 
 
 # ---- decoding --------------------------------------------------------------
+
+
+def network_tag(network_id: str) -> bytes:
+    """What every datagram of this network starts with: nothing for the
+    default network (""), else NETWORK_MARK and 7 bytes of a hash of its name."""
+    if not network_id:
+        return b""
+    digest = hashlib.sha256(f"kadnode network {network_id}".encode()).digest()
+    return bytes((NETWORK_MARK,)) + digest[: NETWORK_TAG_BYTES - 1]
 
 
 def decode(data: bytes, max_size: int) -> Request | Response:

@@ -28,7 +28,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
-from kadnode.config import Config
+from kadnode.config import NETWORK_MARK, Config
 from kadnode.core import answers, codec, operations, sync, upkeep, values
 from kadnode.core.addresses import Exempt
 from kadnode.core.background import Background
@@ -48,6 +48,7 @@ from kadnode.core.wire import contact_of
 from kadnode.errors import DecodeError, LocalProtocolError
 
 REQUEST_BYTE = bytes((codec.REQUEST,))
+NETWORK_MARK_BYTE = bytes((NETWORK_MARK,))
 
 
 class NodeCore:
@@ -109,11 +110,16 @@ class NodeCore:
         # Newcomers on a proven host, pinged back at ``due`` unless vouched for first.
         self.welcomes = Welcomes(self.table.exempt)
         self.ping_size = len(codec.encode(bytes(ID_BYTES), Ping(node_id)))
+        self.network_tag = codec.network_tag(cfg.network_id)  # b"": the default network
 
     # ---- the I/O interface ----------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self.stats["datagrams_in"] += 1
+        if not self._ours(data):
+            self.stats["foreign_datagrams"] += 1  # another network's: not even decoded
+            return
+        data = data[len(self.network_tag) :]
         if data[:1] == REQUEST_BYTE and not self.limits.allow(addr[0], now):
             self.stats["requests_limited"] += 1  # dropped before it is even decoded
             return
@@ -130,8 +136,15 @@ class NodeCore:
             self.stats["requests_in"] += 1
             answers.respond(self, message, addr, len(data), now)
 
+    def _ours(self, data: bytes) -> bool:
+        """Of this node's network: its tag first, or (the default network) no tag."""
+        if self.network_tag:
+            return data.startswith(self.network_tag)
+        return data[:1] != NETWORK_MARK_BYTE
+
     def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
-        out = self._out[:]
+        tag = self.network_tag
+        out = [(tag + data, addr) for data, addr in self._out] if tag else self._out[:]
         self._out.clear()
         self.stats["datagrams_out"] += len(out)
         return out

@@ -191,6 +191,11 @@ class Daemon(NodeService):
                 options.api_host,
                 api_port,
             )
+            if options.config.network_id:
+                log.info(
+                    "in the private network %r: nodes of other networks are ignored",
+                    options.config.network_id,
+                )
             if scrape:
                 log.info("metrics at http://%s:%d/metrics", options.metrics[0], self.metrics_port)
             say_advertised(server.core.addresses, options)

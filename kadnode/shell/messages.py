@@ -127,6 +127,9 @@ class Info(Message):
     stats: dict[str, Count]
     version: str | None = None
     data_dir: str | None = None
+    network_id: str | None = Field(
+        None, description='the private network this node is in; "" for the default network'
+    )
 
 
 class LookupContact(Contact):

@@ -31,6 +31,7 @@ COUNTERS: dict[str, str] = {
     "stalls": "Requests still unanswered at their soft timeout (sent again then).",
     "unexpected_responses": "Replies that matched no request in flight (late or forged).",
     "bad_datagrams": "Datagrams that could not be decoded, dropped unanswered.",
+    "foreign_datagrams": "Datagrams of another network (--network-id), dropped undecoded.",
     "bad_replies": "Replies of the wrong shape for their request, dropped.",
     "requests_limited": "Requests dropped by the per-IP, per-subnet or total rate limit.",
     "requests_refused": "Requests not sent: as many in flight as the node allows.",

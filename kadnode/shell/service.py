@@ -186,6 +186,7 @@ class NodeService:
             "values": len(self.store),
             "uptime_s": round(time.time() - self.started, 3),
             "data_dir": str(self.options.data_dir),
+            "network_id": core.config.network_id,
             "stats": self.counters(),
         }
 

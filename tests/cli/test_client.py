@@ -259,9 +259,15 @@ def test_info_json_and_human(capsys, live):
     assert code == 0
     lines = out.splitlines()
     rows = [line.split(None, 1) for line in lines]
-    assert rows[:4] == [["id", me], ["address", f"{host}:{port}"], ["peers", "4"], ["values", "0"]]
-    assert rows[4][0] == "uptime"
-    stats = [name for name, _ in rows[5:]]
+    assert rows[:5] == [
+        ["id", me],
+        ["address", f"{host}:{port}"],
+        ["network", "default"],
+        ["peers", "4"],
+        ["values", "0"],
+    ]
+    assert rows[5][0] == "uptime"
+    stats = [name for name, _ in rows[6:]]
     assert stats == sorted(stats) and "requests_in" in stats
     # One column of values.
     assert len({len(line) - len(value) for line, (_, value) in zip(lines, rows, strict=True)}) == 1
