@@ -33,7 +33,7 @@ from daemons import (
 )
 from loopback import written
 
-from kadnode.config import MAX_DATAGRAM
+from kadnode.config import MAX_DATAGRAM, NETWORK_MARK
 from kadnode.core.codec import REQUEST, RESPONSE, Response, decode, encode_request, encode_response
 from kadnode.errors import DecodeError, KadnodeError
 from kadnode.shell.httpserver import MAX_CONNECTIONS
@@ -257,6 +257,8 @@ def hostile_datagrams(rng: random.Random, count: int) -> Iterator[bytes]:
 
 def expected_outcome(data: bytes) -> str:
     """Which of the daemon's counters this datagram should move."""
+    if data[:1] == bytes((NETWORK_MARK,)):  # a private network's mark: dropped undecoded
+        return "foreign_datagrams"
     try:
         message = decode(data, MAX_DATAGRAM)
     except DecodeError:
@@ -380,6 +382,7 @@ def test_hostile_datagram_flood(daemons: Daemons) -> None:
     # Every one counted: all reached the daemon, and each moved its counter.
     assert dropped == 0, f"the kernel dropped {dropped} at the daemon's socket"
     assert moved["bad_datagrams"] == flood.expected["bad_datagrams"]
+    assert moved["foreign_datagrams"] == flood.expected["foreign_datagrams"]
     # Stray replies: the flood's, and any live peer's reply that came after the
     # target had retransmitted or given up (at most one per retransmission or
     # timeout of its own).
