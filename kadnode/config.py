@@ -308,6 +308,8 @@ MAX_RECORD_LIFETIME = 7 * 86400.0
 # Addresses per record: IPv4, IPv6 and a few NAT mappings. 8 worst-case
 # entries (39-character IPv6 text) keep a whole record under 600 bytes.
 MAX_RECORD_ADDRESSES = 8
+# Signed mutable values (kadnode.core.signed): BEP 44 bounds a salt at 64 bytes.
+MAX_SALT_BYTES = 64
 # Host text per address, in records and in contact entries.
 MAX_HOST_CHARS = 64
 # Sequences and vector-clock counters: fits msgpack's int64 as well as its uint64.

@@ -33,6 +33,10 @@ class ApiError(KadnodeError):
     """The control API could not answer (daemon down, bad reply...)."""
 
 
+class Conflict(KadnodeError):
+    """A compare-and-swap write that found another version than the one named."""
+
+
 class QuorumError(KadnodeError):
     """A write that fewer than W replicas acknowledged."""
 

@@ -8,6 +8,7 @@ operations themselves do is tested against a real daemon (tests/loopback.py).
 from __future__ import annotations
 
 from collections.abc import Callable
+from hashlib import sha1
 from typing import Any
 
 import pytest
@@ -54,6 +55,7 @@ def record_of(contact: dict[str, Any], seq: int) -> dict[str, Any]:
 
 
 SELF_RECORD = record_of(SELF, 1732435200123)
+SIGNER = SELF_RECORD["public_key"]  # this node's key, which signs its signed values
 PEER_RECORD = record_of(PEER, 1732435100456)
 # Both other nodes acknowledged: the write quorum of a 2-node replica set is 2.
 WRITTEN = {
@@ -141,6 +143,18 @@ class FakeService:
     async def get_shared(self, key: str) -> dict[str, Any]:
         found = {"key": key, "found": True, "siblings": SIBLINGS, "context": CONTEXT}
         return self._answer("get_shared", {**found, **READ})
+
+    async def put_signed(self, value: str, salt: str, cas: int | None) -> dict[str, Any]:
+        owner = {"public_key": SIGNER, "salt": salt, "seq": 1 if cas is None else cas + 1}
+        key = sha1(bytes.fromhex(SIGNER) + salt.encode()).hexdigest()
+        return self._answer("put_signed", {"key": key, **WRITTEN, "elapsed_ms": 4.5, **owner})
+
+    async def get_signed(self, public_key: str, salt: str) -> dict[str, Any]:
+        key = sha1(bytes.fromhex(public_key) + salt.encode()).hexdigest()
+        found = {"found": True, "value": "hello", "seq": 3}
+        return self._answer(
+            "get_signed", {"key": key, "public_key": public_key, "salt": salt, **found, **READ}
+        )
 
     async def owner(self, key: str) -> dict[str, Any]:
         answers = {"successor": SELF, "successor_hops": 0, "closest": [SELF, PEER, PREDECESSOR]}

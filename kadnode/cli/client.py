@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import ValidationError
@@ -41,6 +41,7 @@ def signature(operation: Operation) -> inspect.Signature:
     fields = operation.body.model_fields if operation.body else {}
     return inspect.Signature(
         [inspect.Parameter(p.name, positional) for p in operation.params]
+        + [inspect.Parameter(p.name, positional, default=None) for p in operation.query]
         + [
             inspect.Parameter(name, positional, default=None if not f.is_required() else empty)
             for name, f in fields.items()
@@ -88,6 +89,13 @@ class ApiClient:
                 raise LocalProtocolError(f"the {param.name} cannot be empty")
             param.parse(text)
             path = path.replace(f"{{{param.name}}}", quote(text, safe=""))
+        query = {}
+        for param in operation.query:
+            if (text := given.pop(param.name)) is not None:
+                param.parse(text)
+                query[param.name] = text
+        if query:
+            path += "?" + urlencode(query)
         body = None
         if operation.body is not None:
             try:
@@ -253,6 +261,24 @@ def _show_get_shared(r: dict[str, Any]) -> str:
     )
 
 
+def _named(r: dict[str, Any]) -> str:
+    salt = f", salt {r['salt']!r}" if r["salt"] else ""
+    return f"{r['public_key']}{salt}"
+
+
+def _show_put_signed(r: dict[str, Any]) -> str:
+    return (
+        f"signed version {r['seq']} of {_named(r)} (key {r['key']}) stored on {_held_by(r)}"
+        f" ({r['elapsed_ms']:.1f} ms)"
+    )
+
+
+def _show_get_signed(r: dict[str, Any]) -> str:
+    if not r["found"]:
+        return f"not found: no valid version of {_named(r)}; {_replies(r)}"
+    return _value(r["value"])
+
+
 def _show_peers(r: dict[str, Any]) -> str:
     lines = [
         f"{line}  failures {p['failures']}  seen {p['last_seen_s']:.0f} s ago"
@@ -329,6 +355,8 @@ SHOW: dict[str, Callable[[dict[str, Any]], str]] = {
     "put_shared": _show_put,
     "get": _show_get,
     "get_shared": _show_get_shared,
+    "put_signed": _show_put_signed,
+    "get_signed": _show_get_signed,
     "register": _show_register,
     "find_peer": _show_find_peer,
     "peers": _show_peers,
@@ -362,6 +390,12 @@ def _positionals(operation: Operation) -> list[tuple[str, str]]:
     return [(p.name, p.description) for p in operation.params] + fields
 
 
+def _optional(operation: Operation) -> dict[str, str]:
+    """The command's options: query parameters and the body's optional fields, with their help."""
+    fields = {n: f.description or n for n, f in _fields(operation).items() if not f.is_required()}
+    return {p.name: p.description for p in operation.query} | fields
+
+
 def _flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
@@ -386,21 +420,21 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     for name, variants in commands().items():
         plain = variants[0]
         parser = subparsers.add_parser(name, parents=[common], help=plain.help)
-        for arg, arg_help in _positionals(plain):
-            parser.add_argument(arg, help=arg_help)
-        options: dict[str, Any] = {}
+        # Variants whose arguments differ (put KEY VALUE, put --signed VALUE)
+        # take them in order: each optional here, counted when the command runs.
+        alike = all(_positionals(o) == _positionals(plain) for o in variants)
+        for arg, arg_help in max((_positionals(o) for o in variants), key=len):
+            parser.add_argument(arg, help=arg_help, **({} if alike else {"nargs": "?"}))
+        options: dict[str, str] = {}
         for operation in variants:
-            if _positionals(operation) != _positionals(plain):
-                raise LocalProtocolError(f"{operation.name}: not the arguments of {name}")
             if operation.variant is not None:
                 parser.add_argument(
                     f"--{operation.variant}", action="store_true", help=operation.help
                 )
-            fields = _fields(operation).items()
-            options |= {n: f for n, f in fields if not f.is_required()}
-        for field, info in options.items():
-            parser.add_argument(_flag(field), metavar=field.upper(), help=info.description)
-        parser.set_defaults(client_command=name)
+            options |= _optional(operation)
+        for option, option_help in options.items():
+            parser.add_argument(_flag(option), metavar=option.upper(), help=option_help)
+        parser.set_defaults(client_command=name, in_order=not alike)
 
 
 def default_data_dir() -> Path:
@@ -424,11 +458,15 @@ def run_client_command(args: argparse.Namespace) -> int:
     """Run one API command: 0 done; 1 a reply without an answer (key, node or record not
     found, no reply to ping, no ring owner reached, leave timed out); 2 error (a write
     below its quorum included)."""
-    plain, *others = commands()[args.client_command]
-    chosen = [o for o in others if getattr(args, o.variant or "", False)]
-    operation = chosen[0] if chosen else plain
+    variants = commands()[args.client_command]
+    chosen = [o for o in variants[1:] if getattr(args, o.variant or "", False)]
+    if len(chosen) > 1:
+        flags = " and ".join(f"--{o.variant}" for o in chosen)
+        print(f"kadnode: error: {flags} cannot be combined", file=sys.stderr)
+        return EXIT_ERROR
+    operation = chosen[0] if chosen else variants[0]
     try:
-        given = _arguments(operation, plain.command or "", others, args)
+        given = _arguments(operation, args.client_command, variants, args)
         result = ApiClient(args.api, token=api_token(args.data_dir)).call(operation, **given)
     except KadnodeError as exc:
         if args.json:  # a script reading stdout gets an object, not nothing
@@ -447,13 +485,24 @@ def _arguments(
     """The call's arguments from the command line: text for a text field, JSON
     for any other (a number, the context ``get --shared`` printed)."""
     fields = _fields(operation)
-    given = {name: getattr(args, name) for name, _ in _positionals(operation)}
+    wanted = [name for name, _ in _positionals(operation)]
+    if args.in_order:  # this variant's arguments, in the order given
+        declared = max((_positionals(o) for o in variants), key=len)
+        typed = [v for n, _ in declared if (v := getattr(args, n)) is not None]
+        if len(typed) != len(wanted):
+            flag = f" --{operation.variant}" if operation.variant else ""
+            usage = " ".join(w.upper() for w in wanted)
+            raise LocalProtocolError(f"{command}{flag} takes {usage}")
+        given = dict(zip(wanted, typed, strict=True))
+    else:
+        given = {name: getattr(args, name) for name in wanted}
     for other in variants:
-        for name in _fields(other).keys() - fields.keys():
+        for name in _optional(other).keys() - _optional(operation).keys():
             if getattr(args, name, None) is not None:
                 raise LocalProtocolError(f"{_flag(name)} is only for {command} --{other.variant}")
+    given |= {p.name: getattr(args, p.name) for p in operation.query}
     for name, info in fields.items():
-        text = getattr(args, name, None)
+        text = given[name] if name in given else getattr(args, name, None)
         if text is None or info.annotation is str:
             given[name] = text
             continue

@@ -352,10 +352,10 @@ def _take_put(node: NodeCore, message: Put, asker: Asker, now: float) -> str | N
     if held is not None and held.kind not in (Kind.PLAIN, message.kind, Kind.SHARED):
         return f"key holds a {Kind(held.kind).label}"
     if held is not None and held.kind == Kind.SHARED and message.kind != Kind.SHARED:
-        if message.kind != Kind.PEER:
+        if message.kind not in (Kind.PEER, Kind.SIGNED):
             return f"key holds a {Kind(held.kind).label}"
-        # A signed peer record beats an unsigned shared value under its
-        # node's id: nobody can squat an id before its node registers.
+        # A signed peer record or value beats an unsigned shared value under
+        # its key: nobody can squat an id or a target before its owner writes.
         held = None
     same = held is not None and held.kind == message.kind
     current = held.value if same else None

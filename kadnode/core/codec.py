@@ -270,13 +270,13 @@ def _parse_put(args: list) -> Put:
     _arity(args, 6)
     kind, token = args[2], args[5]
     if type(kind) is not int or kind not in _PUT_KINDS:
-        raise DecodeError("put kind is not 1 (peer record) or 2 (shared)")
+        raise DecodeError("put kind is not 1 (peer record), 2 (shared) or 3 (signed)")
     if type(token) is not bytes or len(token) != TOKEN_BYTES:
         raise DecodeError("put token is not 8 bytes")
     return Put(_id(args[0]), _key(args[1]), Kind(kind), args[3], _ttl(args[4]), token)
 
 
-_PUT_KINDS = (Kind.PEER, Kind.SHARED)
+_PUT_KINDS = (Kind.PEER, Kind.SHARED, Kind.SIGNED)
 
 
 _REQUEST_DECODERS: dict[str, Callable[[list], RequestMessage]] = {

@@ -1,6 +1,6 @@
 """How each kind of stored value is accepted, merged and compared. Pure.
 
-Three kinds share the value store and the replication machinery:
+Four kinds share the value store and the replication machinery:
 
 * PLAIN: any bmuller-compatible value; the last STORE wins (bmuller's rule).
   Plain STOREs, which anyone can send, never replace the other two kinds.
@@ -8,6 +8,8 @@ Three kinds share the value store and the replication machinery:
   id; the highest valid sequence wins, and only its key can sign it.
 * SHARED: multi-writer values with vector clocks (kadnode.core.vclock): concurrent
   writes are kept as siblings, a write naming their context resolves them.
+* SIGNED: a signed mutable value (kadnode.core.signed), stored under SHA-1 of
+  its owner's key and salt; the highest valid sequence wins, as for PEER.
 
 The wire payload of a PEER record is ``records.to_wire``; of a SHARED value a
 list of ``[value, clock]`` siblings.
@@ -15,7 +17,7 @@ list of ``[value, clock]`` siblings.
 
 from __future__ import annotations
 
-from kadnode.core import records, vclock
+from kadnode.core import records, signed, vclock
 from kadnode.core.codec import check_value
 from kadnode.core.messages import Kind
 from kadnode.errors import DecodeError, KadnodeError
@@ -56,6 +58,13 @@ def merge(
         except records.RecordRejected as exc:
             raise Refused(exc.reason) from None
         return records.to_wire(winner)
+    if kind == Kind.SIGNED:
+        version = signed.from_wire(incoming)
+        kept_version = signed.from_wire(held) if held is not None else None
+        try:
+            return signed.to_wire(signed.accept(kept_version, version, key))
+        except signed.Rejected as exc:
+            raise Refused(exc.reason) from None
     if kind == Kind.SHARED:
         siblings = kept = siblings_from_wire(held) if held is not None else ()
         try:
@@ -78,6 +87,8 @@ def check(kind: Kind, payload: object) -> None:
         records.from_wire(payload)
     elif kind == Kind.SHARED:
         siblings_from_wire(payload)
+    elif kind == Kind.SIGNED:
+        signed.from_wire(payload)
     else:
         check_value(payload)
 
@@ -90,22 +101,22 @@ def expires(kind: Kind, payload: object, default: float) -> float:
 def newest(kind: Kind, payloads: list[object], key: bytes, now: float) -> tuple[object | None, int]:
     """What a quorum read returns from the replicas' payloads: (payload, rejected).
 
-    PEER: the valid record with the highest sequence (invalid ones counted in
-    ``rejected``); SHARED: every sibling reconciled into one set.
+    PEER, SIGNED: the valid version with the highest sequence (invalid ones
+    counted in ``rejected``; an older valid one is only stale); SHARED: every
+    sibling reconciled into one set.
     """
-    if kind == Kind.PEER:
-        best: records.PeerRecord | None = None
+    if kind in (Kind.PEER, Kind.SIGNED):
+        best: tuple[int, list] | None = None
         rejected = 0
         for payload in payloads:
             try:
-                record = records.from_wire(payload)
-                records.verify_record(record, now, int.from_bytes(key, "big"))
-            except (DecodeError, records.RecordRejected):
+                version = _verified(kind, payload, key, now)
+            except (DecodeError, records.RecordRejected, signed.Rejected):
                 rejected += 1  # forged, expired, malformed: never returned
                 continue
-            if best is None or record.seq > best.seq:
-                best = record
-        return (records.to_wire(best) if best is not None else None), rejected
+            if best is None or version[0] > best[0]:
+                best = version
+        return (best[1] if best is not None else None), rejected
     merged: object | None = None
     rejected = 0
     for payload in payloads:
@@ -114,6 +125,17 @@ def newest(kind: Kind, payloads: list[object], key: bytes, now: float) -> tuple[
         except (Refused, DecodeError):
             rejected += 1
     return merged, rejected
+
+
+def _verified(kind: Kind, payload: object, key: bytes, now: float) -> tuple[int, list]:
+    """A signed version's (seq, canonical wire form), once verified under ``key``."""
+    if kind == Kind.PEER:
+        record = records.from_wire(payload)
+        records.verify_record(record, now, int.from_bytes(key, "big"))
+        return record.seq, records.to_wire(record)
+    version = signed.from_wire(payload)
+    signed.verify_value(version, key)
+    return version.seq, signed.to_wire(version)
 
 
 def same(kind: Kind, a: object, b: object) -> bool:

@@ -27,13 +27,19 @@ class Kind(IntEnum):
     PLAIN = 0  # any bmuller-compatible value; the last STORE wins
     PEER = 1  # a signed peer record (kadnode.core.records), wire form
     SHARED = 2  # vector-clocked siblings (kadnode.core.vclock), wire form
+    SIGNED = 3  # a signed mutable value (kadnode.core.signed), wire form
 
     @property
     def label(self) -> str:
         return _LABELS[self]
 
 
-_LABELS = {Kind.PLAIN: "plain", Kind.PEER: "peer record", Kind.SHARED: "shared"}
+_LABELS = {
+    Kind.PLAIN: "plain",
+    Kind.PEER: "peer record",
+    Kind.SHARED: "shared",
+    Kind.SIGNED: "signed value",
+}
 
 
 @dataclass(frozen=True, slots=True)

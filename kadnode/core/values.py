@@ -15,7 +15,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from kadnode.config import MAX_CONTEXT_ENTRIES
-from kadnode.core import codec, kinds, records, vclock
+from kadnode.core import codec, kinds, records, signed, vclock
 from kadnode.core.events import GetResult, LeaveResult, PutResult, ReadResult
 from kadnode.core.lookup import Lookup, LookupOutcome
 from kadnode.core.messages import (
@@ -342,15 +342,35 @@ def write_shared(
     mine = max([seen.get(node.id), *(s.clock.get(node.id) for s in siblings)])
     version = vclock.write(seen, node.id, value, after=mine)
     payload = kinds.siblings_to_wire((version,))
+    return _publish_own(node, key, current, payload, Kind.SHARED, now, wide)
+
+
+def write_signed(node: NodeCore, value: Value, seq: int, salt: bytes, now: float, wide: bool):
+    """Sign version ``seq`` of our value under ``salt`` and publish it under
+    its target, SHA-1(our public key + salt); returns the operation id. A seq
+    below the one this node holds is refused (one line)."""
+    assert node.identity is not None
+    version = signed.sign_value(node.identity, value, seq, salt)
+    held = node.store.get(version.key)
+    current = held.value if held is not None and held.kind == Kind.SIGNED else None
+    payload = signed.to_wire(version)
+    return _publish_own(node, version.key, current, payload, Kind.SIGNED, now, wide)
+
+
+def _publish_own(
+    node: NodeCore, key: bytes, current: object, payload: object, kind: Kind, now: float, wide: bool
+) -> int:
+    """Merge our own write into what we hold, keep the duty to republish it,
+    and write it on the k closest."""
     try:
-        merged = kinds.merge(Kind.SHARED, current, payload, key, now)
-    except kinds.Refused as exc:  # too many siblings: the caller must resolve them
+        merged = kinds.merge(kind, current, payload, key, now)
+    except kinds.Refused as exc:  # too many siblings, an older seq: the caller's to fix
         raise LocalProtocolError(str(exc)) from None
     cfg = node.config
     node.store.put(
-        Record(key, merged, now + cfg.expire_after, True, now + cfg.republish_interval, Kind.SHARED)
+        Record(key, merged, now + cfg.expire_after, True, now + cfg.republish_interval, kind)
     )
-    return node.publish(key, payload, cfg.expire_after, now, Kind.SHARED, wide)
+    return node.publish(key, payload, cfg.expire_after, now, kind, wide)
 
 
 class Read:

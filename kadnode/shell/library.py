@@ -15,6 +15,7 @@ import random
 import time
 
 from kadnode.config import Config
+from kadnode.core import signed
 from kadnode.core.events import (
     BootstrapResult,
     GetResult,
@@ -30,6 +31,7 @@ from kadnode.core.ids import key_digest, to_bytes, user_key
 from kadnode.core.messages import Addr, Kind, Value
 from kadnode.core.node import NodeCore
 from kadnode.core.store import MemoryStore
+from kadnode.errors import Conflict, LocalProtocolError
 from kadnode.shell.transport import UdpNode, open_udp_node
 
 
@@ -138,6 +140,37 @@ class Server:
     async def get_shared(self, key: str | bytes) -> ReadResult:
         digest = storage_key(key)
         return await self.udp.run(lambda core, now: core.read(digest, Kind.SHARED, now))
+
+    async def put_signed(
+        self, value: Value, salt: bytes = b"", cas: int | None = None
+    ) -> tuple[PutResult, int]:
+        """Store the next version of this node's value under ``salt`` (its
+        target: SHA-1(public key + salt)); returns the write and the version's
+        seq, one past the newest a quorum read finds. ``cas``: write only if
+        that newest is at seq ``cas`` (a read just before the write: two
+        writers racing within one round trip can both pass, and the replicas
+        keep the first of two equal seqs)."""
+        if self.core.identity is None:
+            raise LocalProtocolError("this node has no key to sign with")
+        key = signed.target(self.core.identity.public_key, salt)
+        held = await self.udp.run(lambda core, now: core.read(key, Kind.SIGNED, now))
+        seq = signed.from_wire(held.payload).seq if held.found else None
+        if cas is not None and cas != seq:
+            now_at = "no value is held" if seq is None else f"the value is at seq {seq}"
+            raise Conflict(f"compare-and-swap failed: {now_at}, not {cas}")
+        mine = self.core.store.get(key)
+        if mine is not None and mine.kind == Kind.SIGNED:
+            seq = max(seq or 0, signed.from_wire(mine.value).seq)
+        next_seq = 1 if seq is None else seq + 1
+        result = await self.udp.run(lambda core, now: core.put_signed(value, next_seq, salt, now))
+        return result, next_seq
+
+    async def get_signed(self, public_key: bytes, salt: bytes = b"") -> ReadResult:
+        """The newest valid version of ``public_key``'s value under ``salt``
+        (quorum read, read repair; forged and invalid versions are counted in
+        ``rejected`` and never returned)."""
+        key = signed.target(public_key, salt)
+        return await self.udp.run(lambda core, now: core.read(key, Kind.SIGNED, now))
 
     def close(self) -> None:
         self.udp.close()

@@ -14,9 +14,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from kadnode.config import MAX_SALT_BYTES
 from kadnode.core.codec import check_value_size
 from kadnode.core.ids import ID_BITS
-from kadnode.errors import KadnodeError
+from kadnode.errors import KadnodeError, LocalProtocolError
 from kadnode.inputs import parse_hostport
 
 HEX_ID_PATTERN = "^[0-9a-f]{40}$"
@@ -81,6 +82,29 @@ class SharedPutBody(Message):
         None,
         description="the context a read of this key returned (JSON, as get --shared prints it);"
         " the write supersedes the siblings that read saw. Absent: a blind write",
+    )
+
+
+def salt_fits(salt: str) -> str:
+    if len(salt.encode()) > MAX_SALT_BYTES:
+        raise LocalProtocolError(f"a salt is at most {MAX_SALT_BYTES} bytes")
+    return salt
+
+
+Salt = Annotated[
+    str,
+    _checked(salt_fits),
+    Field(description=f"names one of its owner's values (at most {MAX_SALT_BYTES} bytes UTF-8)"),
+]
+
+
+class SignedPutBody(Message):
+    value: Value
+    salt: Salt = ""
+    cas: Annotated[int, Field(ge=0)] | None = Field(
+        None,
+        description="compare-and-swap: write only if the newest version is at this seq"
+        " (409 otherwise)",
     )
 
 
@@ -168,6 +192,12 @@ class Written(Message):
     )
 
 
+class SignedWritten(Written):
+    public_key: str = Field(pattern="^[0-9a-f]{64}$", description="the owner's ed25519 key")
+    salt: str = Field(description="the value's name among its owner's values")
+    seq: Count = Field(description="the version written: one past the newest read before")
+
+
 class Registered(Written):
     record: Record | None
 
@@ -189,6 +219,15 @@ class PeerRecord(Read):
     id: HexId
     found: bool
     record: Record | None
+
+
+class SignedFound(Read):
+    key: HexId = Field(description="where it is stored: SHA-1(public key + salt)")
+    public_key: str = Field(pattern="^[0-9a-f]{64}$")
+    salt: str
+    found: bool
+    value: str | int | float | bool | None
+    seq: Count | None = Field(description="the newest valid version's sequence")
 
 
 class Sibling(Message):

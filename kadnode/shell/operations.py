@@ -18,12 +18,12 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from kadnode.config import MAX_KEY_BYTES
+from kadnode.config import MAX_KEY_BYTES, MAX_SALT_BYTES
 from kadnode.core.ids import parse_hex, user_key
 from kadnode.errors import LocalProtocolError
 from kadnode.inputs import parse_hostport
 from kadnode.shell import dashboard, messages
-from kadnode.shell.messages import QUESTIONS
+from kadnode.shell.messages import QUESTIONS, salt_fits
 
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
@@ -45,6 +45,8 @@ class NodeService(Protocol):
         self, key: str, value: str, context: list[list[Any]] | None
     ) -> dict[str, Any]: ...
     async def get_shared(self, key: str) -> dict[str, Any]: ...
+    async def put_signed(self, value: str, salt: str, cas: int | None) -> dict[str, Any]: ...
+    async def get_signed(self, public_key: str, salt: str) -> dict[str, Any]: ...
     async def owner(self, key: str) -> dict[str, Any]: ...
     async def ring(self) -> dict[str, Any]: ...
     async def leave(self) -> dict[str, Any]: ...
@@ -69,11 +71,34 @@ class Param:
     example: str
     parse: Callable[[str], Any]
     pattern: str | None = None
+    default: str | None = None  # a query parameter's, when it is not given
 
 
 KEY = Param("key", f"the key, any text (at most {MAX_KEY_BYTES} bytes UTF-8)", "greeting", _key)
 NODE_ID = Param("id", "160-bit node id, 40 hex digits", "8f14e45fceea167a5a36dedd4bea2543b0e1a1d3",
                 parse_hex, "^(0x)?[0-9a-fA-F]{40}$")  # fmt: skip
+
+
+def _public_key(text: str) -> str:
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise LocalProtocolError(f"a public key is 64 lower-case hex digits, not {text[:80]!r}")
+    return text
+
+
+PUBLIC_KEY = Param(
+    "public_key",
+    "the owner's ed25519 public key, 64 hex digits",
+    "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29",
+    _public_key,
+    "^[0-9a-f]{64}$",
+)
+SALT = Param(
+    "salt",
+    f"names one of the owner's values (at most {MAX_SALT_BYTES} bytes UTF-8; default none)",
+    "profile",
+    salt_fits,
+    default="",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +124,7 @@ class Operation:
     reply: type[BaseModel] | None  # None: a text reply of media_type
     description: str = ""
     params: tuple[Param, ...] = ()
+    query: tuple[Param, ...] = ()  # optional query parameters, each with its default
     body: type[BaseModel] | None = None
     media_type: str = JSON
     tag: str = "node"
@@ -110,8 +136,8 @@ class Operation:
     # exits 1, and the daemon answers with missed_status.
     missed: Callable[[Mapping[str, Any]], bool] | None = None
     missed_status: int = 200
-    # The service call's arguments from the parsed params and the body's
-    # fields, by name; default: all of them, in order.
+    # The service call's arguments from the parsed params, query parameters
+    # and the body's fields, by name; default: all of them, in order.
     arguments: Callable[[dict[str, Any]], tuple[Any, ...]] | None = None
     # What answers instead of the service method of this name.
     answer: Callable[[NodeService], Awaitable[Any]] | None = None
@@ -160,6 +186,7 @@ _STORED = {
     "replicas": [_CONTACT, *_SUCCESSORS],
 }
 _WRITER = "c2c74789868e8bb8486dc3b6d0138e7fb22162b5"
+_TARGET = "5a1f3c07d2b8e6a94c0e1b7f3d2a6c8e9b0f4d1a"
 _SIBLINGS = [
     {"value": "hello", "clock": {_ID: 1}},
     {"value": "bonjour", "clock": {_WRITER: 1}},
@@ -364,6 +391,78 @@ OPERATIONS: tuple[Operation, ...] = (
         params=(KEY,),
         command="get",
         variant="shared",
+        missed=_found,
+        missed_status=404,
+    ),
+    Operation(
+        "put_signed",
+        "PUT",
+        "/signed",
+        "Write the next version of this node's signed value (takes VALUE, no key)",
+        (
+            Reply(
+                "how many of the k closest acknowledged the version, and which it is",
+                {
+                    "key": _TARGET,
+                    **_STORED,
+                    "elapsed_ms": 95.1,
+                    "public_key": _RECORD["public_key"],
+                    "salt": "profile",
+                    "seq": 4,
+                },
+            ),
+        ),
+        messages.SignedWritten,
+        "A signed mutable value (BEP 44's model): stored under SHA-1(public key + salt), signed"
+        " by this node's ed25519 key with a sequence one past the newest a quorum read finds;"
+        " replicas keep the highest valid sequence and refuse older ones, so only this node can"
+        " change it. cas makes it a compare-and-swap: 409 when the newest version is not at that"
+        f" sequence (checked by a read just before the write). {_BELOW_QUORUM}",
+        body=messages.SignedPutBody,
+        command="put",
+        variant="signed",
+    ),
+    Operation(
+        "get_signed",
+        "GET",
+        "/signed/{public_key}",
+        "Read a signed value: KEY is its owner's public key (64 hex digits)",
+        (
+            Reply(
+                "the newest valid version the replicas hold",
+                {
+                    "key": _TARGET,
+                    "public_key": _RECORD["public_key"],
+                    "salt": "profile",
+                    "found": True,
+                    "value": "hello",
+                    "seq": 4,
+                    **_READ,
+                    "elapsed_ms": 40.2,
+                },
+            ),
+            Reply(
+                "no replica holds a valid version",
+                {
+                    "key": _TARGET,
+                    "public_key": _RECORD["public_key"],
+                    "salt": "profile",
+                    "found": False,
+                    "value": None,
+                    "seq": None,
+                    **_UNREAD,
+                },
+                404,
+            ),
+        ),
+        messages.SignedFound,
+        "A quorum read of the value stored under SHA-1(public key + salt): versions whose"
+        " signature fails are counted in rejected and never returned, replicas holding an older"
+        " sequence or none are repaired.",
+        params=(PUBLIC_KEY,),
+        query=(SALT,),
+        command="get",
+        variant="signed",
         missed=_found,
         missed_status=404,
     ),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from kadnode import __version__
 from kadnode.config import MAX_CONTEXT_ENTRIES
-from kadnode.core import kinds, records, vclock
+from kadnode.core import kinds, records, signed, vclock
 from kadnode.core.events import PutResult, ReadResult
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Contact, Kind, Value
@@ -111,6 +111,7 @@ def _held_as(key: str, kind: Kind) -> str:
         Kind.PLAIN: f"kadnode get {key}",
         Kind.SHARED: f"kadnode get {key} --shared",
         Kind.PEER: "kadnode find-peer <id>",
+        Kind.SIGNED: "kadnode get --signed <public key> [--salt S]",
     }[kind]
     return f"key {key!r} holds a {kind.label} value; read it with `{how}`"
 
@@ -312,6 +313,33 @@ class NodeService:
             "id": to_hex(target),
             "found": record is not None,
             "record": record_json(record) if record is not None else None,
+            **read_json(found, t),
+        }
+
+    @timed("put")
+    async def put_signed(self, value: str, salt: str, cas: int | None) -> dict[str, Any]:
+        t = time.perf_counter()
+        raw_salt = salt.encode()
+        result, seq = await self.server.put_signed(value, raw_salt, cas)
+        public_key = self.server.core.identity.public_key
+        out = put_json(signed.target(public_key, raw_salt).hex(), result, t)
+        return {**out, "public_key": public_key.hex(), "salt": salt, "seq": seq}
+
+    @timed("get")
+    async def get_signed(self, public_key: str, salt: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        owner = bytes.fromhex(public_key)
+        found = await self.server.get_signed(owner, salt.encode())
+        if found.other_kind is not None:
+            raise LocalProtocolError(_held_as(found.key.hex(), found.other_kind))
+        version = signed.from_wire(found.payload) if found.found else None
+        return {
+            "key": found.key.hex(),
+            "public_key": public_key,
+            "salt": salt,
+            "found": version is not None,
+            "value": value_json(version.value) if version is not None else None,
+            "seq": version.seq if version is not None else None,
             **read_json(found, t),
         }
 

@@ -19,9 +19,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
-from fastapi import Body, FastAPI, Path
+from fastapi import Body, FastAPI, Path, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from kadnode import __version__
-from kadnode.errors import HttpError, KadnodeError, LocalProtocolError
+from kadnode.errors import Conflict, HttpError, KadnodeError, LocalProtocolError
 from kadnode.shell.apiguard import READS
 from kadnode.shell.messages import Error, first_error, one_line
 from kadnode.shell.operations import OPERATIONS, NodeService, Operation
@@ -51,7 +51,11 @@ BODY_TIMEOUT_S = 10.0  # a body trickled slower than this is refused (408)
 # request line and a few short headers.
 MAX_HEAD_BYTES = 8 * 1024
 # First match wins, so list subclasses before their bases.
-ERROR_STATUS: dict[type[KadnodeError], int] = {LocalProtocolError: 400, KadnodeError: 503}
+ERROR_STATUS: dict[type[KadnodeError], int] = {
+    LocalProtocolError: 400,
+    Conflict: 409,
+    KadnodeError: 503,
+}
 
 # Asked about every request before its route: its method and headers
 # (lower-cased names) in, a refusal or None out (kadnode.shell.apiguard).
@@ -65,9 +69,15 @@ def error(status: int, message: str, headers: Mapping[str, str] | None = None) -
 def _endpoint(operation: Operation, service: NodeService) -> Callable[..., Any]:
     """The route's handler, its signature the operation's params and body."""
 
-    async def endpoint(**given: Any) -> Response:
+    declared = {p.name for p in operation.query}
+
+    async def endpoint(request: Request, **given: Any) -> Response:
+        names = [name for name, _ in request.query_params.multi_items()]
+        if unknown := [n for n in names if n not in declared or names.count(n) > 1]:
+            return error(400, f"unknown or repeated query parameter {unknown[0]!r}")
         try:
             parsed = {p.name: p.parse(given[p.name]) for p in operation.params}
+            parsed |= {p.name: p.parse(given[p.name]) for p in operation.query}
             if operation.body is not None:
                 parsed |= given["body"].model_dump(mode="json")
             if operation.answer is not None:
@@ -98,12 +108,22 @@ def _endpoint(operation: Operation, service: NodeService) -> Callable[..., Any]:
         )
         for p in operation.params
     ]
+    parameters += [
+        inspect.Parameter(
+            p.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[str, Query(description=p.description, examples=[p.example])],
+            default=p.default,
+        )
+        for p in operation.query
+    ]
     if operation.body is not None:
         body = Annotated[operation.body, Body()]
         parameters.append(
             inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body)
         )
-    endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    request = inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+    endpoint.__signature__ = inspect.Signature([request, *parameters])  # type: ignore[attr-defined]
     endpoint.__name__ = operation.name
     return endpoint
 
@@ -120,7 +140,7 @@ def _responses(operation: Operation, bearer: bool) -> dict[int | str, dict[str, 
         }
         if operation.reply is not None:
             responses[reply.status]["model"] = operation.reply
-    if operation.params or operation.body is not None:
+    if operation.params or operation.query or operation.body is not None:
         responses[400] = {"model": Error, "description": "a malformed request: what is wrong"}
     if bearer:
         responses[401] = {"model": Error, "description": f"no token, or a wrong one: {TOKEN_DOC}"}
@@ -273,16 +293,16 @@ def _malformed(scope: Scope) -> HttpError | None:
     """What uvicorn lets through that this API refuses: a head over
     MAX_HEAD_BYTES (h11 bounds only a head still arriving), a path that is not
     percent-encoded UTF-8 (uvicorn would decode it to U+FFFD, so two keys
-    would be one), a query string (no operation takes one: it would be ignored)."""
-    size = len(scope["raw_path"]) + sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+    would be one)."""
+    size = len(scope["raw_path"]) + len(scope["query_string"])
+    size += sum(len(k) + len(v) + 4 for k, v in scope["headers"])
     if size > MAX_HEAD_BYTES:
         return HttpError(431, f"request head over {MAX_HEAD_BYTES} bytes")
     try:
         unquote(scope["raw_path"].decode("ascii"), errors="strict")
+        parse_qsl(scope["query_string"].decode("ascii"), errors="strict")
     except UnicodeDecodeError:
-        return HttpError(400, "path is not percent-encoded UTF-8")
-    if scope["query_string"]:
-        return HttpError(400, "no operation takes query parameters; send them in the body")
+        return HttpError(400, "path or query is not percent-encoded UTF-8")
     return None
 
 

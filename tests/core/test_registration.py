@@ -8,10 +8,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from simwire import raw_put
 
 from kadnode.config import Config
 from kadnode.core import codec, kinds, records, vclock
-from kadnode.core.codec import NATIVE_MAGIC
 from kadnode.core.identity import Identity
 from kadnode.core.ids import key_digest
 from kadnode.core.messages import Kind
@@ -60,17 +60,6 @@ def test_a_registered_address_is_found_verified_and_a_new_one_wins_by_sequence()
     assert again.addresses == (("10.9.9.9", 5000),) and again.seq > record.seq
 
 
-def raw_put(net: SimNetwork, target: NodeCore, sender: NodeCore, key: bytes, payload) -> object:
-    """A kn_put straight from ``sender``'s address, with a token it was given."""
-    token = target.tokens.token_for(sender.addr[0])
-    args = [sender.id_bytes, key, Kind.PEER, payload, 3600.0, token]
-    target.receive_datagram(
-        codec.encode_request(NATIVE_MAGIC + bytes(16), "kn_put", args), sender.addr, net.now
-    )
-    [(reply, _)] = [(codec.decode(d, 10_000), a) for d, a in target.datagrams_to_send()]
-    return reply.body
-
-
 def test_forged_records_are_refused_with_a_reason_and_reads_return_the_genuine_one():
     net, nodes = network(25)
     victim, attacker, replica = nodes[2], nodes[9], nodes[14]
@@ -115,10 +104,13 @@ def test_forged_records_are_refused_with_a_reason_and_reads_return_the_genuine_o
         ),
     }
     for reason, payload in cases.items():
-        assert raw_put(net, replica, attacker, key, payload) == {"ok": False, "reason": reason}
+        assert raw_put(net, replica, attacker, key, payload, Kind.PEER) == {
+            "ok": False,
+            "reason": reason,
+        }
     # A replay of an older genuine record.
     older = records.sign_record(victim.identity, victim.addresses, genuine.seq - 1, now + 600)
-    assert raw_put(net, replica, attacker, key, records.to_wire(older)) == {
+    assert raw_put(net, replica, attacker, key, records.to_wire(older), Kind.PEER) == {
         "ok": False,
         "reason": "older sequence than the one held",
     }

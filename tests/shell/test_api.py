@@ -762,7 +762,7 @@ NOT_AN_OBJECT = "body: Input should be a valid dictionary or object to extract f
             "/info?verbose=1",
             {},
             400,
-            "no operation takes query parameters; send them in the body",
+            "unknown or repeated query parameter 'verbose'",
         ),
         ("GET", "/peers/xyz/record", {}, 400, f"path.id: {ID_PATTERN_ERROR}"),
         ("GET", "/peers//record", {}, 404, "no such endpoint: /peers//record"),
@@ -1065,6 +1065,7 @@ JSON = "application/json"
 BODIES: dict[str, Any] = {
     "put": {"value": "hello"},
     "put_shared": {"value": "hello", "context": CONTEXT},
+    "put_signed": {"value": "hello", "salt": "profile", "cas": 2},
     "ping": {"address": "192.0.2.7:8468"},
     "fault": {"delay_ms": 200, "jitter_ms": 50},
 }
@@ -1093,6 +1094,10 @@ class NothingFound(FakeService):
     async def get_shared(self, key: str) -> dict[str, Any]:
         missed = {"key": key, "found": False, "siblings": [], "context": None}
         return self._answer("get_shared", {**missed, **READ, "agreeing": 0, "repaired": 0})
+
+    async def get_signed(self, public_key: str, salt: str) -> dict[str, Any]:
+        found = await super().get_signed(public_key, salt)
+        return {**found, "found": False, "value": None, "seq": None, "agreeing": 0}
 
     async def owner(self, key: str) -> dict[str, Any]:
         owner = await super().owner(key)
@@ -1225,7 +1230,8 @@ async def test_openapi_document_is_structurally_valid_openapi_3_1(node):
             params = op.get("parameters", [])
             assert [p["name"] for p in params if p["in"] == "path"] == re.findall(r"{(\w+)}", path)
             for p in params:
-                assert p["in"] == "path" and p["required"] is True
+                # path parameters are required; query parameters optional, with a default
+                assert (p["in"], p["required"]) in (("path", True), ("query", False))
                 schema = Draft202012Validator(p["schema"])
                 assert all(schema.is_valid(example) for example in p["schema"]["examples"])
     assert len(operation_ids) == len(set(operation_ids))
@@ -1254,6 +1260,8 @@ async def test_the_document_has_exactly_the_operations_and_says_which_need_the_t
         "/register",
         "/peers/{id}/record",
         "/shared/{key}",
+        "/signed",
+        "/signed/{public_key}",
         "/fault",
         "/metrics",
         "/health",
