@@ -12,10 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from simwire import raw_put
 
+from kadnode.config import Config
 from kadnode.core import codec, kinds, signed
 from kadnode.core.identity import Identity
 from kadnode.core.messages import Kind
 from kadnode.core.node import NodeCore
+from kadnode.core.store import MemoryStore
 from kadnode.errors import DecodeError, LocalProtocolError
 from kadnode.sim.network import SimNetwork
 
@@ -124,8 +126,8 @@ def test_a_value_over_the_limit_or_a_long_salt_is_refused_before_signing():
 # ---- whole networks ------------------------------------------------------------------------
 
 
-def network(n: int, seed: int = 5) -> tuple[SimNetwork, list[NodeCore]]:
-    net = SimNetwork(seed=seed)
+def network(n: int, seed: int = 5, **config) -> tuple[SimNetwork, list[NodeCore]]:
+    net = SimNetwork(seed=seed, config=Config(**config))
     rng = random.Random(seed)
     nodes = []
     for _ in range(n):
@@ -190,3 +192,39 @@ def test_a_replica_that_missed_an_update_is_repaired_by_the_next_read():
     assert signed.from_wire(result.payload).seq == 2 and result.repaired >= 1
     net.run_until(net.now + 5)
     assert signed.from_wire(stale.store.get(key).value).seq == 2
+
+
+def held_seq(node: NodeCore, key: bytes) -> int | None:
+    record = node.store.get(key)
+    return None if record is None else signed.from_wire(record.value).seq
+
+
+def test_anti_entropy_refills_a_wiped_replica_with_each_newest_version():
+    net, nodes = network(25, anti_entropy_interval=60.0)
+    owner = nodes[3]
+    keys = []
+    for salt in (b"a", b"b", b"c"):
+        for seq in (1, 2):
+            net.call(owner, lambda c, now, s=salt, q=seq: c.put_signed(f"v{q}", q, s, now))
+        keys.append(signed.target(owner.identity.public_key, salt))
+    wiped = max(
+        (n for n in nodes if n is not owner), key=lambda n: sum(held_seq(n, k) == 2 for k in keys)
+    )
+    held = [k for k in keys if held_seq(wiped, k) == 2]
+    assert held
+    wiped.store = MemoryStore()
+    net.run_until(net.now + 30 * 60)  # each neighbour syncs ~30 times
+    assert [held_seq(wiped, k) for k in held] == [2] * len(held)
+
+
+def test_a_newcomer_among_the_k_closest_is_handed_the_value_when_it_joins():
+    net, nodes = network(20, anti_entropy_interval=1e9)  # the join hand-off alone
+    owner = nodes[7]
+    net.call(owner, lambda c, now: c.put_signed("handed", 4, b"", now))
+    key = signed.target(owner.identity.public_key)
+    newcomer = net.add_node()  # 21 nodes, k = 20: among the k closest of nearly every key
+    net.call(newcomer, lambda c, now: c.bootstrap([nodes[0].addr], now))
+    net.run_until(net.now + 60)
+    assert sum(n.stats["keys_handed_on_join"] for n in nodes) == 1
+    assert held_seq(newcomer, key) == 4
+    assert signed.from_wire(newcomer.store.get(key).value).value == "handed"
