@@ -145,16 +145,25 @@ class FakeService:
         return self._answer("get_shared", {**found, **READ})
 
     async def put_signed(self, value: str, salt: str, cas: int | None) -> dict[str, Any]:
+        return self._signed("put_signed", salt, cas)
+
+    def _signed(self, operation: str, salt: str, cas: int | None) -> dict[str, Any]:
         owner = {"public_key": SIGNER, "salt": salt, "seq": 1 if cas is None else cas + 1}
         key = sha1(bytes.fromhex(SIGNER) + salt.encode()).hexdigest()
-        return self._answer("put_signed", {"key": key, **WRITTEN, "elapsed_ms": 4.5, **owner})
+        return self._answer(operation, {"key": key, **WRITTEN, "elapsed_ms": 4.5, **owner})
 
     async def get_signed(self, public_key: str, salt: str) -> dict[str, Any]:
         key = sha1(bytes.fromhex(public_key) + salt.encode()).hexdigest()
-        found = {"found": True, "value": "hello", "seq": 3}
+        found = {"found": True, "deleted": False, "value": "hello", "seq": 3}
         return self._answer(
             "get_signed", {"key": key, "public_key": public_key, "salt": salt, **found, **READ}
         )
+
+    async def delete_signed(self, salt: str, cas: int | None) -> dict[str, Any]:
+        return self._signed("delete_signed", salt, cas)
+
+    async def delete(self, key: str) -> dict[str, Any]:
+        return self._answer("delete", {"key": key, "dropped": True, "replicas_keep_it_h": 24.0})
 
     async def owner(self, key: str) -> dict[str, Any]:
         answers = {"successor": SELF, "successor_hops": 0, "closest": [SELF, PEER, PREDECESSOR]}

@@ -91,8 +91,8 @@ class ApiClient:
             path = path.replace(f"{{{param.name}}}", quote(text, safe=""))
         query = {}
         for param in operation.query:
-            if (text := given.pop(param.name)) is not None:
-                param.parse(text)
+            if (value := given.pop(param.name)) is not None:
+                param.parse(text := str(value))
                 query[param.name] = text
         if query:
             path += "?" + urlencode(query)
@@ -273,7 +273,23 @@ def _show_put_signed(r: dict[str, Any]) -> str:
     )
 
 
+def _show_delete_signed(r: dict[str, Any]) -> str:
+    return (
+        f"deleted {_named(r)}: signed version {r['seq']}, a tombstone, stored on {_held_by(r)}"
+        f" ({r['elapsed_ms']:.1f} ms)"
+    )
+
+
+def _show_delete(r: dict[str, Any]) -> str:
+    return (
+        f"dropped this node's copy of {r['key']!r} and stopped republishing it; the other"
+        f" replicas keep theirs until they expire (at most {r['replicas_keep_it_h']:g} h)"
+    )
+
+
 def _show_get_signed(r: dict[str, Any]) -> str:
+    if r["deleted"]:
+        return f"deleted: version {r['seq']} of {_named(r)} is its owner's delete"
     if not r["found"]:
         return f"not found: no valid version of {_named(r)}; {_replies(r)}"
     return _value(r["value"])
@@ -357,6 +373,8 @@ SHOW: dict[str, Callable[[dict[str, Any]], str]] = {
     "get_shared": _show_get_shared,
     "put_signed": _show_put_signed,
     "get_signed": _show_get_signed,
+    "delete_signed": _show_delete_signed,
+    "delete": _show_delete,
     "register": _show_register,
     "find_peer": _show_find_peer,
     "peers": _show_peers,

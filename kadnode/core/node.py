@@ -211,12 +211,14 @@ class NodeCore:
         self._check_value(value)
         return values.write_shared(self, key, value, context, now, wide=True)
 
-    def put_signed(self, value: Value, seq: int, salt: bytes, now: float) -> int:
+    def put_signed(self, value: Value | None, seq: int, salt: bytes, now: float) -> int:
         """Sign version ``seq`` of our value under ``salt`` and store it on the
-        k closest to SHA-1(our public key + salt) (kadnode.core.signed)."""
+        k closest to SHA-1(our public key + salt) (kadnode.core.signed);
+        ``value`` None deletes it (a tombstone)."""
         if self.identity is None:
             raise LocalProtocolError("this node has no key to sign with")
-        self._check_value(value)
+        if value is not None:
+            self._check_value(value)
         return values.write_signed(self, value, seq, salt, now, wide=True)
 
     def read(self, key: bytes, kind: Kind, now: float) -> int:

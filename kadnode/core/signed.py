@@ -11,10 +11,13 @@ of the replicas' versions. At an equal sequence the version held stays.
 
 As in BEP 44 the signature carries no expiry: replicas keep a version for
 the store's usual lifetime from its last write, and the owner's node
-republishes it. The :data:`DOMAIN` tag keeps these signatures from being
+republishes it. A delete is a version like any other whose value is nil (a
+tombstone): it beats every older version wherever versions meet (a write,
+read repair, anti-entropy, a hand-off) and is republished as long as the
+value would have been. The :data:`DOMAIN` tag keeps these signatures from being
 valid for anything else the key signs (peer records have their own).
 
-Wire form, a msgpack array: ``[public_key (32 B), salt, value, seq, signature (64 B)]``.
+Wire form, a msgpack array: ``[public_key (32 B), salt, value or nil, seq, signature (64 B)]``.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class Rejected(RemoteProtocolError):
 class SignedValue:
     public_key: bytes
     salt: bytes
-    value: Value
+    value: Value | None  # None: deleted (a tombstone)
     seq: int  # the owner's version counter: higher replaces lower
     signature: bytes
 
@@ -58,13 +61,17 @@ class SignedValue:
     def key(self) -> bytes:
         return target(self.public_key, self.salt)
 
+    @property
+    def deleted(self) -> bool:
+        return self.value is None
+
 
 def target(public_key: bytes, salt: bytes = b"") -> bytes:
     """The key a value of this owner and salt is stored under."""
     return hashlib.sha1(public_key + salt).digest()
 
 
-def signed_bytes(salt: bytes, value: Value, seq: int) -> bytes:
+def signed_bytes(salt: bytes, value: Value | None, seq: int) -> bytes:
     """The exact bytes a version's signature covers."""
     return pack([DOMAIN, salt, value, seq])
 
@@ -76,10 +83,12 @@ def _check_fields(salt: object, seq: object, error: type[KadnodeError]) -> None:
         raise error(f"seq is not an integer in 0..{MAX_SEQ}")
 
 
-def sign_value(identity: Identity, value: Value, seq: int, salt: bytes = b"") -> SignedValue:
-    """Version ``seq`` of ``identity``'s value under ``salt``, signed by its key."""
+def sign_value(identity: Identity, value: Value | None, seq: int, salt: bytes = b"") -> SignedValue:
+    """Version ``seq`` of ``identity``'s value under ``salt``, signed by its
+    key; ``value`` None deletes it (a tombstone)."""
     _check_fields(salt, seq, LocalProtocolError)
-    check_value_size(value)
+    if value is not None:
+        check_value_size(value)
     signature = identity.sign(signed_bytes(salt, value, seq))
     return SignedValue(identity.public_key, salt, value, seq, signature)
 
@@ -99,7 +108,8 @@ def from_wire(obj: object) -> SignedValue:
     if type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
         raise DecodeError(f"signed value's signature is not {SIGNATURE_BYTES} bytes")
     _check_fields(salt, seq, DecodeError)
-    return SignedValue(public_key, salt, check_value(value), seq, signature)
+    value = None if value is None else check_value(value)
+    return SignedValue(public_key, salt, value, seq, signature)
 
 
 def verify_value(version: SignedValue, key: bytes) -> None:

@@ -345,7 +345,9 @@ def write_shared(
     return _publish_own(node, key, current, payload, Kind.SHARED, now, wide)
 
 
-def write_signed(node: NodeCore, value: Value, seq: int, salt: bytes, now: float, wide: bool):
+def write_signed(
+    node: NodeCore, value: Value | None, seq: int, salt: bytes, now: float, wide: bool
+):
     """Sign version ``seq`` of our value under ``salt`` and publish it under
     its target, SHA-1(our public key + salt); returns the operation id. A seq
     below the one this node holds is refused (one line)."""

@@ -142,14 +142,15 @@ class Server:
         return await self.udp.run(lambda core, now: core.read(digest, Kind.SHARED, now))
 
     async def put_signed(
-        self, value: Value, salt: bytes = b"", cas: int | None = None
+        self, value: Value | None, salt: bytes = b"", cas: int | None = None
     ) -> tuple[PutResult, int]:
         """Store the next version of this node's value under ``salt`` (its
         target: SHA-1(public key + salt)); returns the write and the version's
         seq, one past the newest a quorum read finds. ``cas``: write only if
         that newest is at seq ``cas`` (a read just before the write: two
         writers racing within one round trip can both pass, and the replicas
-        keep the first of two equal seqs)."""
+        keep the first of two equal seqs). ``value`` None deletes it: a signed
+        tombstone that beats every older version wherever they meet."""
         if self.core.identity is None:
             raise LocalProtocolError("this node has no key to sign with")
         key = signed.target(self.core.identity.public_key, salt)
@@ -171,6 +172,17 @@ class Server:
         ``rejected`` and never returned)."""
         key = signed.target(public_key, salt)
         return await self.udp.run(lambda core, now: core.read(key, Kind.SIGNED, now))
+
+    def unpublish(self, key: str | bytes) -> bool:
+        """Stop republishing a plain value this node published and drop its
+        copy; False if it published none under ``key``. The replicas keep
+        theirs until they expire: a plain value has no owner to prove a delete."""
+        digest = storage_key(key)
+        record = self.core.store.get(digest)
+        if record is None or not record.origin or record.kind != Kind.PLAIN:
+            return False
+        self.core.store.delete(digest)
+        return True
 
     def close(self) -> None:
         self.udp.close()

@@ -226,8 +226,17 @@ class SignedFound(Read):
     public_key: str = Field(pattern="^[0-9a-f]{64}$")
     salt: str
     found: bool
+    deleted: bool = Field(description="the newest version is its owner's delete (a tombstone)")
     value: str | int | float | bool | None
     seq: Count | None = Field(description="the newest valid version's sequence")
+
+
+class Unpublished(Message):
+    key: str
+    dropped: bool
+    replicas_keep_it_h: Seconds = Field(
+        description="the other replicas keep their copies until they expire, at most this long"
+    )
 
 
 class Sibling(Message):

@@ -47,6 +47,8 @@ class NodeService(Protocol):
     async def get_shared(self, key: str) -> dict[str, Any]: ...
     async def put_signed(self, value: str, salt: str, cas: int | None) -> dict[str, Any]: ...
     async def get_signed(self, public_key: str, salt: str) -> dict[str, Any]: ...
+    async def delete_signed(self, salt: str, cas: int | None) -> dict[str, Any]: ...
+    async def delete(self, key: str) -> dict[str, Any]: ...
     async def owner(self, key: str) -> dict[str, Any]: ...
     async def ring(self) -> dict[str, Any]: ...
     async def leave(self) -> dict[str, Any]: ...
@@ -98,6 +100,20 @@ SALT = Param(
     "profile",
     salt_fits,
     default="",
+)
+
+
+def _sequence(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        raise LocalProtocolError(f"a sequence number is a whole number >= 0, not {text[:80]!r}")
+    return int(text)
+
+
+CAS = Param(
+    "cas",
+    "compare-and-swap: delete only if the newest version is at this seq (409 otherwise)",
+    "4",
+    _sequence,
 )
 
 
@@ -435,6 +451,7 @@ OPERATIONS: tuple[Operation, ...] = (
                     "public_key": _RECORD["public_key"],
                     "salt": "profile",
                     "found": True,
+                    "deleted": False,
                     "value": "hello",
                     "seq": 4,
                     **_READ,
@@ -442,14 +459,15 @@ OPERATIONS: tuple[Operation, ...] = (
                 },
             ),
             Reply(
-                "no replica holds a valid version",
+                "no replica holds a valid version, or the newest is a delete (deleted, seq)",
                 {
                     "key": _TARGET,
                     "public_key": _RECORD["public_key"],
                     "salt": "profile",
                     "found": False,
+                    "deleted": True,
                     "value": None,
-                    "seq": None,
+                    "seq": 5,
                     **_UNREAD,
                 },
                 404,
@@ -465,6 +483,52 @@ OPERATIONS: tuple[Operation, ...] = (
         variant="signed",
         missed=_found,
         missed_status=404,
+    ),
+    Operation(
+        "delete_signed",
+        "DELETE",
+        "/signed",
+        "Delete this node's signed value: a signed tombstone (takes no key)",
+        (
+            Reply(
+                "how many of the k closest acknowledged the delete, and its version",
+                {
+                    "key": _TARGET,
+                    **_STORED,
+                    "elapsed_ms": 91.7,
+                    "public_key": _RECORD["public_key"],
+                    "salt": "profile",
+                    "seq": 5,
+                },
+            ),
+        ),
+        messages.SignedWritten,
+        "A new version whose value is nil, signed like any other and one past the newest a"
+        " quorum read finds: it beats every older version wherever versions meet (a write, read"
+        " repair, anti-entropy, a hand-off), and this node republishes it as it would the value."
+        f" {_BELOW_QUORUM}",
+        query=(SALT, CAS),
+        command="delete",
+        variant="signed",
+    ),
+    Operation(
+        "delete",
+        "DELETE",
+        "/values/{key}",
+        "Stop publishing a plain value and drop this node's copy",
+        (
+            Reply(
+                "dropped here; the other replicas keep their copies until they expire",
+                {"key": "greeting", "dropped": True, "replicas_keep_it_h": 24.0},
+            ),
+        ),
+        messages.Unpublished,
+        "A plain value has no owner who could prove a delete, so no node can delete it from the"
+        " others (bmuller/kademlia has no delete either). Its publisher can stop republishing it"
+        " and drop its own copy; the replicas drop theirs when the value expires. 400 when this"
+        " node did not publish a plain value under the key.",
+        params=(KEY,),
+        command="delete",
     ),
     Operation(
         "peers",

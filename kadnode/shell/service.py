@@ -317,13 +317,29 @@ class NodeService:
         }
 
     @timed("put")
-    async def put_signed(self, value: str, salt: str, cas: int | None) -> dict[str, Any]:
+    async def put_signed(self, value: str | None, salt: str, cas: int | None) -> dict[str, Any]:
         t = time.perf_counter()
         raw_salt = salt.encode()
         result, seq = await self.server.put_signed(value, raw_salt, cas)
         public_key = self.server.core.identity.public_key
         out = put_json(signed.target(public_key, raw_salt).hex(), result, t)
         return {**out, "public_key": public_key.hex(), "salt": salt, "seq": seq}
+
+    async def delete_signed(self, salt: str, cas: int | None) -> dict[str, Any]:
+        return await self.put_signed(None, salt, cas)
+
+    async def delete(self, key: str) -> dict[str, Any]:
+        if not self.server.unpublish(key):
+            raise LocalProtocolError(
+                f"this node did not publish a plain value under {key!r}: a plain value has no"
+                " owner, so no node can delete it from the others; they drop it when it expires"
+            )
+        hours = self.server.core.config.expire_after / 3600
+        return {
+            "key": key,
+            "dropped": True,
+            "replicas_keep_it_h": hours,
+        }
 
     @timed("get")
     async def get_signed(self, public_key: str, salt: str) -> dict[str, Any]:
@@ -337,7 +353,8 @@ class NodeService:
             "key": found.key.hex(),
             "public_key": public_key,
             "salt": salt,
-            "found": version is not None,
+            "found": version is not None and not version.deleted,
+            "deleted": version is not None and version.deleted,
             "value": value_json(version.value) if version is not None else None,
             "seq": version.seq if version is not None else None,
             **read_json(found, t),

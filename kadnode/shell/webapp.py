@@ -77,7 +77,10 @@ def _endpoint(operation: Operation, service: NodeService) -> Callable[..., Any]:
             return error(400, f"unknown or repeated query parameter {unknown[0]!r}")
         try:
             parsed = {p.name: p.parse(given[p.name]) for p in operation.params}
-            parsed |= {p.name: p.parse(given[p.name]) for p in operation.query}
+            parsed |= {
+                p.name: None if given[p.name] is None else p.parse(given[p.name])
+                for p in operation.query
+            }
             if operation.body is not None:
                 parsed |= given["body"].model_dump(mode="json")
             if operation.answer is not None:
@@ -112,7 +115,9 @@ def _endpoint(operation: Operation, service: NodeService) -> Callable[..., Any]:
         inspect.Parameter(
             p.name,
             inspect.Parameter.KEYWORD_ONLY,
-            annotation=Annotated[str, Query(description=p.description, examples=[p.example])],
+            annotation=Annotated[
+                str | None, Query(description=p.description, examples=[p.example])
+            ],
             default=p.default,
         )
         for p in operation.query

@@ -66,3 +66,45 @@ def test_signed_arguments_are_checked_in_one_line(daemons: Daemons) -> None:
         assert_one_line_error(done, message)
     # Nothing was written by any of them.
     assert json.loads(kadnode("info", "--json", "--api", node.api).stdout)["values"] == 0
+
+
+def test_a_signed_delete_is_seen_from_another_node_and_a_new_put_follows_it(
+    daemons: Daemons,
+) -> None:
+    seed = daemons.start("seed")
+    owner = daemons.start("owner", bootstrap=[seed])
+    reader = daemons.start("reader", bootstrap=[seed])
+    wait_for(lambda: reader.info()["peers"] >= 2, 10, "the reader to know both nodes")
+    public_key = cli_json("put", "--signed", "v1", "--salt", "s", api=owner.api)["public_key"]
+
+    stale = kadnode("delete", "--signed", "--salt", "s", "--cas", "0", "--api", owner.api)
+    assert_one_line_error(stale, "compare-and-swap failed: the value is at seq 1, not 0")
+    deleted = cli_json("delete", "--signed", "--salt", "s", "--cas", "1", api=owner.api)
+    assert deleted["seq"] == 2
+    got = cli_json("get", "--signed", public_key, "--salt", "s", api=reader.api, status=1)
+    assert (got["found"], got["deleted"], got["seq"], got["value"]) == (False, True, 2, None)
+    human = kadnode("get", "--signed", public_key, "--salt", "s", "--api", reader.api)
+    assert human.returncode == 1
+    assert human.stdout == f"deleted: version 2 of {public_key}, salt 's' is its owner's delete\n"
+    # Writing again is a version after the delete.
+    again = cli_json("put", "--signed", "v3", "--salt", "s", api=owner.api)
+    assert again["seq"] == 3
+    got = cli_json("get", "--signed", public_key, "--salt", "s", api=reader.api)
+    assert (got["found"], got["deleted"], got["value"]) == (True, False, "v3")
+
+
+def test_a_plain_delete_drops_only_the_publishers_copy_and_says_so(daemons: Daemons) -> None:
+    seed = daemons.start("seed")
+    publisher = daemons.start("publisher", bootstrap=[seed])
+    cli_json("put", "k", "v", api=publisher.api)
+    done = kadnode("delete", "k", "--api", publisher.api)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "dropped this node's copy of 'k' and stopped republishing it; the other replicas keep"
+        " theirs until they expire (at most 24 h)\n"
+    )
+    # The seed still holds its copy: a plain value has no owner to prove a delete.
+    assert cli_json("get", "k", api=seed.api)["value"] == "v"
+    for node, why in ((publisher, "did not publish"), (seed, "did not publish")):
+        refused = kadnode("delete", "k", "--api", node.api)
+        assert_one_line_error(refused, f"this node {why} a plain value under 'k'")

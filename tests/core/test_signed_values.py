@@ -228,3 +228,38 @@ def test_a_newcomer_among_the_k_closest_is_handed_the_value_when_it_joins():
     assert sum(n.stats["keys_handed_on_join"] for n in nodes) == 1
     assert held_seq(newcomer, key) == 4
     assert signed.from_wire(newcomer.store.get(key).value).value == "handed"
+
+
+# ---- deletes: signed tombstones -----------------------------------------------------------
+
+
+def test_a_delete_is_a_signed_version_that_beats_every_older_one_and_not_a_newer_one():
+    value, tombstone = version(3), version(4, None)
+    assert tombstone.deleted and signed.from_wire(signed.to_wire(tombstone)) == tombstone
+    assert signed.accept(value, tombstone, value.key) is tombstone
+    with pytest.raises(signed.Rejected, match="older sequence"):
+        signed.accept(tombstone, value, value.key)  # the deleted value cannot come back
+    assert signed.accept(tombstone, version(5, "again"), value.key).value == "again"
+    forged = signed.SignedValue(value.public_key, b"", None, 9, value.signature)
+    with pytest.raises(signed.Rejected, match="bad signature"):
+        signed.accept(value, forged, value.key)  # nobody else can delete it
+
+
+def test_a_deleted_value_stays_deleted_through_a_partition_and_a_wipe():
+    net, nodes = network(20, anti_entropy_interval=60.0)
+    owner, reader = nodes[2], nodes[15]
+    key = signed.target(owner.identity.public_key)
+    net.call(owner, lambda c, now: c.put_signed("v1", 1, b"", now))
+    stale = next(n for n in nodes if n is not owner and n.store.get(key) is not None)
+    net.partition([[stale.addr]])
+    net.call(owner, lambda c, now: c.put_signed(None, 2, b"", now))
+    net.heal()
+    assert held_seq(stale, key) == 1  # it missed the delete
+    result = read(net, reader, key)
+    assert signed.from_wire(result.payload).deleted and result.repaired >= 1
+    net.run_until(net.now + 5)
+    assert held_seq(stale, key) == 2  # read repair carried the tombstone
+    wiped = next(n for n in nodes if n not in (owner, stale) and held_seq(n, key) == 2)
+    wiped.store = MemoryStore()
+    net.run_until(net.now + 30 * 60)  # anti-entropy refills it with the tombstone
+    assert held_seq(wiped, key) == 2 and signed.from_wire(wiped.store.get(key).value).deleted

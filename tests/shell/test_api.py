@@ -837,7 +837,8 @@ async def test_a_key_that_is_not_percent_encoded_utf8_is_refused(node, path):
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("DELETE", "/values/k", "GET, HEAD, PUT"),
+        ("POST", "/values/k", "DELETE, GET, HEAD, PUT"),
+        ("POST", "/signed", "DELETE, PUT"),
         ("POST", "/info", "GET, HEAD"),
         ("GET", "/leave", "POST"),
         ("HEAD", "/leave", "POST"),
