@@ -8,11 +8,11 @@ operations themselves do is tested against a real daemon (tests/loopback.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from hashlib import sha1
 from typing import Any
 
 import pytest
 
+from kadnode.core import signed
 from kadnode.core.ids import key_id, to_hex
 from kadnode.errors import LocalProtocolError
 from kadnode.shell.messages import QUESTIONS
@@ -149,11 +149,11 @@ class FakeService:
 
     def _signed(self, operation: str, salt: str, cas: int | None) -> dict[str, Any]:
         owner = {"public_key": SIGNER, "salt": salt, "seq": 1 if cas is None else cas + 1}
-        key = sha1(bytes.fromhex(SIGNER) + salt.encode()).hexdigest()
+        key = signed.target(bytes.fromhex(SIGNER), salt.encode()).hex()
         return self._answer(operation, {"key": key, **WRITTEN, "elapsed_ms": 4.5, **owner})
 
     async def get_signed(self, public_key: str, salt: str) -> dict[str, Any]:
-        key = sha1(bytes.fromhex(public_key) + salt.encode()).hexdigest()
+        key = signed.target(bytes.fromhex(public_key), salt.encode()).hex()
         found = {"found": True, "deleted": False, "value": "hello", "seq": 3}
         return self._answer(
             "get_signed", {"key": key, "public_key": public_key, "salt": salt, **found, **READ}

@@ -213,7 +213,7 @@ class NodeCore:
 
     def put_signed(self, value: Value | None, seq: int, salt: bytes, now: float) -> int:
         """Sign version ``seq`` of our value under ``salt`` and store it on the
-        k closest to SHA-1(our public key + salt) (kadnode.core.signed);
+        k closest to SHA-1(tag + our public key + salt) (kadnode.core.signed);
         ``value`` None deletes it (a tombstone)."""
         if self.identity is None:
             raise LocalProtocolError("this node has no key to sign with")

@@ -1,21 +1,26 @@
 """Signed mutable values: any value, under a key derived from its owner's public
 key, that only the owner can change (BEP 44's model). Pure, no I/O.
 
-A value is stored under its target, SHA-1(public_key + salt): one owner has
-as many values as salts. Each version carries a sequence number and an
-ed25519 signature over ``pack([DOMAIN, salt, value, seq])``; a replica keeps
-the valid version with the highest sequence and refuses a lower one (BEP 44:
-a put's seq must exceed the one stored), so a replayed old version is
-refused wherever the newer one is held, and a quorum read returns the newest
-of the replicas' versions. At an equal sequence the version held stays.
+A value is stored under its target, SHA-1(tag + public key + salt): one owner
+has as many values as salts. The tag (:data:`TARGET_TAG`) is kadnode's
+departure from BEP 44's SHA-1(public key + salt): a node's id is SHA-1 of its
+public key, so without it an unsalted value would share its key with its
+owner's peer record, and replicas holding that record would refuse the value.
+
+Each version carries a sequence number and an ed25519 signature over
+``pack([DOMAIN, salt, value, seq])``; a replica keeps the valid version with
+the highest sequence and refuses a lower one (BEP 44: a put's seq must exceed
+the one stored), so a replayed old version is refused wherever the newer one
+is held, and a quorum read returns the newest of the replicas' versions. At
+an equal sequence the version held stays.
 
 As in BEP 44 the signature carries no expiry: replicas keep a version for
 the store's usual lifetime from its last write, and the owner's node
 republishes it. A delete is a version like any other whose value is nil (a
 tombstone): it beats every older version wherever versions meet (a write,
 read repair, anti-entropy, a hand-off) and is republished as long as the
-value would have been. The :data:`DOMAIN` tag keeps these signatures from being
-valid for anything else the key signs (peer records have their own).
+value would have been. The :data:`DOMAIN` tag keeps these signatures from
+being valid for anything else the key signs (peer records have their own).
 
 Wire form, a msgpack array: ``[public_key (32 B), salt, value or nil, seq, signature (64 B)]``.
 """
@@ -33,11 +38,12 @@ from kadnode.core.wire import pack
 from kadnode.errors import DecodeError, KadnodeError, LocalProtocolError, RemoteProtocolError
 
 DOMAIN = b"kadnode-signed-value-v1"
+TARGET_TAG = b"kadnode-signed-target-v1"
 MAX_SEQ = MAX_WIRE_INT
 
 # Why a version is refused: Rejected.reason is one of these.
 BAD_SIGNATURE = "bad signature"
-OTHER_KEY = "stored under another key than SHA-1(public key + salt)"
+OTHER_KEY = "stored under another key than SHA-1(tag + public key + salt)"
 OLDER_SEQ = "older sequence than the one held"
 
 
@@ -68,7 +74,7 @@ class SignedValue:
 
 def target(public_key: bytes, salt: bytes = b"") -> bytes:
     """The key a value of this owner and salt is stored under."""
-    return hashlib.sha1(public_key + salt).digest()
+    return hashlib.sha1(TARGET_TAG + public_key + salt).digest()
 
 
 def signed_bytes(salt: bytes, value: Value | None, seq: int) -> bytes:

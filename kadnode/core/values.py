@@ -349,7 +349,7 @@ def write_signed(
     node: NodeCore, value: Value | None, seq: int, salt: bytes, now: float, wide: bool
 ):
     """Sign version ``seq`` of our value under ``salt`` and publish it under
-    its target, SHA-1(our public key + salt); returns the operation id. A seq
+    its target, SHA-1(tag + our public key + salt); returns the operation id. A seq
     below the one this node holds is refused (one line)."""
     assert node.identity is not None
     version = signed.sign_value(node.identity, value, seq, salt)

@@ -145,7 +145,7 @@ class Server:
         self, value: Value | None, salt: bytes = b"", cas: int | None = None
     ) -> tuple[PutResult, int]:
         """Store the next version of this node's value under ``salt`` (its
-        target: SHA-1(public key + salt)); returns the write and the version's
+        target: SHA-1(tag + public key + salt)); returns the write and the version's
         seq, one past the newest a quorum read finds. ``cas``: write only if
         that newest is at seq ``cas`` (a read just before the write: two
         writers racing within one round trip can both pass, and the replicas

@@ -222,7 +222,7 @@ class PeerRecord(Read):
 
 
 class SignedFound(Read):
-    key: HexId = Field(description="where it is stored: SHA-1(public key + salt)")
+    key: HexId = Field(description="where it is stored: SHA-1(tag + public key + salt)")
     public_key: str = Field(pattern="^[0-9a-f]{64}$")
     salt: str
     found: bool

@@ -429,11 +429,12 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         ),
         messages.SignedWritten,
-        "A signed mutable value (BEP 44's model): stored under SHA-1(public key + salt), signed"
-        " by this node's ed25519 key with a sequence one past the newest a quorum read finds;"
-        " replicas keep the highest valid sequence and refuse older ones, so only this node can"
-        " change it. cas makes it a compare-and-swap: 409 when the newest version is not at that"
-        f" sequence (checked by a read just before the write). {_BELOW_QUORUM}",
+        "A signed mutable value (BEP 44's model): stored under SHA-1(tag + public key +"
+        " salt), signed by this node's ed25519 key with a sequence one past the newest a quorum"
+        " read finds; replicas keep the highest valid sequence and refuse older ones, so only"
+        " this node can change it. cas makes it a compare-and-swap: 409 when the newest version"
+        " is not at that sequence (checked by a read just before the write)."
+        f" {_BELOW_QUORUM}",
         body=messages.SignedPutBody,
         command="put",
         variant="signed",
@@ -474,7 +475,7 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         ),
         messages.SignedFound,
-        "A quorum read of the value stored under SHA-1(public key + salt): versions whose"
+        "A quorum read of the value stored under SHA-1(tag + public key + salt): versions whose"
         " signature fails are counted in rejected and never returned, replicas holding an older"
         " sequence or none are repaired.",
         params=(PUBLIC_KEY,),

@@ -35,6 +35,11 @@ def test_put_update_and_cas_from_one_node_read_from_another(daemons: Daemons) ->
     done = kadnode("get", "--signed", public_key, "--salt", "profile", "--api", reader.api)
     assert (done.returncode, done.stdout) == (0, "v3\n")
 
+    # With no salt: a key of its own, not the owner's registered peer record's.
+    unsalted = cli_json("put", "--signed", "plain and simple", api=owner.api)
+    assert unsalted["seq"] == 1 and unsalted["key"] != owner.info()["id"]
+    got = cli_json("get", "--signed", public_key, api=reader.api)
+    assert got["value"] == "plain and simple"
     # Another salt is another value; an unknown one is a reply, exit 1.
     other = cli_json("get", "--signed", public_key, "--salt", "nothing", api=reader.api, status=1)
     assert other["found"] is False and other["key"] != first["key"]

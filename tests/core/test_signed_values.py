@@ -263,3 +263,8 @@ def test_a_deleted_value_stays_deleted_through_a_partition_and_a_wipe():
     wiped.store = MemoryStore()
     net.run_until(net.now + 30 * 60)  # anti-entropy refills it with the tombstone
     assert held_seq(wiped, key) == 2 and signed.from_wire(wiped.store.get(key).value).deleted
+
+
+def test_an_unsalted_value_is_not_stored_under_its_owners_node_id():
+    """The node id is SHA-1 of the public key; the peer record lives there."""
+    assert int.from_bytes(signed.target(OWNER.public_key), "big") != OWNER.node_id
