@@ -1,7 +1,7 @@
 """Talk to a running daemon's control API, and the CLI commands that do. Does network I/O.
 
 :class:`ApiClient` calls every operation declared in
-:mod:`kadnode.shell.operations` over httpx and returns its reply, validated
+:mod:`kadnode.shell.api` over httpx and returns its reply, validated
 by the operation's reply model, so a reply from an incompatible daemon is one
 clear error rather than a KeyError later. :func:`add_client_commands` derives
 a CLI command from each declaration that names one, and
@@ -26,30 +26,37 @@ from pydantic import ValidationError
 
 from kadnode.errors import ApiError, KadnodeError, LocalProtocolError
 from kadnode.inputs import format_hostport, parse_hostport
+from kadnode.shell.api import BY_NAME, OPERATIONS
 from kadnode.shell.apiguard import TOKEN_ENV
 from kadnode.shell.datadir import TOKEN_FILE
 from kadnode.shell.messages import Error, first_error, one_line
-from kadnode.shell.operations import BY_NAME, OPERATIONS, Operation
+from kadnode.shell.operations import Operation
 
 DEFAULT_API = "127.0.0.1:8468"
 EXIT_OK, EXIT_MISSED, EXIT_ERROR = 0, 1, 2
 
 
 def signature(operation: Operation) -> inspect.Signature:
-    """How its client method is called: its path parameters, then its body's fields."""
+    """How its client method is called: its path parameters, its query
+    parameters, then its body's fields; the optional ones default to None."""
     positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    fields = operation.body.model_fields if operation.body else {}
+    required = [p.name for p in operation.params]
+    optional = [p.name for p in operation.query]
+    for name, field in (operation.body.model_fields if operation.body else {}).items():
+        (required if field.is_required() else optional).append(name)
     return inspect.Signature(
-        [inspect.Parameter(p.name, positional) for p in operation.params]
-        + [inspect.Parameter(p.name, positional, default=None) for p in operation.query]
-        + [
-            inspect.Parameter(name, positional, default=None if not f.is_required() else empty)
-            for name, f in fields.items()
-        ]
+        [inspect.Parameter(name, positional) for name in required]
+        + [inspect.Parameter(name, positional, default=None) for name in optional]
     )
 
 
-empty = inspect.Parameter.empty
+def _refused(exc: BaseException | None) -> bool:
+    """A ConnectionRefusedError somewhere under httpx's (and httpcore's) errors."""
+    while exc is not None:
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class ApiClient:
@@ -116,7 +123,7 @@ class ApiClient:
                 f"the daemon at {self.base} did not answer within {self.timeout:g} s"
             ) from None
         except httpx.ConnectError as exc:
-            if isinstance(exc.__context__, ConnectionRefusedError) or "refused" in str(exc):
+            if _refused(exc):
                 raise ApiError(
                     f"no kadnode daemon answering at {self.base} (start one with 'kadnode run')"
                 ) from None

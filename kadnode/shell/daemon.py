@@ -162,8 +162,8 @@ class Daemon(NodeService):
         options, server, stop = self.options, self.server, self.stop
         # FastAPI and uvicorn load only when a daemon serves: the CLI's calls,
         # which import this module for its defaults, start in half the time.
+        from kadnode.shell.api import BY_NAME, SCRAPED
         from kadnode.shell.httpserver import serve, shutdown
-        from kadnode.shell.operations import BY_NAME, SCRAPED
         from kadnode.shell.webapp import build_app
 
         listeners = []

@@ -1,6 +1,6 @@
 """The control API's messages as pydantic models: the request bodies the daemon
 validates, the replies it sends and the client checks, and from which the
-OpenAPI document is generated (kadnode.shell.operations). No I/O.
+OpenAPI document is generated (kadnode.shell.api). No I/O.
 
 Every model is strict and closed (``extra="forbid"``): a field the daemon adds
 without declaring it fails the reply's validation in the daemon's own tests,

@@ -1,6 +1,6 @@
 """What the control API calls: one method per operation, and its JSON views. I/O.
 
-:class:`NodeService` answers each operation of :mod:`kadnode.shell.operations`
+:class:`NodeService` answers each operation of :mod:`kadnode.shell.api`
 from the running node (:class:`~kadnode.shell.library.Server`) and its store;
 the daemon (:mod:`kadnode.shell.daemon`) adds its lifecycle on top. Replies are
 plain JSON objects, validated against the operation's reply model on the way out.

@@ -1,5 +1,5 @@
 """The control API as a FastAPI application, built from the operations'
-declarations (kadnode.shell.operations): a route for each, validated by the
+declarations (kadnode.shell.api): a route for each, validated by the
 pydantic models the OpenAPI document at /openapi.json is generated from, and
 /docs, Swagger UI served from the fastapi-offline wheel (no CDN). No I/O of
 its own: :func:`kadnode.shell.httpserver.serve` serves it.
@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote
@@ -31,9 +32,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from kadnode import __version__
 from kadnode.errors import Conflict, HttpError, KadnodeError, LocalProtocolError
+from kadnode.shell.api import OPERATIONS
 from kadnode.shell.apiguard import READS
 from kadnode.shell.messages import Error, first_error, one_line
-from kadnode.shell.operations import OPERATIONS, NodeService, Operation
+from kadnode.shell.operations import NodeService, Operation
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +74,8 @@ def _endpoint(operation: Operation, service: NodeService) -> Callable[..., Any]:
     declared = {p.name for p in operation.query}
 
     async def endpoint(request: Request, **given: Any) -> Response:
-        names = [name for name, _ in request.query_params.multi_items()]
-        if unknown := [n for n in names if n not in declared or names.count(n) > 1]:
+        names = Counter(name for name, _ in request.query_params.multi_items())
+        if unknown := [n for n, times in names.items() if n not in declared or times > 1]:
             return error(400, f"unknown or repeated query parameter {unknown[0]!r}")
         try:
             parsed = {p.name: p.parse(given[p.name]) for p in operation.params}

@@ -54,11 +54,12 @@ from kadnode.core.ids import key_id, parse_hex, to_hex
 from kadnode.core.ring import brute_successor
 from kadnode.errors import ApiError, LocalProtocolError, QuorumError
 from kadnode.inputs import parse_hostport
+from kadnode.shell.api import BY_NAME, OPERATIONS
 from kadnode.shell.apiguard import TOKEN_ENV, Guard
 from kadnode.shell.datadir import TOKEN_FILE
 from kadnode.shell.httpserver import serve, shutdown
 from kadnode.shell.messages import QUESTIONS
-from kadnode.shell.operations import BY_NAME, OPERATIONS, NodeService, Operation
+from kadnode.shell.operations import NodeService, Operation
 from kadnode.shell.service import NodeService as DaemonService
 from kadnode.shell.webapp import Guard as RequestGuard
 from kadnode.shell.webapp import build_app

@@ -67,12 +67,12 @@ from kadnode.core.ring import brute_successor
 from kadnode.errors import ApiError, LocalProtocolError, QuorumError
 from kadnode.inputs import parse_hostport
 from kadnode.shell import messages, service, webapp
+from kadnode.shell.api import BY_NAME, OPERATIONS
 from kadnode.shell.httpserver import MAX_HEAD_BYTES, serve, shutdown
 from kadnode.shell.library import storage_key
 from kadnode.shell.messages import first_error
 from kadnode.shell.metrics import COUNTERS
 from kadnode.shell.metrics import OPERATIONS as TIMED_OPERATIONS
-from kadnode.shell.operations import BY_NAME, OPERATIONS
 from kadnode.shell.operations import NODE_ID as NODE_ID_PARAM
 from kadnode.shell.webapp import MAX_BODY_BYTES, build_app
 

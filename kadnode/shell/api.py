@@ -1,0 +1,560 @@
+"""The control API: every operation, declared once (kadnode.shell.operations
+says how), with the examples its document shows. No I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kadnode.inputs import parse_hostport
+from kadnode.shell import dashboard, messages
+from kadnode.shell.messages import QUESTIONS
+from kadnode.shell.operations import (
+    CAS,
+    HTML,
+    KEY,
+    METRICS,
+    NODE_ID,
+    NOT_FOUND_IS_404,
+    PUBLIC_KEY,
+    SALT,
+    NodeService,
+    Operation,
+    Reply,
+    not_found,
+)
+
+_ID = NODE_ID.example
+_CONTACT = {"id": _ID, "host": "192.0.2.7", "port": 8468}
+_PREDECESSOR = {"id": "893a227aaca1e12a5fa1c0201c0e38b8f3b1536b", "host": "192.0.2.9", "port": 8467}
+_SUCCESSORS = [
+    {"id": "c2c74789868e8bb8486dc3b6d0138e7fb22162b5", "host": "192.0.2.21", "port": 8467},
+    {"id": "c74cad16cc5fcd3b4884624cb9afc82438f0dd8b", "host": "198.51.100.4", "port": 8467},
+]
+_RECORD = {
+    "id": _ID,
+    "addresses": [{"host": "192.0.2.7", "port": 8468}],
+    "seq": 1732435200123,
+    "expires": 1732456800.123,
+    "public_key": "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29",
+}
+# The examples' network is small: a replica set of three (_CONTACT and _SUCCESSORS),
+# so the quorum (a majority of it) is 2.
+_READ = {
+    "replicas": 3,
+    "answered": 3,
+    "agreeing": 2,
+    "repaired": 1,
+    "rejected": 0,
+    "needed": 2,
+    "quorum": True,
+}
+_UNREAD = {**_READ, "agreeing": 0, "repaired": 0, "elapsed_ms": 80.1}
+_STORED = {
+    "stored": 3,
+    "pending": 0,
+    "asked": 3,
+    "needed": 2,
+    "local": False,
+    "only_copy": False,
+    "replicas": [_CONTACT, *_SUCCESSORS],
+}
+_WRITER = "c2c74789868e8bb8486dc3b6d0138e7fb22162b5"
+_TARGET = "5a1f3c07d2b8e6a94c0e1b7f3d2a6c8e9b0f4d1a"
+_SIBLINGS = [
+    {"value": "hello", "clock": {_ID: 1}},
+    {"value": "bonjour", "clock": {_WRITER: 1}},
+]
+_CONTEXT = [[_ID, 1], [_WRITER, 1]]
+_BELOW_QUORUM = "Fewer acknowledgements than the write quorum (needed) is an error (503)."
+
+
+async def _health(_: NodeService) -> dict[str, Any]:
+    return {"ok": True}
+
+
+async def _dashboard(_: NodeService) -> str:
+    return dashboard.page()
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "info",
+        "GET",
+        "/info",
+        "Show this node's id, address and counters",
+        (
+            Reply(
+                "the node",
+                {
+                    "id": _ID,
+                    "host": "0.0.0.0",
+                    "port": 8468,
+                    "peers": 42,
+                    "values": 7,
+                    "uptime_s": 3600.5,
+                    "stats": {"requests_in": 1200, "requests_out": 950, "timeouts": 3},
+                },
+            ),
+        ),
+        messages.Info,
+        command="info",
+    ),
+    Operation(
+        "lookup",
+        "GET",
+        "/lookup/{id}",
+        "Find a node by id",
+        (
+            Reply(
+                "the lookup's outcome; found is false when no node has that id",
+                {
+                    "target": _ID,
+                    "found": True,
+                    "peer": _CONTACT,
+                    "closest": [{**_CONTACT, "answered": True}],
+                    "record": _RECORD,
+                    "queried": 9,
+                    "elapsed_ms": 41.5,
+                },
+            ),
+        ),
+        messages.Lookup,
+        "An iterative FIND_NODE lookup (Kademlia section 2.3): the node with this id if one"
+        " answered, and the k closest nodes known either way; it ends once that node or the"
+        " beta (3) nearest have answered, so the others may only have been named by them"
+        " (answered: false). A verified peer record for the id, when one is found (as GET"
+        " /peers/{id}/record), is returned in record and its first address is the peer's.",
+        params=(NODE_ID,),
+        command="lookup",
+        missed=not_found,
+    ),
+    Operation(
+        "put",
+        "PUT",
+        "/values/{key}",
+        "Store a value under a key",
+        (
+            Reply(
+                "how many of the k closest nodes acknowledged the STORE",
+                {"key": "greeting", **_STORED, "elapsed_ms": 60.2},
+            ),
+        ),
+        messages.Written,
+        "Stores on the k nodes closest to SHA-1(key), as bmuller/kademlia's set(). It returns"
+        " once the write quorum (needed) has acknowledged; the writes still unanswered then"
+        f" (pending) go on. {_BELOW_QUORUM}",
+        params=(KEY,),
+        body=messages.PutBody,
+        command="put",
+    ),
+    Operation(
+        "get",
+        "GET",
+        "/values/{key}",
+        "Fetch the value stored under a key",
+        (
+            Reply(
+                "the value",
+                {"key": "greeting", "found": True, "value": "hello", "elapsed_ms": 35.0},
+            ),
+            Reply(
+                "no node holds a value for this key",
+                {"key": "greeting", "found": False, "value": None, "elapsed_ms": 80.1},
+                404,
+            ),
+        ),
+        messages.FoundValue,
+        params=(KEY,),
+        command="get",
+        **NOT_FOUND_IS_404,
+    ),
+    Operation(
+        "register",
+        "POST",
+        "/register",
+        "Sign and store this node's peer record",
+        (
+            Reply(
+                "the record and how many of the k closest acknowledged it",
+                {"key": _ID, **_STORED, "elapsed_ms": 52.4, "record": _RECORD},
+            ),
+        ),
+        messages.Registered,
+        "Signs a record binding this node's id to its addresses with the node's ed25519 key"
+        " (the id is the SHA-1 of the public key), at a higher sequence than any before, and"
+        " stores it on the k nodes closest to the id. Replicas verify it and keep only the"
+        " highest valid sequence. The daemon also registers after joining and re-signs every"
+        f" half lifetime. {_BELOW_QUORUM}",
+        command="register",
+    ),
+    Operation(
+        "find_peer",
+        "GET",
+        "/peers/{id}/record",
+        "Find a node's verified peer record",
+        (
+            Reply(
+                "the record with the highest valid sequence the replicas hold",
+                {"id": _ID, "found": True, "record": _RECORD, **_READ, "elapsed_ms": 38.2},
+            ),
+            Reply(
+                "no replica holds a valid record for this id",
+                {"id": _ID, "found": False, "record": None, **_UNREAD},
+                404,
+            ),
+        ),
+        messages.PeerRecord,
+        "A quorum read of the record stored under the id: every replica among the k closest"
+        " is asked, records that fail verification (forged, bad signature, expired) are"
+        " counted in rejected and never returned, and replicas holding an older sequence or"
+        " none are repaired. quorum is false when fewer than needed answered.",
+        params=(NODE_ID,),
+        command="find-peer",
+        **NOT_FOUND_IS_404,
+    ),
+    Operation(
+        "put_shared",
+        "PUT",
+        "/shared/{key}",
+        "Write a shared (multi-writer) value",
+        (
+            Reply(
+                "how many of the k closest acknowledged the write",
+                {"key": "greeting", **_STORED, "elapsed_ms": 48.9},
+            ),
+        ),
+        messages.Written,
+        "A vector-clocked write (Dynamo, DeCandia et al. 2007, section 4.4). Without a context"
+        " it is a blind write and becomes a sibling of any concurrent value; with the context a"
+        " GET /shared/{key} returned it supersedes every sibling that read saw."
+        f" {_BELOW_QUORUM}",
+        params=(KEY,),
+        body=messages.SharedPutBody,
+        command="put",
+        variant="shared",
+    ),
+    Operation(
+        "get_shared",
+        "GET",
+        "/shared/{key}",
+        "Read a shared value: every concurrent sibling",
+        (
+            Reply(
+                "the siblings; pass context back with the next write to resolve them",
+                {
+                    "key": "greeting",
+                    "found": True,
+                    "siblings": _SIBLINGS,
+                    "context": _CONTEXT,
+                    **_READ,
+                    "elapsed_ms": 41.0,
+                },
+            ),
+            Reply(
+                "no replica holds a value for this key",
+                {"key": "greeting", "found": False, "siblings": [], "context": None, **_UNREAD},
+                404,
+            ),
+        ),
+        messages.Shared,
+        "A quorum read: the siblings every answering replica holds, reconciled; replicas"
+        " missing some are repaired (repaired counts them).",
+        params=(KEY,),
+        command="get",
+        variant="shared",
+        **NOT_FOUND_IS_404,
+    ),
+    Operation(
+        "put_signed",
+        "PUT",
+        "/signed",
+        "Write the next version of this node's signed value (takes VALUE, no key)",
+        (
+            Reply(
+                "how many of the k closest acknowledged the version, and which it is",
+                {
+                    "key": _TARGET,
+                    **_STORED,
+                    "elapsed_ms": 95.1,
+                    "public_key": _RECORD["public_key"],
+                    "salt": "profile",
+                    "seq": 4,
+                },
+            ),
+        ),
+        messages.SignedWritten,
+        "A signed mutable value (BEP 44's model): stored under SHA-1(tag + public key +"
+        " salt), signed by this node's ed25519 key with a sequence one past the newest a quorum"
+        " read finds; replicas keep the highest valid sequence and refuse older ones, so only"
+        " this node can change it. cas makes it a compare-and-swap: 409 when the newest version"
+        " is not at that sequence (checked by a read just before the write)."
+        f" {_BELOW_QUORUM}",
+        body=messages.SignedPutBody,
+        command="put",
+        variant="signed",
+    ),
+    Operation(
+        "get_signed",
+        "GET",
+        "/signed/{public_key}",
+        "Read a signed value: KEY is its owner's public key (64 hex digits)",
+        (
+            Reply(
+                "the newest valid version the replicas hold",
+                {
+                    "key": _TARGET,
+                    "public_key": _RECORD["public_key"],
+                    "salt": "profile",
+                    "found": True,
+                    "deleted": False,
+                    "value": "hello",
+                    "seq": 4,
+                    **_READ,
+                    "elapsed_ms": 40.2,
+                },
+            ),
+            Reply(
+                "no replica holds a valid version, or the newest is a delete (deleted, seq)",
+                {
+                    "key": _TARGET,
+                    "public_key": _RECORD["public_key"],
+                    "salt": "profile",
+                    "found": False,
+                    "deleted": True,
+                    "value": None,
+                    "seq": 5,
+                    **_UNREAD,
+                },
+                404,
+            ),
+        ),
+        messages.SignedFound,
+        "A quorum read of the value stored under SHA-1(tag + public key + salt): versions whose"
+        " signature fails are counted in rejected and never returned, replicas holding an older"
+        " sequence or none are repaired.",
+        params=(PUBLIC_KEY,),
+        query=(SALT,),
+        command="get",
+        variant="signed",
+        **NOT_FOUND_IS_404,
+    ),
+    Operation(
+        "delete_signed",
+        "DELETE",
+        "/signed",
+        "Delete this node's signed value: a signed tombstone (takes no key)",
+        (
+            Reply(
+                "how many of the k closest acknowledged the delete, and its version",
+                {
+                    "key": _TARGET,
+                    **_STORED,
+                    "elapsed_ms": 91.7,
+                    "public_key": _RECORD["public_key"],
+                    "salt": "profile",
+                    "seq": 5,
+                },
+            ),
+        ),
+        messages.SignedWritten,
+        "A new version whose value is nil, signed like any other and one past the newest a"
+        " quorum read finds: it beats every older version wherever versions meet (a write, read"
+        " repair, anti-entropy, a hand-off), and this node republishes it as it would the value."
+        f" {_BELOW_QUORUM}",
+        query=(SALT, CAS),
+        command="delete",
+        variant="signed",
+    ),
+    Operation(
+        "delete",
+        "DELETE",
+        "/values/{key}",
+        "Stop publishing a plain value and drop this node's copy",
+        (
+            Reply(
+                "dropped here; the other replicas keep their copies until they expire",
+                {"key": "greeting", "dropped": True, "replicas_keep_it_h": 24.0},
+            ),
+        ),
+        messages.Unpublished,
+        "A plain value has no owner who could prove a delete, so no node can delete it from the"
+        " others (bmuller/kademlia has no delete either). Its publisher can stop republishing it"
+        " and drop its own copy; the replicas drop theirs when the value expires. 400 when this"
+        " node did not publish a plain value under the key.",
+        params=(KEY,),
+        command="delete",
+    ),
+    Operation(
+        "peers",
+        "GET",
+        "/peers",
+        "List the routing table's contacts",
+        (
+            Reply(
+                "every contact in the k-buckets",
+                {"count": 1, "peers": [{**_CONTACT, "failures": 0, "last_seen_s": 12.5}]},
+            ),
+        ),
+        messages.Peers,
+        command="peers",
+    ),
+    Operation(
+        "ping",
+        "POST",
+        "/ping",
+        "Ping a node at an address",
+        (
+            Reply(
+                "alive is false when the node did not answer",
+                {"host": "192.0.2.7", "port": 8468, "alive": True, "id": _ID, "rtt_ms": 1.9},
+            ),
+        ),
+        messages.Ping,
+        body=messages.PingBody,
+        command="ping",
+        missed=lambda reply: not reply["alive"],
+        arguments=lambda given: parse_hostport(given["address"]),
+    ),
+    Operation(
+        "owner",
+        "GET",
+        "/owner/{key}",
+        "Show which nodes are responsible for a key, asked both ways",
+        (
+            Reply(
+                "both answers; successor is null when Chord routing failed",
+                {
+                    "key": "greeting",
+                    "key_id": "a0f7e779f9247566c84036f07f7bdf4a40a869bd",
+                    "successor": _CONTACT,
+                    "successor_hops": 2,
+                    "closest": [_CONTACT, *_SUCCESSORS],
+                    "questions": QUESTIONS,
+                    "elapsed_ms": 41.5,
+                },
+            ),
+        ),
+        messages.Owner,
+        "Two answers, each labelled in questions by the question it answers. successor: the"
+        " key's owner on the Chord ring, the first node clockwise from SHA-1(key), found by"
+        " Chord routing in successor_hops requests (Stoica et al. 2001, section 4.2). closest:"
+        " the k nodes closest to SHA-1(key) by XOR, this node included, found by an iterative"
+        " FIND_NODE lookup (Kademlia section 2.3): where PUT /values/{key} stores the value.",
+        params=(KEY,),
+        command="owner",
+        missed=lambda reply: reply["successor"] is None,
+    ),
+    Operation(
+        "ring",
+        "GET",
+        "/ring",
+        "Show this node's place on the Chord ring",
+        (
+            Reply(
+                "the ring view; predecessor is null while none is known",
+                {
+                    "self": _CONTACT,
+                    "predecessor": _PREDECESSOR,
+                    "successors": [*_SUCCESSORS, _PREDECESSOR],
+                    "fingers": [{"index": 0, **_SUCCESSORS[0]}, {"index": 158, **_PREDECESSOR}],
+                },
+            ),
+        ),
+        messages.Ring,
+        "The ring view kept beside the k-buckets (Chord, Stoica et al. 2001): the predecessor,"
+        " the successor list (nearest clockwise first, kept by stabilize and notify) and the"
+        " finger table derived from the known contacts: finger i is the first known node at or"
+        " after id + 2^i, listed once, at its lowest index.",
+        command="ring",
+    ),
+    Operation(
+        "leave",
+        "POST",
+        "/leave",
+        "Hand this node's values on, then stop the daemon",
+        (
+            Reply(
+                "the hand-off's outcome; the daemon stops after replying",
+                {"keys": 7, "stores": 140, "acks": 138, "goodbyes": 31, "elapsed_ms": 85.3},
+            ),
+        ),
+        messages.Left,
+        "A graceful leave, as on SIGTERM: every value this node holds is stored on the k"
+        " closest remaining nodes it knows, then it says goodbye to every kadnode contact (each"
+        " drops it from its table and ring at once), then the daemon stops. keys, stores and"
+        " acks count the keys handed on, the STOREs sent and those acknowledged, goodbyes the"
+        " contacts that took the goodbye; they are null, and timed_out true, when the hand-off"
+        " did not finish in time.",
+        tag="ops",
+        command="leave",
+        missed=lambda reply: bool(reply.get("timed_out")),
+    ),
+    Operation(
+        "fault",
+        "POST",
+        "/fault",
+        "Chaos testing: delay every datagram this node sends",
+        (
+            Reply(
+                "the delay now in force (0 clears it)",
+                {
+                    "delay_ms": 200,
+                    "jitter_ms": 50,
+                    "mechanism": "kadnode transport send delay (--allow-fault-injection)",
+                },
+            ),
+        ),
+        messages.Fault,
+        "Only a daemon started with --allow-fault-injection accepts this (400 otherwise). Every"
+        " datagram the node sends waits delay_ms +- jitter_ms first: the delay fault of"
+        " chaos/run.py where the kernel has no netem qdisc.",
+        body=messages.FaultBody,
+        tag="ops",
+        command="fault",
+    ),
+    Operation(
+        "metrics",
+        "GET",
+        "/metrics",
+        "Counters, gauges, operation latency histograms and process metrics, in Prometheus"
+        " text format",
+        (
+            Reply(
+                "Prometheus text exposition 0.0.4",
+                "# HELP kadnode_peers Contacts in the routing table.\n"
+                "# TYPE kadnode_peers gauge\nkadnode_peers 42.0\n",
+            ),
+        ),
+        None,
+        media_type=METRICS,
+        tag="ops",
+    ),
+    Operation(
+        "health",
+        "GET",
+        "/health",
+        "Liveness check",
+        (Reply("the daemon is serving", {"ok": True}),),
+        messages.Health,
+        tag="ops",
+        answer=_health,
+    ),
+    Operation(
+        "dashboard",
+        "GET",
+        "/dashboard",
+        "A live page of this node: buckets, ring, traffic, latencies",
+        (Reply("an HTML page, self-contained", "<!doctype html>..."),),
+        None,
+        "Draws the routing table's buckets and how full each is, the ring (predecessor,"
+        " successors, fingers on a circle), and datagrams a second and mean operation latency"
+        " over time, from /info, /peers, /ring and /metrics every 2 s. No external assets.",
+        media_type=HTML,
+        tag="ops",
+        answer=_dashboard,
+    ),
+)
+BY_NAME = {operation.name: operation for operation in OPERATIONS}
+# What the metrics listener (kadnode run --metrics) serves: reads, no token.
+SCRAPED = ("metrics", "health")
