@@ -134,7 +134,7 @@ class FakeService:
         return self._answer("register", registered)
 
     async def find_peer(self, target: int) -> dict[str, Any]:
-        found = {"id": to_hex(target), "found": True, "record": PEER_RECORD, **READ}
+        found = {"id": to_hex(target), "found": True, "left": False, "record": PEER_RECORD, **READ}
         return self._answer("find_peer", found)
 
     async def put_shared(self, key: str, value: str, context: list | None) -> dict[str, Any]:

@@ -242,6 +242,8 @@ def _show_find_peer(r: dict[str, Any]) -> str:
     record = r["record"]
     if record is None:
         return f"not found: no valid record for {r['id']}; {_replies(r)}"
+    if r["left"]:
+        return f"not found: {r['id']} left the network (seq {record['seq']}); {_replies(r)}"
     return "\n".join(
         [
             f"{record['id']} seq {record['seq']}, signed by its key; verified addresses:",

@@ -17,6 +17,11 @@ record signature from ever being valid for anything else the key signs
 (domain separation). The node id is not signed: it is a function of the key,
 checked by :func:`verify_record`. Hosts are IP literals (IPv4 or IPv6) in
 their one canonical spelling, so one record has exactly one encoding.
+
+A record with no addresses is a tombstone: its node has left (deregistered,
+:func:`deregistration`). Like any record it replaces only a lower sequence,
+so it beats every record its node signed before wherever they meet, and
+lives as long as a record would have.
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ class PeerRecord:
     expires: float  # unix seconds
     signature: bytes
 
+    @property
+    def deleted(self) -> bool:
+        """A tombstone: its node has left and listens nowhere."""
+        return not self.addresses
+
 
 def signed_bytes(
     public_key: bytes, addresses: tuple[Address, ...], seq: int, expires: float
@@ -88,8 +98,9 @@ def _is_address(host: object, port: object) -> bool:
 
 
 def _addresses(raw: object, error: type[KadnodeError]) -> tuple[Address, ...]:
-    if not isinstance(raw, list | tuple) or not 0 < len(raw) <= MAX_RECORD_ADDRESSES:
-        raise error(f"a record has 1 to {MAX_RECORD_ADDRESSES} addresses")
+    """A record's addresses; none is a tombstone."""
+    if not isinstance(raw, list | tuple) or len(raw) > MAX_RECORD_ADDRESSES:
+        raise error(f"a record has at most {MAX_RECORD_ADDRESSES} addresses")
     addresses = []
     for entry in raw:
         if not isinstance(entry, list | tuple) or len(entry) != 2 or not _is_address(*entry):
@@ -120,6 +131,11 @@ def sign_record(
     _check_seq_expires(seq, expires, LocalProtocolError)
     signature = identity.sign(signed_bytes(identity.public_key, addrs, seq, expires))
     return PeerRecord(identity.node_id, identity.public_key, addrs, seq, expires, signature)
+
+
+def deregistration(identity: Identity, seq: int, expires: float) -> PeerRecord:
+    """A tombstone for ``identity``'s record: it listens nowhere any more."""
+    return sign_record(identity, (), seq, expires)
 
 
 def to_wire(record: PeerRecord) -> list:

@@ -325,6 +325,22 @@ def register(node: NodeCore, now: float, wide: bool = False) -> int:
     return node.publish(node.id_bytes, payload, cfg.register_lifetime, now, Kind.PEER, wide)
 
 
+def deregister(node: NodeCore, now: float) -> None:
+    """Replace our peer record, if we registered one, with a signed
+    tombstone (no addresses, a higher sequence) held but not republished:
+    the leave hands it to the k closest like every record it holds, and
+    it outlives every record we signed before it."""
+    held = node.store.get(node.id_bytes)
+    if node.identity is None or held is None or held.kind != Kind.PEER or not held.origin:
+        return
+    expires = now + node.config.register_lifetime
+    node.seq = max(node.seq + 1, int(now * 1000))
+    record = records.deregistration(node.identity, node.seq, expires)
+    node.store.put(
+        Record(node.id_bytes, records.to_wire(record), expires, False, expires, Kind.PEER)
+    )
+
+
 def write_shared(
     node: NodeCore, key: bytes, value: Value, context: object | None, now: float, wide: bool
 ):
@@ -426,7 +442,9 @@ class Read:
 
 
 class Leave:
-    """Hand every held value to the k closest remaining nodes, then say
+    """Deregister (a tombstone for our peer record, :func:`deregister`),
+    hand every held value, the tombstone among them, to the k closest
+    remaining nodes, then say
     goodbye to every kadnode contact, so each drops us from its table and
     ring at once (not after three failed requests), then report. At most a
     quarter of the request budget is in flight during the hand-over; the
@@ -447,6 +465,7 @@ class Leave:
 
     def __init__(self, node: NodeCore, op: int, now: float):
         self.node, self.op = node, op
+        deregister(node, now)
         self.work = [
             (contact, record)
             for record in live_records(node, now)

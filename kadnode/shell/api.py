@@ -196,11 +196,19 @@ OPERATIONS: tuple[Operation, ...] = (
         (
             Reply(
                 "the record with the highest valid sequence the replicas hold",
-                {"id": _ID, "found": True, "record": _RECORD, **_READ, "elapsed_ms": 38.2},
+                {
+                    "id": _ID,
+                    "found": True,
+                    "left": False,
+                    "record": _RECORD,
+                    **_READ,
+                    "elapsed_ms": 38.2,
+                },
             ),
             Reply(
-                "no replica holds a valid record for this id",
-                {"id": _ID, "found": False, "record": None, **_UNREAD},
+                "no replica holds a valid record for this id, or its node left (left: true,"
+                " record: its signed tombstone, which lists no address)",
+                {"id": _ID, "found": False, "left": False, "record": None, **_UNREAD},
                 404,
             ),
         ),
@@ -208,7 +216,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "A quorum read of the record stored under the id: every replica among the k closest"
         " is asked, records that fail verification (forged, bad signature, expired) are"
         " counted in rejected and never returned, and replicas holding an older sequence or"
-        " none are repaired. quorum is false when fewer than needed answered.",
+        " none are repaired. quorum is false when fewer than needed answered. A node that"
+        " leaves (POST /leave) first replaces its record with a tombstone, a record with no"
+        " address and a higher sequence: found is then false and left true.",
         params=(NODE_ID,),
         command="find-peer",
         **NOT_FOUND_IS_404,

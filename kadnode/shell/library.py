@@ -120,6 +120,8 @@ class Server:
         return await self.udp.run(lambda core, now: core.find_successor(key, now))
 
     async def leave(self) -> LeaveResult:
+        """Deregister (a signed tombstone replaces our peer record), hand
+        every held value to the k closest remaining nodes, say goodbye."""
         return await self.udp.run(lambda core, now: core.leave(now))
 
     async def register(self, addresses: list[Addr] | None = None) -> PutResult:
@@ -129,7 +131,8 @@ class Server:
         return await self.udp.run(lambda core, now: core.register(now))
 
     async def find_peer(self, node_id: int) -> ReadResult:
-        """The verified peer record of ``node_id`` (quorum read, read repair)."""
+        """The verified peer record of ``node_id`` (quorum read, read repair);
+        a record with no addresses (``deleted``) says its node left."""
         key = to_bytes(node_id)
         return await self.udp.run(lambda core, now: core.read(key, Kind.PEER, now))
 

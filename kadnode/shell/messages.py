@@ -218,7 +218,8 @@ class Read(Message):
 class PeerRecord(Read):
     id: HexId
     found: bool
-    record: Record | None
+    left: bool = Field(description="its node left: the newest record is a signed tombstone")
+    record: Record | None = Field(description="the newest valid record (a tombstone: no addresses)")
 
 
 class SignedFound(Read):

@@ -213,6 +213,8 @@ class NodeService:
         )
         peer = result.peer
         record = records.from_wire(found.payload) if found.found else None
+        if record is not None and record.deleted:  # it left: no address to give
+            record = None
         if record is not None:  # a verified, signed address beats a contact's
             host, port = record.addresses[0]
             peer = Contact(target, host, port)
@@ -311,7 +313,8 @@ class NodeService:
         record = records.from_wire(found.payload) if found.found else None
         return {
             "id": to_hex(target),
-            "found": record is not None,
+            "found": record is not None and not record.deleted,
+            "left": record is not None and record.deleted,
             "record": record_json(record) if record is not None else None,
             **read_json(found, t),
         }

@@ -594,12 +594,26 @@ def test_lookup_of_an_older_daemon_without_records(capsys, address, fake):
     assert (code, out) == (0, f"found {PEER['id']} at 127.0.0.1:4001 (4 queried, 12.5 ms)\n")
 
 
+def test_find_peer_of_a_node_that_left_says_so_and_misses(capsys, address, fake):
+    async def left(target):
+        gone = {**PEER_RECORD, "addresses": [], "seq": PEER_RECORD["seq"] + 1}
+        return {"id": PEER["id"], "found": False, "left": True, "record": gone, **READ}
+
+    fake.find_peer = left
+    code, out, _ = run(capsys, "find-peer", PEER["id"], "--api", address)
+    assert code == 1
+    assert out.startswith(
+        f"not found: {PEER['id']} left the network (seq {PEER_RECORD['seq'] + 1}); "
+    )
+
+
 def test_find_peer_says_what_the_read_saw(capsys, address, fake):
     async def contested(target):
         two = {**PEER_RECORD, "addresses": [*PEER_RECORD["addresses"], {"host": "::1", "port": 9}]}
         return {
             "id": PEER["id"],
             "found": True,
+            "left": False,
             "record": two,
             **READ,
             "answered": 1,

@@ -27,6 +27,7 @@ from kadnode.core.records import (
     RecordRejected,
     accept,
     decode_record,
+    deregistration,
     encode_record,
     from_wire,
     newer,
@@ -103,7 +104,6 @@ def test_the_largest_record_fits_a_datagram_many_times_over():
 @pytest.mark.parametrize(
     "addresses",
     [
-        [],  # none
         [("192.0.2.1", 1)] * 2,  # twice the same
         [(f"192.0.2.{i}", 1) for i in range(MAX_RECORD_ADDRESSES + 1)],  # too many
         [("example.com", 80)],  # a name, not an IP literal
@@ -156,7 +156,6 @@ def wire(**changes) -> list:
         wire(public_key="k" * 32),
         wire(signature=b"\x00" * 63),
         wire(signature=b""),
-        wire(addresses=[]),
         wire(addresses=[["192.0.2.1", 80, 1]]),
         wire(addresses=[["192.0.2.1", 80]] * 2),
         wire(addresses=[["x" * 65, 80]]),
@@ -385,3 +384,21 @@ def test_a_mutation_that_parses_through_from_wire_is_rejected_or_the_same_record
             except (DecodeError, RecordRejected):
                 continue
             assert parsed == rec, f"byte {position} -> {value:#04x} produced {parsed}"
+
+
+def test_a_deregistration_is_a_record_with_no_addresses_that_beats_older_ones():
+    held = record(seq=5)
+    gone = deregistration(ME, 6, NOW + HOUR)
+    assert gone.deleted and not held.deleted
+    assert from_wire(to_wire(gone)) == gone
+    assert accept(held, gone, NOW) is gone
+    # and the old record, replayed, cannot bring the node back
+    with pytest.raises(RecordRejected, match="older sequence"):
+        accept(gone, held, NOW)
+
+
+def test_a_forged_deregistration_is_refused():
+    forged = deregistration(OTHER, 6, NOW + HOUR)
+    wrong = PeerRecord(ME.node_id, ME.public_key, (), 6, NOW + HOUR, forged.signature)
+    with pytest.raises(RecordRejected, match="bad signature"):
+        accept(record(seq=5), wrong, NOW)

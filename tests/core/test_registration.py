@@ -190,3 +190,22 @@ def test_oversized_and_unresolved_shared_writes_are_the_callers_error():
     net.run_until(net.now + 5)  # a put returns at its quorum: the other writes land
     with pytest.raises(LocalProtocolError, match="write with their context"):
         net.call(nodes[4], lambda c, now: c.put_shared(key, "fifth", None, now))
+
+
+def test_a_node_that_leaves_is_not_found_and_its_old_record_cannot_bring_it_back():
+    net, nodes = network(25)
+    a, b = nodes[4], nodes[19]
+    net.call(a, lambda c, now: c.register(now))
+    old = records.from_wire(find_peer(net, b, a.id).payload)
+    net.call(a, lambda c, now: c.leave(now))
+    net.kill([a.addr])
+    gone = find_peer(net, b, a.id)
+    record = records.from_wire(gone.payload)
+    assert record.deleted and record.seq > old.seq and gone.quorum
+    # A replica that held the old record, replayed, refuses it now.
+    holders = [n for n in nodes if n is not a and n.store.get(a.id_bytes) is not None]
+    assert len(holders) >= 10
+    for holder in holders:
+        assert records.from_wire(holder.store.get(a.id_bytes).value).deleted
+    reply = raw_put(net, holders[0], b, a.id_bytes, records.to_wire(old), Kind.PEER)
+    assert reply == {"ok": False, "reason": records.OLDER_SEQ}

@@ -509,7 +509,12 @@ def test_the_daemons_reply_helpers_match_the_reply_models():
         **service.read_json(read, 0.0),
     }
     messages.Shared.model_validate(shared)
-    found = {"id": to_hex(me.node_id), "found": True, "record": service.record_json(record)}
+    found = {
+        "id": to_hex(me.node_id),
+        "found": True,
+        "left": False,
+        "record": service.record_json(record),
+    }
     messages.PeerRecord.model_validate({**found, **service.read_json(read, 0.0)})
     # What a reader passes back is what the daemon takes as a context.
     assert vclock.from_wire(service.context_wire(shared["context"])) == clock
@@ -1089,7 +1094,7 @@ class NothingFound(FakeService):
         return self._answer("ping", {"host": host, "port": port, **silent})
 
     async def find_peer(self, target: int) -> dict[str, Any]:
-        missed = {"id": to_hex(target), "found": False, "record": None}
+        missed = {"id": to_hex(target), "found": False, "left": False, "record": None}
         return self._answer("find_peer", {**missed, **READ, "agreeing": 0, "repaired": 0})
 
     async def get_shared(self, key: str) -> dict[str, Any]:

@@ -118,6 +118,22 @@ def test_a_registered_address_is_found_verified_and_a_new_one_wins(daemons: Daem
     )
 
 
+def test_a_node_that_leaves_is_not_found_by_find_peer(daemons: Daemons) -> None:
+    seed, a, b = network(daemons, "seed", "a", "b")
+    b_id = b.info()["id"]
+    before = cli_json("find-peer", b_id, api=a.api)
+    assert before["found"] is True and before["left"] is False
+    left = kadnode("leave", "--api", b.api)
+    assert left.returncode == 0, left.stderr
+    assert b.proc.wait(STOP_TIMEOUT) == 0
+    after = kadnode("find-peer", b_id, "--api", a.api)
+    assert after.returncode == 1, after.stderr
+    assert after.stdout.startswith(f"not found: {b_id} left the network (seq "), after.stdout
+    gone = cli_json("find-peer", b_id, api=seed.api, status=1)
+    assert (gone["found"], gone["left"], gone["record"]["addresses"]) == (False, True, [])
+    assert gone["record"]["seq"] > before["record"]["seq"]
+
+
 # ---- (b) forged records -------------------------------------------------------------------
 
 
