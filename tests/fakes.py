@@ -141,8 +141,11 @@ class FakeService:
         return self._answer("put_shared", {"key": key, **WRITTEN, "elapsed_ms": 3.5})
 
     async def get_shared(self, key: str) -> dict[str, Any]:
-        found = {"key": key, "found": True, "siblings": SIBLINGS, "context": CONTEXT}
-        return self._answer("get_shared", {**found, **READ})
+        found = {"key": key, "found": True, "deleted": False, "siblings": SIBLINGS}
+        return self._answer("get_shared", {**found, "context": CONTEXT, **READ})
+
+    async def delete_shared(self, key: str, context: list | None) -> dict[str, Any]:
+        return self._answer("delete_shared", {"key": key, **WRITTEN, "elapsed_ms": 3.5})
 
     async def put_signed(self, value: str, salt: str, cas: int | None) -> dict[str, Any]:
         return self._signed("put_signed", salt, cas)

@@ -99,7 +99,8 @@ class ApiClient:
         query = {}
         for param in operation.query:
             if (value := given.pop(param.name)) is not None:
-                param.parse(text := str(value))
+                text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+                param.parse(text)
                 query[param.name] = text
         if query:
             path += "?" + urlencode(query)
@@ -255,6 +256,8 @@ def _show_find_peer(r: dict[str, Any]) -> str:
 
 def _show_get_shared(r: dict[str, Any]) -> str:
     siblings = r["siblings"]
+    if r["deleted"]:
+        return f"deleted: every version of {r['key']!r} the replicas hold is a delete"
     if not r["found"]:
         return f"not found: {r['key']!r}"
     if len(siblings) == 1:
@@ -286,6 +289,13 @@ def _show_delete_signed(r: dict[str, Any]) -> str:
     return (
         f"deleted {_named(r)}: signed version {r['seq']}, a tombstone, stored on {_held_by(r)}"
         f" ({r['elapsed_ms']:.1f} ms)"
+    )
+
+
+def _show_delete_shared(r: dict[str, Any]) -> str:
+    return (
+        f"deleted {r['key']!r}: a tombstone superseding what the read saw, stored on"
+        f" {_held_by(r)} ({r['elapsed_ms']:.1f} ms)"
     )
 
 
@@ -383,6 +393,7 @@ SHOW: dict[str, Callable[[dict[str, Any]], str]] = {
     "put_signed": _show_put_signed,
     "get_signed": _show_get_signed,
     "delete_signed": _show_delete_signed,
+    "delete_shared": _show_delete_shared,
     "delete": _show_delete,
     "register": _show_register,
     "find_peer": _show_find_peer,

@@ -7,12 +7,14 @@ Four kinds share the value store and the replication machinery:
 * PEER: a signed peer record (kadnode.core.records), stored under the node's own
   id; the highest valid sequence wins, and only its key can sign it.
 * SHARED: multi-writer values with vector clocks (kadnode.core.vclock): concurrent
-  writes are kept as siblings, a write naming their context resolves them.
+  writes are kept as siblings, a write naming their context resolves them. A
+  delete is such a write whose value is nil (a tombstone): it supersedes
+  what its context saw, and a write concurrent with it survives as a sibling.
 * SIGNED: a signed mutable value (kadnode.core.signed), stored under SHA-1 of
   its owner's key and salt; the highest valid sequence wins, as for PEER.
 
 The wire payload of a PEER record is ``records.to_wire``; of a SHARED value a
-list of ``[value, clock]`` siblings.
+list of ``[value or nil, clock]`` siblings.
 """
 
 from __future__ import annotations
@@ -34,12 +36,18 @@ def siblings_from_wire(payload: object) -> tuple[vclock.Versioned, ...]:
     for item in payload:
         if type(item) is not list or len(item) != 2:
             raise DecodeError("shared sibling is not [value, clock]")
-        out.append(vclock.Versioned(check_value(item[0]), vclock.from_wire(item[1])))
+        value = None if item[0] is None else check_value(item[0])  # None: a tombstone
+        out.append(vclock.Versioned(value, vclock.from_wire(item[1])))
     return tuple(out)
 
 
 def siblings_to_wire(siblings: tuple[vclock.Versioned, ...]) -> list:
     return [[s.value, vclock.to_wire(s.clock)] for s in siblings]
+
+
+def live(siblings: tuple[vclock.Versioned, ...]) -> tuple[vclock.Versioned, ...]:
+    """The siblings that are values, not tombstones: none left means deleted."""
+    return tuple(s for s in siblings if s.value is not None)
 
 
 def merge(

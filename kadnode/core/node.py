@@ -204,11 +204,20 @@ class NodeCore:
             raise LocalProtocolError("no address to register (set the node's addresses)")
         return self.register_now(now, wide=True)
 
-    def put_shared(self, key: bytes, value: Value, context: object | None, now: float) -> int:
+    def put_shared(
+        self, key: bytes, value: Value | None, context: object | None, now: float
+    ) -> int:
         """Write a shared value. ``context`` is the clock a read returned
         (``vclock.to_wire`` form) and names what this write supersedes; None
-        is a blind write that becomes a sibling of what is held."""
-        self._check_value(value)
+        is a blind write that becomes a sibling of what is held. ``value``
+        None deletes what the context saw (a tombstone), so it needs one."""
+        if value is not None:
+            self._check_value(value)
+        elif context is None:
+            raise LocalProtocolError(
+                "a delete of a shared value names the context a read returned: a blind"
+                " delete would supersede nothing"
+            )
         return values.write_shared(self, key, value, context, now, wide=True)
 
     def put_signed(self, value: Value | None, seq: int, salt: bytes, now: float) -> int:

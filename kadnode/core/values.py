@@ -342,11 +342,13 @@ def deregister(node: NodeCore, now: float) -> None:
 
 
 def write_shared(
-    node: NodeCore, key: bytes, value: Value, context: object | None, now: float, wide: bool
+    node: NodeCore, key: bytes, value: Value | None, context: object | None, now: float, wide: bool
 ):
     """Write a shared value; returns the operation id. ``context`` is the
     clock a read returned (``vclock.to_wire`` form) and names what this
-    write supersedes; None is a blind write that becomes a sibling."""
+    write supersedes; None is a blind write that becomes a sibling. A
+    ``value`` of None is a delete (a tombstone), republished by this node
+    as its value would have been."""
     seen = vclock.VectorClock()
     if context is not None:
         seen = vclock.from_wire(context, MAX_CONTEXT_ENTRIES)

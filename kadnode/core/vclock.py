@@ -158,7 +158,8 @@ def from_wire(obj: object, most: int = MAX_CLOCK_ENTRIES) -> VectorClock:
 
 @dataclass(frozen=True, slots=True)
 class Versioned:
-    """A value and the clock of the write that produced it."""
+    """A value and the clock of the write that produced it; a value of None
+    is a delete (a tombstone), superseding what its clock has seen."""
 
     value: object
     clock: VectorClock

@@ -11,6 +11,7 @@ from kadnode.shell import dashboard, messages
 from kadnode.shell.messages import QUESTIONS
 from kadnode.shell.operations import (
     CAS,
+    CONTEXT,
     HTML,
     KEY,
     METRICS,
@@ -255,6 +256,7 @@ OPERATIONS: tuple[Operation, ...] = (
                 {
                     "key": "greeting",
                     "found": True,
+                    "deleted": False,
                     "siblings": _SIBLINGS,
                     "context": _CONTEXT,
                     **_READ,
@@ -262,18 +264,48 @@ OPERATIONS: tuple[Operation, ...] = (
                 },
             ),
             Reply(
-                "no replica holds a value for this key",
-                {"key": "greeting", "found": False, "siblings": [], "context": None, **_UNREAD},
+                "no replica holds a value for this key, or every version is a delete (deleted)",
+                {
+                    "key": "greeting",
+                    "found": False,
+                    "deleted": False,
+                    "siblings": [],
+                    "context": None,
+                    **_UNREAD,
+                },
                 404,
             ),
         ),
         messages.Shared,
         "A quorum read: the siblings every answering replica holds, reconciled; replicas"
-        " missing some are repaired (repaired counts them).",
+        " missing some are repaired (repaired counts them). Deletes (tombstones) are not"
+        " listed, but their clocks are in context: a write naming it supersedes them.",
         params=(KEY,),
         command="get",
         variant="shared",
         **NOT_FOUND_IS_404,
+    ),
+    Operation(
+        "delete_shared",
+        "DELETE",
+        "/shared/{key}",
+        "Delete a shared value: a tombstone superseding what a read saw",
+        (
+            Reply(
+                "how many of the k closest acknowledged the delete",
+                {"key": "greeting", **_STORED, "elapsed_ms": 52.0},
+            ),
+        ),
+        messages.Written,
+        "A write whose value is nil, with a causal context (Dynamo's delete): it supersedes"
+        " every version the context has seen, wherever versions meet (a write, read repair,"
+        " anti-entropy, a hand-off), and a write concurrent with it survives as a sibling. Its"
+        " writer republishes it as it would a value. Without a context, the context of a quorum"
+        f" read just before; 400 when that read finds nothing. {_BELOW_QUORUM}",
+        params=(KEY,),
+        query=(CONTEXT,),
+        command="delete",
+        variant="shared",
     ),
     Operation(
         "put_signed",

@@ -15,7 +15,7 @@ import random
 import time
 
 from kadnode.config import Config
-from kadnode.core import signed
+from kadnode.core import kinds, signed, vclock
 from kadnode.core.events import (
     BootstrapResult,
     GetResult,
@@ -139,6 +139,21 @@ class Server:
     async def put_shared(self, key: str | bytes, value: Value, context: object = None) -> PutResult:
         digest = storage_key(key)
         return await self.udp.run(lambda core, now: core.put_shared(digest, value, context, now))
+
+    async def delete_shared(self, key: str | bytes, context: object = None) -> PutResult:
+        """Delete the shared value under ``key``: a tombstone superseding
+        every version ``context`` (a read's, ``vclock.to_wire`` form) has
+        seen; a write concurrent with it survives as a sibling. Without
+        ``context``, a quorum read's just before, so the delete supersedes
+        what that read found; LocalProtocolError when it found nothing."""
+        digest = storage_key(key)
+        if context is None:
+            held = await self.udp.run(lambda core, now: core.read(digest, Kind.SHARED, now))
+            siblings = kinds.siblings_from_wire(held.payload) if held.found else ()
+            if not kinds.live(siblings):
+                raise LocalProtocolError(f"nothing to delete: no shared value under {key!r}")
+            context = vclock.to_wire(vclock.context(siblings))
+        return await self.udp.run(lambda core, now: core.put_shared(digest, None, context, now))
 
     async def get_shared(self, key: str | bytes) -> ReadResult:
         digest = storage_key(key)

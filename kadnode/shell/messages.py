@@ -248,7 +248,8 @@ class Sibling(Message):
 class Shared(Read):
     key: str
     found: bool
-    siblings: list[Sibling]
+    deleted: bool = Field(description="every version the replicas hold is a delete (tombstone)")
+    siblings: list[Sibling] = Field(description="the values; tombstones are not listed")
     context: Context | None = Field(
         description="the siblings' merged clock: pass it back to resolve them"
     )

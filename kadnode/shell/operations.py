@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from kadnode.config import MAX_KEY_BYTES, MAX_SALT_BYTES
 from kadnode.core.ids import parse_hex, user_key
 from kadnode.errors import LocalProtocolError
-from kadnode.shell.messages import salt_fits
+from kadnode.shell.messages import Context, salt_fits
 
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
@@ -44,6 +44,7 @@ class NodeService(Protocol):
         self, key: str, value: str, context: list[list[Any]] | None
     ) -> dict[str, Any]: ...
     async def get_shared(self, key: str) -> dict[str, Any]: ...
+    async def delete_shared(self, key: str, context: list[list[Any]] | None) -> dict[str, Any]: ...
     async def put_signed(self, value: str, salt: str, cas: int | None) -> dict[str, Any]: ...
     async def get_signed(self, public_key: str, salt: str) -> dict[str, Any]: ...
     async def delete_signed(self, salt: str, cas: int | None) -> dict[str, Any]: ...
@@ -113,6 +114,29 @@ CAS = Param(
     "compare-and-swap: delete only if the newest version is at this seq (409 otherwise)",
     "4",
     _sequence,
+)
+
+
+_CONTEXT = TypeAdapter(Context)
+
+
+def _context(text: str) -> list:
+    """A context given as JSON text: ``[[writer id hex, counter], ...]``."""
+    try:
+        return [list(entry) for entry in _CONTEXT.validate_json(text)]
+    except ValidationError:
+        raise LocalProtocolError(
+            "a context is JSON, [[40-hex writer id, counter], ...], as get --shared --json"
+            f" gives it, not {text[:80]!r}"
+        ) from None
+
+
+CONTEXT = Param(
+    "context",
+    "the context a read returned (JSON, as get --shared --json gives it): the delete"
+    " supersedes what that read saw; absent, what a read just before finds",
+    '[["8f14e45fceea167a5a36dedd4bea2543b0e1a1d3",2]]',
+    _context,
 )
 
 

@@ -369,6 +369,12 @@ class NodeService:
         wire = context_wire(context) if context is not None else None
         return put_json(key, await self.server.put_shared(key, value, wire), t)
 
+    @timed("put")
+    async def delete_shared(self, key: str, context: list | None) -> dict[str, Any]:
+        t = time.perf_counter()
+        wire = context_wire(context) if context is not None else None
+        return put_json(key, await self.server.delete_shared(key, wire), t)
+
     @timed("get")
     async def get_shared(self, key: str) -> dict[str, Any]:
         t = time.perf_counter()
@@ -376,12 +382,15 @@ class NodeService:
         if found.other_kind is not None:
             raise LocalProtocolError(_held_as(key, found.other_kind))
         siblings = kinds.siblings_from_wire(found.payload) if found.found else ()
+        values = kinds.live(siblings)
         return {
             "key": key,
-            "found": found.found,
+            "found": bool(values),
+            "deleted": bool(siblings) and not values,
             "siblings": [
-                {"value": value_json(s.value), "clock": clock_json(s.clock)} for s in siblings
+                {"value": value_json(s.value), "clock": clock_json(s.clock)} for s in values
             ],
+            # Tombstones' clocks included: a write naming it supersedes them too.
             "context": context_json(vclock.context(siblings)) if siblings else None,
             **read_json(found, t),
         }

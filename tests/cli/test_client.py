@@ -413,6 +413,32 @@ def test_shared_siblings_then_a_put_with_their_context_resolves_them(capsys, liv
     assert run(capsys, "get", "greeting", "--shared", "--api", live.api) == (0, "hi\n", "")
 
 
+def test_delete_shared_leaves_what_it_did_not_see_and_then_everything_reads_deleted(capsys, live):
+    one, two = live.nodes[:2]
+    live.run(one.put_shared("room", "hello"))
+    code, out, _ = run(capsys, "get", "room", "--shared", "--json", "--api", live.api)
+    seen = json.dumps(json.loads(out)["context"])
+    live.run(two.put_shared("room", "bonjour"))  # after the read: the delete never saw it
+    code, out, err = run(capsys, "delete", "room", "--shared", "--context", seen, "--api", live.api)
+    assert (code, err) == (0, "")
+    assert untimed(out).startswith("deleted 'room': a tombstone superseding what the read saw")
+    assert run(capsys, "get", "room", "--shared", "--api", live.api) == (0, "bonjour\n", "")
+    # Without --context: what a read just before finds.
+    code, out, err = run(capsys, "delete", "room", "--shared", "--api", live.api)
+    assert (code, err) == (0, "")
+    assert run(capsys, "get", "room", "--shared", "--api", live.api) == (
+        1,
+        "deleted: every version of 'room' the replicas hold is a delete\n",
+        "",
+    )
+    code, out, err = run(capsys, "delete", "room", "--shared", "--api", live.api)
+    assert (code, out, err) == (
+        2,
+        "",
+        "kadnode: error: nothing to delete: no shared value under 'room'\n",
+    )
+
+
 def test_put_shared_blind_json(capsys, live):
     code, out, err = run(capsys, "put", "new", "v", "--shared", "--json", "--api", live.api)
     assert (code, err) == (0, "")

@@ -209,3 +209,35 @@ def test_a_node_that_leaves_is_not_found_and_its_old_record_cannot_bring_it_back
         assert records.from_wire(holder.store.get(a.id_bytes).value).deleted
     reply = raw_put(net, holders[0], b, a.id_bytes, records.to_wire(old), Kind.PEER)
     assert reply == {"ok": False, "reason": records.OLDER_SEQ}
+
+
+def shared_read(net: SimNetwork, reader: NodeCore, key: bytes) -> tuple[vclock.Versioned, ...]:
+    read = net.call(reader, lambda c, now: c.read(key, Kind.SHARED, now))
+    return kinds.siblings_from_wire(read.payload) if read.found else ()
+
+
+def test_a_shared_delete_supersedes_what_its_context_saw_and_a_concurrent_write_survives():
+    net, nodes = network(20)
+    key = key_digest("room")
+    x, y, deleter, reader = nodes[3], nodes[8], nodes[12], nodes[17]
+    net.call(x, lambda c, now: c.put_shared(key, "from x", None, now))
+    seen = vclock.to_wire(vclock.context(shared_read(net, deleter, key)))
+    net.call(y, lambda c, now: c.put_shared(key, "from y", None, now))  # the delete never saw it
+    net.call(deleter, lambda c, now: c.put_shared(key, None, seen, now))
+    after = shared_read(net, reader, key)
+    assert sorted(map(repr, (s.value for s in after))) == ["'from y'", "None"]
+    assert [s.value for s in kinds.live(after)] == ["from y"]
+    # A delete naming everything read leaves only tombstones: deleted.
+    everything = vclock.to_wire(vclock.context(after))
+    net.call(reader, lambda c, now: c.put_shared(key, None, everything, now))
+    gone = shared_read(net, x, key)
+    assert gone and not kinds.live(gone)
+    # A write naming the tombstone's context brings the key back.
+    net.call(x, lambda c, now: c.put_shared(key, "back", vclock.to_wire(vclock.context(gone)), now))
+    assert [s.value for s in shared_read(net, deleter, key)] == ["back"]
+
+
+def test_a_blind_shared_delete_is_refused_in_one_line():
+    net, nodes = network(4)
+    with pytest.raises(LocalProtocolError, match="names the context a read returned"):
+        nodes[1].put_shared(key_digest("k"), None, None, net.now)

@@ -504,6 +504,7 @@ def test_the_daemons_reply_helpers_match_the_reply_models():
     shared = {
         "key": "k",
         "found": True,
+        "deleted": False,
         "siblings": [{"value": "v", "clock": service.clock_json(clock)}],
         "context": service.context_json(clock),
         **service.read_json(read, 0.0),
@@ -851,7 +852,7 @@ async def test_a_key_that_is_not_percent_encoded_utf8_is_refused(node, path):
         ("PUT", "/owner/k", "GET, HEAD"),
         ("GET", "/register", "POST"),
         ("POST", "/peers/ab/record", "GET, HEAD"),
-        ("DELETE", "/shared/k", "GET, HEAD, PUT"),
+        ("POST", "/shared/k", "DELETE, GET, HEAD, PUT"),
     ],
 )
 async def test_wrong_method_is_405_with_allow(node, method, path, allow):
@@ -1098,7 +1099,7 @@ class NothingFound(FakeService):
         return self._answer("find_peer", {**missed, **READ, "agreeing": 0, "repaired": 0})
 
     async def get_shared(self, key: str) -> dict[str, Any]:
-        missed = {"key": key, "found": False, "siblings": [], "context": None}
+        missed = {"key": key, "found": False, "deleted": False, "siblings": [], "context": None}
         return self._answer("get_shared", {**missed, **READ, "agreeing": 0, "repaired": 0})
 
     async def get_signed(self, public_key: str, salt: str) -> dict[str, Any]:
