@@ -365,6 +365,8 @@ def _take_put(node: NodeCore, message: Put, asker: Asker, now: float) -> str | N
         return str(exc)[:200]
     lifetime = now + min(message.ttl, cfg.expire_after)
     if same:
+        # Renewed even when what is held supersedes the write: a tombstone
+        # lives as long as anyone republishes a version it deleted.
         lifetime = max(lifetime, held.expires_at)
     expires_at = kinds.expires(message.kind, merged, lifetime)
     origin = same and held.origin

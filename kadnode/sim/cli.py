@@ -61,7 +61,7 @@ def run_all(
     failure scenario forks its own children (two at once) from the first
     child, so more than ``workers`` processes may run for a while.
     """
-    groups = [("hops", "failure"), ("churn",), ("partition",), ("load",), ("latency",)]
+    groups = [("hops", "failure"), ("churn",), ("partition",), ("load",), ("latency",), ("delete",)]
 
     def run_group(names: tuple[str, ...]) -> list[Report]:
         if names[0] == "hops":

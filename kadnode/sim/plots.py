@@ -234,6 +234,25 @@ def _plot_latency(report: Report, plt):
     return fig
 
 
+def _plot_delete(report: Report, plt):
+    rows = [r for r in report.series["timeline"] if r["phase"] == "healed"]
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    t = [r["t"] for r in rows]
+    ax.plot(t, [r["tombstones"] for r in rows], "o-", color="C2", label="tombstones held")
+    ax.plot(t, [r["stale"] for r in rows], "o-", color="C3", label="old versions on replicas")
+    ax.plot(t, [r["elsewhere"] for r in rows], "o-", color="C1", ms=3,
+            label="old versions elsewhere (never win a read)")  # fmt: skip
+    ax.plot(
+        t, [r["live_reads"] for r in rows], "x", color="k", label="reads returning a deleted value"
+    )
+    ax.set_xlabel("seconds since the heal")
+    ax.set_ylabel("copies / reads")
+    ax.set_title(report.title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
 _PLOTS = {
     "hops": _plot_hops,
     "failure": _plot_failure,
@@ -241,4 +260,5 @@ _PLOTS = {
     "partition": _plot_partition,
     "load": _plot_load,
     "latency": _plot_latency,
+    "delete": _plot_delete,
 }

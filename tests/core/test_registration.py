@@ -241,3 +241,23 @@ def test_a_blind_shared_delete_is_refused_in_one_line():
     net, nodes = network(4)
     with pytest.raises(LocalProtocolError, match="names the context a read returned"):
         nodes[1].put_shared(key_digest("k"), None, None, net.now)
+
+
+def test_a_writer_republishing_after_the_deleter_is_gone_keeps_the_delete_alive():
+    # Short lifetimes: the deleter's tombstone expires on the replicas 100 s
+    # after it stops republishing it; the writer republishes every 100 s.
+    net, nodes = network(30, republish_interval=100.0, expire_after=100.0)
+    key = key_digest("doc")
+    target = int.from_bytes(key, "big")
+    # The writer is not among the k closest: no delete reaches its own copy.
+    writer, *_, deleter, reader = sorted(nodes, key=lambda n: n.id ^ target, reverse=True)
+    net.call(writer, lambda c, now: c.put_shared(key, "draft", None, now))
+    seen = vclock.to_wire(vclock.context(shared_read(net, deleter, key)))
+    net.call(deleter, lambda c, now: c.put_shared(key, None, seen, now))
+    net.kill([deleter.addr])  # gone for good: nobody republishes its tombstone
+    net.run_until(net.now + 350)
+    after = shared_read(net, reader, key)
+    # The writer still republishes its draft, which the replicas' tombstone
+    # supersedes: each republish renews the tombstone's lifetime with it.
+    assert after and not kinds.live(after), "the deleted draft came back"
+    assert kinds.live(kinds.siblings_from_wire(writer.store.get(key).value))

@@ -24,6 +24,7 @@ from kadnode.sim import cli as sim_cli
 from kadnode.sim.network import LATENCY_MEDIAN, PairLatency, SimNetwork
 from kadnode.sim.oracle import hop_bound, weibull_median
 from kadnode.sim.scenarios.churn import CHURN_SCALE, CHURN_SHAPE, MIN_CHURN_LOOKUPS, scenario_churn
+from kadnode.sim.scenarios.delete import scenario_delete
 from kadnode.sim.scenarios.failure import scenario_failure
 from kadnode.sim.scenarios.hops import scenario_hops
 from kadnode.sim.scenarios.latency import JOINERS, PROBE_RTTS, scenario_latency
@@ -290,3 +291,15 @@ def test_latency_times_lookups_puts_and_gets_in_round_trips_and_loss_costs_accur
     assert shares == sorted(shares) and shares[PROBE_RTTS.index(3)] == 1.0
     lossy = scenario_latency(64, SEED, loss=0.2, lookups=60, values=20).rows[0]
     assert lossy["loss"] == 0.2 and lossy["lookup_ms"] > clean["lookup_ms"]
+
+
+def test_deletes_made_on_one_side_of_a_split_stay_deleted_after_the_heal():
+    report = scenario_delete(60, SEED, keys=6, crashed=4, newcomers=4, watch_for=600.0)
+    split, *healed = report.rows
+    # While split, the other side still reads every deleted key's old version.
+    assert split["live_reads"] == split["reads"] == 13 and split["tombstones"] == 0
+    # After the heal no read returns one, and the replicas converge on the tombstones.
+    assert [r["live_reads"] for r in healed] == [0] * len(healed)
+    assert healed[0]["stale"] > 0 and healed[-1]["stale"] == 0
+    assert report.ok, report.failures
+    assert "The newcomers hold" in report.notes[3] and " and 0 old versions" in report.notes[3]

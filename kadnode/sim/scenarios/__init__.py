@@ -22,7 +22,11 @@ papers predict:
     values held per node: min / median / p99 / max and the Gini index;
 ``latency``
     lookup, put and get times and lookup accuracy under wide-area latency
-    and 0, 1, 5 and 20 % packet loss.
+    and 0, 1, 5 and 20 % packet loss;
+``delete``
+    signed values, shared values and a peer record deleted on one side of a
+    split: no read after the heal returns them, and the tombstones reach the
+    other half, restarted replicas and newcomers.
 
 Networks are built by the real join (``NodeCore.bootstrap``), in waves of
 newcomers arriving over a few seconds, through a few well-known seed nodes,
@@ -39,6 +43,7 @@ from typing import NamedTuple
 
 from kadnode.sim.report import Report
 from kadnode.sim.scenarios.churn import scenario_churn
+from kadnode.sim.scenarios.delete import scenario_delete
 from kadnode.sim.scenarios.failure import scenario_failure
 from kadnode.sim.scenarios.hops import scenario_hops
 from kadnode.sim.scenarios.latency import scenario_latency
@@ -59,4 +64,5 @@ SCENARIOS: dict[str, Scenario] = {
     "partition": Scenario(scenario_partition, 1000),
     "load": Scenario(scenario_load, 1000),
     "latency": Scenario(scenario_latency, 2000),
+    "delete": Scenario(scenario_delete, 500),
 }
