@@ -140,6 +140,10 @@ class FakeService:
     async def put_shared(self, key: str, value: str, context: list | None) -> dict[str, Any]:
         return self._answer("put_shared", {"key": key, **WRITTEN, "elapsed_ms": 3.5})
 
+    async def exists(self, key: str) -> dict[str, Any]:
+        held = {"kind": "plain", "deleted": False, "holding": 3, "queried": 4}
+        return self._answer("exists", {"key": key, "exists": True, **held, "elapsed_ms": 2.5})
+
     async def get_shared(self, key: str) -> dict[str, Any]:
         found = {"key": key, "found": True, "deleted": False, "siblings": SIBLINGS}
         return self._answer("get_shared", {**found, "context": CONTEXT, **READ})

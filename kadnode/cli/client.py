@@ -328,6 +328,15 @@ def _show_ping(r: dict[str, Any]) -> str:
     return f"reply from {_address(r)}: id {r['id']}, {r['rtt_ms']:.2f} ms"
 
 
+def _show_exists(r: dict[str, Any]) -> str:
+    took = f"({r['holding']} nodes held a version, {r['queried']} asked, {r['elapsed_ms']:.1f} ms)"
+    if r["exists"]:
+        return f"exists: {r['key']!r} holds a {r['kind']} value {took}"
+    if r["deleted"]:
+        return f"not found: {r['key']!r} was deleted (its newest {r['kind']} version) {took}"
+    return f"not found: {r['key']!r} {took}"
+
+
 def _show_owner(r: dict[str, Any]) -> str:
     """Both answers, each under the question it answers (the reply names them)."""
     hops = f"{r['successor_hops']} hops"
@@ -399,6 +408,7 @@ SHOW: dict[str, Callable[[dict[str, Any]], str]] = {
     "find_peer": _show_find_peer,
     "peers": _show_peers,
     "ping": _show_ping,
+    "exists": _show_exists,
     "owner": _show_owner,
     "ring": _show_ring,
     "fault": _show_fault,

@@ -12,7 +12,7 @@ one is pinged back once, to prove it, and everything sent to it stays
 within three times what it sent: a reply that would not fit is cut to fit
 (fewer contacts), or withheld. Writes and anti-entropy need a proven asker.
 
-Work per request: find_node, find_value and find_successor are a table or
+Work per request: find_node, find_value, kn_has and find_successor are a table or
 ring walk of at most k contacts; store and put are one store read and write
 (and, when the store is full, at most 16 evictions); kn_digest compares 64
 hashes kept from a background computation; kn_keys tests at most 256 keys
@@ -50,6 +50,7 @@ from kadnode.core.messages import (
     FindSuccessor,
     FindValue,
     Goodbye,
+    Has,
     KeyList,
     Kind,
     NodesReply,
@@ -76,7 +77,7 @@ if TYPE_CHECKING:
     from kadnode.core.node import NodeCore
 
 # Replies that carry a write token: the ones a writer reads before writing.
-TOKEN_REPLIES = (FindNode, FindValue, Ping, RingQuery)
+TOKEN_REPLIES = (FindNode, FindValue, Has, Ping, RingQuery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,12 +260,28 @@ def find_node(node: NodeCore, message: FindNode, asker: Asker, now: float) -> No
 def find_value(node: NodeCore, message: FindValue, asker: Asker, now: float) -> ReplyMessage:
     record = node.store.get(message.key)
     native, token = asker.native, asker.token
-    if record is not None and record.expires_at > now and (native or record.kind == Kind.PLAIN):
-        return ValueReply(record.value, native, record.expires_at - now, token, record.kind)
     target = int.from_bytes(message.key, "big")
     k, sender = node.config.k, message.sender_id
+    if record is not None and record.expires_at > now and (native or record.kind == Kind.PLAIN):
+        ttl, kind = record.expires_at - now, record.kind
+        # A quorum read asks every replica: it learns the rest from us.
+        near = tuple(node.table.closest(target, k, exclude=sender)) if kind != Kind.PLAIN else ()
+        return ValueReply(record.value, native, ttl, token, kind, near)
     contacts = node.table.closest(target, k, exclude=sender, ordered=False)
     return NodesReply(contacts, native, token)
+
+
+def has(node: NodeCore, message: Has, asker: Asker, now: float) -> ReplyMessage:
+    """find_value's answer with a held value cut to what an exists question
+    needs (kinds.summary); native only, as kn_has is."""
+    record = node.store.get(message.key)
+    target = int.from_bytes(message.key, "big")
+    contacts = node.table.closest(target, node.config.k, exclude=message.sender_id)
+    if record is not None and record.expires_at > now:
+        summary = kinds.summary(record.kind, record.value)
+        ttl = record.expires_at - now
+        return ValueReply(summary, True, ttl, asker.token, record.kind, tuple(contacts))
+    return NodesReply(contacts, True, asker.token)
 
 
 def ping(node: NodeCore, message: Ping, asker: Asker, now: float) -> PingReply:
@@ -520,6 +537,7 @@ def key_list(node: NodeCore, message: KeyList, asker: Asker, now: float) -> Buck
 ANSWERS: dict[type, Callable[..., ReplyMessage]] = {
     FindNode: find_node,
     FindValue: find_value,
+    Has: has,
     Ping: ping,
     Store: store,
     RingQuery: ring,

@@ -52,6 +52,7 @@ from kadnode.core.messages import (
     FindSuccessor,
     FindValue,
     Goodbye,
+    Has,
     KeyList,
     Kind,
     NodesReply,
@@ -216,6 +217,11 @@ def _parse_find_value(args: list) -> FindValue:
     return FindValue(_id(args[0]), _key(args[1]), proof)
 
 
+def _parse_has(args: list) -> Has:
+    proof = _proof(args, 2)
+    return Has(_id(args[0]), _key(args[1]), proof)
+
+
 def _parse_ring_query(args: list) -> RingQuery:
     """``[sender, seen]``: seen is nil or the digest of the view the asker holds."""
     proof = _proof(args, 2)
@@ -284,6 +290,7 @@ _REQUEST_DECODERS: dict[str, Callable[[list], RequestMessage]] = {
     "store": _parse_store,
     "find_node": _parse_find_node,
     "find_value": _parse_find_value,
+    "kn_has": _parse_has,
     "kn_ring": _parse_ring_query,
     "kn_find_successor": _parse_find_successor,
     "kn_digest": _parse_digest,
@@ -328,7 +335,8 @@ def _decode_find_reply(body: object) -> FindReply:
         # Plain values are bmuller's scalars; other kinds are checked by their
         # reader (kadnode.core.kinds), which verifies signatures and clocks.
         value = check_value(body["value"]) if kind == Kind.PLAIN else body["value"]
-        return ValueReply(value, native, ttl, token, Kind(kind))
+        contacts = tuple(parse_contacts(body["nodes"])) if native and "nodes" in body else ()
+        return ValueReply(value, native, ttl, token, Kind(kind), contacts)
     if "nodes" in body:
         return NodesReply(parse_contacts(body["nodes"]), True, token)
     raise DecodeError("find reply map has neither value nor nodes")
@@ -401,6 +409,7 @@ _REPLY_DECODERS: dict[type, Callable[[object], ReplyMessage]] = {
     Store: _decode_ack,
     FindNode: _decode_find_reply,
     FindValue: _decode_find_reply,
+    Has: _decode_find_reply,
     RingQuery: _decode_ring_reply,
     FindSuccessor: _decode_successor_reply,
     Digest: _decode_bucket_list,
@@ -459,6 +468,7 @@ _REQUEST_ENCODERS: dict[type, Callable[..., tuple[str, list]]] = {
         _proven([to_bytes(m.sender_id), to_bytes(m.target)], m.proof),
     ),
     FindValue: lambda m: ("find_value", _proven([to_bytes(m.sender_id), m.key], m.proof)),
+    Has: lambda m: ("kn_has", _proven([to_bytes(m.sender_id), m.key], m.proof)),
     RingQuery: lambda m: ("kn_ring", _proven([to_bytes(m.sender_id), m.seen], m.proof)),
     FindSuccessor: lambda m: (
         "kn_find_successor",
@@ -490,6 +500,8 @@ def _value_body(reply: ValueReply) -> object:
     body: dict = {"value": reply.value, "ttl": reply.ttl}
     if reply.kind:
         body["kind"] = reply.kind
+    if reply.contacts:
+        body["nodes"] = contact_entries(reply.contacts, True)
     if reply.token is not None:
         body["token"] = reply.token
     return body

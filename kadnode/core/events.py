@@ -107,6 +107,18 @@ class ReadResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ExistsResult:
+    """Whether a key holds a live value (kadnode.core.values.Exists)."""
+
+    key: bytes
+    exists: bool
+    kind: Kind | None  # the kind of what it holds (a tombstone included); None: nothing
+    deleted: bool  # the newest version of an owned kind is a delete
+    holding: int  # nodes met that held a version (this one included)
+    queried: int
+
+
+@dataclass(frozen=True, slots=True)
 class RouteResult:
     """Chord routing to the successor of ``key``."""
 

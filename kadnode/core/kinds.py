@@ -50,6 +50,30 @@ def live(siblings: tuple[vclock.Versioned, ...]) -> tuple[vclock.Versioned, ...]
     return tuple(s for s in siblings if s.value is not None)
 
 
+def deleted(kind: Kind, payload: object) -> bool:
+    """Whether a well-formed payload is a tombstone: nothing left to return."""
+    if kind == Kind.SIGNED:
+        return signed.from_wire(payload).deleted
+    if kind == Kind.PEER:
+        return records.from_wire(payload).deleted
+    if kind == Kind.SHARED:
+        return not live(siblings_from_wire(payload))
+    return False
+
+
+def summary(kind: Kind, payload: object) -> object:
+    """What kn_has answers for a held payload: only what telling whether the
+    key holds a live version needs. A plain value: true. A shared value: its
+    siblings' clocks, each value replaced by true (nil for a tombstone). A
+    peer record or signed value: all of it, since only the whole version's
+    signature proves its sequence (at most 1 KB)."""
+    if kind == Kind.PLAIN:
+        return True
+    if kind == Kind.SHARED:
+        return [[None if value is None else True, clock] for value, clock in payload]
+    return payload
+
+
 def merge(
     kind: Kind, held: object | None, incoming: object, key: bytes, now: float, guard: bool = True
 ) -> object:

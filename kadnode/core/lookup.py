@@ -224,8 +224,15 @@ class Lookup:
         self.converged = order[0][0] == nearest
 
     def answered_value(
-        self, responder: Contact, value: Value, ttl: float | None, token: bytes | None = None
+        self,
+        responder: Contact,
+        value: Value,
+        ttl: float | None,
+        token: bytes | None = None,
+        contacts: Iterable[Contact] = (),
     ) -> None:
+        """A value; with the ``contacts`` a native reply names beside it (a
+        quorum read goes on to every replica)."""
         cand = self._settle(responder.node_id, State.ANSWERED)
         if cand is None:
             return
@@ -234,6 +241,10 @@ class Lookup:
             cand.contact = responder
         self.answered += 1
         self.values.append((responder, value))
+        if contacts:
+            nearest = self._order[0][0]
+            self.add(contacts, cand.hops + 1)
+            self.converged = self._order[0][0] == nearest
         if self.value is None:
             self.value, self.value_from, self.ttl = value, responder, ttl
             self.value_hops = cand.hops

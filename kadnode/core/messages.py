@@ -98,6 +98,16 @@ class FindValue:
 
 
 @dataclass(frozen=True, slots=True)
+class Has:
+    """Native: "do you hold ``key``?" Answered as find_value, but a held value
+    comes back as only what the answer needs (kadnode.core.kinds.summary)."""
+
+    sender_id: int
+    key: bytes
+    proof: bytes | None = None  # see Ping
+
+
+@dataclass(frozen=True, slots=True)
 class RingQuery:
     """Native: "who are your predecessor and successors?" (Chord stabilize).
 
@@ -168,6 +178,7 @@ RequestMessage = (
     | Store
     | FindNode
     | FindValue
+    | Has
     | RingQuery
     | FindSuccessor
     | Digest
@@ -204,6 +215,11 @@ class ValueReply:
     ttl: float | None = None  # native only: its remaining lifetime
     token: bytes | None = None
     kind: Kind = Kind.PLAIN
+    # Native, for the kinds quorum reads and kn_has collect from every
+    # replica: the k closest to the key, as a nodes reply names them (a
+    # lookup learns the replicas beyond those holding the value; BEP 44's
+    # get replies carry nodes beside the value too).
+    contacts: tuple[Contact, ...] = ()
 
 
 FindReply = NodesReply | ValueReply

@@ -236,6 +236,13 @@ class NodeCore:
         values.Read(self, op, key, Kind(kind), now)
         return op
 
+    def exists(self, key: bytes, now: float) -> int:
+        """Whether ``key`` holds a live value, of any kind, with no value
+        transferred beyond what that needs (kadnode.core.values.Exists)."""
+        op = self._new_op()
+        values.Exists(self, op, key, now)
+        return op
+
     def find_successor(self, key: int, now: float) -> int:
         """Route Chord-style to the node that owns ``key`` on the ring."""
         op = self._new_op()

@@ -21,7 +21,7 @@ from enum import IntEnum
 from functools import partial
 from typing import TYPE_CHECKING
 
-from kadnode.core import wire
+from kadnode.core import kinds, wire
 from kadnode.core.events import BootstrapResult, LookupResult, PingResult, RouteResult
 from kadnode.core.ids import ID_BITS, ID_BYTES, ID_SPACE, random_id_in_bucket
 from kadnode.core.lookup import Lookup, LookupOutcome
@@ -31,6 +31,7 @@ from kadnode.core.messages import (
     FindNode,
     FindSuccessor,
     FindValue,
+    Has,
     Kind,
     NodesReply,
     PingReply,
@@ -48,6 +49,7 @@ class Mode(IntEnum):
     NODES = 0  # find_node: the k closest
     FIRST = 1  # find_value: ends at the first plain value
     ALL = 2  # find_value: every replica's value of one kind (quorum reads)
+    HAS = 3  # kn_has: every replica's summary of what it holds, of any kind (exists)
 
 
 def quorum(configured: int, replica_set: int) -> int:
@@ -94,11 +96,15 @@ def run_lookup(
         exempt=node.exempt,
     )
     node.table.touch(node.table.bucket_index(target), now)
+    key = target.to_bytes(ID_BYTES, "big")
     if mode == Mode.NODES:
-        message: FindNode | FindValue = FindNode(node.id, target)
+        message: FindNode | FindValue | Has = FindNode(node.id, target)
+    elif mode == Mode.HAS:
+        message = Has(node.id, key)
     else:
-        message = FindValue(node.id, target.to_bytes(ID_BYTES, "big"))
-    LookupRun(node, lookup, message, kind, done, on_reply).pump(now)
+        message = FindValue(node.id, key)
+    run = LookupRun(node, lookup, message, None if mode == Mode.HAS else kind, done, on_reply)
+    run.pump(now)
 
 
 class LookupRun:
@@ -106,7 +112,10 @@ class LookupRun:
 
     __slots__ = ("done", "finished", "kind", "lookup", "message", "node", "on_reply")
 
-    def __init__(self, node: NodeCore, lookup: Lookup, message, kind: Kind, done, on_reply=None):
+    def __init__(
+        self, node: NodeCore, lookup: Lookup, message, kind: Kind | None, done, on_reply=None
+    ):
+        """``kind`` None (kn_has): values of every kind are collected, as (kind, summary)."""
         self.node = node
         self.lookup = lookup
         self.message = message
@@ -118,13 +127,14 @@ class LookupRun:
     def pump(self, at: float) -> None:
         if self.finished:
             return
-        node, lookup = self.node, self.lookup
+        node, lookup, message = self.node, self.lookup, self.message
         attempts = node.requests.lookup_attempts()
         for contact in lookup.next_requests():
+            stock_has = type(message) is Has and not contact.native  # bmuller has no kn_has
             node.requests.send(
                 contact.addr,
                 contact,
-                self.message,
+                FindValue(message.sender_id, message.key) if stock_has else message,
                 partial(self.replied, contact),
                 partial(self.failed, contact),
                 at,
@@ -140,8 +150,12 @@ class LookupRun:
             contact = wire.contact_of(contact.node_id, contact.host, contact.port, True)
         if type(reply) is NodesReply:
             self.lookup.answered_nodes(contact, reply.contacts, reply.token)
+        elif self.kind is None:  # kn_has: what it holds, of any kind
+            summary = reply.value if reply.native else kinds.summary(reply.kind, reply.value)
+            held = (reply.kind, summary)
+            self.lookup.answered_value(contact, held, reply.ttl, reply.token, reply.contacts)
         elif reply.kind == self.kind:
-            self.lookup.answered_value(contact, reply.value, reply.ttl, reply.token)
+            self.lookup.answered_value(contact, reply.value, reply.ttl, reply.token, reply.contacts)
         else:  # a value of another kind: this node holds nothing for us
             self.lookup.answered_other_kind(contact, reply.kind, reply.token)
         if self.on_reply is not None and not self.finished:

@@ -43,6 +43,7 @@ from kadnode.core.messages import (
     FindNode,
     FindSuccessor,
     FindValue,
+    Has,
     KeyList,
     Ping,
     ReplyMessage,
@@ -57,8 +58,8 @@ OnReply = Callable[[ReplyMessage, float], None]
 OnTime = Callable[[float], None]
 # Native requests that carry a proof of our address; those whose reply may be
 # large are padded when we have no token to prove us.
-PROVABLE = (Ping, FindNode, FindValue, RingQuery, FindSuccessor, Digest, KeyList)
-PADDED = (FindNode, FindValue, RingQuery)
+PROVABLE = (Ping, FindNode, FindValue, Has, RingQuery, FindSuccessor, Digest, KeyList)
+PADDED = (FindNode, FindValue, Has, RingQuery)
 # Every field but the last, the proof, of each provable kind, found once
 # (dataclasses.replace would look them up for every request sent).
 _BEFORE_PROOF = {kind: tuple(f.name for f in fields(kind))[:-1] for kind in PROVABLE}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from kadnode.config import MAX_CONTEXT_ENTRIES
 from kadnode.core import codec, kinds, records, signed, vclock
-from kadnode.core.events import GetResult, LeaveResult, PutResult, ReadResult
+from kadnode.core.events import ExistsResult, GetResult, LeaveResult, PutResult, ReadResult
 from kadnode.core.lookup import Lookup, LookupOutcome
 from kadnode.core.messages import (
     Ack,
@@ -440,6 +440,43 @@ class Read:
             quorum(node.config.read_quorum, outcome.replica_set),
             None if newest is not None else outcome.other_kind,
         )
+        node.complete(self.op, result)
+
+
+# Which kind a key's answer is about when replicas hold several: a replica
+# lets a signed record or value replace a shared one, and a plain STORE
+# never replaces another kind (kadnode.core.answers).
+PRECEDENCE = (Kind.PEER, Kind.SIGNED, Kind.SHARED, Kind.PLAIN)
+
+
+class Exists:
+    """Whether a key holds a live value, with no value transferred beyond
+    what that needs: a lookup asking each node met kn_has (kinds.summary).
+    A plain value exists if any node holds it; an owned kind's newest valid
+    version decides (a tombstone: it does not)."""
+
+    __slots__ = ("key", "node", "op")
+
+    def __init__(self, node: NodeCore, op: int, key: bytes, now: float):
+        self.node, self.op, self.key = node, op, key
+        run_lookup(node, int.from_bytes(key, "big"), Mode.HAS, now, self.done)
+
+    def done(self, outcome: LookupOutcome, at: float) -> None:
+        node, key = self.node, self.key
+        seen = [held for _, held in outcome.values_seen]
+        record = node.store.get(key)
+        if record is not None and record.expires_at > at:
+            seen.append((record.kind, kinds.summary(record.kind, record.value)))
+        held = {Kind(kind) for kind, _ in seen}
+        kind = next((k for k in PRECEDENCE if k in held), None)
+        exists = deleted = False
+        if kind == Kind.PLAIN:
+            exists = True
+        elif kind is not None:
+            newest, _ = kinds.newest(kind, [p for k, p in seen if k == kind], key, at)
+            deleted = newest is not None and kinds.deleted(kind, newest)
+            exists = newest is not None and not deleted
+        result = ExistsResult(key, exists, kind, deleted, len(seen), outcome.queried)
         node.complete(self.op, result)
 
 

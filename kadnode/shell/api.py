@@ -459,6 +459,50 @@ OPERATIONS: tuple[Operation, ...] = (
         arguments=lambda given: parse_hostport(given["address"]),
     ),
     Operation(
+        "exists",
+        "GET",
+        "/exists/{key}",
+        "Ask whether a key holds a value, without fetching it",
+        (
+            Reply(
+                "the key holds a live value",
+                {
+                    "key": "greeting",
+                    "exists": True,
+                    "kind": "shared",
+                    "deleted": False,
+                    "holding": 20,
+                    "queried": 24,
+                    "elapsed_ms": 35.1,
+                },
+            ),
+            Reply(
+                "nothing, or its newest version is a delete (deleted)",
+                {
+                    "key": "greeting",
+                    "exists": False,
+                    "kind": "shared",
+                    "deleted": True,
+                    "holding": 20,
+                    "queried": 24,
+                    "elapsed_ms": 36.0,
+                },
+                404,
+            ),
+        ),
+        messages.Exists,
+        "The BVU seed's Exists. A lookup of SHA-1(key) asks every node it meets kn_has, answered"
+        " like find_value but with only what the answer needs: for a plain value that one is"
+        " held, for a shared value its siblings' clocks (each value replaced by true, or nil for"
+        " a delete), for a signed value or peer record the version itself (only its signature"
+        " proves its sequence). A plain value exists if any node holds it; for the other kinds"
+        " the newest version decides, and a delete means it does not.",
+        params=(KEY,),
+        command="exists",
+        missed=lambda reply: not reply["exists"],
+        missed_status=404,
+    ),
+    Operation(
         "owner",
         "GET",
         "/owner/{key}",

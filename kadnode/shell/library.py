@@ -18,6 +18,7 @@ from kadnode.config import Config
 from kadnode.core import kinds, signed, vclock
 from kadnode.core.events import (
     BootstrapResult,
+    ExistsResult,
     GetResult,
     LeaveResult,
     LookupResult,
@@ -139,6 +140,12 @@ class Server:
     async def put_shared(self, key: str | bytes, value: Value, context: object = None) -> PutResult:
         digest = storage_key(key)
         return await self.udp.run(lambda core, now: core.put_shared(digest, value, context, now))
+
+    async def exists(self, key: str | bytes) -> ExistsResult:
+        """Whether ``key`` holds a live value of any kind (a tombstone: no),
+        with no value transferred beyond what that needs (kn_has)."""
+        digest = storage_key(key)
+        return await self.udp.run(lambda core, now: core.exists(digest, now))
 
     async def delete_shared(self, key: str | bytes, context: object = None) -> PutResult:
         """Delete the shared value under ``key``: a tombstone superseding

@@ -10,7 +10,7 @@ so the document cannot drift from what is sent.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -238,6 +238,18 @@ class Unpublished(Message):
     replicas_keep_it_h: Seconds = Field(
         description="the other replicas keep their copies until they expire, at most this long"
     )
+
+
+class Exists(Message):
+    key: str
+    exists: bool
+    kind: Literal["plain", "shared", "signed value", "peer record"] | None = Field(
+        description="what the key holds, a delete included; null: nothing"
+    )
+    deleted: bool = Field(description="the newest version of an owned kind is a delete")
+    holding: Count = Field(description="nodes met that held a version, this one included")
+    queried: Count
+    elapsed_ms: Seconds
 
 
 class Sibling(Message):

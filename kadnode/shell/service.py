@@ -395,6 +395,19 @@ class NodeService:
             **read_json(found, t),
         }
 
+    async def exists(self, key: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        result = await self.server.exists(key)
+        return {
+            "key": key,
+            "exists": result.exists,
+            "kind": result.kind.label if result.kind is not None else None,
+            "deleted": result.deleted,
+            "holding": result.holding,
+            "queried": result.queried,
+            "elapsed_ms": elapsed_ms(t),
+        }
+
     async def owner(self, key: str) -> dict[str, Any]:
         t = time.perf_counter()
         target = int.from_bytes(storage_key(key), "big")

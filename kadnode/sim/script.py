@@ -327,6 +327,7 @@ _REQUESTS: dict[type, Callable[[Story, Any], str]] = {
     m.Ping: lambda s, q: "ping",
     m.FindNode: lambda s, q: f"find_node {s.name(q.target)}",
     m.FindValue: lambda s, q: f"find_value {s.key(q.key)}",
+    m.Has: lambda s, q: f"kn_has {s.key(q.key)}",
     m.Store: lambda s, q: f"store {s.key(q.key)}={_value(q.value)}{_ttl(q.ttl)}",
     m.Put: lambda s, q: f"kn_put {s.key(q.key)} {q.kind.label}{_ttl(q.ttl)}",
     m.RingQuery: lambda s, q: "kn_ring" if q.seen is None else "kn_ring seen",

@@ -439,6 +439,23 @@ def test_delete_shared_leaves_what_it_did_not_see_and_then_everything_reads_dele
     )
 
 
+def test_exists_answers_0_or_1_for_held_missing_and_deleted_keys(capsys, live):
+    live.run(live.nodes[0].put("here", "v"))
+    live.run(live.nodes[1].put_shared("room", "v"))
+    code, out, err = run(capsys, "exists", "here", "--api", live.api)
+    assert (code, err) == (0, "") and untimed(out).startswith(
+        "exists: 'here' holds a plain value ("
+    )
+    code, out, err = run(capsys, "exists", "absent", "--api", live.api)
+    assert (code, err) == (1, "") and out.startswith("not found: 'absent' (0 nodes held a version")
+    run(capsys, "delete", "room", "--shared", "--api", live.api)
+    code, out, err = run(capsys, "exists", "room", "--json", "--api", live.api)
+    gone = json.loads(out)
+    assert (code, gone["exists"], gone["deleted"], gone["kind"]) == (1, False, True, "shared")
+    code, out, err = run(capsys, "exists", "room", "--api", live.api)
+    assert out.startswith("not found: 'room' was deleted (its newest shared version) (")
+
+
 def test_put_shared_blind_json(capsys, live):
     code, out, err = run(capsys, "put", "new", "v", "--shared", "--json", "--api", live.api)
     assert (code, err) == (0, "")

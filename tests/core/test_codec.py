@@ -46,6 +46,7 @@ from kadnode.core.messages import (
     FindNode,
     FindSuccessor,
     FindValue,
+    Has,
     KeyList,
     Kind,
     NodesReply,
@@ -278,6 +279,14 @@ def test_native_find_reply_with_a_value_round_trip(
     reply = parse_find_reply(body)
     assert reply == ValueReply(value, native=True, ttl=ttl)
     assert type(reply.value) is type(value)
+
+
+def test_a_native_value_reply_names_the_replicas_beside_an_owned_value() -> None:
+    near = (Contact(7, "10.0.0.7", 4007, True), Contact(8, "::1", 4008, True))
+    reply = ValueReply([[None, []]], True, 60.0, b"t" * 8, Kind.SHARED, near)
+    body = decode(encode(b"m" * 20, reply)).body
+    assert parse_find_reply(body) == reply == decode_reply(Has(1, bytes(20)), body)
+    assert len(body["nodes"]) == 2
 
 
 @PROPERTY

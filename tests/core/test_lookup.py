@@ -540,3 +540,25 @@ def test_a_stalled_request_frees_its_slot_but_a_late_answer_still_counts() -> No
     assert not lk.finished  # node 1 may still answer, and it is the nearest
     lk.answered_nodes(c(1), [])
     assert lk.finished and ids(lk.outcome().closest) == [1, 2, 3]
+
+
+def test_a_quorum_read_goes_on_to_the_replicas_a_value_holder_names() -> None:
+    # Every contact we know holds the value; only they know the nearest node.
+    lk = lookup(5, 6, k=3, alpha=2)
+    lk.next_requests()
+    lk.answered_value(c(5, native=True), "v", 60.0, None, [c(1, native=True)])
+    lk.answered_value(c(6, native=True), "v", 60.0, None, [c(1, native=True)])
+    assert ids(lk.next_requests()) == [1]
+    lk.answered_value(c(1, native=True), "old", 60.0)
+    outcome = lk.outcome()
+    assert lk.finished and outcome.replica_ids == (1, 5, 6)
+    assert [v for _, v in outcome.values_seen] == ["v", "v", "old"]
+
+
+def test_a_value_reply_naming_no_one_adds_no_one() -> None:
+    lk = lookup(5, 6, k=3, alpha=2)
+    lk.next_requests()
+    lk.answered_value(c(5, native=True), "v", 60.0)
+    lk.answered_value(c(6, native=True), "v", 60.0)
+    assert lk.next_requests() == [] and lk.finished
+    assert lk.outcome().replica_ids == (5, 6, SELF)  # too few known: the asker is one

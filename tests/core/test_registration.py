@@ -5,13 +5,14 @@ Whole networks on the virtual clock: node cores with ed25519 identities.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
 from simwire import raw_put
 
 from kadnode.config import Config
-from kadnode.core import codec, kinds, records, vclock
+from kadnode.core import codec, kinds, records, signed, vclock
 from kadnode.core.identity import Identity
 from kadnode.core.ids import key_digest
 from kadnode.core.messages import Kind
@@ -261,3 +262,60 @@ def test_a_writer_republishing_after_the_deleter_is_gone_keeps_the_delete_alive(
     # supersedes: each republish renews the tombstone's lifetime with it.
     assert after and not kinds.live(after), "the deleted draft came back"
     assert kinds.live(kinds.siblings_from_wire(writer.store.get(key).value))
+
+
+def exists(net: SimNetwork, asker: NodeCore, key: bytes):
+    return net.call(asker, lambda c, now: c.exists(key, now))
+
+
+def test_exists_answers_for_every_kind_without_carrying_a_plain_or_shared_value():
+    net, nodes = network(25)
+    asker, writer = nodes[20], nodes[3]
+    plain, room = key_digest("big"), key_digest("room")
+    big = "x" * 900
+    net.call(writer, lambda c, now: c.put(plain, big, now))
+    net.call(writer, lambda c, now: c.put_shared(room, big, None, now))
+    carried = []
+    net.observer = lambda now, src, dest, data, dropped: carried.append(big.encode() in data)
+    assert exists(net, asker, plain).exists and exists(net, asker, room).exists
+    assert len(carried) > 20 and not any(carried)  # no datagram held the value
+    missing = exists(net, asker, key_digest("absent"))
+    assert (missing.exists, missing.kind, missing.holding) == (False, None, 0)
+    # Deleted: a shared tombstone, a signed tombstone, a node that left.
+    seen = vclock.to_wire(vclock.context(shared_read(net, asker, room)))
+    net.call(asker, lambda c, now: c.put_shared(room, None, seen, now))
+    gone = exists(net, nodes[7], room)
+    assert (gone.exists, gone.deleted, gone.kind) == (False, True, Kind.SHARED)
+    net.call(writer, lambda c, now: c.put_signed("v", 1, b"s", now))
+    target = signed.target(writer.identity.public_key, b"s")
+    assert exists(net, asker, target).exists
+    net.call(writer, lambda c, now: c.put_signed(None, 2, b"s", now))
+    assert exists(net, asker, target).deleted
+    net.call(writer, lambda c, now: c.register(now))
+    assert exists(net, asker, writer.id_bytes).exists
+    net.call(writer, lambda c, now: c.leave(now))
+    left = exists(net, asker, writer.id_bytes)
+    assert (left.exists, left.deleted, left.kind) == (False, True, Kind.PEER)
+
+
+def test_a_quorum_read_reaches_a_replica_that_only_the_value_holders_know():
+    net, nodes = network(40)
+    owner = nodes[5]
+    net.call(owner, lambda c, now: c.put_signed("v1", 1, b"", now))
+    old = owner.store.get(signed.target(owner.identity.public_key)).value
+    net.call(owner, lambda c, now: c.put_signed("v2", 2, b"", now))
+    key = signed.target(owner.identity.public_key)
+    # A newcomer right next to the key joins; only the replicas near the key
+    # (all holding the value) have it in their tables. It holds a stale copy.
+    target = int.from_bytes(key, "big")
+    newcomer = net.add_node(node_id=target ^ 1)
+    net.call(newcomer, lambda c, now: c.bootstrap([nodes[0].addr], now))
+    net.run_until(net.now + 5)
+    record = newcomer.store.get(key)
+    assert record is not None  # handed over on joining
+    newcomer.store.put(dataclasses.replace(record, value=old, size=-1))
+    far = max(nodes, key=lambda n: n.id ^ target)
+    read = net.call(far, lambda c, now: c.read(key, Kind.SIGNED, now))
+    assert signed.from_wire(read.payload).seq == 2 and read.repaired >= 1
+    net.run_until(net.now + 5)
+    assert signed.from_wire(newcomer.store.get(key).value).seq == 2

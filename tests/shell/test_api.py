@@ -1098,6 +1098,10 @@ class NothingFound(FakeService):
         missed = {"id": to_hex(target), "found": False, "left": False, "record": None}
         return self._answer("find_peer", {**missed, **READ, "agreeing": 0, "repaired": 0})
 
+    async def exists(self, key: str) -> dict[str, Any]:
+        missed = {"exists": False, "kind": None, "holding": 0}
+        return {**await super().exists(key), **missed}
+
     async def get_shared(self, key: str) -> dict[str, Any]:
         missed = {"key": key, "found": False, "deleted": False, "siblings": [], "context": None}
         return self._answer("get_shared", {**missed, **READ, "agreeing": 0, "repaired": 0})
@@ -1262,6 +1266,7 @@ async def test_the_document_has_exactly_the_operations_and_says_which_need_the_t
         "/peers",
         "/ping",
         "/owner/{key}",
+        "/exists/{key}",
         "/ring",
         "/leave",
         "/register",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 
-from kadnode.core import kinds, records, signed
+from kadnode.core import kinds, signed
 from kadnode.core.identity import Identity
 from kadnode.core.messages import Kind
 from kadnode.core.node import NodeCore
@@ -28,15 +28,6 @@ from kadnode.sim.report import Report
 from kadnode.sim.world import Progress, World, finish_report, tuned_gc
 
 LABELS = {Kind.SIGNED: "signed value", Kind.SHARED: "shared value", Kind.PEER: "peer record"}
-
-
-def deleted(kind: Kind, payload: object) -> bool:
-    """Whether a held or read payload is a tombstone (nothing left to return)."""
-    if kind == Kind.SIGNED:
-        return signed.from_wire(payload).deleted
-    if kind == Kind.PEER:
-        return records.from_wire(payload).deleted
-    return not kinds.live(kinds.siblings_from_wire(payload))
 
 
 def scenario_delete(
@@ -165,7 +156,7 @@ def _probe(world: World, tracked: list[tuple[bytes, Kind]], among: list[NodeCore
             record = node.store.get(key)
             if record is None or record.kind != kind:
                 continue
-            if deleted(kind, record.value):
+            if kinds.deleted(kind, record.value):
                 tombstones += 1
             elif node.id in replicas:
                 stale += 1
@@ -178,7 +169,7 @@ def _probe(world: World, tracked: list[tuple[bytes, Kind]], among: list[NodeCore
     live = sum(
         1
         for (result, _), (_, kind) in zip(results, tracked, strict=True)
-        if result.found and not deleted(kind, result.payload)
+        if result.found and not kinds.deleted(kind, result.payload)
     )
     return {
         "tombstones": tombstones,
@@ -196,7 +187,9 @@ def _report(world, nodes, seed, keys, tracked, timeline, joiners, split_for, wat
         1
         for j in joiners
         for key, kind in tracked
-        if (rec := j.store.get(key)) is not None and rec.kind == kind and deleted(kind, rec.value)
+        if (rec := j.store.get(key)) is not None
+        and rec.kind == kind
+        and kinds.deleted(kind, rec.value)
     )
     old_at_joiners = sum(
         1
@@ -204,7 +197,7 @@ def _report(world, nodes, seed, keys, tracked, timeline, joiners, split_for, wat
         for key, kind in tracked
         if (rec := j.store.get(key)) is not None
         and rec.kind == kind
-        and not deleted(kind, rec.value)
+        and not kinds.deleted(kind, rec.value)
     )
     stats = {name: sum(c.stats[name] for c in world.net.alive()) for name in ("read_repairs",)}
     report = Report(
