@@ -30,6 +30,10 @@ from kadnode.shell import loop
 from kadnode.shell.apiguard import TOKEN_ENV
 from kadnode.shell.daemon import DEFAULT_API_PORT, DEFAULT_PORT, DaemonOptions, run_daemon
 
+# The simulator's scenarios, named without importing it (startup stays quick);
+# tests/sim/test_sim.py holds this equal to kadnode.sim.scenarios.SCENARIOS.
+SIM_SCENARIOS = "hops, failure, churn, partition, load, latency, delete"
+
 
 def _port(text: str) -> int:
     try:
@@ -211,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The simulator is loaded only when asked for; its own parser reads the rest.
     sim = sub.add_parser(
         "sim",
-        help="simulate a network of real node cores (hops, failure, churn, partition, load)",
+        help="simulate a network of real node cores (" + SIM_SCENARIOS + ")",
         add_help=False,
         prefix_chars="\0",
     )

@@ -47,7 +47,7 @@ from loopback import (
 )
 
 from kadnode.cli.client import ApiClient, add_client_commands, commands, run_client_command
-from kadnode.cli.main import main
+from kadnode.cli.main import build_parser, main
 from kadnode.config import BETA, MAX_KEY_BYTES, MAX_VALUE_BYTES, Config
 from kadnode.core import wire
 from kadnode.core.ids import key_id, parse_hex, to_hex
@@ -1085,3 +1085,16 @@ def test_every_operation_is_a_client_method_taking_its_params_and_fields(address
         fake.answered.clear()
     with pytest.raises(AttributeError):
         client.no_such_operation  # noqa: B018
+
+
+def test_the_readmes_command_table_lists_every_command_with_its_question():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("| command | question | answered by |\n|---|---|---|\n", 1)[1]
+    rows = [line.split(" | ") for line in table.split("\n\n", 1)[0].splitlines()]
+    named = {
+        re.match(r"`?([a-z-]+)", part).group(1) for row in rows for part in row[0][2:].split(" / ")
+    }
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert named == set(sub.choices)
+    assert all(len(row) == 3 and row[1].strip() for row in rows)

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from kadnode.cli.main import SIM_SCENARIOS
 from kadnode.cli.main import main as cli_main
 from kadnode.config import Config
 from kadnode.core.ids import key_digest
 from kadnode.sim import cli as sim_cli
 from kadnode.sim.network import LATENCY_MEDIAN, PairLatency, SimNetwork
 from kadnode.sim.oracle import hop_bound, weibull_median
+from kadnode.sim.scenarios import SCENARIOS
 from kadnode.sim.scenarios.churn import CHURN_SCALE, CHURN_SHAPE, MIN_CHURN_LOOKUPS, scenario_churn
 from kadnode.sim.scenarios.delete import scenario_delete
 from kadnode.sim.scenarios.failure import scenario_failure
@@ -303,3 +305,7 @@ def test_deletes_made_on_one_side_of_a_split_stay_deleted_after_the_heal():
     assert healed[0]["stale"] > 0 and healed[-1]["stale"] == 0
     assert report.ok, report.failures
     assert "The newcomers hold" in report.notes[3] and " and 0 old versions" in report.notes[3]
+
+
+def test_the_cli_help_names_every_scenario():
+    assert SIM_SCENARIOS.split(", ") == list(SCENARIOS)

@@ -237,9 +237,10 @@ def _report(world, nodes, seed, keys, tracked, timeline, joiners, split_for, wat
         "old versions on replicas: copies of a deleted key that are not its tombstone, on"
         " its k closest live nodes (whom reads and anti-entropy reach); elsewhere: on nodes"
         " beyond them (side B's read repairs while split, copies written before newcomers or"
-        " restarted nodes moved nearer, a shared value's writer's own copy). A copy elsewhere never wins a read that meets a"
-        " tombstone; a replica's copy expires unless renewed, and each renewal, a writer's"
-        " republish included, renews the tombstone that supersedes it too.",
+        " restarted nodes moved nearer, a shared value's writer's own copy). A copy elsewhere"
+        " never wins a read that meets a tombstone; a replica's copy expires unless renewed,"
+        " and each renewal, a writer's republish included, renews the tombstone that"
+        " supersedes it too.",
         f"The newcomers hold {handed} tombstones and {old_at_joiners} old versions at the end;"
         f" read repairs sent in the whole run: {stats['read_repairs']}.",
         "No old version on any replica after "
