@@ -210,17 +210,20 @@ def test_a_replica_that_crashed_during_the_deletes_reads_deleted_and_a_read_repa
         (seed, writer, other, r), w = crashed_during_the_deletes(daemons, raw)
         # R's own read returns the newest version the replicas hold: the tombstones.
         assert_reads_deleted(r, w)
-        # A read from another node finds R stale and repairs it.
+        # A read from another node finds R stale and repairs it (today R's own read
+        # leaves R's copy as it was: the xfail test below). Nothing else can have:
+        # nobody hands R anything, and anti-entropy's first round is a minute away.
         t = time.monotonic()
         got, shared = assert_reads_deleted(seed, w)
-        assert (got["repaired"], shared["repaired"]) == (1, 1), (got, shared)
-        assert (got["agreeing"], shared["agreeing"]) == (3, 3)
+        for read in (got, shared):
+            assert read["answered"] == 4
+            assert read["agreeing"] + read["repaired"] == 4, read  # held it, or repaired
         wait_for(lambda: holds_tombstones(raw, r, w), HELD_TIMEOUT, "R to hold the tombstones")
         repaired_s = time.monotonic() - t
         for node in (writer, other):
-            got, shared = assert_reads_deleted(node, w)
-            assert (got["repaired"], shared["repaired"]) == (0, 0)
-            assert (got["agreeing"], shared["agreeing"]) == (4, 4)
+            got_again, shared_again = assert_reads_deleted(node, w)
+            assert (got_again["repaired"], shared_again["repaired"]) == (0, 0)
+            assert (got_again["agreeing"], shared_again["agreeing"]) == (4, 4)
 
         # The old versions replayed to every replica, R included, with valid tokens:
         # the signed one is refused; the shared one is taken and superseded at once
@@ -237,8 +240,9 @@ def test_a_replica_that_crashed_during_the_deletes_reads_deleted_and_a_read_repa
     finally:
         raw.close()
     print(
-        f"\ncrashed: R came back serving v1 and 'blue'; a read from the seed repaired it"
-        f" ({repaired_s:.2f} s from that read's start to R holding both tombstones);"
+        f"\ncrashed: R came back serving v1 and 'blue'; the seed's reads repaired"
+        f" {got['repaired']} + {shared['repaired']} replicas ({repaired_s:.2f} s from the first"
+        " read's start to R holding both tombstones);"
         f" old versions replayed to {len(replays)} nodes: signed refused"
         f" ({signed.OLDER_SEQ!r}), shared {sorted(set(map(str, replays.values())))} and superseded"
     )
