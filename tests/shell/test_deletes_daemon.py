@@ -258,9 +258,9 @@ def test_a_stale_replicas_own_read_repairs_its_own_copy(daemons: Daemons) -> Non
     raw = RawNode()
     try:
         (*_, r), w = crashed_during_the_deletes(daemons, raw)
-        got, shared = assert_reads_deleted(r, w)  # it knows it is stale...
-        assert (got["agreeing"], shared["agreeing"]) == (3, 3)
-        # ...and still serves v1 and 'blue' after its read.
+        got, shared = assert_reads_deleted(r, w)
+        assert (got["agreeing"], shared["agreeing"]) == (3, 3)  # its own copy disagreed
+        # Having read the tombstones, it should hold them (today it keeps v1 and 'blue').
         wait_for(lambda: holds_tombstones(raw, r, w), HELD_TIMEOUT, "R to hold the tombstones")
     finally:
         raw.close()
