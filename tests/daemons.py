@@ -20,11 +20,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import msgpack
 from loopback import API_DATA_DIRS, token_of, with_data_dir
 
 from kadnode.cli.client import ApiClient
+from kadnode.config import MAX_DATAGRAM
+from kadnode.core.codec import NATIVE_MAGIC, Response, decode, encode_request
+from kadnode.core.messages import Kind
 from kadnode.shell.datadir import DATA_FILE
 
 T = TypeVar("T")
@@ -41,6 +45,7 @@ JOINED = re.compile(r"joined: (\d+) of (\d+) seeds answered, (\d+) contacts know
 CLI_TIMEOUT = 20.0
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
+RAW_TIMEOUT = 3.0
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -149,10 +154,19 @@ class Daemon:
 
     def saved_contact_ports(self) -> set[int]:
         """The contacts persisted in the data file, read beside the running daemon."""
+        return {port for (port,) in self._saved("SELECT port FROM contacts")}
+
+    def saved_value(self, key: bytes) -> tuple[Kind, Any] | None:
+        """The (kind, wire form) the data file holds under ``key``: what a stopped
+        daemon will serve when it starts again."""
+        rows = self._saved("SELECT kind, value FROM records WHERE key = ?", (key,))
+        return (Kind(rows[0][0]), msgpack.unpackb(rows[0][1], raw=False)) if rows else None
+
+    def _saved(self, query: str, args: tuple = ()) -> list[tuple]:
         uri = f"file:{self.data_dir / DATA_FILE}?mode=ro"
         db = sqlite3.connect(uri, uri=True, timeout=2.0)
         try:
-            return {port for (port,) in db.execute("SELECT port FROM contacts")}
+            return db.execute(query, args).fetchall()
         finally:
             db.close()
 
@@ -235,6 +249,64 @@ class Daemons:
 
 
 # The ``daemons`` fixture (a Daemons group, closed at teardown) is in conftest.py.
+
+
+def network(daemons: Daemons, *names: str) -> list[Daemon]:
+    """A seed, then every other node joined through it; returns once all know all."""
+    seed = daemons.start(names[0])
+    nodes = [seed, *(daemons.start(name, bootstrap=[seed]) for name in names[1:])]
+    for node in nodes:
+        wait_for(lambda n=node: n.info()["peers"] == len(nodes) - 1, 5.0, f"{node.name}'s peers")
+    return nodes
+
+
+class RawNode:
+    """A bare UDP socket speaking kadnode's native wire: no node behind it."""
+
+    def __init__(self) -> None:
+        self.id = os.urandom(20)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.settimeout(RAW_TIMEOUT)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(self, daemon: Daemon, method: str, args: list) -> Any:
+        """One request; the reply's body (requests the daemon sends us are skipped)."""
+        msg_id = NATIVE_MAGIC + os.urandom(16)
+        self.sock.sendto(encode_request(msg_id, method, [self.id, *args]), (HOST, daemon.port))
+        deadline = time.monotonic() + RAW_TIMEOUT
+        while time.monotonic() < deadline:
+            message = decode(self.sock.recv(MAX_DATAGRAM), MAX_DATAGRAM)
+            if type(message) is Response and message.msg_id == msg_id:
+                return message.body
+        raise AssertionError(f"no reply to {method} from {daemon.name}")
+
+    def token(self, daemon: Daemon) -> bytes:
+        reply = self.request(daemon, "ping", [])
+        assert set(reply) == {"id", "token"}, reply
+        return reply["token"]
+
+    def held(self, daemon: Daemon, key: bytes) -> tuple[Kind, Any] | None:
+        """The (kind, wire form) ``daemon`` holds under ``key``; None if it holds nothing."""
+        reply = self.request(daemon, "find_value", [key])
+        if "value" not in reply:
+            return None
+        return Kind(reply.get("kind", Kind.PLAIN)), reply["value"]
+
+    def put(self, daemon: Daemon, key: bytes, kind: Kind, wire: Any, token: bytes) -> Any:
+        """A kn_put of ``wire`` under ``key``; the reply, ``{"ok": ..., "reason": ...}``."""
+        return self.request(daemon, "kn_put", [key, kind, wire, 3600.0, token])
+
+    def record(self, daemon: Daemon, node_id: str) -> list:
+        """The peer record ``daemon`` holds for ``node_id``, in wire form."""
+        held = self.held(daemon, bytes.fromhex(node_id))
+        assert held is not None and held[0] == Kind.PEER, held
+        return held[1]
+
+    def put_record(self, daemon: Daemon, node_id: str, wire: list, token: bytes) -> Any:
+        return self.put(daemon, bytes.fromhex(node_id), Kind.PEER, wire, token)
 
 
 # ---- 1. two daemons, the CLI contract --------------------------------------------------------

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kadnode.config import Config
-from kadnode.core import antientropy
+from kadnode.core import antientropy, signed
+from kadnode.core.identity import Identity
 from kadnode.core.ids import key_digest
-from kadnode.core.store import MemoryStore
+from kadnode.core.messages import Kind
+from kadnode.core.store import MemoryStore, Record
 from kadnode.core.sync import shared_with
 from kadnode.sim.network import SimNetwork
 
@@ -93,3 +96,38 @@ def test_periodic_anti_entropy_alone_restores_everything_a_wiped_node_should_hol
     net.run_until(net.now + 30 * 60)  # half an hour: each neighbour syncs ~30 times
     assert set(wiped.store.keys()) >= before
     assert sum(n.stats["ae_syncs"] for n in nodes) > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (issue 16): anti-entropy sends only keys a replica lacks (kadnode/core/answers.py"
+    " key_list: `key not in store`, and its push: `key not in theirs`); a replica holding an"
+    " older version of a key, such as a value its owner deleted while it was down, keeps it,"
+    " and the bucket stays different at every sync",
+)
+def test_a_replica_holding_an_older_version_is_sent_the_newer_one():
+    net, nodes = network(3, anti_entropy_interval=1e9)  # only the syncs the test asks for
+    owner = Identity.from_seed(bytes(32))
+    key = signed.target(owner.public_key)
+    old = signed.to_wire(signed.sign_value(owner, "v1", 1))
+    tombstone = signed.to_wire(signed.sign_value(owner, None, 2))
+    other_key = signed.target(owner.public_key, b"other")
+    other = signed.to_wire(signed.sign_value(owner, "held by the others only", 1, b"other"))
+    stale, fresh = nodes[0], nodes[1]
+    later = net.now + 3600  # no replication or expiry during the test
+
+    def hold(node, key: bytes, value: list) -> None:
+        node.store.put(Record(key, value, later, False, later, Kind.SIGNED))
+
+    for node in nodes:
+        hold(node, key, old if node is stale else tombstone)
+        if node is not stale:
+            hold(node, other_key, other)
+    # Syncs both ways, twice (the first to a peer finds its digest being computed).
+    for a, b in ((fresh, stale), (stale, fresh)) * 2:
+        peer = next(c for c in a.table.contacts() if c.node_id == b.id)
+        net.call(a, lambda c, now, peer=peer: c.sync(peer, now))
+        net.run_until(net.now + 5)
+    assert stale.store.get(other_key).value == other  # the key it lacked came
+    assert fresh.store.get(key).value == tombstone  # the older version never replaces it
+    assert stale.store.get(key).value == tombstone

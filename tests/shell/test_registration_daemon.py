@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from typing import Any
@@ -22,33 +21,21 @@ from daemons import (
     HOST,
     KADNODE,
     STOP_TIMEOUT,
-    Daemon,
     Daemons,
+    RawNode,
     assert_one_line_error,
     cli_json,
     kadnode,
+    network,
     wait_for,
 )
 from loopback import with_data_dir, written
 
-from kadnode.config import MAX_DATAGRAM
 from kadnode.core import records
-from kadnode.core.codec import NATIVE_MAGIC, Response, decode, encode_request
 from kadnode.core.identity import Identity
-from kadnode.core.messages import Kind
 
 REGISTERED = re.compile(r"registered ([0-9a-f]{40}) at .*: (\d+) of (\d+) replicas acknowledged")
 MOVE_TIMEOUT = 10.0  # a restarted node re-registers right after joining
-RAW_TIMEOUT = 3.0
-
-
-def network(daemons: Daemons, *names: str) -> list[Daemon]:
-    """A seed, then every other node joined through it; returns once all know all."""
-    seed = daemons.start(names[0])
-    nodes = [seed, *(daemons.start(name, bootstrap=[seed]) for name in names[1:])]
-    for node in nodes:
-        wait_for(lambda n=node: n.info()["peers"] == len(nodes) - 1, 5.0, f"{node.name}'s peers")
-    return nodes
 
 
 def address_of(found: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -135,46 +122,6 @@ def test_a_node_that_leaves_is_not_found_by_find_peer(daemons: Daemons) -> None:
 
 
 # ---- (b) forged records -------------------------------------------------------------------
-
-
-class RawNode:
-    """A bare UDP socket speaking kadnode's native wire: no node behind it."""
-
-    def __init__(self) -> None:
-        self.id = os.urandom(20)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((HOST, 0))
-        self.sock.settimeout(RAW_TIMEOUT)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def request(self, daemon: Daemon, method: str, args: list) -> Any:
-        """One request; the reply's body (requests the daemon sends us are skipped)."""
-        msg_id = NATIVE_MAGIC + os.urandom(16)
-        self.sock.sendto(encode_request(msg_id, method, [self.id, *args]), (HOST, daemon.port))
-        deadline = time.monotonic() + RAW_TIMEOUT
-        while time.monotonic() < deadline:
-            message = decode(self.sock.recv(MAX_DATAGRAM), MAX_DATAGRAM)
-            if type(message) is Response and message.msg_id == msg_id:
-                return message.body
-        raise AssertionError(f"no reply to {method} from {daemon.name}")
-
-    def token(self, daemon: Daemon) -> bytes:
-        reply = self.request(daemon, "ping", [])
-        assert set(reply) == {"id", "token"}, reply
-        return reply["token"]
-
-    def record(self, daemon: Daemon, node_id: str) -> list:
-        """The peer record ``daemon`` holds for ``node_id``, in wire form."""
-        reply = self.request(daemon, "find_value", [bytes.fromhex(node_id)])
-        assert reply.get("kind") == Kind.PEER, reply
-        return reply["value"]
-
-    def put_record(self, daemon: Daemon, node_id: str, wire: list, token: bytes) -> Any:
-        return self.request(
-            daemon, "kn_put", [bytes.fromhex(node_id), Kind.PEER, wire, 3600.0, token]
-        )
 
 
 def test_forged_records_are_refused_and_find_peer_returns_the_genuine_one(
