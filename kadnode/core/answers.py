@@ -15,8 +15,8 @@ within three times what it sent: a reply that would not fit is cut to fit
 Work per request: find_node, find_value, kn_has and find_successor are a table or
 ring walk of at most k contacts; store and put are one store read and write
 (and, when the store is full, at most 16 evictions); kn_digest compares 64
-hashes kept from a background computation; kn_keys tests at most 256 keys
-for membership. What grows with the store (the digest of what a peer shares,
+hashes kept from a background computation; kn_keys fingerprints at most 200
+held values (a pack and a SHA-1 each). What grows with the store (the digest of what a peer shares,
 the values to push, a join handoff) runs in the background
 (kadnode.core.background): anti-entropy only for a neighbour, at most
 AE_JOBS_PER_ROUND store scans per neighbour per anti-entropy interval.
@@ -509,20 +509,27 @@ def _compute_digest(node: NodeCore, peer: int, now: float) -> None:
 
 
 def key_list(node: NodeCore, message: KeyList, asker: Asker, now: float) -> BucketList:
-    """Name the offered keys we lack (at once: one membership test each); push
-    the ones the sender lacks (in the background; to a neighbour only, as for
-    a digest)."""
+    """Name the offered keys we lack or hold another version of (at once: a
+    store read and a fingerprint, a pack and a SHA-1 of at most 1 KB, per
+    offered key, at most AE_KEYS_PER_DATAGRAM); push ours of the ones the
+    sender lacks or holds another version of (in the background; to a
+    neighbour only, as for a digest). Where versions differ both travel and
+    each side merges (kadnode.core.kinds): the newer wins on both."""
     if not _neighbour(node, message.sender_id, asker):
         return BucketList([])
     store = node.store
-    want = [i for i, (key, _) in enumerate(message.entries) if key not in store]
-    theirs = {key for key, _ in message.entries}
+    want = []
+    for i, (key, fingerprint) in enumerate(message.entries):
+        record = store.get(key)
+        if record is None or antientropy.fingerprint(key, record.value) != fingerprint:
+            want.append(i)
+    theirs = dict(message.entries)
     buckets = set(message.buckets)
     addr = asker.addr
     sender = contact_of(message.sender_id, addr[0], addr[1], asker.native)
 
-    def push(key: bytes, _fp: bytes, record) -> None:
-        if key not in theirs:
+    def push(key: bytes, fingerprint: bytes, record) -> None:
+        if theirs.get(key) != fingerprint:
             node.stats["ae_bytes"] += send_record(node, sender, record, node.background.now)
             node.stats["ae_pushed"] += 1
 

@@ -32,7 +32,7 @@ from kadnode.core.messages import (
 from kadnode.core.operations import Mode, ignore, quorum, run_lookup
 from kadnode.core.store import Record
 from kadnode.core.tokens import fresh
-from kadnode.errors import LocalProtocolError
+from kadnode.errors import DecodeError, LocalProtocolError
 
 if TYPE_CHECKING:
     from kadnode.core.node import NodeCore
@@ -418,7 +418,10 @@ class Read:
         for contact in stale:
             token = outcome.tokens.get(contact.node_id)
             send_store(node, contact, key, newest, ttl, at, None, token, kind)
-        node.stats["read_repairs"] += len(stale)
+        repaired = len(stale)
+        if mine is not None and newest is not None and not kinds.same(kind, mine, newest):
+            repaired += self.repair_own(record, newest, at)
+        node.stats["read_repairs"] += repaired
         # The replicas of the set that answered, the reader's own store
         # included when it is one of them, and of those the ones that held
         # the newest already.
@@ -435,12 +438,25 @@ class Read:
             len(answered),
             len(held),
             agreeing,
-            len(stale),
+            repaired,
             rejected,
             quorum(node.config.read_quorum, outcome.replica_set),
             None if newest is not None else outcome.other_kind,
         )
         node.complete(self.op, result)
+
+    def repair_own(self, record: Record, newest: object, at: float) -> int:
+        """Our own copy is stale too: it takes what the read found (1), unless
+        it is refused (0)."""
+        try:
+            merged = kinds.merge(self.kind, record.value, newest, self.key, at, guard=False)
+        except (kinds.Refused, DecodeError):
+            return 0
+        self.node.store.put(
+            Record(self.key, merged, record.expires_at, record.origin, record.resend_at,
+                   self.kind, record.source)
+        )  # fmt: skip
+        return 1
 
 
 # Which kind a key's answer is about when replicas hold several: a replica

@@ -319,3 +319,16 @@ def test_a_quorum_read_reaches_a_replica_that_only_the_value_holders_know():
     assert signed.from_wire(read.payload).seq == 2 and read.repaired >= 1
     net.run_until(net.now + 5)
     assert signed.from_wire(newcomer.store.get(key).value).seq == 2
+
+
+def test_a_stale_replicas_own_read_repairs_its_own_copy():
+    net, nodes = network(10)
+    owner, replica = nodes[2], nodes[6]
+    net.call(owner, lambda c, now: c.put_signed("v1", 1, b"", now))
+    key = signed.target(owner.identity.public_key)
+    old = replica.store.get(key)
+    net.call(owner, lambda c, now: c.put_signed(None, 2, b"", now))
+    replica.store.put(old)  # it missed the delete
+    read = net.call(replica, lambda c, now: c.read(key, Kind.SIGNED, now))
+    assert signed.from_wire(read.payload).deleted and read.repaired == 1
+    assert signed.from_wire(replica.store.get(key).value).deleted

@@ -16,12 +16,12 @@ Which path gives a replica that missed the deletes the tombstones:
 * R crashed (SIGKILL: no goodbye), back on its port: the others still hold it
   as a contact they welcomed within the replicate interval (an hour), so
   nobody hands it anything and it serves its old versions. Reads from every
-  node, R's own included, still say deleted; a read from another node repairs
-  R. A read from R itself does not (a bug, the xfail test below).
+  node, R's own included, still say deleted; a read, from another node or
+  from R itself, repairs R.
 * Anti-entropy is not tested here: ``kadnode run`` syncs with one neighbour
-  every ANTI_ENTROPY_INTERVAL = 60 s and has no setting to shorten it, and it
-  exchanges only keys a replica lacks, never a different version of a key it
-  holds (tests/core/test_antientropy.py has that bug's failing test).
+  every ANTI_ENTROPY_INTERVAL = 60 s and has no setting to shorten it
+  (tests/core/test_antientropy.py tests that it sends a replica the newer
+  version of a key it holds; the simulator's delete scenario runs it).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from daemons import (
     HOST,
     STOP_TIMEOUT,
@@ -208,11 +207,11 @@ def test_a_replica_that_crashed_during_the_deletes_reads_deleted_and_a_read_repa
     raw = RawNode()
     try:
         (seed, writer, other, r), w = crashed_during_the_deletes(daemons, raw)
-        # R's own read returns the newest version the replicas hold: the tombstones.
+        # R's own read returns the newest version the replicas hold: the tombstones
+        # (and repairs R's copy: the next test). A read from another node finds R
+        # stale, or repaired by then; nothing else can have repaired it: nobody
+        # hands R anything, and anti-entropy's first round is a minute away.
         assert_reads_deleted(r, w)
-        # A read from another node finds R stale and repairs it (today R's own read
-        # leaves R's copy as it was: the xfail test below). Nothing else can have:
-        # nobody hands R anything, and anti-entropy's first round is a minute away.
         t = time.monotonic()
         got, shared = assert_reads_deleted(seed, w)
         for read in (got, shared):
@@ -248,19 +247,13 @@ def test_a_replica_that_crashed_during_the_deletes_reads_deleted_and_a_read_repa
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (issue 16): a quorum read repairs the replicas it asked, never the reader's"
-    " own stale copy (kadnode/core/values.py Read.done sends repairs to outcome.closest"
-    " only); a crashed replica that reads its own key keeps serving the old version",
-)
 def test_a_stale_replicas_own_read_repairs_its_own_copy(daemons: Daemons) -> None:
     raw = RawNode()
     try:
         (*_, r), w = crashed_during_the_deletes(daemons, raw)
         got, shared = assert_reads_deleted(r, w)
         assert (got["agreeing"], shared["agreeing"]) == (3, 3)  # its own copy disagreed
-        # Having read the tombstones, it should hold them (today it keeps v1 and 'blue').
+        assert (got["repaired"], shared["repaired"]) == (1, 1)  # and took what it read
         wait_for(lambda: holds_tombstones(raw, r, w), HELD_TIMEOUT, "R to hold the tombstones")
     finally:
         raw.close()
