@@ -108,7 +108,7 @@ class ReadResult:
 
 @dataclass(frozen=True, slots=True)
 class ExistsResult:
-    """Whether a key holds a live value (kadnode.core.values.Exists)."""
+    """Whether a key holds a live value (kadnode.core.reads.Exists)."""
 
     key: bytes
     exists: bool

@@ -29,7 +29,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from kadnode.config import NETWORK_MARK, Config
-from kadnode.core import answers, codec, operations, sync, upkeep, values
+from kadnode.core import answers, codec, operations, reads, sync, upkeep, values
 from kadnode.core.addresses import Exempt
 from kadnode.core.background import Background
 from kadnode.core.codec import Response
@@ -183,7 +183,7 @@ class NodeCore:
 
     def get(self, key: bytes, now: float) -> int:
         op = self._new_op()
-        values.Get(self, op, key, now)
+        reads.Get(self, op, key, now)
         return op
 
     def put(self, key: bytes, value: Value, now: float, ttl: float | None = None) -> int:
@@ -233,14 +233,14 @@ class NodeCore:
     def read(self, key: bytes, kind: Kind, now: float) -> int:
         """Quorum read of a peer record, shared or signed value, with read repair."""
         op = self._new_op()
-        values.Read(self, op, key, Kind(kind), now)
+        reads.Read(self, op, key, Kind(kind), now)
         return op
 
     def exists(self, key: bytes, now: float) -> int:
         """Whether ``key`` holds a live value, of any kind, with no value
-        transferred beyond what that needs (kadnode.core.values.Exists)."""
+        transferred beyond what that needs (kadnode.core.reads.Exists)."""
         op = self._new_op()
-        values.Exists(self, op, key, now)
+        reads.Exists(self, op, key, now)
         return op
 
     def find_successor(self, key: int, now: float) -> int:
