@@ -11,27 +11,30 @@ a CLI command from each declaration that names one, and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kadnode.cli.show import SHOW
 from kadnode.errors import ApiError, KadnodeError, LocalProtocolError
-from kadnode.inputs import format_hostport, parse_hostport
+from kadnode.inputs import at_least, format_hostport, parse_hostport
 from kadnode.shell.api import BY_NAME, OPERATIONS
 from kadnode.shell.apiguard import TOKEN_ENV
 from kadnode.shell.datadir import TOKEN_FILE
 from kadnode.shell.messages import Error, first_error, one_line
 from kadnode.shell.operations import Operation
+from kadnode.shell.streams import EVENT_STREAM, events
 
 DEFAULT_API = "127.0.0.1:8468"
 EXIT_OK, EXIT_MISSED, EXIT_ERROR = 0, 1, 2
@@ -112,13 +115,36 @@ class ApiClient:
                 ).model_dump(mode="json", exclude_unset=True)
             except ValidationError as exc:
                 raise LocalProtocolError(first_error(exc)) from None
+        if operation.stream:
+            return self._events(operation, path)
         reply = self._send(operation.method, path, body)
         return self._answer(operation, reply)
 
     def _send(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        with self._talking() as http:
+            return http.request(method, self._url + path, json=body, headers=self._headers)
+
+    def _events(self, operation: Operation, path: str) -> Iterator[dict[str, Any]]:
+        """A stream's replies as they come. The stream ends only in an error: its
+        ``error`` event, or the connection closing, is an ApiError."""
+        assert operation.reply is not None
+        headers = {**self._headers, "Accept": EVENT_STREAM}
+        with self._talking() as http, http.stream("GET", self._url + path, headers=headers) as r:
+            if r.status_code != 200:
+                r.read()
+                self._answer(operation, r)  # raises the refusal's one line
+            for name, data in events(r.iter_lines()):
+                if name == "error":
+                    raise ApiError(self._decoded(Error, data, r.status_code)["error"])
+                yield self._decoded(operation.reply, data, r.status_code)
+        raise ApiError(f"the daemon at {self.base} closed the stream")
+
+    @contextlib.contextmanager
+    def _talking(self) -> Iterator[httpx.Client]:
+        """An HTTP client for the daemon; what httpx raises, as one line."""
         try:
             with httpx.Client(trust_env=False, timeout=self.timeout) as http:
-                return http.request(method, self._url + path, json=body, headers=self._headers)
+                yield http
         except httpx.TimeoutException:
             raise ApiError(
                 f"the daemon at {self.base} did not answer within {self.timeout:g} s"
@@ -139,15 +165,19 @@ class ApiClient:
         )
         if answered and operation.reply is None:
             return reply.text
-        try:
-            model = operation.reply if answered else Error
-            payload = model.model_validate(reply.json()).model_dump(mode="json", exclude_unset=True)
-        except (ValueError, ValidationError) as exc:
-            why = first_error(exc) if isinstance(exc, ValidationError) else "not JSON"
-            raise ApiError(f"unexpected reply from {self.base} (HTTP {status}): {why}") from None
+        payload = self._decoded(operation.reply if answered else Error, reply.text, status)
         if answered:
             return payload
         raise (LocalProtocolError if status == 400 else ApiError)(payload["error"])
+
+    def _decoded(self, model: type[BaseModel], text: str, status: int) -> dict[str, Any]:
+        """``text``, JSON, as ``model`` reads it; anything else is one line."""
+        try:
+            payload = model.model_validate(json.loads(text))
+        except ValueError as exc:  # pydantic's ValidationError is one
+            why = first_error(exc) if isinstance(exc, ValidationError) else "not JSON"
+            raise ApiError(f"unexpected reply from {self.base} (HTTP {status}): {why}") from None
+        return payload.model_dump(mode="json", exclude_unset=True)
 
 
 # -- CLI commands ----------------------------------------------------------------------------
@@ -219,6 +249,13 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
             options |= _optional(operation)
         for option, option_help in options.items():
             parser.add_argument(_flag(option), metavar=option.upper(), help=option_help)
+        if plain.stream:
+            parser.add_argument(
+                "--count",
+                type=at_least(1),
+                metavar="N",
+                help="stop after N versions (default: until interrupted)",
+            )
         parser.set_defaults(client_command=name, in_order=not alike)
 
 
@@ -253,15 +290,36 @@ def run_client_command(args: argparse.Namespace) -> int:
     try:
         given = _arguments(operation, args.client_command, variants, args)
         result = ApiClient(args.api, token=api_token(args.data_dir)).call(operation, **given)
+        if operation.stream:
+            return _follow(operation, result, args)
     except KadnodeError as exc:
         if args.json:  # a script reading stdout gets an object, not nothing
-            print(json.dumps({"error": one_line(exc)}, indent=2))
+            indent = None if operation.stream else 2  # a stream's are JSON lines
+            print(json.dumps({"error": one_line(exc)}, indent=indent))
         print(f"kadnode: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     show = SHOW.get(operation.name, partial(json.dumps, indent=2))
     print(json.dumps(result, indent=2) if args.json else show(result))
     missed = operation.missed is not None and operation.missed(result)
     return EXIT_MISSED if missed else EXIT_OK
+
+
+def _follow(
+    operation: Operation, replies: Iterator[dict[str, Any]], args: argparse.Namespace
+) -> int:
+    """Print each version as it comes, a line each (flushed), until --count of them;
+    otherwise only an error (exit 2) or Ctrl-C (130, kadnode.cli.main) ends it."""
+    show = SHOW[operation.name]
+    try:
+        with contextlib.closing(replies):  # type: ignore[type-var]
+            for seen, reply in enumerate(replies, 1):
+                shown = json.dumps(reply) if args.json else show(reply)
+                print(shown if args.json else f"{time.strftime('%H:%M:%S')}  {shown}", flush=True)
+                if seen == args.count:
+                    break
+    except BrokenPipeError:  # the reader went away (| head -n 1): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
 
 
 def _arguments(

@@ -229,6 +229,33 @@ def _show_leave(r: dict[str, Any]) -> str:
     )
 
 
+def _line(value: Any) -> str:
+    """A value on one line: text as it is, unless it holds a line break; else JSON."""
+    one = isinstance(value, str) and (value.splitlines() or [""]) == [value]
+    return value if one else json.dumps(value, ensure_ascii=False)
+
+
+def _show_watch(r: dict[str, Any]) -> str:
+    return _line(r["value"]) if r["found"] else f"not found: {r['key']!r}"
+
+
+def _show_watch_shared(r: dict[str, Any]) -> str:
+    values = [s["value"] for s in r["siblings"]]
+    if not r["found"]:
+        return f"not found: {r['key']!r}"
+    if len(values) == 1:
+        return _line(values[0])
+    return f"{len(values)} concurrent values: {json.dumps(values, ensure_ascii=False)}"
+
+
+def _show_watch_signed(r: dict[str, Any]) -> str:
+    if r["deleted"]:
+        return f"version {r['seq']}: deleted by its owner"
+    if not r["found"]:
+        return f"not found: no valid version of {_named(r)}"
+    return f"version {r['seq']}: {_line(r['value'])}"
+
+
 # How each operation's reply reads to a person; one not named prints its JSON.
 SHOW: dict[str, Callable[[dict[str, Any]], str]] = {
     "info": _show_info,
@@ -249,4 +276,8 @@ SHOW: dict[str, Callable[[dict[str, Any]], str]] = {
     "ring": _show_ring,
     "fault": _show_fault,
     "leave": _show_leave,
+    # One line for each version a watch streams.
+    "watch": _show_watch,
+    "watch_shared": _show_watch_shared,
+    "watch_signed": _show_watch_signed,
 }
