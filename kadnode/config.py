@@ -280,6 +280,27 @@ NETWORK_MARK = 0xFE
 NETWORK_TAG_BYTES = 8
 MAX_NETWORK_ID_CHARS = 64
 
+# Watching a value (kadnode watch, GET /watch/...; docs/decisions.md, "Watch:
+# polling, not replica notification"). The daemon the watcher talks to reads
+# the value again, one read of its kind each time (a quorum read for shared
+# and signed values), WATCH_POLL_MIN s after the first read and after every
+# change, the wait doubling while nothing changes up to WATCH_POLL_MAX s (the
+# doubling of TCP's retransmission backoff, RFC 6298 section 5.5): a watcher
+# sees a version at most WATCH_POLL_MAX s plus one read after it landed, and
+# an idle watch costs one read every WATCH_POLL_MAX s. 8 s: OpenDHT
+# re-registers a listen every 20 s (LISTEN_EXPIRE_TIME 30 s less
+# REANNOUNCE_MARGIN 10 s, include/opendht/dht.h); a watch here answers in
+# well under half that, for the datagrams docs/watch-cost.txt measures.
+WATCH_POLL_MIN = 1.0
+WATCH_POLL_MAX = 8.0
+# Watch streams the control API keeps open: each holds a connection and makes
+# its node read every few seconds, so they are capped below the API's
+# connection cap (kadnode.shell.httpserver.MAX_CONNECTIONS, 256; a test holds
+# the relation) and per client (its remote host: on a loopback API every local
+# client is one host) so one client cannot take them all. Past either, 429.
+WATCH_STREAMS = 64
+WATCH_STREAMS_PER_CLIENT = 16
+
 # A restarted daemon rejoins through the contacts it saved, most recently seen
 # first, this many at most (the simulator's churn scenario does the same).
 REJOIN_CONTACTS = 64

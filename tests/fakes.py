@@ -7,7 +7,7 @@ operations themselves do is tested against a real daemon (tests/loopback.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -199,6 +199,25 @@ class FakeService:
 
     async def metrics(self) -> str:
         return self._answer("metrics", METRICS_TEXT)
+
+    def watch(self, key: str) -> AsyncIterator[dict[str, Any] | None]:
+        return self._stream("watch", self.get, key)
+
+    def watch_shared(self, key: str) -> AsyncIterator[dict[str, Any] | None]:
+        return self._stream("watch_shared", self.get_shared, key)
+
+    def watch_signed(self, public_key: str, salt: str) -> AsyncIterator[dict[str, Any] | None]:
+        return self._stream("watch_signed", self.get_signed, public_key, salt)
+
+    async def _stream(
+        self, operation: str, read: Callable[..., Awaitable[dict[str, Any]]], *args: Any
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """The read's answer, then a read that brought nothing new, then the end (as
+        when the daemon stops); answered as the stream, not as the read."""
+        reply = await read(*args)
+        self.answered[-1] = operation
+        yield reply
+        yield None
 
 
 def message_of(parse: Callable[[str], object], text: str) -> str:

@@ -43,3 +43,18 @@ def test_the_readme_states_the_key_and_value_size_limits():
     prose = " ".join(shell.split())
     assert f"a key is at most {config.MAX_KEY_BYTES} bytes" in prose
     assert f"a value at most {config.MAX_VALUE_BYTES} bytes" in prose
+
+
+def test_the_readme_quotes_the_watch_schedule_and_limits():
+    from kadnode.shell.httpserver import MAX_CONNECTIONS
+
+    prose = " ".join(README.split())
+    for claim in (
+        f"{config.WATCH_POLL_MIN:g} s after a change, the wait doubling to"
+        f" {config.WATCH_POLL_MAX:g} s while nothing changes",
+        f"within {config.WATCH_POLL_MAX:g} s and a read of its landing",
+        f"at most {config.WATCH_STREAMS_PER_CLIENT} streams per client and"
+        f" {config.WATCH_STREAMS} in all",
+        f"cap of {MAX_CONNECTIONS} connections",
+    ):
+        assert claim in prose, claim

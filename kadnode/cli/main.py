@@ -3,7 +3,7 @@
 ``run`` starts the daemon, ``demo`` a local network, ``sim`` a simulated
 one; the API commands (``info``, ``lookup``, ``put``, ``get``, ``register``,
 ``find-peer``, ``peers``, ``ping``, ``owner``, ``ring``, ``fault``,
-``leave``) talk to a running daemon over its control API. Bad input and
+``leave``, ``watch``...) talk to a running daemon over its control API. Bad input and
 failures print one line to stderr and exit non-zero; no traceback reaches a
 user.
 """

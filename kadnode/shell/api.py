@@ -23,6 +23,7 @@ from kadnode.shell.operations import (
     Operation,
     Reply,
     not_found,
+    watching,
 )
 
 _ID = NODE_ID.example
@@ -639,6 +640,21 @@ OPERATIONS: tuple[Operation, ...] = (
         media_type=HTML,
         tag="ops",
         answer=_dashboard,
+    ),
+)
+# A watch is its read again and again: its declaration is derived from the read's.
+_READ = {operation.name: operation for operation in OPERATIONS}
+OPERATIONS += (
+    watching(_READ["get"], "Stream each new version of a value as it arrives", "the value"),
+    watching(
+        _READ["get_shared"],
+        "Stream each new version of a shared value as it arrives",
+        "the siblings and their clocks",
+    ),
+    watching(
+        _READ["get_signed"],
+        "Stream each new version of a signed value (KEY: its owner's public key)",
+        "the sequence its owner signed; a delete is a version",
     ),
 )
 BY_NAME = {operation.name: operation for operation in OPERATIONS}

@@ -76,6 +76,7 @@ COUNTERS: dict[str, str] = {
     "fault_delayed": "Datagrams delayed by fault injection.",
     "fault_dropped": "Datagrams dropped by fault injection.",
     "corrupt_records": "Stored records that failed to load from disk (never served).",
+    "watch_reads": "Reads the watch streams made (each one a read of its kind).",
 }
 # What each gauge is: the service reads their values when scraped.
 GAUGES: dict[str, str] = {
@@ -83,6 +84,7 @@ GAUGES: dict[str, str] = {
     "values": "Values held, this node's own and others'.",
     "stored_bytes": "Bytes of the values held, packed.",
     "pending_requests": "Requests in flight, awaiting a reply.",
+    "watch_streams": "Watch streams open, each reading its value every few seconds.",
 }
 # Operations whose latency is a histogram (seconds), named as the API's routes.
 OPERATIONS = ("lookup", "put", "get", "find_peer")

@@ -9,20 +9,33 @@ documentation, and the CLI command that calls it. From this one declaration
 The declarations themselves are :data:`kadnode.shell.api.OPERATIONS`; to add an
 operation, add one there and the method to NodeService. tests/cli/test_client.py
 (``test_every_operation_is_...``) fails when they disagree.
+
+An operation whose media type is server-sent events
+(:data:`~kadnode.shell.streams.EVENT_STREAM`) is a stream (``kadnode watch``): its
+service method is an async generator, each event's data is one reply of its reply
+model, and the client yields them as they come.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from kadnode.config import MAX_KEY_BYTES, MAX_SALT_BYTES
+from kadnode.config import (
+    MAX_KEY_BYTES,
+    MAX_SALT_BYTES,
+    WATCH_POLL_MAX,
+    WATCH_POLL_MIN,
+    WATCH_STREAMS,
+    WATCH_STREAMS_PER_CLIENT,
+)
 from kadnode.core.ids import parse_hex, user_key
 from kadnode.errors import LocalProtocolError
 from kadnode.shell.messages import Context, salt_fits
+from kadnode.shell.streams import EVENT_STREAM
 
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
@@ -55,6 +68,9 @@ class NodeService(Protocol):
     async def leave(self) -> dict[str, Any]: ...
     async def fault(self, delay_ms: float, jitter_ms: float) -> dict[str, Any]: ...
     async def metrics(self) -> str: ...
+    def watch(self, key: str) -> AsyncIterator[dict[str, Any] | None]: ...
+    def watch_shared(self, key: str) -> AsyncIterator[dict[str, Any] | None]: ...
+    def watch_signed(self, public_key: str, salt: str) -> AsyncIterator[dict[str, Any] | None]: ...
 
 
 def _key(text: str) -> str:
@@ -190,5 +206,45 @@ class Operation:
         return self.arguments(given) if self.arguments else tuple(given.values())
 
     @property
+    def stream(self) -> bool:
+        """Its reply is server-sent events, each one's data a reply of ``reply``."""
+        return self.media_type == EVENT_STREAM
+
+    @property
     def help(self) -> str:
         return self.summary[0].lower() + self.summary[1:]
+
+
+WATCH_DOC = (
+    "Server-sent events: a `version` event at once, its data the reply {read} gives, then"
+    " one each time the version changes ({what}), found or not; a comment line after each"
+    " read that brought nothing new. The node reads again {low:g} s after a change, the wait"
+    " doubling while nothing changes up to {high:g} s, so a version is seen at most {high:g} s"
+    " and one read after it landed. The stream ends with an `error` event when the daemon"
+    " stops. At most {per_client} streams per client (its address) and {total} in all (429)."
+)
+
+
+def watching(read: Operation, summary: str, what: str) -> Operation:
+    """The stream of ``read``'s new versions (``what`` names a version): GET
+    /watch + its path, its parameters, each event one of its replies."""
+    doc = WATCH_DOC.format(
+        read=f"{read.method} {read.path}",
+        what=what,
+        low=WATCH_POLL_MIN,
+        high=WATCH_POLL_MAX,
+        per_client=WATCH_STREAMS_PER_CLIENT,
+        total=WATCH_STREAMS,
+    )
+    return replace(
+        read,
+        name=read.name.replace("get", "watch", 1),
+        path="/watch" + read.path,
+        summary=summary,
+        replies=(Reply(f"each new version, as {read.name} answers it", read.replies[0].example),),
+        description=doc,
+        media_type=EVENT_STREAM,
+        command="watch",
+        missed=None,
+        missed_status=200,
+    )

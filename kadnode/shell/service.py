@@ -12,7 +12,9 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kadnode import __version__
@@ -27,6 +29,7 @@ from kadnode.shell.library import Server, storage_key
 from kadnode.shell.messages import QUESTIONS
 from kadnode.shell.metrics import Metrics
 from kadnode.shell.sqlite_store import SqliteStore
+from kadnode.shell.watch import plain_version, shared_version, signed_version, versions
 
 if TYPE_CHECKING:
     from kadnode.shell.daemon import DaemonOptions
@@ -173,6 +176,8 @@ class NodeService:
         self.tasks = tasks
         self.started = time.time()
         self._leaving: asyncio.Task[dict[str, Any]] | None = None
+        self.stats: Counter[str] = Counter()  # the service's own counters
+        self.watching = 0  # watch streams open
         self.meters = Metrics(self.counters, self.gauges)
 
     async def info(self) -> dict[str, Any]:
@@ -192,8 +197,8 @@ class NodeService:
         }
 
     def counters(self) -> dict[str, int]:
-        """The node's counters and the store's (``corrupt_records``)."""
-        return {**self.server.core.stats, **self.store.stats}
+        """The node's counters, the store's (``corrupt_records``) and the service's."""
+        return {**self.server.core.stats, **self.store.stats, **self.stats}
 
     def gauges(self) -> dict[str, float]:
         """What the node holds now, for /metrics (kadnode.shell.metrics.GAUGES)."""
@@ -203,6 +208,7 @@ class NodeService:
             "values": len(self.store),
             "stored_bytes": self.store.usage.bytes,
             "pending_requests": len(core.requests),
+            "watch_streams": self.watching,
         }
 
     @timed("lookup")
@@ -407,6 +413,34 @@ class NodeService:
             "queried": result.queried,
             "elapsed_ms": elapsed_ms(t),
         }
+
+    def watch(self, key: str) -> AsyncIterator[dict[str, Any] | None]:
+        return self._watch(partial(self.get, key), plain_version)
+
+    def watch_shared(self, key: str) -> AsyncIterator[dict[str, Any] | None]:
+        return self._watch(partial(self.get_shared, key), shared_version)
+
+    def watch_signed(self, public_key: str, salt: str) -> AsyncIterator[dict[str, Any] | None]:
+        return self._watch(partial(self.get_signed, public_key, salt), signed_version)
+
+    async def _watch(
+        self,
+        read: Callable[[], Awaitable[dict[str, Any]]],
+        version: Callable[[dict[str, Any]], Hashable],
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """The reply of ``read`` now, then each new version (kadnode.shell.watch),
+        None after a read that brought nothing new; until the daemon stops."""
+
+        async def counted() -> dict[str, Any]:
+            self.stats["watch_reads"] += 1
+            return await read()
+
+        self.watching += 1
+        try:
+            async for reply in versions(counted, version, self.stop):
+                yield reply
+        finally:
+            self.watching -= 1
 
     async def owner(self, key: str) -> dict[str, Any]:
         t = time.perf_counter()

@@ -9,6 +9,11 @@ service gets its status from :data:`ERROR_STATUS`; a request the models refuse
 is 400 naming the first field; anything else is logged once with its
 traceback and answered with a 500 whose body is ``{"error": "internal error"}``
 (nothing of the failure leaks to the client).
+
+A stream (``GET /watch/...``, kadnode.shell.streams) takes a slot of its client's
+first (429 past the limits), then makes its first read before the response starts,
+so that a read that fails is refused as the read itself would be; its events
+follow, until the client leaves or the daemon stops.
 """
 
 from __future__ import annotations
@@ -18,24 +23,26 @@ import inspect
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote
 
 from fastapi import Body, FastAPI, Path, Query
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from kadnode import __version__
-from kadnode.errors import Conflict, HttpError, KadnodeError, LocalProtocolError
+from kadnode.errors import ApiError, Conflict, HttpError, KadnodeError, LocalProtocolError
 from kadnode.shell.api import OPERATIONS
 from kadnode.shell.apiguard import READS
 from kadnode.shell.messages import Error, first_error, one_line
 from kadnode.shell.operations import NodeService, Operation
+from kadnode.shell.streams import ALIVE, EVENT_STREAM, Slots, event
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,7 @@ BODY_TIMEOUT_S = 10.0  # a body trickled slower than this is refused (408)
 # request line and a few short headers.
 MAX_HEAD_BYTES = 8 * 1024
 # First match wins, so list subclasses before their bases.
+STOPPING = "the daemon is stopping"
 ERROR_STATUS: dict[type[KadnodeError], int] = {
     LocalProtocolError: 400,
     Conflict: 409,
@@ -68,7 +76,13 @@ def error(status: int, message: str, headers: Mapping[str, str] | None = None) -
     return JSONResponse({"error": message}, status, dict(headers or {}))
 
 
-def _endpoint(operation: Operation, service: NodeService) -> Callable[..., Any]:
+def _checked(operation: Operation, result: Any) -> Any:
+    """A reply as its model passes it (a ValidationError otherwise: never sent)."""
+    assert operation.reply is not None
+    return operation.reply.model_validate(result).model_dump(mode="json", exclude_unset=True)
+
+
+def _endpoint(operation: Operation, service: NodeService, slots: Slots) -> Callable[..., Any]:
     """The route's handler, its signature the operation's params and body."""
 
     declared = {p.name for p in operation.query}
@@ -85,6 +99,8 @@ def _endpoint(operation: Operation, service: NodeService) -> Callable[..., Any]:
             }
             if operation.body is not None:
                 parsed |= given["body"].model_dump(mode="json")
+            if operation.stream:
+                return await _watch(operation, service, parsed, request, slots)
             if operation.answer is not None:
                 result = await operation.answer(service)
             else:
@@ -92,7 +108,7 @@ def _endpoint(operation: Operation, service: NodeService) -> Callable[..., Any]:
                 result = await call(*operation.call_arguments(parsed))
             if operation.reply is None:
                 return Response(result, media_type=operation.media_type)
-            reply = operation.reply.model_validate(result)
+            body = _checked(operation, result)
         except KadnodeError as exc:
             status = next(code for kind, code in ERROR_STATUS.items() if isinstance(exc, kind))
             return error(status, one_line(exc))
@@ -100,7 +116,6 @@ def _endpoint(operation: Operation, service: NodeService) -> Callable[..., Any]:
             logger.exception("%s %s failed", operation.method, operation.path)
             return error(500, "internal error")
         missed = operation.missed is not None and operation.missed(result)
-        body = reply.model_dump(mode="json", exclude_unset=True)
         return JSONResponse(body, operation.missed_status if missed else 200)
 
     parameters = [
@@ -135,6 +150,82 @@ def _endpoint(operation: Operation, service: NodeService) -> Callable[..., Any]:
     return endpoint
 
 
+async def _watch(
+    operation: Operation,
+    service: NodeService,
+    parsed: dict[str, Any],
+    request: Request,
+    slots: Slots,
+) -> Response:
+    """A stream: its client's slot, its first read, then its events (see above)."""
+    client = request.client.host if request.client else ""
+    refusal = slots.take(client)
+    if refusal is not None:
+        return error(refusal.status, one_line(refusal))
+    replies = getattr(service, operation.name)(*operation.call_arguments(parsed))
+    try:
+        first = await anext(replies, None)
+        if first is None:
+            raise ApiError(STOPPING)
+        first = _checked(operation, first)
+    except BaseException:
+        slots.give_back(client)
+        await replies.aclose()
+        raise
+    if request.scope.get("kadnode.method") == "HEAD":
+        frames: AsyncIterator[bytes] = _nothing()
+    else:
+        frames = _frames(operation, first, replies)
+    return EventStream(frames, replies, partial(slots.give_back, client))
+
+
+class EventStream(StreamingResponse):
+    """A stream's events. However it ends (the client leaving, the daemon stopping,
+    a failure), ``replies`` is closed, so that its reads stop, and ``done`` is called."""
+
+    media_type = EVENT_STREAM
+
+    def __init__(
+        self,
+        frames: AsyncIterator[bytes],
+        replies: AsyncIterator[Any],
+        done: Callable[[], None],
+        status_code: int = 200,  # FastAPI's document reads the default status here
+    ) -> None:
+        super().__init__(frames, status_code, {"Cache-Control": "no-store"})
+        self.replies, self.done = replies, done
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.done()
+            await self.replies.aclose()  # type: ignore[attr-defined]
+
+
+async def _frames(
+    operation: Operation, first: Any, replies: AsyncIterator[Any]
+) -> AsyncIterator[bytes]:
+    """The first reply, each new one and a comment after each read without news;
+    an ``error`` event last, unless the client left first."""
+    yield event("version", first)
+    try:
+        async for reply in replies:
+            yield ALIVE if reply is None else event("version", _checked(operation, reply))
+        why = STOPPING
+    except KadnodeError as exc:
+        why = one_line(exc)
+    except Exception:
+        logger.exception("%s %s failed", operation.method, operation.path)
+        why = "internal error"
+    yield event("error", {"error": why})
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator that yields nothing: HEAD's body
+
+
 def _responses(operation: Operation, bearer: bool) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {}
     for reply in operation.replies:
@@ -145,10 +236,12 @@ def _responses(operation: Operation, bearer: bool) -> dict[int | str, dict[str, 
             "description": reply.description,
             "content": {operation.media_type: content},
         }
-        if operation.reply is not None:
+        if operation.reply is not None and not operation.stream:
             responses[reply.status]["model"] = operation.reply
     if operation.params or operation.query or operation.body is not None:
         responses[400] = {"model": Error, "description": "a malformed request: what is wrong"}
+    if operation.stream:
+        responses[429] = {"model": Error, "description": "too many streams open: which limit"}
     if bearer:
         responses[401] = {"model": Error, "description": f"no token, or a wrong one: {TOKEN_DOC}"}
     responses["default"] = {"model": Error, "description": "an error, in one line"}
@@ -160,10 +253,13 @@ def build_app(
     operations: Sequence[Operation] = OPERATIONS,
     guard: Guard | None = None,
     docs: bool = True,
+    slots: Slots | None = None,
 ) -> Guarded:
     """The API serving ``operations`` on ``service``; ``guard`` is asked about
     every request first. With ``docs``, its document is at /openapi.json and
-    its page at /docs."""
+    its page at /docs. ``slots``: how many streams may be open (the default's
+    limits are kadnode.config.WATCH_STREAMS*)."""
+    slots = slots if slots is not None else Slots()
     options = {"title": TITLE, "version": __version__, "redoc_url": None}
     if docs:  # Swagger UI, its assets served from the fastapi-offline wheel
         app = FastAPIOffline(docs_url="/docs", static_url="/docs/assets", **options)
@@ -175,7 +271,7 @@ def build_app(
         path = operation.path.replace("{key}", "{key:path}")  # a key may hold "/"
         app.add_api_route(
             path,
-            _endpoint(operation, service),
+            _endpoint(operation, service, slots),
             methods=[operation.method],
             summary=operation.summary,
             description=operation.description,
@@ -183,7 +279,7 @@ def build_app(
             operation_id=operation.name,
             response_model=None,
             responses=_responses(operation, needs_token),
-            response_class=JSONResponse if operation.reply else Response,
+            response_class=_response_class(operation),
             openapi_extra={"security": [{"token": []}]} if needs_token else None,
         )
     if docs:
@@ -204,7 +300,17 @@ def _document(app: FastAPI, operations: Sequence[Operation]) -> dict[str, Any]:
     for operation in operations:
         responses = document["paths"][operation.path][operation.method.lower()]["responses"]
         for reply in operation.replies:
-            responses[str(reply.status)]["content"][operation.media_type]["example"] = reply.example
+            content = responses[str(reply.status)]["content"][operation.media_type]
+            content["example"] = reply.example
+            if operation.stream:
+                assert operation.reply is not None
+                content.clear()
+                content["itemSchema"] = _event_schema(operation.reply.__name__)
+                content["example"] = event("version", reply.example).decode() + ALIVE.decode()
+        if operation.stream:  # its refusals are JSON, as every other route's
+            for status, response in responses.items():
+                if status not in {str(reply.status) for reply in operation.replies}:
+                    response["content"] = {"application/json": response["content"][EVENT_STREAM]}
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
@@ -212,6 +318,31 @@ def _document(app: FastAPI, operations: Sequence[Operation]) -> dict[str, Any]:
         "token": {"type": "http", "scheme": "bearer", "description": TOKEN_DOC}
     }
     return document
+
+
+def _response_class(operation: Operation) -> type[Response]:
+    if operation.stream:
+        return EventStream
+    return JSONResponse if operation.reply else Response
+
+
+def _event_schema(model: str) -> dict[str, Any]:
+    """One event of a stream, in the form OpenAPI 3.2 gives server-sent events (section
+    4.14.4) and FastAPI's own streams use: its data is JSON, a reply of ``model``, or
+    the error that ends the stream."""
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in (model, "Error")]
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"enum": ["version", "error"]},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"anyOf": refs},
+            },
+        },
+    }
 
 
 async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

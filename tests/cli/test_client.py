@@ -48,6 +48,7 @@ from loopback import (
 
 from kadnode.cli.client import ApiClient, add_client_commands, commands, run_client_command
 from kadnode.cli.main import build_parser, main
+from kadnode.cli.show import SHOW
 from kadnode.config import BETA, MAX_KEY_BYTES, MAX_VALUE_BYTES, Config
 from kadnode.core import wire
 from kadnode.core.ids import key_id, parse_hex, to_hex
@@ -746,7 +747,14 @@ NEW_COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("argv", NEW_COMMANDS)
+WATCH_COMMANDS = [
+    ("watch", "k"),
+    ("watch", "k", "--shared"),
+    ("watch", "--signed", "ab" * 32, "--salt", "s"),
+]
+
+
+@pytest.mark.parametrize("argv", NEW_COMMANDS + WATCH_COMMANDS)
 @pytest.mark.parametrize(
     ("error", "message"),
     [
@@ -768,6 +776,71 @@ def test_new_commands_without_daemon_exit_2(capsys, dead_address, argv):
         json_error(down(dead_address)),
         f"kadnode: error: {down(dead_address)}\n",
     )
+
+
+@pytest.mark.parametrize("argv", WATCH_COMMANDS)
+def test_watch_without_daemon_is_one_line_and_exit_2(capsys, dead_address, argv):
+    code, out, err = run(capsys, *argv, "--json", "--api", dead_address)
+    # Under --json a watch prints JSON lines: its error too is one line.
+    assert (code, out, err) == (
+        2,
+        json.dumps({"error": down(dead_address)}) + "\n",
+        f"kadnode: error: {down(dead_address)}\n",
+    )
+
+
+TIME = r"\d\d:\d\d:\d\d  "
+
+
+def test_watch_prints_a_line_a_version_and_the_streams_end_in_one_line(capsys, address, fake):
+    # The fake's stream: one version, a read with nothing new, then the daemon stops.
+    code, out, err = run(capsys, "watch", "greeting", "--api", address)
+    assert (code, err) == (2, "kadnode: error: the daemon is stopping\n")
+    assert re.fullmatch(f"{TIME}hello\n", out), out
+    code, out, err = run(capsys, "watch", "greeting", "--shared", "--count", "1", "--api", address)
+    assert (code, err) == (0, "")
+    assert re.fullmatch(f'{TIME}2 concurrent values: \\["hello", "bonjour"\\]\n', out), out
+    argv = ("watch", "--signed", "ab" * 32, "--count", "1", "--json", "--api", address)
+    code, out, err = run(capsys, *argv)
+    assert (code, err, out.count("\n")) == (0, "", 1)
+    assert fields(json.loads(out), "public_key", "seq", "value") == {
+        "public_key": "ab" * 32,
+        "seq": 3,
+        "value": "hello",
+    }
+    assert fake.answered == ["watch", "watch_shared", "watch_signed"]
+
+
+@pytest.mark.parametrize(
+    ("operation", "reply", "line"),
+    [
+        ("watch", {"key": "k", "found": False, "value": None}, "not found: 'k'"),
+        ("watch", {"key": "k", "found": True, "value": "two\nlines"}, '"two\\nlines"'),
+        ("watch", {"key": "k", "found": True, "value": 7}, "7"),
+        ("watch_shared", {"key": "k", "found": False, "deleted": False, "siblings": []},
+         "not found: 'k'"),
+        ("watch_shared", {"key": "k", "found": False, "deleted": True, "siblings": []},
+         "deleted: 'k'"),
+        (
+            "watch_signed",
+            {"public_key": "ab" * 32, "salt": "s", "found": False, "deleted": True, "seq": 5},
+            "version 5: deleted by its owner",
+        ),
+        (
+            "watch_signed",
+            {"public_key": "ab" * 32, "salt": "", "found": False, "deleted": False, "seq": None},
+            f"not found: no valid version of {'ab' * 32}",
+        ),
+        (
+            "watch_signed",
+            {"public_key": "ab" * 32, "salt": "", "found": True, "deleted": False, "seq": 2,
+             "value": "v"},
+            "version 2: v",
+        ),
+    ],
+)  # fmt: skip
+def test_each_version_a_watch_prints_is_one_line(operation, reply, line):
+    assert SHOW[operation](reply) == line
 
 
 def test_a_reply_from_an_older_daemon_is_one_line_and_exit_2(capsys, fake):
@@ -1072,14 +1145,27 @@ def test_every_operation_is_a_service_method_taking_its_params_and_fields(implem
     assert parameters(implementation.ping) == ["host", "port"]
 
 
+def replies_of(operation: Operation, result: Any) -> Any:
+    """A call's reply; a stream's, every reply it gave until it ended (the fake's
+    streams end as when the daemon stops: an error, in one line)."""
+    if not operation.stream:
+        return result
+    got = []
+    with pytest.raises(ApiError, match=r"^the daemon is stopping$"):
+        got.extend(result)
+    return got
+
+
 def test_every_operation_is_a_client_method_taking_its_params_and_fields(address, fake):
     client = ApiClient(address)
     for operation in OPERATIONS:
         names = requested(operation)
         method = getattr(client, operation.name)
-        by_position = method(*(EXAMPLES[name] for name in names))
-        by_name = method(**{name: EXAMPLES[name] for name in names})
+        by_position = replies_of(operation, method(*(EXAMPLES[name] for name in names)))
+        by_name = replies_of(operation, method(**{name: EXAMPLES[name] for name in names}))
         assert by_position == by_name, operation.name
+        if operation.stream:  # the fake's stream: one version, then a read with no news
+            assert len(by_name) == 1 and by_name[0]["found"], operation.name
         answered = [] if operation.answer is not None else [operation.name] * 2
         assert fake.answered == answered, operation.name
         fake.answered.clear()

@@ -74,6 +74,7 @@ from kadnode.shell.messages import first_error
 from kadnode.shell.metrics import COUNTERS
 from kadnode.shell.metrics import OPERATIONS as TIMED_OPERATIONS
 from kadnode.shell.operations import NODE_ID as NODE_ID_PARAM
+from kadnode.shell.streams import EVENT_STREAM, events
 from kadnode.shell.webapp import MAX_BODY_BYTES, build_app
 
 
@@ -1149,6 +1150,27 @@ async def openapi(port: int) -> dict[str, Any]:
     return reply.json()
 
 
+def events_of(text: str) -> list[tuple[str, Any]]:
+    """A stream's events, their data decoded, as the client parses them."""
+    return [(name, json.loads(data)) for name, data in events(text.splitlines())]
+
+
+def stream_problems(
+    doc: dict[str, Any], response: tuple[str, ...], sent: list[tuple[str, Any]], what: str
+) -> list[str]:
+    """What in a stream's events the document's item schema for them refuses; each
+    event's data must hold to the schema of its content, and nothing undeclared."""
+    item = (*response, "content", EVENT_STREAM, "itemSchema")
+    event_schema = validator_at(doc, *item)
+    data_schema = validator_at(doc, *item, "properties", "data", "contentSchema")
+    found = []
+    for name, data in sent:
+        found += [f"{what} event {p}" for p in problems(event_schema, {"event": name, "data": ""})]
+        found += [f"{what} {name} data {p}" for p in problems(data_schema, data)]
+        assert not data_schema.is_valid({**data, "undeclared": 1}), what
+    return found
+
+
 async def test_every_live_reply_validates_against_the_openapi_document():
     """Each JSON reply (a found and a missed one of each operation), and each documented
     example, is valid against the schema /openapi.json gives for its status; a key the
@@ -1172,6 +1194,13 @@ async def test_every_live_reply_validates_against_the_openapi_document():
                 seen.setdefault(operation.name, set()).add(status)
                 responses = doc["paths"][operation.path][method]["responses"]
                 assert status in responses, (operation.name, status, reply.body)
+                if operation.stream:
+                    assert reply.headers["Content-Type"].startswith(EVENT_STREAM)
+                    where = ("paths", operation.path, method, "responses", status)
+                    sent = events_of(reply.body.decode())
+                    assert [name for name, _ in sent] == ["version", "error"]  # the fake's end
+                    invalid += stream_problems(doc, where, sent, f"{operation.name} {status}")
+                    continue
                 where = ("paths", operation.path, method, "responses", status, "content", JSON)
                 validator = validator_at(doc, *where, "schema")
                 got = reply.json()
@@ -1184,13 +1213,16 @@ async def test_every_live_reply_validates_against_the_openapi_document():
         for method, declared in methods.items():
             for status, response in declared["responses"].items():
                 for media, content in response.get("content", {}).items():
-                    if "example" in content:
-                        where = ("paths", path, method, "responses", status, "content", media)
-                        validator = validator_at(doc, *where, "schema")
-                        invalid += [
-                            f"{declared['operationId']} {status} example {p}"
-                            for p in problems(validator, content["example"])
-                        ]
+                    if "example" not in content:
+                        continue
+                    where = ("paths", path, method, "responses", status, "content", media)
+                    what = f"{declared['operationId']} {status} example"
+                    if media == EVENT_STREAM:
+                        sent = events_of(content["example"])
+                        invalid += stream_problems(doc, where[:-2], sent, what)
+                        continue
+                    validator = validator_at(doc, *where, "schema")
+                    invalid += [f"{what} {p}" for p in problems(validator, content["example"])]
     assert invalid == [], "\n".join(invalid)
     # Every documented status of every JSON reply was produced and checked.
     assert seen == {
@@ -1278,6 +1310,9 @@ async def test_the_document_has_exactly_the_operations_and_says_which_need_the_t
         "/metrics",
         "/health",
         "/dashboard",
+        "/watch/values/{key}",
+        "/watch/shared/{key}",
+        "/watch/signed/{public_key}",
     }
     token = doc["components"]["securitySchemes"]["token"]
     assert (token["type"], token["scheme"]) == ("http", "bearer")
