@@ -8,67 +8,21 @@ from typing import Any
 
 from kadnode.inputs import parse_hostport
 from kadnode.shell import dashboard, messages
+from kadnode.shell import examples as ex
+from kadnode.shell.api_owned import OWNED
 from kadnode.shell.messages import QUESTIONS
 from kadnode.shell.operations import (
-    CAS,
-    CONTEXT,
     HTML,
     KEY,
     METRICS,
     NODE_ID,
     NOT_FOUND_IS_404,
-    PUBLIC_KEY,
-    SALT,
     NodeService,
     Operation,
     Reply,
     not_found,
     watching,
 )
-
-_ID = NODE_ID.example
-_CONTACT = {"id": _ID, "host": "192.0.2.7", "port": 8468}
-_PREDECESSOR = {"id": "893a227aaca1e12a5fa1c0201c0e38b8f3b1536b", "host": "192.0.2.9", "port": 8467}
-_SUCCESSORS = [
-    {"id": "c2c74789868e8bb8486dc3b6d0138e7fb22162b5", "host": "192.0.2.21", "port": 8467},
-    {"id": "c74cad16cc5fcd3b4884624cb9afc82438f0dd8b", "host": "198.51.100.4", "port": 8467},
-]
-_RECORD = {
-    "id": _ID,
-    "addresses": [{"host": "192.0.2.7", "port": 8468}],
-    "seq": 1732435200123,
-    "expires": 1732456800.123,
-    "public_key": "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29",
-}
-# The examples' network is small: a replica set of three (_CONTACT and _SUCCESSORS),
-# so the quorum (a majority of it) is 2.
-_READ = {
-    "replicas": 3,
-    "answered": 3,
-    "agreeing": 2,
-    "repaired": 1,
-    "rejected": 0,
-    "needed": 2,
-    "quorum": True,
-}
-_UNREAD = {**_READ, "agreeing": 0, "repaired": 0, "elapsed_ms": 80.1}
-_STORED = {
-    "stored": 3,
-    "pending": 0,
-    "asked": 3,
-    "needed": 2,
-    "local": False,
-    "only_copy": False,
-    "replicas": [_CONTACT, *_SUCCESSORS],
-}
-_WRITER = "c2c74789868e8bb8486dc3b6d0138e7fb22162b5"
-_TARGET = "5a1f3c07d2b8e6a94c0e1b7f3d2a6c8e9b0f4d1a"
-_SIBLINGS = [
-    {"value": "hello", "clock": {_ID: 1}},
-    {"value": "bonjour", "clock": {_WRITER: 1}},
-]
-_CONTEXT = [[_ID, 1], [_WRITER, 1]]
-_BELOW_QUORUM = "Fewer acknowledgements than the write quorum (needed) is an error (503)."
 
 
 async def _health(_: NodeService) -> dict[str, Any]:
@@ -89,7 +43,7 @@ OPERATIONS: tuple[Operation, ...] = (
             Reply(
                 "the node",
                 {
-                    "id": _ID,
+                    "id": ex.ID,
                     "host": "0.0.0.0",
                     "port": 8468,
                     "peers": 42,
@@ -111,11 +65,11 @@ OPERATIONS: tuple[Operation, ...] = (
             Reply(
                 "the lookup's outcome; found is false when no node has that id",
                 {
-                    "target": _ID,
+                    "target": ex.ID,
                     "found": True,
-                    "peer": _CONTACT,
-                    "closest": [{**_CONTACT, "answered": True}],
-                    "record": _RECORD,
+                    "peer": ex.CONTACT,
+                    "closest": [{**ex.CONTACT, "answered": True}],
+                    "record": ex.RECORD,
                     "queried": 9,
                     "elapsed_ms": 41.5,
                 },
@@ -139,13 +93,13 @@ OPERATIONS: tuple[Operation, ...] = (
         (
             Reply(
                 "how many of the k closest nodes acknowledged the STORE",
-                {"key": "greeting", **_STORED, "elapsed_ms": 60.2},
+                {"key": "greeting", **ex.STORED, "elapsed_ms": 60.2},
             ),
         ),
         messages.Written,
         "Stores on the k nodes closest to SHA-1(key), as bmuller/kademlia's set(). It returns"
         " once the write quorum (needed) has acknowledged; the writes still unanswered then"
-        f" (pending) go on. {_BELOW_QUORUM}",
+        f" (pending) go on. {ex.BELOW_QUORUM}",
         params=(KEY,),
         body=messages.PutBody,
         command="put",
@@ -179,7 +133,7 @@ OPERATIONS: tuple[Operation, ...] = (
         (
             Reply(
                 "the record and how many of the k closest acknowledged it",
-                {"key": _ID, **_STORED, "elapsed_ms": 52.4, "record": _RECORD},
+                {"key": ex.ID, **ex.STORED, "elapsed_ms": 52.4, "record": ex.RECORD},
             ),
         ),
         messages.Registered,
@@ -187,7 +141,7 @@ OPERATIONS: tuple[Operation, ...] = (
         " (the id is the SHA-1 of the public key), at a higher sequence than any before, and"
         " stores it on the k nodes closest to the id. Replicas verify it and keep only the"
         " highest valid sequence. The daemon also registers after joining and re-signs every"
-        f" half lifetime. {_BELOW_QUORUM}",
+        f" half lifetime. {ex.BELOW_QUORUM}",
         command="register",
     ),
     Operation(
@@ -199,18 +153,18 @@ OPERATIONS: tuple[Operation, ...] = (
             Reply(
                 "the record with the highest valid sequence the replicas hold",
                 {
-                    "id": _ID,
+                    "id": ex.ID,
                     "found": True,
                     "left": False,
-                    "record": _RECORD,
-                    **_READ,
+                    "record": ex.RECORD,
+                    **ex.READ,
                     "elapsed_ms": 38.2,
                 },
             ),
             Reply(
                 "no replica holds a valid record for this id, or its node left (left: true,"
                 " record: its signed tombstone, which lists no address)",
-                {"id": _ID, "found": False, "left": False, "record": None, **_UNREAD},
+                {"id": ex.ID, "found": False, "left": False, "record": None, **ex.UNREAD},
                 404,
             ),
         ),
@@ -225,190 +179,7 @@ OPERATIONS: tuple[Operation, ...] = (
         command="find-peer",
         **NOT_FOUND_IS_404,
     ),
-    Operation(
-        "put_shared",
-        "PUT",
-        "/shared/{key}",
-        "Write a shared (multi-writer) value",
-        (
-            Reply(
-                "how many of the k closest acknowledged the write",
-                {"key": "greeting", **_STORED, "elapsed_ms": 48.9},
-            ),
-        ),
-        messages.Written,
-        "A vector-clocked write (Dynamo, DeCandia et al. 2007, section 4.4). Without a context"
-        " it is a blind write and becomes a sibling of any concurrent value; with the context a"
-        " GET /shared/{key} returned it supersedes every sibling that read saw."
-        f" {_BELOW_QUORUM}",
-        params=(KEY,),
-        body=messages.SharedPutBody,
-        command="put",
-        variant="shared",
-    ),
-    Operation(
-        "get_shared",
-        "GET",
-        "/shared/{key}",
-        "Read a shared value: every concurrent sibling",
-        (
-            Reply(
-                "the siblings; pass context back with the next write to resolve them",
-                {
-                    "key": "greeting",
-                    "found": True,
-                    "deleted": False,
-                    "siblings": _SIBLINGS,
-                    "context": _CONTEXT,
-                    **_READ,
-                    "elapsed_ms": 41.0,
-                },
-            ),
-            Reply(
-                "no replica holds a value for this key, or every version is a delete (deleted)",
-                {
-                    "key": "greeting",
-                    "found": False,
-                    "deleted": False,
-                    "siblings": [],
-                    "context": None,
-                    **_UNREAD,
-                },
-                404,
-            ),
-        ),
-        messages.Shared,
-        "A quorum read: the siblings every answering replica holds, reconciled; replicas"
-        " missing some are repaired (repaired counts them). Deletes (tombstones) are not"
-        " listed, but their clocks are in context: a write naming it supersedes them.",
-        params=(KEY,),
-        command="get",
-        variant="shared",
-        **NOT_FOUND_IS_404,
-    ),
-    Operation(
-        "delete_shared",
-        "DELETE",
-        "/shared/{key}",
-        "Delete a shared value: a tombstone superseding what a read saw",
-        (
-            Reply(
-                "how many of the k closest acknowledged the delete",
-                {"key": "greeting", **_STORED, "elapsed_ms": 52.0},
-            ),
-        ),
-        messages.Written,
-        "A write whose value is nil, with a causal context (Dynamo's delete): it supersedes"
-        " every version the context has seen, wherever versions meet (a write, read repair,"
-        " anti-entropy, a hand-off), and a write concurrent with it survives as a sibling. Its"
-        " writer republishes it as it would a value. Without a context, the context of a quorum"
-        f" read just before; 400 when that read finds nothing. {_BELOW_QUORUM}",
-        params=(KEY,),
-        query=(CONTEXT,),
-        command="delete",
-        variant="shared",
-    ),
-    Operation(
-        "put_signed",
-        "PUT",
-        "/signed",
-        "Write the next version of this node's signed value (takes VALUE, no key)",
-        (
-            Reply(
-                "how many of the k closest acknowledged the version, and which it is",
-                {
-                    "key": _TARGET,
-                    **_STORED,
-                    "elapsed_ms": 95.1,
-                    "public_key": _RECORD["public_key"],
-                    "salt": "profile",
-                    "seq": 4,
-                },
-            ),
-        ),
-        messages.SignedWritten,
-        "A signed mutable value (BEP 44's model): stored under SHA-1(tag + public key +"
-        " salt), signed by this node's ed25519 key with a sequence one past the newest a quorum"
-        " read finds; replicas keep the highest valid sequence and refuse older ones, so only"
-        " this node can change it. cas makes it a compare-and-swap: 409 when the newest version"
-        " is not at that sequence (checked by a read just before the write)."
-        f" {_BELOW_QUORUM}",
-        body=messages.SignedPutBody,
-        command="put",
-        variant="signed",
-    ),
-    Operation(
-        "get_signed",
-        "GET",
-        "/signed/{public_key}",
-        "Read a signed value: KEY is its owner's public key (64 hex digits)",
-        (
-            Reply(
-                "the newest valid version the replicas hold",
-                {
-                    "key": _TARGET,
-                    "public_key": _RECORD["public_key"],
-                    "salt": "profile",
-                    "found": True,
-                    "deleted": False,
-                    "value": "hello",
-                    "seq": 4,
-                    **_READ,
-                    "elapsed_ms": 40.2,
-                },
-            ),
-            Reply(
-                "no replica holds a valid version, or the newest is a delete (deleted, seq)",
-                {
-                    "key": _TARGET,
-                    "public_key": _RECORD["public_key"],
-                    "salt": "profile",
-                    "found": False,
-                    "deleted": True,
-                    "value": None,
-                    "seq": 5,
-                    **_UNREAD,
-                },
-                404,
-            ),
-        ),
-        messages.SignedFound,
-        "A quorum read of the value stored under SHA-1(tag + public key + salt): versions whose"
-        " signature fails are counted in rejected and never returned, replicas holding an older"
-        " sequence or none are repaired.",
-        params=(PUBLIC_KEY,),
-        query=(SALT,),
-        command="get",
-        variant="signed",
-        **NOT_FOUND_IS_404,
-    ),
-    Operation(
-        "delete_signed",
-        "DELETE",
-        "/signed",
-        "Delete this node's signed value: a signed tombstone (takes no key)",
-        (
-            Reply(
-                "how many of the k closest acknowledged the delete, and its version",
-                {
-                    "key": _TARGET,
-                    **_STORED,
-                    "elapsed_ms": 91.7,
-                    "public_key": _RECORD["public_key"],
-                    "salt": "profile",
-                    "seq": 5,
-                },
-            ),
-        ),
-        messages.SignedWritten,
-        "A new version whose value is nil, signed like any other and one past the newest a"
-        " quorum read finds: it beats every older version wherever versions meet (a write, read"
-        " repair, anti-entropy, a hand-off), and this node republishes it as it would the value."
-        f" {_BELOW_QUORUM}",
-        query=(SALT, CAS),
-        command="delete",
-        variant="signed",
-    ),
+    *OWNED,
     Operation(
         "delete",
         "DELETE",
@@ -436,7 +207,7 @@ OPERATIONS: tuple[Operation, ...] = (
         (
             Reply(
                 "every contact in the k-buckets",
-                {"count": 1, "peers": [{**_CONTACT, "failures": 0, "last_seen_s": 12.5}]},
+                {"count": 1, "peers": [{**ex.CONTACT, "failures": 0, "last_seen_s": 12.5}]},
             ),
         ),
         messages.Peers,
@@ -450,7 +221,7 @@ OPERATIONS: tuple[Operation, ...] = (
         (
             Reply(
                 "alive is false when the node did not answer",
-                {"host": "192.0.2.7", "port": 8468, "alive": True, "id": _ID, "rtt_ms": 1.9},
+                {"host": "192.0.2.7", "port": 8468, "alive": True, "id": ex.ID, "rtt_ms": 1.9},
             ),
         ),
         messages.Ping,
@@ -514,9 +285,9 @@ OPERATIONS: tuple[Operation, ...] = (
                 {
                     "key": "greeting",
                     "key_id": "a0f7e779f9247566c84036f07f7bdf4a40a869bd",
-                    "successor": _CONTACT,
+                    "successor": ex.CONTACT,
                     "successor_hops": 2,
-                    "closest": [_CONTACT, *_SUCCESSORS],
+                    "closest": [ex.CONTACT, *ex.SUCCESSORS],
                     "questions": QUESTIONS,
                     "elapsed_ms": 41.5,
                 },
@@ -541,10 +312,10 @@ OPERATIONS: tuple[Operation, ...] = (
             Reply(
                 "the ring view; predecessor is null while none is known",
                 {
-                    "self": _CONTACT,
-                    "predecessor": _PREDECESSOR,
-                    "successors": [*_SUCCESSORS, _PREDECESSOR],
-                    "fingers": [{"index": 0, **_SUCCESSORS[0]}, {"index": 158, **_PREDECESSOR}],
+                    "self": ex.CONTACT,
+                    "predecessor": ex.PREDECESSOR,
+                    "successors": [*ex.SUCCESSORS, ex.PREDECESSOR],
+                    "fingers": [{"index": 0, **ex.SUCCESSORS[0]}, {"index": 158, **ex.PREDECESSOR}],
                 },
             ),
         ),
@@ -643,16 +414,16 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
 )
 # A watch is its read again and again: its declaration is derived from the read's.
-_READ = {operation.name: operation for operation in OPERATIONS}
+_READS = {operation.name: operation for operation in OPERATIONS}
 OPERATIONS += (
-    watching(_READ["get"], "Stream each new version of a value as it arrives", "the value"),
+    watching(_READS["get"], "Stream each new version of a value as it arrives", "the value"),
     watching(
-        _READ["get_shared"],
+        _READS["get_shared"],
         "Stream each new version of a shared value as it arrives",
         "the siblings and their clocks",
     ),
     watching(
-        _READ["get_signed"],
+        _READS["get_signed"],
         "Stream each new version of a signed value (KEY: its owner's public key)",
         "the sequence its owner signed; a delete is a version",
     ),
