@@ -133,6 +133,12 @@ class FakeService:
         registered = {"key": NODE_ID, **WRITTEN, "elapsed_ms": 4.0, "record": SELF_RECORD}
         return self._answer("register", registered)
 
+    async def deregister(self) -> dict[str, Any]:
+        gone = {**SELF_RECORD, "addresses": []}
+        return self._answer(
+            "deregister", {"key": NODE_ID, **WRITTEN, "elapsed_ms": 3.0, "record": gone}
+        )
+
     async def find_peer(self, target: int) -> dict[str, Any]:
         found = {"id": to_hex(target), "found": True, "left": False, "record": PEER_RECORD, **READ}
         return self._answer("find_peer", found)

@@ -87,6 +87,11 @@ def _show_register(r: dict[str, Any]) -> str:
     return f"registered {r['key']}{at}: on {_held_by(r)}"
 
 
+def _show_deregister(r: dict[str, Any]) -> str:
+    seq = f" (seq {r['record']['seq']})" if r["record"] else ""
+    return f"deregistered {r['key']}{seq}: a signed tombstone on {_held_by(r)}"
+
+
 def _replies(r: dict[str, Any]) -> str:
     """How a quorum read went, in one line."""
     line = f"{r['answered']} of {r['replicas']} replicas answered, {r['repaired']} repaired"
@@ -292,6 +297,7 @@ SHOW: dict[str, Callable[[dict[str, Any]], str]] = {
     "delete_shared": _show_delete_shared,
     "delete": _show_delete,
     "register": _show_register,
+    "deregister": _show_deregister,
     "find_peer": _show_find_peer,
     "peers": _show_peers,
     "ping": _show_ping,

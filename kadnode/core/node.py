@@ -67,6 +67,8 @@ class NodeCore:
         self.identity = identity
         self.addresses: tuple[Addr, ...] = ()  # what register() advertises
         self.seq = 0  # of the last peer record we signed
+        # False once deregistered (or left): nothing registers us again but register().
+        self.listed = True
         self.id = node_id
         self.id_bytes = node_id.to_bytes(ID_BYTES, "big")
         self.config = cfg = config or Config()
@@ -202,7 +204,18 @@ class NodeCore:
             raise LocalProtocolError("this node has no identity key to sign a record with")
         if not self.addresses:
             raise LocalProtocolError("no address to register (set the node's addresses)")
+        self.listed = True
         return self.register_now(now, wide=True)
+
+    def deregister(self, now: float) -> int:
+        """Replace our peer record with a signed tombstone (no address, a higher
+        sequence) and store it on the k closest to our id; ``find_peer`` then
+        says we left, until :meth:`register`."""
+        payload = values.deregister(self, now)
+        if payload is None:
+            raise LocalProtocolError("this node is not registered: no peer record to withdraw")
+        lifetime = self.config.register_lifetime
+        return self.publish(self.id_bytes, payload, lifetime, now, Kind.PEER, wide=True)
 
     def put_shared(
         self, key: bytes, value: Value | None, context: object | None, now: float

@@ -287,20 +287,21 @@ def register(node: NodeCore, now: float, wide: bool = False) -> int:
     return node.publish(node.id_bytes, payload, cfg.register_lifetime, now, Kind.PEER, wide)
 
 
-def deregister(node: NodeCore, now: float) -> None:
+def deregister(node: NodeCore, now: float) -> list | None:
     """Replace our peer record, if we registered one, with a signed
-    tombstone (no addresses, a higher sequence) held but not republished:
-    the leave hands it to the k closest like every record it holds, and
-    it outlives every record we signed before it."""
+    tombstone (no addresses, a higher sequence) held but not republished,
+    and return it (None: no record of ours to replace). A leave hands it to
+    the k closest like every record it holds; it outlives every record we
+    signed before it."""
     held = node.store.get(node.id_bytes)
+    node.listed = False
     if node.identity is None or held is None or held.kind != Kind.PEER or not held.origin:
-        return
+        return None
     expires = now + node.config.register_lifetime
     node.seq = max(node.seq + 1, int(now * 1000))
-    record = records.deregistration(node.identity, node.seq, expires)
-    node.store.put(
-        Record(node.id_bytes, records.to_wire(record), expires, False, expires, Kind.PEER)
-    )
+    payload = records.to_wire(records.deregistration(node.identity, node.seq, expires))
+    node.store.put(Record(node.id_bytes, payload, expires, False, expires, Kind.PEER))
+    return payload
 
 
 def write_shared(

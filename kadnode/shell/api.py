@@ -145,6 +145,30 @@ OPERATIONS: tuple[Operation, ...] = (
         command="register",
     ),
     Operation(
+        "deregister",
+        "DELETE",
+        "/register",
+        "Withdraw this node's peer record: a signed tombstone",
+        (
+            Reply(
+                "the tombstone (a record with no address) and how many of the k closest took it",
+                {
+                    "key": ex.ID,
+                    **ex.STORED,
+                    "elapsed_ms": 50.1,
+                    "record": {**ex.RECORD, "addresses": [], "seq": 1732435260456},
+                },
+            ),
+        ),
+        messages.Registered,
+        "Signs a record with no address at a higher sequence than any before and stores it on"
+        " the k closest to the id, where it beats every record this node signed: find-peer"
+        " then says the node left. The daemon stops re-signing its record and registers again"
+        " only when asked (POST /register). kadnode leave deregisters first by itself. 400 when"
+        f" this node holds no record of its own. {ex.BELOW_QUORUM}",
+        command="deregister",
+    ),
+    Operation(
         "find_peer",
         "GET",
         "/peers/{id}/record",

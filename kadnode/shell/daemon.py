@@ -257,7 +257,8 @@ class Daemon(NodeService):
                     result = await self.server.bootstrap(seeds)
                     if result.table_size:
                         self.save_contacts()  # before the log line, which means "saved"
-                        await self.register_quietly()
+                        if self.server.core.listed:  # not after a deregister
+                            await self.register_quietly()
                         log.info(
                             "joined: %d of %d seeds answered, %d contacts known and saved%s",
                             result.answered,

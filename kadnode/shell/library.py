@@ -131,6 +131,11 @@ class Server:
             self.core.addresses = tuple(addresses)
         return await self.udp.run(lambda core, now: core.register(now))
 
+    async def deregister(self) -> PutResult:
+        """Withdraw this node's peer record: a signed tombstone on the k closest
+        to its id; ``find_peer`` says it left until :meth:`register`."""
+        return await self.udp.run(lambda core, now: core.deregister(now))
+
     async def find_peer(self, node_id: int) -> ReadResult:
         """The verified peer record of ``node_id`` (quorum read, read repair);
         a record with no addresses (``deleted``) says its node left."""

@@ -312,6 +312,14 @@ class NodeService:
         out["record"] = record_json(records.from_wire(own.value)) if own else None
         return out
 
+    async def deregister(self) -> dict[str, Any]:
+        t = time.perf_counter()
+        result = await self.server.deregister()
+        own = self.server.core.store.get(self.server.core.id_bytes)
+        out = put_json(to_hex(self.server.id), result, t)
+        out["record"] = record_json(records.from_wire(own.value)) if own else None
+        return out
+
     @timed("find_peer")
     async def find_peer(self, target: int) -> dict[str, Any]:
         t = time.perf_counter()

@@ -332,3 +332,20 @@ def test_a_stale_replicas_own_read_repairs_its_own_copy():
     read = net.call(replica, lambda c, now: c.read(key, Kind.SIGNED, now))
     assert signed.from_wire(read.payload).deleted and read.repaired == 1
     assert signed.from_wire(replica.store.get(key).value).deleted
+
+
+def test_a_deregistered_node_stays_deregistered_until_it_registers_again():
+    net, nodes = network(15)
+    a, b = nodes[3], nodes[11]
+    net.call(a, lambda c, now: c.register(now))
+    net.call(a, lambda c, now: c.deregister(now))
+    assert not a.listed
+    lifetime = a.config.register_lifetime
+    net.run_until(net.now + lifetime * 0.75)  # past when it would re-sign its record
+    assert records.from_wire(find_peer(net, b, a.id).payload).deleted
+    net.run_until(net.now + lifetime * 0.5)  # the tombstone expired, as the record would have
+    assert not find_peer(net, b, a.id).found
+    with pytest.raises(LocalProtocolError, match="not registered"):
+        a.deregister(net.now)
+    net.call(a, lambda c, now: c.register(now))
+    assert records.from_wire(find_peer(net, b, a.id).payload).addresses == (a.addr,)

@@ -851,7 +851,7 @@ async def test_a_key_that_is_not_percent_encoded_utf8_is_refused(node, path):
         ("HEAD", "/leave", "POST"),
         ("POST", "/ring", "GET, HEAD"),
         ("PUT", "/owner/k", "GET, HEAD"),
-        ("GET", "/register", "POST"),
+        ("GET", "/register", "DELETE, POST"),
         ("POST", "/peers/ab/record", "GET, HEAD"),
         ("POST", "/shared/k", "DELETE, GET, HEAD, PUT"),
     ],

@@ -121,6 +121,23 @@ def test_a_node_that_leaves_is_not_found_by_find_peer(daemons: Daemons) -> None:
     assert gone["record"]["seq"] > before["record"]["seq"]
 
 
+def test_a_node_that_deregisters_is_not_found_until_it_registers_again(daemons: Daemons) -> None:
+    _seed, a, b = network(daemons, "seed", "a", "b")
+    b_id = b.info()["id"]
+    done = kadnode("deregister", "--api", b.api)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(rf"deregistered {b_id} \(seq \d+\): a signed tombstone on \d nodes, this one among them.*\n",
+                        done.stdout), done.stdout  # fmt: skip
+    gone = cli_json("find-peer", b_id, api=a.api, status=1)
+    assert (gone["found"], gone["left"]) == (False, True)
+    again = kadnode("deregister", "--api", b.api)
+    assert_one_line_error(again, "this node is not registered")
+    assert kadnode("register", "--api", b.api).returncode == 0
+    back = cli_json("find-peer", b_id, api=a.api)
+    assert back["found"] is True and back["record"]["seq"] > gone["record"]["seq"]
+    assert back["record"]["addresses"] == [{"host": HOST, "port": b.port}]
+
+
 # ---- (b) forged records -------------------------------------------------------------------
 
 
