@@ -126,8 +126,8 @@ def test_a_node_that_deregisters_is_not_found_until_it_registers_again(daemons: 
     b_id = b.info()["id"]
     done = kadnode("deregister", "--api", b.api)
     assert done.returncode == 0, done.stderr
-    assert re.fullmatch(rf"deregistered {b_id} \(seq \d+\): a signed tombstone on \d nodes, this one among them.*\n",
-                        done.stdout), done.stdout  # fmt: skip
+    said = rf"deregistered {b_id} \(seq \d+\): a signed tombstone on \d nodes, this one among them"
+    assert re.match(said, done.stdout), done.stdout
     gone = cli_json("find-peer", b_id, api=a.api, status=1)
     assert (gone["found"], gone["left"]) == (False, True)
     again = kadnode("deregister", "--api", b.api)
