@@ -349,3 +349,17 @@ def test_a_deregistered_node_stays_deregistered_until_it_registers_again():
         a.deregister(net.now)
     net.call(a, lambda c, now: c.register(now))
     assert records.from_wire(find_peer(net, b, a.id).payload).addresses == (a.addr,)
+
+
+def test_a_newcomer_next_to_a_nodes_id_is_handed_its_peer_record_by_that_node():
+    # The key of a peer record is its node's own id: the node is its nearest
+    # holder, and its own key lies in the range its hand-off scans.
+    net, nodes = network(40)
+    a = nodes[7]
+    net.call(a, lambda c, now: c.register(now))
+    newcomer = net.add_node(node_id=a.id ^ 3)
+    net.call(newcomer, lambda c, now: c.bootstrap([nodes[0].addr], now))
+    net.run_until(net.now + 10)
+    held = newcomer.store.get(a.id_bytes)
+    assert held is not None and held.kind == Kind.PEER
+    assert a.stats["keys_handed_on_join"] == 1
