@@ -125,7 +125,8 @@ OWNED: tuple[Operation, ...] = (
         " salt), signed by this node's ed25519 key with a sequence one past the newest a quorum"
         " read finds; replicas keep the highest valid sequence and refuse older ones, so only"
         " this node can change it. cas makes it a compare-and-swap: 409 when the newest version"
-        " is not at that sequence (checked by a read just before the write)."
+        " is not at that sequence, cas 0 when any version is held (checked by a read just"
+        " before the write)."
         f" {ex.BELOW_QUORUM}",
         body=messages.SignedPutBody,
         command="put",

@@ -177,7 +177,8 @@ class Server:
         """Store the next version of this node's value under ``salt`` (its
         target: SHA-1(tag + public key + salt)); returns the write and the version's
         seq, one past the newest a quorum read finds. ``cas``: write only if
-        that newest is at seq ``cas`` (a read just before the write: two
+        that newest is at seq ``cas``, 0 meaning none is held yet (this node's
+        versions start at 1), checked by a read just before the write: two
         writers racing within one round trip can both pass, and the replicas
         keep the first of two equal seqs). ``value`` None deletes it: a signed
         tombstone that beats every older version wherever they meet."""
@@ -186,7 +187,7 @@ class Server:
         key = signed.target(self.core.identity.public_key, salt)
         held = await self.udp.run(lambda core, now: core.read(key, Kind.SIGNED, now))
         seq = signed.from_wire(held.payload).seq if held.found else None
-        if cas is not None and cas != seq:
+        if cas is not None and cas != (0 if seq is None else seq):
             now_at = "no value is held" if seq is None else f"the value is at seq {seq}"
             raise Conflict(f"compare-and-swap failed: {now_at}, not {cas}")
         mine = self.core.store.get(key)

@@ -103,8 +103,8 @@ class SignedPutBody(Message):
     salt: Salt = ""
     cas: Annotated[int, Field(ge=0)] | None = Field(
         None,
-        description="compare-and-swap: write only if the newest version is at this seq"
-        " (409 otherwise)",
+        description="compare-and-swap: write only if the newest version is at this seq,"
+        " 0: only if none is held yet (409 otherwise)",
     )
 
 

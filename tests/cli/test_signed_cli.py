@@ -35,6 +35,12 @@ def test_put_update_and_cas_from_one_node_read_from_another(daemons: Daemons) ->
     done = kadnode("get", "--signed", public_key, "--salt", "profile", "--api", reader.api)
     assert (done.returncode, done.stdout) == (0, "v3\n")
 
+    # --cas 0: only if nothing is held yet (this node's versions start at 1).
+    fresh = cli_json("put", "--signed", "first", "--salt", "new", "--cas", "0", api=owner.api)
+    assert fresh["seq"] == 1
+    taken = kadnode("put", "--signed", "again", "--salt", "new", "--cas", "0", "--api", owner.api)
+    assert_one_line_error(taken, "compare-and-swap failed: the value is at seq 1, not 0")
+
     # With no salt: a key of its own, not the owner's registered peer record's.
     unsalted = cli_json("put", "--signed", "plain and simple", api=owner.api)
     assert unsalted["seq"] == 1 and unsalted["key"] != owner.info()["id"]
