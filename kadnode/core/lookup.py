@@ -249,11 +249,18 @@ class Lookup:
             self.value, self.value_from, self.ttl = value, responder, ttl
             self.value_hops = cand.hops
 
-    def answered_other_kind(self, responder: Contact, kind: Kind, token: bytes | None) -> None:
-        """A value of another kind than asked for: this node holds nothing for us."""
+    def answered_other_kind(
+        self,
+        responder: Contact,
+        kind: Kind,
+        token: bytes | None,
+        contacts: Iterable[Contact] = (),
+    ) -> None:
+        """A value of another kind than asked for: this node holds nothing for
+        us, but the ``contacts`` its reply names are as good as a nodes reply's."""
         if self.other_kind is None:
             self.other_kind = kind
-        self.answered_nodes(responder, (), token)
+        self.answered_nodes(responder, contacts, token)
 
     def failed_request(self, node_id: int) -> None:
         if self._settle(node_id, State.FAILED) is not None:

@@ -157,7 +157,7 @@ class LookupRun:
         elif reply.kind == self.kind:
             self.lookup.answered_value(contact, reply.value, reply.ttl, reply.token, reply.contacts)
         else:  # a value of another kind: this node holds nothing for us
-            self.lookup.answered_other_kind(contact, reply.kind, reply.token)
+            self.lookup.answered_other_kind(contact, reply.kind, reply.token, reply.contacts)
         if self.on_reply is not None and not self.finished:
             self.on_reply(self.lookup, at)
         self.pump(at)

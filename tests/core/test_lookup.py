@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kadnode.core.lookup import CONVERGED_WIDTH, Lookup, LookupOutcome
-from kadnode.core.messages import Contact
+from kadnode.core.messages import Contact, Kind
 
 SELF = 1000  # the id of the node running the lookup; not in anyone's network below
 
@@ -562,3 +562,10 @@ def test_a_value_reply_naming_no_one_adds_no_one() -> None:
     lk.answered_value(c(6, native=True), "v", 60.0)
     assert lk.next_requests() == [] and lk.finished
     assert lk.outcome().replica_ids == (5, 6, SELF)  # too few known: the asker is one
+
+
+def test_a_reply_with_another_kind_still_names_the_replicas_beside_it() -> None:
+    lk = lookup(5, k=3, alpha=2)
+    lk.next_requests()
+    lk.answered_other_kind(c(5, native=True), Kind.SHARED, None, [c(1, native=True)])
+    assert ids(lk.next_requests()) == [1] and lk.outcome().other_kind == Kind.SHARED
