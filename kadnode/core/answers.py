@@ -16,8 +16,9 @@ Work per request: find_node, find_value, kn_has and find_successor are a table o
 ring walk of at most k contacts; store and put are one store read and write
 (and, when the store is full, at most 16 evictions); kn_digest compares 64
 hashes kept from a background computation; kn_keys fingerprints at most 200
-held values (a pack and a SHA-1 each). What grows with the store (the digest of what a peer shares,
-the values to push, a join handoff) runs in the background
+held values (a pack and a SHA-1 each; both answered in kadnode.core.sync).
+What grows with the store (the digest of what a peer shares, the values to
+push, a join handoff) runs in the background
 (kadnode.core.background): anti-entropy only for a neighbour, at most
 AE_JOBS_PER_ROUND store scans per neighbour per anti-entropy interval.
 """
@@ -30,20 +31,17 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from kadnode.config import (
-    AE_JOBS_PER_ROUND,
-    AE_PEERS_TRACKED,
     DIAL_BACK_WAITING,
     MAX_DIAL_BACKS,
     TOKEN_BYTES,
     WELCOME_DELAY,
 )
-from kadnode.core import antientropy, codec, kinds, quotas, wire
+from kadnode.core import codec, kinds, quotas, wire
 from kadnode.core.addresses import subnet_of
 from kadnode.core.codec import Request
 from kadnode.core.messages import (
     Ack,
     Addr,
-    BucketList,
     Contact,
     Digest,
     FindNode,
@@ -68,8 +66,7 @@ from kadnode.core.messages import (
 from kadnode.core.operations import ignore
 from kadnode.core.proof import wire_bytes
 from kadnode.core.store import Record
-from kadnode.core.sync import Sync, shared_job
-from kadnode.core.values import send_record
+from kadnode.core.sync import digest, key_list, written_by
 from kadnode.core.wire import contact_of
 from kadnode.errors import DecodeError
 
@@ -258,30 +255,36 @@ def find_node(node: NodeCore, message: FindNode, asker: Asker, now: float) -> No
 
 
 def find_value(node: NodeCore, message: FindValue, asker: Asker, now: float) -> ReplyMessage:
+    return _held(node, message, asker, now, lambda kind, value: value)
+
+
+def has(node: NodeCore, message: Has, asker: Asker, now: float) -> ReplyMessage:
+    """find_value's answer with a held value cut to what an exists question
+    needs (kinds.summary)."""
+    return _held(node, message, asker, now, kinds.summary)
+
+
+def _held(
+    node: NodeCore,
+    message: FindValue | Has,
+    asker: Asker,
+    now: float,
+    shown: Callable[[Kind, object], object],
+) -> ReplyMessage:
+    """The value held under the key, as ``shown``, else the k closest. A
+    value of another kind than plain goes to native askers only, with the k
+    closest beside it: a quorum read asks every replica, and learns the rest
+    from us."""
     record = node.store.get(message.key)
     native, token = asker.native, asker.token
     target = int.from_bytes(message.key, "big")
     k, sender = node.config.k, message.sender_id
     if record is not None and record.expires_at > now and (native or record.kind == Kind.PLAIN):
         ttl, kind = record.expires_at - now, record.kind
-        # A quorum read asks every replica: it learns the rest from us.
         near = tuple(node.table.closest(target, k, exclude=sender)) if kind != Kind.PLAIN else ()
-        return ValueReply(record.value, native, ttl, token, kind, near)
+        return ValueReply(shown(kind, record.value), native, ttl, token, kind, near)
     contacts = node.table.closest(target, k, exclude=sender, ordered=False)
     return NodesReply(contacts, native, token)
-
-
-def has(node: NodeCore, message: Has, asker: Asker, now: float) -> ReplyMessage:
-    """find_value's answer with a held value cut to what an exists question
-    needs (kinds.summary); native only, as kn_has is."""
-    record = node.store.get(message.key)
-    target = int.from_bytes(message.key, "big")
-    contacts = node.table.closest(target, node.config.k, exclude=message.sender_id)
-    if record is not None and record.expires_at > now:
-        summary = kinds.summary(record.kind, record.value)
-        ttl = record.expires_at - now
-        return ValueReply(summary, True, ttl, asker.token, record.kind, tuple(contacts))
-    return NodesReply(contacts, True, asker.token)
 
 
 def ping(node: NodeCore, message: Ping, asker: Asker, now: float) -> PingReply:
@@ -341,7 +344,7 @@ def store(node: NodeCore, message: Store, asker: Asker, now: float) -> Ack:
         return Ack(False)
     node.store.put(record)
     stats["stores_in"] += 1
-    _written_by(node, message.sender_id, now)
+    written_by(node, message.sender_id, now)
     return Ack(True)
 
 
@@ -397,7 +400,7 @@ def _take_put(node: NodeCore, message: Put, asker: Asker, now: float) -> str | N
     if why is not None:
         return why
     node.store.put(record)
-    _written_by(node, message.sender_id, now)
+    written_by(node, message.sender_id, now)
     return None
 
 
@@ -426,119 +429,6 @@ def ring(node: NodeCore, message: RingQuery, asker: Asker, now: float) -> RingRe
 
 def find_successor(node: NodeCore, message: FindSuccessor, asker: Asker, now: float):
     return SuccessorReply(*node.route_step(message.key))
-
-
-def digest(node: NodeCore, message: Digest, asker: Asker, now: float) -> BucketList:
-    """Buckets whose keys differ from the sender's (nothing, to a stranger).
-
-    Our digest of what we share with the sender is computed in the
-    background and kept for an anti-entropy interval: the reply compares 64
-    hashes. Until one is ready the reply is BUSY (ask again next round).
-    Only a neighbour's request is answered (:func:`_neighbour`): a forged one
-    would make us sync with, and push values at, whoever it names."""
-    peer = message.sender_id
-    if not _neighbour(node, peer, asker):
-        return BucketList([])
-    kept = node.ae_digests.get(peer)
-    if kept is None or now - kept[0] >= node.config.anti_entropy_interval:
-        _compute_digest(node, peer, now)
-    if kept is None:
-        node.stats["ae_busy_replies"] += 1
-        return BucketList([antientropy.BUSY])
-    return BucketList(antientropy.differing(kept[1], message.hashes))
-
-
-def _neighbour(node: NodeCore, peer: int, asker: Asker) -> bool:
-    """Anti-entropy is between neighbours: a request that echoes our token,
-    from a contact we hold at that very address, among our 2k nearest (a
-    node syncs with one of its k nearest; views differ). Others are refused,
-    counted: at most a few ids of one /24 are this near (routing admission)."""
-    stats = node.stats
-    if not asker.vouched or not node.table.holds(peer, asker.addr):
-        stats["syncs_refused_unproven"] += 1
-        return False
-    nearest = node.table.closest(node.id, 2 * node.config.k, ordered=False)
-    if all(c.node_id != peer for c in nearest):
-        stats["syncs_refused_far"] += 1
-        return False
-    return True
-
-
-def _ae_job(node: NodeCore, peer: int, job, now: float) -> bool:
-    """Queue an anti-entropy job for ``peer``: at most AE_JOBS_PER_ROUND of
-    them per peer per anti-entropy interval (each may scan the store)."""
-    jobs = node.ae_jobs
-    interval = node.config.anti_entropy_interval
-    recent = [t for t in jobs.pop(peer, ()) if now - t < interval]
-    if len(recent) >= AE_JOBS_PER_ROUND:
-        node.stats["ae_jobs_refused"] += 1
-        jobs[peer] = recent
-        return False
-    if len(jobs) >= AE_PEERS_TRACKED:
-        del jobs[next(iter(jobs))]  # the peer least recently served
-    if not node.background.add(job, now):
-        jobs[peer] = recent
-        return False
-    jobs[peer] = [*recent, now]
-    return True
-
-
-def _written_by(node: NodeCore, peer: int, now: float) -> None:
-    """A write from ``peer`` changes what we share with it: a digest we keep
-    for it is dropped (its next digest finds us busy computing a new one)."""
-    node.ae_digests.pop(peer, None)
-
-
-def _compute_digest(node: NodeCore, peer: int, now: float) -> None:
-    """Compute what ``peer`` shares with us, in the background (once at a
-    time); then keep its digest, and sync with the peer ourselves: it was
-    told we were busy, and this way it need not wait for its next round."""
-    if peer in node.ae_computing:
-        return
-    shared: list[tuple[bytes, bytes, Record]] = []
-
-    def done() -> None:
-        node.ae_computing.discard(peer)
-        contact = node.table.get(peer)
-        if contact is not None:  # its Sync keeps the digest
-            Sync(node, contact.contact, node.background.now, ignore, shared)
-
-    job = shared_job(node, peer, now, lambda *entry: shared.append(entry), done)
-    if _ae_job(node, peer, job, now):
-        node.ae_computing.add(peer)
-
-
-def key_list(node: NodeCore, message: KeyList, asker: Asker, now: float) -> BucketList:
-    """Name the offered keys we lack or hold another version of (at once: a
-    store read and a fingerprint, a pack and a SHA-1 of at most 1 KB, per
-    offered key, at most AE_KEYS_PER_DATAGRAM); push ours of the ones the
-    sender lacks or holds another version of (in the background; to a
-    neighbour only, as for a digest). Where versions differ both travel and
-    each side merges (kadnode.core.kinds): the newer wins on both."""
-    if not _neighbour(node, message.sender_id, asker):
-        return BucketList([])
-    store = node.store
-    want = []
-    for i, (key, fingerprint) in enumerate(message.entries):
-        record = store.get(key)
-        if record is None or antientropy.fingerprint(key, record.value) != fingerprint:
-            want.append(i)
-    theirs = dict(message.entries)
-    buckets = set(message.buckets)
-    addr = asker.addr
-    sender = contact_of(message.sender_id, addr[0], addr[1], asker.native)
-
-    def push(key: bytes, fingerprint: bytes, record) -> None:
-        if theirs.get(key) != fingerprint:
-            node.stats["ae_bytes"] += send_record(node, sender, record, node.background.now)
-            node.stats["ae_pushed"] += 1
-
-    def named(key: bytes) -> bool:
-        return antientropy.bucket_of(key) in buckets
-
-    job = shared_job(node, message.sender_id, now, push, ignore, named)
-    _ae_job(node, message.sender_id, job, now)
-    return BucketList(want)
 
 
 ANSWERS: dict[type, Callable[..., ReplyMessage]] = {

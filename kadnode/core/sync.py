@@ -2,8 +2,10 @@
 
 Seed 001's anti-entropy: every interval a node compares what it holds with one
 neighbour's (kadnode.core.antientropy: 64 bucket hashes, then key lists of the
-buckets that differ) and pushes what the neighbour lacks with
-:func:`kadnode.core.values.send_store`. What grows with the store, the scan of
+buckets that differ) and pushes what the neighbour lacks or holds another
+version of with :func:`kadnode.core.values.send_store`. The answering side is
+here too (:func:`digest`, :func:`key_list`, in kadnode.core.answers' table).
+What grows with the store, the scan of
 the records two nodes share, runs as a background job (:func:`shared_job`,
 kadnode.core.background), never on the datagram path.
 """
@@ -14,7 +16,12 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING
 
-from kadnode.config import AE_DIGESTS_KEPT, AE_KEYS_PER_DATAGRAM
+from kadnode.config import (
+    AE_DIGESTS_KEPT,
+    AE_JOBS_PER_ROUND,
+    AE_KEYS_PER_DATAGRAM,
+    AE_PEERS_TRACKED,
+)
 from kadnode.core import antientropy, codec, wire
 from kadnode.core.events import SyncResult
 from kadnode.core.messages import BucketList, Contact, Digest, KeyList, PingReply
@@ -22,8 +29,10 @@ from kadnode.core.operations import ignore
 from kadnode.core.store import Record
 from kadnode.core.tokens import proving
 from kadnode.core.values import STORE_REPLY_BYTES, send_record
+from kadnode.core.wire import contact_of
 
 if TYPE_CHECKING:
+    from kadnode.core.answers import Asker
     from kadnode.core.node import NodeCore
 
 
@@ -229,3 +238,119 @@ class Sync:
                 self.republish,
             )
             self.done(result, at)
+
+
+# ---- answering a peer's sync ----------------------------------------------------------
+
+
+def digest(node: NodeCore, message: Digest, asker: Asker, now: float) -> BucketList:
+    """Buckets whose keys differ from the sender's (nothing, to a stranger).
+
+    Our digest of what we share with the sender is computed in the
+    background and kept for an anti-entropy interval: the reply compares 64
+    hashes. Until one is ready the reply is BUSY (ask again next round).
+    Only a neighbour's request is answered (:func:`_neighbour`): a forged one
+    would make us sync with, and push values at, whoever it names."""
+    peer = message.sender_id
+    if not _neighbour(node, peer, asker):
+        return BucketList([])
+    kept = node.ae_digests.get(peer)
+    if kept is None or now - kept[0] >= node.config.anti_entropy_interval:
+        _compute_digest(node, peer, now)
+    if kept is None:
+        node.stats["ae_busy_replies"] += 1
+        return BucketList([antientropy.BUSY])
+    return BucketList(antientropy.differing(kept[1], message.hashes))
+
+
+def _neighbour(node: NodeCore, peer: int, asker: Asker) -> bool:
+    """Anti-entropy is between neighbours: a request that echoes our token,
+    from a contact we hold at that very address, among our 2k nearest (a
+    node syncs with one of its k nearest; views differ). Others are refused,
+    counted: at most a few ids of one /24 are this near (routing admission)."""
+    stats = node.stats
+    if not asker.vouched or not node.table.holds(peer, asker.addr):
+        stats["syncs_refused_unproven"] += 1
+        return False
+    nearest = node.table.closest(node.id, 2 * node.config.k, ordered=False)
+    if all(c.node_id != peer for c in nearest):
+        stats["syncs_refused_far"] += 1
+        return False
+    return True
+
+
+def _ae_job(node: NodeCore, peer: int, job, now: float) -> bool:
+    """Queue an anti-entropy job for ``peer``: at most AE_JOBS_PER_ROUND of
+    them per peer per anti-entropy interval (each may scan the store)."""
+    jobs = node.ae_jobs
+    interval = node.config.anti_entropy_interval
+    recent = [t for t in jobs.pop(peer, ()) if now - t < interval]
+    if len(recent) >= AE_JOBS_PER_ROUND:
+        node.stats["ae_jobs_refused"] += 1
+        jobs[peer] = recent
+        return False
+    if len(jobs) >= AE_PEERS_TRACKED:
+        del jobs[next(iter(jobs))]  # the peer least recently served
+    if not node.background.add(job, now):
+        jobs[peer] = recent
+        return False
+    jobs[peer] = [*recent, now]
+    return True
+
+
+def written_by(node: NodeCore, peer: int, now: float) -> None:
+    """A write from ``peer`` changes what we share with it: a digest we keep
+    for it is dropped (its next digest finds us busy computing a new one)."""
+    node.ae_digests.pop(peer, None)
+
+
+def _compute_digest(node: NodeCore, peer: int, now: float) -> None:
+    """Compute what ``peer`` shares with us, in the background (once at a
+    time); then keep its digest, and sync with the peer ourselves: it was
+    told we were busy, and this way it need not wait for its next round."""
+    if peer in node.ae_computing:
+        return
+    shared: list[tuple[bytes, bytes, Record]] = []
+
+    def done() -> None:
+        node.ae_computing.discard(peer)
+        contact = node.table.get(peer)
+        if contact is not None:  # its Sync keeps the digest
+            Sync(node, contact.contact, node.background.now, ignore, shared)
+
+    job = shared_job(node, peer, now, lambda *entry: shared.append(entry), done)
+    if _ae_job(node, peer, job, now):
+        node.ae_computing.add(peer)
+
+
+def key_list(node: NodeCore, message: KeyList, asker: Asker, now: float) -> BucketList:
+    """Name the offered keys we lack or hold another version of (at once: a
+    store read and a fingerprint, a pack and a SHA-1 of at most 1 KB, per
+    offered key, at most AE_KEYS_PER_DATAGRAM); push ours of the ones the
+    sender lacks or holds another version of (in the background; to a
+    neighbour only, as for a digest). Where versions differ both travel and
+    each side merges (kadnode.core.kinds): the newer wins on both."""
+    if not _neighbour(node, message.sender_id, asker):
+        return BucketList([])
+    store = node.store
+    want = []
+    for i, (key, fingerprint) in enumerate(message.entries):
+        record = store.get(key)
+        if record is None or antientropy.fingerprint(key, record.value) != fingerprint:
+            want.append(i)
+    theirs = dict(message.entries)
+    buckets = set(message.buckets)
+    addr = asker.addr
+    sender = contact_of(message.sender_id, addr[0], addr[1], asker.native)
+
+    def push(key: bytes, fingerprint: bytes, record) -> None:
+        if theirs.get(key) != fingerprint:
+            node.stats["ae_bytes"] += send_record(node, sender, record, node.background.now)
+            node.stats["ae_pushed"] += 1
+
+    def named(key: bytes) -> bool:
+        return antientropy.bucket_of(key) in buckets
+
+    job = shared_job(node, message.sender_id, now, push, ignore, named)
+    _ae_job(node, message.sender_id, job, now)
+    return BucketList(want)

@@ -294,9 +294,9 @@ def deregister(node: NodeCore, now: float) -> list | None:
     the k closest like every record it holds; it outlives every record we
     signed before it."""
     held = node.store.get(node.id_bytes)
-    node.listed = False
     if node.identity is None or held is None or held.kind != Kind.PEER or not held.origin:
         return None
+    node.listed = False
     expires = now + node.config.register_lifetime
     node.seq = max(node.seq + 1, int(now * 1000))
     payload = records.to_wire(records.deregistration(node.identity, node.seq, expires))

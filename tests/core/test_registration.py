@@ -337,6 +337,9 @@ def test_a_stale_replicas_own_read_repairs_its_own_copy():
 def test_a_deregistered_node_stays_deregistered_until_it_registers_again():
     net, nodes = network(15)
     a, b = nodes[3], nodes[11]
+    with pytest.raises(LocalProtocolError, match="not registered"):
+        a.deregister(net.now)  # nothing to withdraw yet: a refusal that changes nothing
+    assert a.listed
     net.call(a, lambda c, now: c.register(now))
     net.call(a, lambda c, now: c.deregister(now))
     assert not a.listed
