@@ -41,8 +41,9 @@ EXIT_OK, EXIT_MISSED, EXIT_ERROR = 0, 1, 2
 
 
 def signature(operation: Operation) -> inspect.Signature:
-    """How its client method is called: its path parameters, its query
-    parameters, then its body's fields; the optional ones default to None."""
+    """How its client method is called: its path parameters and required body
+    fields, then its query parameters and optional body fields, which default
+    to None."""
     positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
     required = [p.name for p in operation.params]
     optional = [p.name for p in operation.query]
@@ -66,8 +67,8 @@ def _refused(exc: BaseException | None) -> bool:
 class ApiClient:
     """A client for one daemon; ``base`` is its API address, HOST:PORT.
 
-    Each operation is a method of its name, taking its path parameters and
-    then its body's fields: ``client.put("greeting", "hello")``,
+    Each operation is a method of its name, called as :func:`signature` says:
+    ``client.put("greeting", "hello")``,
     ``client.put_shared(key, value, context=...)``. Calls go straight to the
     daemon, never through $http_proxy (a proxy would not reach its loopback
     address, and would see its token)."""

@@ -9,6 +9,7 @@ plain JSON objects, validated against the operation's reply model on the way out
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -445,8 +446,9 @@ class NodeService:
 
         self.watching += 1
         try:
-            async for reply in versions(counted, version, self.stop):
-                yield reply
+            async with contextlib.aclosing(versions(counted, version, self.stop)) as replies:
+                async for reply in replies:
+                    yield reply
         finally:
             self.watching -= 1
 

@@ -159,10 +159,12 @@ async def _watch(
 ) -> Response:
     """A stream: its client's slot, its first read, then its events (see above)."""
     client = request.client.host if request.client else ""
+    # Built before the slot is taken (an async generator runs nothing until
+    # iterated): nothing between taking it and the try below can raise.
+    replies = getattr(service, operation.name)(*operation.call_arguments(parsed))
     refusal = slots.take(client)
     if refusal is not None:
         return error(refusal.status, one_line(refusal))
-    replies = getattr(service, operation.name)(*operation.call_arguments(parsed))
     try:
         first = await anext(replies, None)
         if first is None:
