@@ -114,7 +114,7 @@ class FakeService:
             "lookup", {"target": to_hex(target), **found, "queried": 4, "elapsed_ms": 12.5}
         )
 
-    async def put(self, key: str, value: str) -> dict[str, Any]:
+    async def put(self, key: str, value: str, ttl: float | None = None) -> dict[str, Any]:
         return self._answer("put", {"key": key, **WRITTEN, "elapsed_ms": 3.0})
 
     async def get(self, key: str) -> dict[str, Any]:

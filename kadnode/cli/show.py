@@ -32,10 +32,18 @@ def _show_info(r: dict[str, Any]) -> str:
         "peers": r["peers"],
         "values": r["values"],
         "uptime": f"{r['uptime_s']:.0f} s",
+        **_clock_step(r.get("clock_step_s")),
         **dict(sorted(r["stats"].items())),
     }
     width = max(map(len, rows))
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows.items())
+
+
+def _clock_step(step: float | None) -> dict[str, str]:
+    """A row only when the wall clock stepped by a second or more since the start."""
+    if step is None or abs(step) < 1.0:
+        return {}
+    return {"clock step": f"{step:+.0f} s since start (the node keeps its clock until restarted)"}
 
 
 def _addresses(record: dict[str, Any]) -> str:

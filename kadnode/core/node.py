@@ -66,7 +66,11 @@ class NodeCore:
             raise LocalProtocolError("the node id must derive from the identity's key")
         self.identity = identity
         self.addresses: tuple[Addr, ...] = ()  # what register() advertises
-        self.seq = 0  # of the last peer record we signed
+        # Of the last peer record we signed: a restart reopens the store that
+        # holds it. A record's seq is the clock in ms, so without this a node
+        # that signed while its clock ran ahead, restarted on the right time,
+        # would sign records every replica refuses as older, until it caught up.
+        self.seq = values.own_seq(store.get(node_id.to_bytes(ID_BYTES, "big")))
         # False once deregistered (or left): nothing registers us again but register().
         self.listed = True
         self.id = node_id
@@ -189,11 +193,17 @@ class NodeCore:
         return op
 
     def put(self, key: bytes, value: Value, now: float, ttl: float | None = None) -> int:
-        """Store on the k closest and keep the duty to republish it."""
+        """Store on the k closest and keep the duty to republish it; with a
+        ``ttl`` shorter than a value's lifetime, the value lives that long:
+        this node holds and replicates its copy as a replica would, with
+        what is left of the ttl, and never republishes it."""
         self._check_value(value)
         cfg = self.config
-        ttl = cfg.expire_after if ttl is None else min(ttl, cfg.expire_after)
-        self.store.put(Record(key, value, now + ttl, True, now + cfg.republish_interval))
+        if ttl is None or ttl >= cfg.expire_after:
+            ttl = cfg.expire_after
+            self.store.put(Record(key, value, now + ttl, True, now + cfg.republish_interval))
+        else:
+            self.store.put(Record(key, value, now + ttl, False, now + cfg.replicate_interval))
         return self.publish(key, value, ttl, now, wide=True)
 
     def register(self, now: float) -> int:

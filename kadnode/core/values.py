@@ -33,7 +33,7 @@ from kadnode.core.messages import (
 from kadnode.core.operations import Mode, ignore, quorum, run_lookup
 from kadnode.core.store import Record
 from kadnode.core.tokens import fresh
-from kadnode.errors import LocalProtocolError
+from kadnode.errors import DecodeError, LocalProtocolError
 
 if TYPE_CHECKING:
     from kadnode.core.node import NodeCore
@@ -268,6 +268,16 @@ class Publish:
             pending,
         )
         self.node.complete(self.op, result)
+
+
+def own_seq(held: Record | None) -> int:
+    """The sequence of ``held``, the record a store holds under our id, else 0."""
+    if held is None or held.kind != Kind.PEER:
+        return 0
+    try:
+        return records.from_wire(held.value).seq
+    except DecodeError:
+        return 0
 
 
 def register(node: NodeCore, now: float, wide: bool = False) -> int:

@@ -12,7 +12,6 @@ here and ``set("foo", ...)`` there name the same key).
 from __future__ import annotations
 
 import random
-import time
 
 from kadnode.config import Config
 from kadnode.core import kinds, signed, vclock
@@ -33,6 +32,7 @@ from kadnode.core.messages import Addr, Kind, Value
 from kadnode.core.node import NodeCore
 from kadnode.core.store import MemoryStore
 from kadnode.errors import Conflict, LocalProtocolError
+from kadnode.shell import clock
 from kadnode.shell.transport import UdpNode, open_udp_node
 
 
@@ -78,7 +78,7 @@ class Server:
             store if store is not None else MemoryStore(),
             config=config,
             rng=rng,
-            now=time.time(),
+            now=clock.now(),
             identity=identity,
         )
         udp = await open_udp_node(core, host, port)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from kadnode.config import MAX_SALT_BYTES
+from kadnode.config import EXPIRE_AFTER, MAX_SALT_BYTES
 from kadnode.core.codec import check_value_size
 from kadnode.core.ids import ID_BITS
 from kadnode.errors import KadnodeError, LocalProtocolError
@@ -74,6 +74,14 @@ class Message(BaseModel):
 
 class PutBody(Message):
     value: Value
+    ttl: float | None = Field(
+        None,
+        gt=0,
+        le=EXPIRE_AFTER,
+        description="seconds the value lives, on every node, this one's copy included (at"
+        f" most {EXPIRE_AFTER:.0f}). Without it the value lives a day from each daily"
+        " republish, for as long as this node holds it",
+    )
 
 
 class SharedPutBody(Message):
@@ -149,6 +157,12 @@ class Info(Message):
     values: Count
     uptime_s: Seconds
     stats: dict[str, Count]
+    clock_step_s: float | None = Field(
+        None,
+        description="how far the wall clock has moved from this node's clock since it"
+        " started (a step, NTP putting a wrong clock right): it reaches the node at its"
+        " next start",
+    )
     version: str | None = None
     data_dir: str | None = None
     network_id: str | None = Field(
@@ -189,6 +203,9 @@ class Written(Message):
     )
     only_copy: bool | None = Field(
         None, description="this node knows no other node: it holds the only copy"
+    )
+    refused: list[str] | None = Field(
+        None, description="why each of the closest that refused the write did, in its words"
     )
 
 

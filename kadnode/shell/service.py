@@ -25,6 +25,7 @@ from kadnode.core.events import PutResult, ReadResult
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Contact, Kind, Value
 from kadnode.errors import KadnodeError, LocalProtocolError, QuorumError
+from kadnode.shell import clock
 from kadnode.shell.dns import resolve_host
 from kadnode.shell.library import Server, storage_key
 from kadnode.shell.messages import QUESTIONS
@@ -104,6 +105,7 @@ def put_json(key: str, result: PutResult, started: float) -> dict[str, Any]:
         "needed": result.needed,
         "local": result.local,
         "only_copy": result.only_copy,
+        "refused": list(result.refused),
         "replicas": [contact_json(c) for c in result.replicas],
         "elapsed_ms": elapsed_ms(started),
     }
@@ -175,7 +177,7 @@ class NodeService:
         self.stop = stop
         # The daemon's TaskGroup: its background work and the hand-over run here.
         self.tasks = tasks
-        self.started = time.time()
+        self.started = clock.now()
         self._leaving: asyncio.Task[dict[str, Any]] | None = None
         self.stats: Counter[str] = Counter()  # the service's own counters
         self.watching = 0  # watch streams open
@@ -191,7 +193,8 @@ class NodeService:
             "version": __version__,
             "peers": len(core.table),
             "values": len(self.store),
-            "uptime_s": round(time.time() - self.started, 3),
+            "uptime_s": round(clock.now() - self.started, 3),
+            "clock_step_s": round(clock.wall_step(), 3),
             "data_dir": str(self.options.data_dir),
             "network_id": core.config.network_id,
             "stats": self.counters(),
@@ -242,9 +245,9 @@ class NodeService:
         }
 
     @timed("put")
-    async def put(self, key: str, value: str) -> dict[str, Any]:
+    async def put(self, key: str, value: str, ttl: float | None = None) -> dict[str, Any]:
         t = time.perf_counter()
-        return put_json(key, await self.server.put(key, value), t)
+        return put_json(key, await self.server.put(key, value, ttl), t)
 
     @timed("get")
     async def get(self, key: str) -> dict[str, Any]:
@@ -263,7 +266,7 @@ class NodeService:
         }
 
     async def peers(self) -> dict[str, Any]:
-        now = time.time()
+        now = clock.now()
         entries = sorted(self.server.core.table.entries(), key=lambda e: -e.last_seen)
         return {
             "count": len(entries),

@@ -7,8 +7,10 @@ core's next timer. Nothing raised while handling one datagram reaches the
 event loop: it is counted (``internal_errors``) and logged at most once a
 minute (a KadnodeError, such as a failing disk's, as one line).
 
-The core's clock here is wall-clock seconds (``time.time``), so expiry
-times stored on disk stay meaningful across restarts.
+The core's clock here is unix seconds (:func:`kadnode.shell.clock.now`: the
+wall clock read at start, carried on by the monotonic clock), so expiry
+times stored on disk stay meaningful across restarts and a step of the
+machine's clock does not fire or hold the core's timers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from kadnode.core.messages import Addr
 from kadnode.core.node import NodeCore
 from kadnode.errors import KadnodeError
+from kadnode.shell.clock import now as node_clock
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ MAX_DELAYED = 10_000
 
 
 class UdpNode(asyncio.DatagramProtocol):
-    def __init__(self, core: NodeCore, clock: Callable[[], float] = time.time):
+    def __init__(self, core: NodeCore, clock: Callable[[], float] = node_clock):
         self.core = core
         self.clock = clock
         self.transport: asyncio.DatagramTransport | None = None

@@ -1078,6 +1078,7 @@ EXAMPLES: dict[str, Any] = {
     "public_key": "ab" * 32,
     "salt": "profile",
     "cas": 3,
+    "ttl": 600.0,
 }
 # The services take the parsed path parameter "id" (an int) as "target".
 SERVICE_NAMES = {"id": "target"}

@@ -96,7 +96,9 @@ def test_a_signed_delete_is_seen_from_another_node_and_a_new_put_follows_it(
     assert (got["found"], got["deleted"], got["seq"], got["value"]) == (False, True, 2, None)
     human = kadnode("get", "--signed", public_key, "--salt", "s", "--api", reader.api)
     assert human.returncode == 1
-    assert human.stdout == f"deleted: version 2 of {public_key}, salt 's' is its owner's delete\n"
+    assert (
+        human.stdout == f"deleted: version 2 of {public_key}, salt 's' is its owner's delete\n"
+    ), human.stderr
     # Writing again is a version after the delete.
     again = cli_json("put", "--signed", "v3", "--salt", "s", api=owner.api)
     assert again["seq"] == 3

@@ -468,17 +468,18 @@ def test_a_put_asks_all_k_at_once_when_converged_and_its_republish_twice_alpha()
     assert put > 2 * ALPHA >= republish
 
 
-def test_values_expire_everywhere_unless_the_publisher_republishes():
+def test_a_value_put_with_a_ttl_is_gone_everywhere_at_its_expiry_its_publishers_copy_too():
     net, nodes = small_network()
     key = key_digest("ephemeral")
     t0 = net.now
     net.call(nodes[1], lambda c, now: c.put(key, "v", now, 600.0))
     net.run_until(t0 + 599)
     assert len(holders(nodes, key)) == 8
-    # The publisher's own copy is renewed by its republish duty (86400 s),
-    # replicas drop it at its expiry.
+    assert net.call(nodes[5], lambda c, now: c.get(key, now)).value == "v"
     net.run_until(t0 + 601)
-    assert set(holders(nodes, key)) == {nodes[1].id}
+    assert holders(nodes, key) == {}
+    assert not net.call(nodes[5], lambda c, now: c.get(key, now)).found
+    assert nodes[1].stats["republished"] == 0
 
 
 def test_the_publisher_republishes_daily_with_a_fresh_lifetime():

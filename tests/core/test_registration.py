@@ -366,3 +366,18 @@ def test_a_newcomer_next_to_a_nodes_id_is_handed_its_peer_record_by_that_node():
     held = newcomer.store.get(a.id_bytes)
     assert held is not None and held.kind == Kind.PEER
     assert a.stats["keys_handed_on_join"] == 1
+
+
+def test_a_node_restarted_on_a_clock_put_right_registers_above_what_it_signed_while_ahead():
+    net, nodes = network(20)
+    a, b = nodes[3], nodes[12]
+    ahead = 3600.0  # its clock ran an hour fast when it signed this record
+    assert net.call(a, lambda c, now: c.register(now + ahead)).quorum
+    signed_ahead = records.from_wire(find_peer(net, b, a.id).payload).seq
+    # Its clock is put right and the daemon restarts on its store.
+    back = net.restart(a.addr)
+    back.identity, back.addresses = a.identity, a.addresses
+    net.call(back, lambda c, now: c.bootstrap([nodes[0].addr], now))
+    put = net.call(back, lambda c, now: c.register(now))
+    assert put.quorum, put.refused  # not refused as older than the record held
+    assert records.from_wire(find_peer(net, b, a.id).payload).seq > signed_ahead

@@ -640,9 +640,9 @@ class Recorder(FakeService):
         super().__init__()
         self.puts: list[tuple[str, str]] = []
 
-    async def put(self, key: str, value: str) -> dict[str, Any]:
+    async def put(self, key: str, value: str, ttl: float | None = None) -> dict[str, Any]:
         self.puts.append((key, value))
-        return await super().put(key, value)
+        return await super().put(key, value, ttl)
 
 
 @contextlib.asynccontextmanager
@@ -698,9 +698,23 @@ NOT_AN_OBJECT = "body: Input should be a valid dictionary or object to extract f
         (
             "PUT",
             "/values/k",
-            {"data": {"value": "v", "ttl": 1}},
+            {"data": {"value": "v", "colour": 1}},
             400,
-            "body.ttl: Extra inputs are not permitted",
+            "body.colour: Extra inputs are not permitted",
+        ),
+        (
+            "PUT",
+            "/values/k",
+            {"data": {"value": "v", "ttl": 0}},
+            400,
+            "body.ttl: Input should be greater than 0",
+        ),
+        (
+            "PUT",
+            "/values/k",
+            {"data": {"value": "v", "ttl": 86401}},
+            400,
+            "body.ttl: Input should be less than or equal to 86400",
         ),
         ("PUT", "/values/k", {"data": ["v"]}, 400, NOT_AN_OBJECT),
         (
