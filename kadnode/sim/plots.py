@@ -260,11 +260,11 @@ def _plot_skew(report: Report, plt):
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
     for key, marker, label in (
         ("records_found", "o-", "plain values found"),
-        ("expiry_found_before", "s-", "TTL value found at T - S - 60 s (should: all)"),
-        ("expiry_found_after", "v-", "TTL value found at T + S + 60 s (should: none)"),
-        ("peer_records_verified", "^-", "peer records verified"),
+        ("expiry_found_before", "s--", "TTL value found at T - S - 60 s (should: all)"),
+        ("expiry_found_after", "v:", "TTL value found at T + S + 60 s (should: none)"),
+        ("peer_records_verified", "^-.", "peer records verified"),
     ):
-        ax.plot(x, [100 * _share(r[key]) for r in rows], marker, label=label)
+        ax.plot(x, [100 * _share(r[key]) for r in rows], marker, label=label, alpha=0.8)
     ax.set_xticks(list(x), labels)
     ax.set_xlabel("max clock offset S, s")
     ax.set_ylabel("% of reads")
@@ -280,7 +280,7 @@ def _plot_skew(report: Report, plt):
     bins = 26
     ax2.hist([ok, bad], bins=bins, stacked=True, color=["C2", "C3"],
              label=["verified", "not verified"])  # fmt: skip
-    ax2.axvline(lifetime, color="k", ls="--", lw=1, label=f"record lifetime {lifetime:g} h")
+    ax2.axvline(lifetime, color="k", ls="--", lw=1, label=f"record lifetime {lifetime:.3g} h")
     ax2.set_xlabel("reader's clock ahead of the signer's, h")
     ax2.set_ylabel("(signer, reader) pairs")
     ax2.set_title(f"Peer records at S = {last} s")

@@ -159,11 +159,21 @@ def _run(
         "peer_records_verified": f"{verified}/{len(seen)}",
         "peer_records_refused": refused,
     }
-    row["ok"] = (
-        found == tried and before[0] == before[1] and after[0] == 0 and verified == len(seen)
-    )
+    row["ok"] = not broken(row)
     detail = {"max_skew_s": skew, "ttl_s": ttl_for(skew), **detail, **held}
     return row, detail, seen
+
+
+def broken(row: dict) -> list[str]:
+    """The row's invariants that did not hold, each with its figure."""
+    out = [
+        f"{key} {row[key]}"
+        for key in ("records_found", "expiry_found_before", "peer_records_verified")
+        if len(set(row[key].split("/"))) != 1
+    ]
+    if not row["expiry_found_after"].startswith("0/"):
+        out.append(f"expiry_found_after {row['expiry_found_after']} (should be 0)")
+    return out
 
 
 def _signers(world: World, count: int) -> list[NodeCore]:
@@ -357,7 +367,7 @@ def _report(world, nodes, seed, rows, details, pairs, fraction, drift_ppm, sampl
     ]
     for row in rows:
         if not row["ok"]:
-            report.failures.append(f"S = {row['max_skew_s']:g} s: an invariant broke")
+            report.failures.append(f"S = {row['max_skew_s']:g} s: " + ", ".join(broken(row)))
     return finish_report(world, report)
 
 
@@ -374,6 +384,6 @@ def _threshold_notes(pairs: dict[float, list[tuple[float, bool]]], lifetime: flo
             f"S = {skew:g} s: the {len(failed)} pairs not verified had the reader's clock"
             f" {min(failed) / 3600:.2f} h to {max(failed) / 3600:.2f} h ahead of the signer's;"
             f" the {len(fine)} verified at most {max(fine, default=0.0) / 3600:.2f} h ahead"
-            f" (the record lifetime is {lifetime / 3600:g} h)."
+            f" (the record lifetime is {lifetime / 3600:.3g} h)."
         )
     return notes
