@@ -54,7 +54,8 @@ from kadnode.sim.world import Progress, World, finish_report, tuned_gc
 
 # Every clock reads unix time, as a daemon's does: true time is EPOCH plus
 # the simulated time (14 Nov 2023), so a clock set hours back still reads a
-# time after 1970 (a core's rate limits and sequence numbers assume one).
+# time after 1970 (a core whose clock read below zero was seen to drop every
+# request as rate-limited, stats["requests_limited"]).
 EPOCH = 1_700_000_000.0
 # The expiry value's TTL: T = max(TTL_FLOOR, 2 S + TTL_MARGIN), read at
 # T - S - READ_MARGIN and T + S + READ_MARGIN after the put.
