@@ -32,7 +32,7 @@ from kadnode.shell.daemon import DEFAULT_API_PORT, DEFAULT_PORT, DaemonOptions, 
 
 # The simulator's scenarios, named without importing it (startup stays quick);
 # tests/sim/test_sim.py holds this equal to kadnode.sim.scenarios.SCENARIOS.
-SIM_SCENARIOS = "hops, failure, churn, partition, load, latency, delete"
+SIM_SCENARIOS = "hops, failure, churn, partition, load, latency, delete, skew"
 
 
 def _port(text: str) -> int:

@@ -47,21 +47,29 @@ def run_all(
     workers: int = 2,
     loss: float | None = None,
 ) -> list[Report]:
-    """Every scenario, in four groups, each group in a forked child of this
+    """Every scenario, in groups, each group in a forked child of this
     process, at most ``workers`` children at once (:func:`~kadnode.sim.fork.forked_map`).
 
     One child grows the big network and runs hops then failure on it:
     growing 10,000 nodes is the longest part of both, so the failure
     scenario continues on the network the hops scenario grew (built with
     the failure scenario's config; hops stores nothing, so its traffic and
-    digest are those of ``kadnode sim hops`` alone). Churn, partition and
-    load each get a child of their own, forked from the small parent as a
+    digest are those of ``kadnode sim hops`` alone). Every other scenario
+    gets a child of its own, forked from the small parent as a
     worker frees up (so memory per node is measured cleanly); with the
     default two workers they run one after the other beside the first. The
     failure scenario forks its own children (two at once) from the first
     child, so more than ``workers`` processes may run for a while.
     """
-    groups = [("hops", "failure"), ("churn",), ("partition",), ("load",), ("latency",), ("delete",)]
+    groups = [
+        ("hops", "failure"),
+        ("churn",),
+        ("partition",),
+        ("load",),
+        ("latency",),
+        ("delete",),
+        ("skew",),
+    ]
 
     def run_group(names: tuple[str, ...]) -> list[Report]:
         if names[0] == "hops":

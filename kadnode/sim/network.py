@@ -15,8 +15,10 @@ runs unchanged; only the network is simulated:
   with the same identity and store (a daemon restarted on its SQLite file);
   churn (Weibull sessions) is scripted on top, in :mod:`kadnode.sim.scenarios.churn`;
 * clock skew: with ``clock_skew > 0`` every node's clock runs at its own
-  rate (``1 +- clock_skew``) from its own offset; cores only ever see their
-  local time.
+  rate (``1 +- clock_skew``) from its own offset; or ``clock_for(index)``
+  gives each new host its clock, ``(offset, rate)``, read as ``offset +
+  rate * now`` from its start on (a machine booted with a wrong clock:
+  :mod:`kadnode.sim.scenarios.skew`); cores only ever see their local time.
 
 Seeded and deterministic (pebble / FoundationDB style): one seed replays the
 same run, datagram for datagram. ``trace`` is a SHA-256 over every delivered
@@ -150,6 +152,9 @@ class SimNetwork:
     config: Config = field(default_factory=Config)
     now: float = 0.0
     clock_skew: float = 0.0  # max relative clock rate error, e.g. 1e-4 = 100 ppm
+    # Each new host's clock, (offset s, rate), by its index; instead of the
+    # random draw of clock_skew. None: true time (or that draw).
+    clock_for: Callable[[int], tuple[float, float]] | None = None
     observer: Callable[[float, int, int | None, bytes, bool], None] | None = None
 
     def __post_init__(self) -> None:
@@ -171,6 +176,7 @@ class SimNetwork:
         self._rate: list[float] = []
         self._offset: list[float] = []
         self._last_local: list[float] = []
+        self._own_clocks = False  # some host got its clock from clock_for
         self.sent = 0
         self.delivered = 0
         self.dropped = 0
@@ -194,7 +200,10 @@ class SimNetwork:
         # of kadnode.core.routing and kadnode.core.limits apply as they would.
         addr = (f"{10 + (index >> 16)}.{index >> 8 & 255}.{index & 255}.1", 4000)
         node_id = self.rng.getrandbits(160) if node_id is None else node_id
-        if self.clock_skew > 0:
+        if self.clock_for is not None:
+            offset, rate = self.clock_for(index)
+            self._own_clocks = True
+        elif self.clock_skew > 0:
             rate = 1.0 + self.rng.uniform(-self.clock_skew, self.clock_skew)
             offset = self.rng.uniform(0.0, 1e6)
         else:
@@ -265,9 +274,14 @@ class SimNetwork:
         down = self.down
         return [c for c, a in zip(self.cores, self.addrs, strict=True) if a not in down]
 
+    @property
+    def local_clocks(self) -> bool:
+        """Whether hosts' clocks differ from the network's (``now``)."""
+        return self.clock_skew > 0 or self._own_clocks
+
     def local_time(self, index: int) -> float:
         """What host ``index``'s clock reads now (never going backwards)."""
-        if self.clock_skew <= 0:
+        if not self.local_clocks:
             return self.now
         local = self._offset[index] + self.now * self._rate[index]
         if local < self._last_local[index]:
@@ -353,7 +367,7 @@ class SimNetwork:
                     self.done_at[key] = self.now
                 event = core.next_event()
         timer = core.get_timer()
-        at = (timer - self._offset[i]) / self._rate[i] if self.clock_skew > 0 else timer
+        at = (timer - self._offset[i]) / self._rate[i] if self.local_clocks else timer
         if at < self._wake[i]:
             self._wake[i] = at
             self._push(at if at > self.now else self.now, TIMER, i, at, timer)
@@ -377,7 +391,7 @@ class SimNetwork:
                 observer(self.now, src, dest, a, True)
             self.trace.update(_TRACE_HEADER.pack(self.now, src, dest))
             self.trace.update(a)
-            local = self.now if self.clock_skew <= 0 else self.local_time(dest)
+            local = self.local_time(dest) if self.local_clocks else self.now
             self.cores[dest].receive_datagram(a, self.addrs[src], local)
             self._flush(dest)
         elif kind == TIMER:
@@ -388,7 +402,7 @@ class SimNetwork:
             if self.addrs[i] in self.down:
                 return True
             self.timers += 1
-            if self.clock_skew <= 0:
+            if not self.local_clocks:
                 local = self.now
             else:  # never wake a core before the time it asked for
                 local = self.local_time(i)

@@ -253,6 +253,48 @@ def _plot_delete(report: Report, plt):
     return fig
 
 
+def _plot_skew(report: Report, plt):
+    rows = report.rows
+    labels = [f"{r['max_skew_s']:g}" for r in rows]
+    x = range(len(rows))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for key, marker, label in (
+        ("records_found", "o-", "plain values found"),
+        ("expiry_found_before", "s--", "TTL value found at T - S - 60 s (should: all)"),
+        ("expiry_found_after", "v:", "TTL value found at T + S + 60 s (should: none)"),
+        ("peer_records_verified", "^-.", "peer records verified"),
+    ):
+        ax.plot(x, [100 * _share(r[key]) for r in rows], marker, label=label, alpha=0.8)
+    ax.set_xticks(list(x), labels)
+    ax.set_xlabel("max clock offset S, s")
+    ax.set_ylabel("% of reads")
+    ax.set_ylim(-3, 103)
+    ax.set_title(f"Reads against clock skew, N={report.nodes}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    lifetime = report.series["lifetime"] / 3600
+    last = labels[-1]
+    seen = report.series["pairs"][next(reversed(report.series["pairs"]))]
+    ok = [ahead / 3600 for ahead, good in seen if good]
+    bad = [ahead / 3600 for ahead, good in seen if not good]
+    bins = 26
+    ax2.hist([ok, bad], bins=bins, stacked=True, color=["C2", "C3"],
+             label=["verified", "not verified"])  # fmt: skip
+    ax2.axvline(lifetime, color="k", ls="--", lw=1, label=f"record lifetime {lifetime:.3g} h")
+    ax2.set_xlabel("reader's clock ahead of the signer's, h")
+    ax2.set_ylabel("(signer, reader) pairs")
+    ax2.set_title(f"Peer records at S = {last} s")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    return fig
+
+
+def _share(fraction: str) -> float:
+    """ "x/y" as x / y."""
+    x, y = fraction.split("/")
+    return int(x) / max(1, int(y))
+
+
 _PLOTS = {
     "hops": _plot_hops,
     "failure": _plot_failure,
@@ -261,4 +303,5 @@ _PLOTS = {
     "load": _plot_load,
     "latency": _plot_latency,
     "delete": _plot_delete,
+    "skew": _plot_skew,
 }

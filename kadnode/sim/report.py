@@ -140,6 +140,10 @@ def _percent(value: object) -> str:
 def _cell(value: object) -> str:
     if value is None:
         return ""
+    if isinstance(value, dict):  # counts by name: "expired 26, not found 1"
+        return ", ".join(f"{k} {_cell(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, list | tuple):  # e.g. a [min, max] range
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
     if isinstance(value, float):
         if value.is_integer() and abs(value) < 1e15:
             return _cell(int(value))

@@ -138,6 +138,25 @@ def test_nodes_with_skewed_clocks_still_find_each_other():
     assert len(clocks) > 1  # the clocks really differ
 
 
+def test_a_host_given_its_own_clock_reads_it_from_its_start_and_wakes_on_it():
+    net = SimNetwork(seed=SEED)
+    net.clock_for = lambda index: ((1000.0, 1.0), (500.0, 1.001))[index]
+    a, b = net.add_node(), net.add_node()
+    net.run_until(100.0)
+    assert net.local_time(0) == 1100.0 and net.local_time(1) == pytest.approx(600.1)
+    assert net.call(a, lambda c, now: c.ping(b.addr, now)).node_id == b.id
+    # A timer the second host asks for (on its own clock) fires when its clock
+    # reads that time: in network time, (asked - 500) / 1.001.
+    asked = b.get_timer()
+    woken = []
+    handle = b.handle_timer
+    b.handle_timer = lambda now: (woken.append((net.now, now)), handle(now))
+    net.run_until((asked - 500.0) / 1.001 + 1e-6)
+    assert woken and all(local == pytest.approx(500.0 + 1.001 * at) for at, local in woken)
+    assert woken[-1] == pytest.approx(((asked - 500.0) / 1.001, asked))
+    assert all(local < asked for _, local in woken[:-1])
+
+
 # ---- scenarios (small) -----------------------------------------------------------------
 
 

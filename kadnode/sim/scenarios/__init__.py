@@ -26,7 +26,11 @@ papers predict:
 ``delete``
     signed values, shared values and a peer record deleted on one side of a
     split: no read after the heal returns them, and the tombstones reach the
-    other half, restarted replicas and newcomers.
+    other half, restarted replicas and newcomers;
+``skew``
+    a share of the nodes booted with clocks off by up to S = 0, 5 min, 1 h
+    and past the 6 h peer-record lifetime: plain values found, a TTL kept to
+    within S, signed peer records verified or refused (and why).
 
 Networks are built by the real join (``NodeCore.bootstrap``), in waves of
 newcomers arriving over a few seconds, through a few well-known seed nodes,
@@ -49,6 +53,7 @@ from kadnode.sim.scenarios.hops import scenario_hops
 from kadnode.sim.scenarios.latency import scenario_latency
 from kadnode.sim.scenarios.load import scenario_load
 from kadnode.sim.scenarios.partition import scenario_partition
+from kadnode.sim.scenarios.skew import scenario_skew
 
 
 class Scenario(NamedTuple):
@@ -65,4 +70,5 @@ SCENARIOS: dict[str, Scenario] = {
     "load": Scenario(scenario_load, 1000),
     "latency": Scenario(scenario_latency, 2000),
     "delete": Scenario(scenario_delete, 500),
+    "skew": Scenario(scenario_skew, 200),
 }
