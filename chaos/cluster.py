@@ -140,6 +140,24 @@ class Backend(ABC):
             reason = ((err or out).strip().splitlines() or [f"exit {code}"])[-1]
             raise FaultUnavailable(f"{node.name}: kadnode fault: {reason}")
 
+    # Clock and CPU faults; only the docker backend has them (see DockerBackend).
+    def set_clock(self, node: Node, offset_s: float, drift_ppm: float = 0.0) -> str:
+        """Make the node's wall clock read ``offset_s`` seconds off, running ``drift_ppm``
+        fast (negative: slow); the mechanism used. 0, 0 puts it right."""
+        raise FaultUnavailable(f"the {self.name} backend cannot set a node's clock")
+
+    def clock_offset(self, node: Node) -> float:
+        """How far the node's wall clock reads from the harness's, in seconds."""
+        raise FaultUnavailable(f"the {self.name} backend cannot read a node's clock")
+
+    def set_cpu(self, node: Node, cores: float | None) -> str:
+        """Cap the node at ``cores`` CPUs (None lifts the cap); the mechanism used."""
+        raise FaultUnavailable(f"the {self.name} backend cannot cap a node's CPU")
+
+    def freeze(self, node: Node, frozen: bool) -> None:
+        """Freeze every process of the node (it answers nothing), or thaw it."""
+        raise FaultUnavailable(f"the {self.name} backend cannot freeze a node")
+
     def clear_faults(self, node: Node) -> None:
         """Remove every fault from the node (kadnode's send delay here)."""
         # A daemon without fault injection has no delay to clear.

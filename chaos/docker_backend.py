@@ -18,6 +18,14 @@ container's network namespace, entered from the host with ``nsenter -t PID -n``
 (the image needs no iptables and no extra capabilities); delay is tc netem
 there, or, where the kernel has no netem, ``kadnode fault`` through docker exec
 (every daemon runs with ``--allow-fault-injection``).
+
+Clock skew is libfaketime (Debian's, in the image): every container runs
+with it preloaded, reading its offset from a file (:data:`CLOCK_FILE`) that
+the harness writes; it fakes the wall clock only (``CLOCK_REALTIME``, what
+``time.time`` reads), never ``CLOCK_MONOTONIC``, as a wrong or stepped
+machine clock would. Slow nodes are a CPU quota (``docker update
+--cpu-quota``: the cgroup's cpu.max) and ``docker pause``/``unpause`` (the
+cgroup freezer).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .cluster import Backend, ChaosError, NetnsFaults, Node, Status
+from .cluster import Backend, ChaosError, FaultUnavailable, NetnsFaults, Node, Status
 
 LABEL = "kadnode.chaos"
 ROLE = "kadnode.chaos.role"
@@ -34,6 +42,20 @@ PORT = 8467
 DATA_DIR = "/var/lib/kadnode"
 SIGKILLED = 137  # 128 + 9: the exit code of a container the harness killed
 READY_TIMEOUT = 30.0
+FREEZE_ATTEMPTS = 3
+CPU_PERIOD_US = 100_000  # the cgroup's scheduling period; the quota is a share of it
+FAKETIME_LIB = "/usr/local/lib/libfaketime.so.1"  # deploy/Dockerfile links it there
+CLOCK_FILE = "/tmp/kadnode-clock"  # libfaketime re-reads it every second
+FAKETIME_ENV = {
+    "LD_PRELOAD": FAKETIME_LIB,
+    "FAKETIME_TIMESTAMP_FILE": CLOCK_FILE,  # absent: the true time
+    "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    "FAKETIME_CACHE_DURATION": "1",
+}
+CLOCK_MECHANISM = (
+    f"libfaketime preloaded in every container, offset from {CLOCK_FILE} "
+    "(CLOCK_REALTIME only; CLOCK_MONOTONIC untouched)"
+)
 
 
 def engine(timeout: float = 300.0) -> Any:
@@ -52,7 +74,7 @@ def engine(timeout: float = 300.0) -> Any:
 
 class DockerBackend(NetnsFaults, Backend):
     name = "docker"
-    faults = frozenset({"partition", "loss", "delay", "kill", "churn"})
+    faults = frozenset({"partition", "loss", "delay", "kill", "churn", "skew", "slow"})
 
     def __init__(self, cluster: str = "kadchaos", image: str = "kadnode:local"):
         self.cluster = cluster
@@ -126,6 +148,7 @@ class DockerBackend(NetnsFaults, Backend):
             network=self.cluster,
             networking_config=networking,
             dns=[self._dns_ip()],
+            environment=FAKETIME_ENV,
             labels={LABEL: self.cluster, ROLE: role},
         )
 
@@ -177,8 +200,8 @@ class DockerBackend(NetnsFaults, Backend):
         except docker.errors.NotFound:
             return Status(False, True, "container gone")
         state = container.attrs["State"]
-        if state["Status"] == "running":
-            return Status(True, False, "running")
+        if state["Status"] in ("running", "paused"):  # paused: frozen by the slow scenario
+            return Status(True, False, state["Status"])
         killed = state["ExitCode"] == SIGKILLED and not state.get("OOMKilled")
         detail = f"{state['Status']}, exit code {state['ExitCode']}"
         if state.get("OOMKilled"):
@@ -220,6 +243,68 @@ class DockerBackend(NetnsFaults, Backend):
             removed.append(f"network {network.name}")
         return removed
 
+    # ---- clock and CPU ----
+
+    def _root_sh(self, node: Node, script: str) -> None:
+        code, out = self._container(node).exec_run(["sh", "-ec", script], user="root")
+        if code != 0:
+            reason = (out.decode(errors="replace").strip().splitlines() or [f"exit {code}"])[-1]
+            raise FaultUnavailable(f"{node.name}: {reason}")
+
+    def set_clock(self, node: Node, offset_s: float, drift_ppm: float = 0.0) -> str:
+        if not offset_s and not drift_ppm:
+            self._root_sh(node, f"rm -f {CLOCK_FILE}")
+            return CLOCK_MECHANISM
+        # libfaketime's relative form: "+S" or "-S" seconds, then " xRATE" for drift.
+        spec = f"{offset_s:+.0f}" + (f" x{1 + drift_ppm / 1e6:.9f}" if drift_ppm else "")
+        self._root_sh(
+            node,
+            f"test -e {FAKETIME_LIB} || {{ echo 'the image has no libfaketime:"
+            f" rebuild it with deploy/build-image.sh --offline'; exit 1; }}\n"
+            f"echo '{spec}' > {CLOCK_FILE}.new && mv {CLOCK_FILE}.new {CLOCK_FILE}",
+        )
+        return CLOCK_MECHANISM
+
+    def clock_offset(self, node: Node) -> float:
+        before = time.time()
+        code, out, err = self.exec(node, ["date", "+%s.%N"], timeout=30)
+        after = time.time()
+        if code != 0:
+            raise ChaosError(f"{node.name}: date: {(err or out).strip()}")
+        return float(out) - (before + after) / 2
+
+    def set_cpu(self, node: Node, cores: float | None) -> str:
+        quota = -1 if cores is None else max(1000, int(cores * CPU_PERIOD_US))
+        self._container(node).update(cpu_period=CPU_PERIOD_US, cpu_quota=quota)
+        return f"docker update --cpu-period {CPU_PERIOD_US} --cpu-quota Q (the cgroup's cpu.max)"
+
+    def freeze(self, node: Node, frozen: bool) -> None:
+        import docker
+
+        container = self._container(node)
+        for attempt in range(FREEZE_ATTEMPTS):
+            try:
+                if frozen:
+                    container.pause()
+                else:
+                    container.unpause()
+                return
+            except docker.errors.APIError as exc:
+                # Already so ("is already paused", "is not paused"): nothing to do.
+                if "paused" in str(exc):
+                    return
+                # runc gives up on a freeze that a CPU-starved cgroup does not reach
+                # at once ("unable to freeze"): try again, then let the caller know.
+                if "unable to freeze" not in str(exc) or attempt == FREEZE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.02)
+
+    def clear_faults(self, node: Node) -> None:
+        self.freeze(node, False)  # a paused container runs no command
+        self.set_cpu(node, None)
+        self.set_clock(node, 0.0)
+        super().clear_faults(node)
+
     # ---- commands on nodes ----
 
     @property
@@ -233,12 +318,19 @@ class DockerBackend(NetnsFaults, Backend):
     def exec(self, node: Node, argv: list[str], timeout: float) -> tuple[int, str, str]:
         import docker
 
-        try:
-            container = self._container(node)
-            # coreutils timeout bounds the command: exec_run itself has no deadline.
-            code, (out, err) = container.exec_run(["timeout", str(int(timeout)), *argv], demux=True)
-        except docker.errors.APIError as exc:
-            return 125, "", str(exc.explanation or exc)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                container = self._container(node)
+                # coreutils timeout bounds the command: exec_run itself has no deadline.
+                argv_ = ["timeout", str(int(timeout)), *argv]
+                code, (out, err) = container.exec_run(argv_, demux=True)
+                break
+            except docker.errors.APIError as exc:
+                # A node the slow scenario froze runs no command: wait for its thaw.
+                if "paused" not in str(exc) or time.monotonic() > deadline:
+                    return 125, "", str(exc.explanation or exc)
+                time.sleep(0.05)
         return code, (out or b"").decode(), (err or b"").decode()
 
     def logs(self, node: Node, lines: int = 20) -> str:

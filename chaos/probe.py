@@ -7,7 +7,11 @@ interpreter, so one process start serves a whole batch instead of one
 ``kadnode.client``, the client behind ``kadnode get|peers|info|ping --json``,
 and prints one JSON document::
 
-    probe BUDGET get KEY...      [{"key", "found", "value"} or {"key", "error"}, ...]
+    probe BUDGET get KEY...      [{"key", "found", "value", "ms"} or {"key", "error"}, ...]
+    probe BUDGET find-peer ID... [{"id", "found", "left", "addresses", "seq", "rejected"}
+                                  or {"id", "error"}, ...]
+    probe BUDGET rtt N HOST:PORT...  [{"address", "rtt_ms": [N round trips, null if lost]}, ...]
+                                  (the pings of one address RTT_GAP s apart)
     probe BUDGET peers           the /peers reply, or {"error": ...}
     probe BUDGET info            the /info reply, or {"error": ...}
     probe BUDGET ping HOST:PORT  the /ping reply, or {"error": ...}
@@ -20,18 +24,23 @@ seconds: keys not asked by then come back as errors.
 import json
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from kadnode.cli.client import ApiClient
+from kadnode.cli.client import ApiClient, api_token, default_data_dir
 from kadnode.errors import KadnodeError
 
 CALL_TIMEOUT = 15.0
 PARALLEL = 4
+RTT_GAP = 0.15  # seconds between pings of one address: 10 of them span a pause cycle
 
 
 def main(argv: list[str]) -> int:
-    client = ApiClient(os.environ.get("KADNODE_API", "127.0.0.1:8468"), timeout=CALL_TIMEOUT)
+    # The token (a ping is a POST) from $KADNODE_API_TOKEN or $KADNODE_DATA_DIR, as the CLI's.
+    token = api_token(default_data_dir())
+    api = os.environ.get("KADNODE_API", "127.0.0.1:8468")
+    client = ApiClient(api, token=token, timeout=CALL_TIMEOUT)
     deadline = time.monotonic() + float(argv[0])
     op, args = argv[1], argv[2:]
     if op == "get":
@@ -39,14 +48,57 @@ def main(argv: list[str]) -> int:
         def get(key: str) -> dict:
             if time.monotonic() > deadline:
                 return {"key": key, "error": "not asked: the probe's time budget ran out"}
+            started = time.monotonic()
             try:
                 reply = client.get(key)
             except KadnodeError as exc:
                 return {"key": key, "error": str(exc)}
-            return {"key": key, "found": reply["found"], "value": reply["value"]}
+            ms = round((time.monotonic() - started) * 1000, 1)
+            return {"key": key, "found": reply["found"], "value": reply["value"], "ms": ms}
 
         with ThreadPoolExecutor(PARALLEL) as pool:
             print(json.dumps(list(pool.map(get, args))))
+        return 0
+    if op == "find-peer":
+
+        def find_peer(node_id: str) -> dict:
+            if time.monotonic() > deadline:
+                return {"id": node_id, "error": "not asked: the probe's time budget ran out"}
+            try:
+                reply = client.find_peer(node_id)
+            except KadnodeError as exc:
+                return {"id": node_id, "error": str(exc)}
+            record = reply.get("record") or {}
+            return {
+                "id": node_id,
+                "found": reply["found"],
+                "left": reply.get("left", False),
+                "addresses": [f"{a['host']}:{a['port']}" for a in record.get("addresses", [])],
+                "seq": record.get("seq"),
+                "rejected": reply.get("rejected", 0),
+            }
+
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            print(json.dumps(list(pool.map(find_peer, args))))
+        return 0
+    if op == "rtt":  # N pings of each address, RTT_GAP s apart
+
+        def rtts(address: str) -> dict:
+            times = []
+            for i in range(int(args[0])):
+                if time.monotonic() > deadline:
+                    break
+                if i:  # not time.sleep: it fails under the containers' libfaketime
+                    threading.Event().wait(RTT_GAP)
+                try:
+                    reply = client.ping(address)
+                except KadnodeError:
+                    reply = {}
+                times.append(reply.get("rtt_ms") if reply.get("alive") else None)
+            return {"address": address, "rtt_ms": times}
+
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            print(json.dumps(list(pool.map(rtts, args[1:]))))
         return 0
     calls = {
         "peers": client.peers,

@@ -10,16 +10,21 @@
     delay      every node's datagrams wait --ms +- --jitter-ms: tc netem, or where the
                kernel has none, kadnode's send delay (kadnode fault)
     churn      --rounds times: one node leaves for good, a new one joins
+    skew       --fraction of the nodes' clocks set up to --max-seconds ahead or behind
+               (libfaketime): stepped while running, then across a restart, then put right
+    slow       --fraction of the nodes capped at --cpu cores and, with --pause-ms,
+               frozen that long in every --period-ms (docker update, pause)
     heal       remove every fault, start stopped nodes, wait until all have contacts
     status     the nodes, their states and routing-table sizes
     down       remove every container, namespace, process and network of the cluster
 
-Backends: docker (containers on an internal docker network of our own; all
-faults), netns (one network namespace per daemon, root; all faults), process
-(daemons on 127.0.0.1; kill, churn and kadnode's own delay). Every daemon runs
-with --allow-fault-injection. ``auto`` takes the backend whose
-cluster is up, else docker if an engine answers, else netns as root, else
-process. Exit codes: 0 no violation, 1 violations, 2 the harness could not run.
+Backends: docker (containers on an internal docker network of our own; every
+fault, and the only one with skew and slow), netns (one network namespace per
+daemon, root; the network faults, kill, churn), process (daemons on
+127.0.0.1; kill, churn and kadnode's own delay). Every daemon runs with
+--allow-fault-injection. ``auto`` takes the backend whose cluster is up, else
+docker if an engine answers, else netns as root, else process. Exit codes: 0
+no violation, 1 violations, 2 the harness could not run.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `chaos` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chaos import scenarios
+from chaos import host_faults, scenarios
 from chaos.cluster import Backend, ChaosError
 
 BACKENDS = ("docker", "netns", "process")
@@ -71,6 +76,20 @@ def choose_backend(args: argparse.Namespace) -> Backend:
         for reason in reasons:
             print(f"chaos: not {reason}", file=sys.stderr)
     return usable[0]
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--interval", type=float, default=10.0)
     p.add_argument("--timeout", type=float, default=120.0)
+    p = sub.add_parser("skew", help="wrong clocks (libfaketime), then put right")
+    p.add_argument("--max-seconds", type=positive, default=300.0, help="(default %(default)s)")
+    p.add_argument("--fraction", type=fraction, default=0.5, help="(default %(default)s)")
+    p.add_argument("--drift-ppm", type=float, default=0.0, help="clock rate error (default 0)")
+    p.add_argument("--timeout", type=float, default=120.0)
+    p = sub.add_parser("slow", help="CPU-starved and paused nodes")
+    p.add_argument("--fraction", type=fraction, default=0.3, help="(default %(default)s)")
+    p.add_argument("--cpu", type=positive, default=0.05, help="cores each (default %(default)s)")
+    p.add_argument("--pause-ms", type=int, default=0, help="frozen this long each period")
+    p.add_argument("--period-ms", type=int, default=1000, help="(default %(default)s)")
+    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--timeout", type=float, default=180.0)
     p = sub.add_parser("heal", help="remove every fault")
     p.add_argument("--timeout", type=float, default=120.0)
     sub.add_parser("status", help="show the nodes")
@@ -138,6 +169,17 @@ def run(args: argparse.Namespace) -> scenarios.Report:
         return scenarios.delay(chaos, args.ms, args.jitter_ms, args.duration, args.timeout)
     if args.command == "churn":
         return scenarios.churn(chaos, args.rounds, args.interval, args.timeout)
+    if args.command == "skew":
+        return host_faults.skew(
+            chaos, args.max_seconds, args.fraction, args.drift_ppm, args.timeout
+        )
+    if args.command == "slow":
+        if not 0 <= args.pause_ms < args.period_ms:
+            raise ChaosError("--pause-ms must be at least 0 and less than --period-ms")
+        return host_faults.slow(
+            chaos, args.fraction, args.cpu, args.pause_ms, args.period_ms, args.duration,
+            args.timeout,
+        )  # fmt: skip
     if args.command == "heal":
         return scenarios.heal(chaos, args.timeout)
     return scenarios.status(chaos)
@@ -159,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chaos: docker: {exc}", file=sys.stderr)  # the engine refused something
         return 2
     except KeyboardInterrupt:
-        if args.command in ("partition", "loss", "delay"):
+        if args.command in ("partition", "loss", "delay", "slow", "skew"):
             after = "faults were removed; 'down' removes the cluster"
         else:  # kill, churn, heal, up: nodes may be left stopped
             after = "'heal' starts stopped nodes and clears faults; 'down' removes the cluster"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build a Debian bookworm base image without any container registry:
-# debootstrap (minbase + python3 + python3-venv) from Debian's packages, then
-# `docker import`. deploy/Dockerfile builds kadnode FROM it with
+# debootstrap (minbase + python3, python3-venv and libfaketime, which
+# chaos/run.py skew preloads to set a node's clock) from Debian's packages,
+# then `docker import`. deploy/Dockerfile builds kadnode FROM it with
 #   --build-arg BASE=kadnode-base:bookworm
 #
 #   deploy/build-base-image.sh [TAG]      # default TAG: kadnode-base:bookworm
@@ -12,7 +13,10 @@
 set -euo pipefail
 
 tag="${1:-kadnode-base:bookworm}"
-if [ -z "${REBUILD:-}" ] && docker image inspect "$tag" >/dev/null 2>&1; then
+packages="python3,python3-venv,libfaketime"
+# An image of that tag built with another package list is rebuilt.
+held="$(docker image inspect -f '{{index .Config.Labels "kadnode.base.packages"}}' "$tag" 2>/dev/null || true)"
+if [ -z "${REBUILD:-}" ] && [ "$held" = "$packages" ]; then
   echo "base image $tag exists (REBUILD=1 to rebuild)"
   exit 0
 fi
@@ -26,7 +30,7 @@ trap 'rm -rf "$root"' EXIT
 start=$SECONDS
 echo "debootstrap --variant=minbase bookworm into $root ..."
 # shellcheck disable=SC2086  # DEBIAN_MIRROR is one optional word
-debootstrap --variant=minbase --include=python3,python3-venv bookworm "$root" \
+debootstrap --variant=minbase --include="$packages" bookworm "$root" \
   ${DEBIAN_MIRROR:-} >"$root.log" 2>&1 || {
   tail -20 "$root.log" >&2
   echo "debootstrap failed (full log: $root.log)" >&2
@@ -38,6 +42,6 @@ chroot "$root" apt-get clean
 rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* \
   "$root"/usr/share/locale/* "$root"/var/cache/debconf/*-old
 tar -C "$root" -c . | docker import \
-  -c 'ENV LANG=C.UTF-8' -c 'CMD ["/bin/bash"]' \
-  -m "debootstrap --variant=minbase bookworm + python3, python3-venv" - "$tag" >/dev/null
+  -c 'ENV LANG=C.UTF-8' -c 'CMD ["/bin/bash"]' -c "LABEL kadnode.base.packages=$packages" \
+  -m "debootstrap --variant=minbase bookworm + $packages" - "$tag" >/dev/null
 echo "built $tag in $((SECONDS - start)) s ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"

@@ -60,12 +60,8 @@ def test_past_the_record_lifetime_readers_ahead_of_the_signer_refuse_it_as_expir
     assert not row["ok"] and "S = 900 s" in " ".join(report.failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a publisher keeps its own value past its TTL until its daily republish"
-    " (kadnode/core/upkeep.py maintain_record), and anti-entropy and read caching"
-    " spread that copy with the extended life (docs/sim/skew.md)",
-)
 def test_no_copy_of_a_value_lives_past_its_ttl_plus_the_skew(report):
+    # A put with a ttl is never republished, its publisher's copy included
+    # (kadnode.core.node.NodeCore.put): no copy is left to spread past it.
     for detail in report.extra[0][2]:
         assert detail["held_after"] == 0, f"seed {SEED}: {detail}"

@@ -8,7 +8,8 @@
   otherwise): 6 daemons in network namespaces of their own, joined through
   ``--dns-seed`` SRV records; a 10 s partition with iptables DROP, then heal.
 - docker backend (``-m docker``): containers of ``kadnode:local`` on an
-  internal docker network; partition, heal, kill 30 %.
+  internal docker network; partition, heal, kill 30 %; clocks skewed up to
+  20 s, then 30 % of the nodes slowed (0.05 cpu, paused 300 ms a second).
 - bootstrap/seed_dns.py serves bootstrap/kadnode.zone to kadnode's own resolver
   on loopback.
 
@@ -31,7 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from chaos import scenarios  # noqa: E402
+from chaos import host_faults, scenarios  # noqa: E402
 from chaos.cluster import KADNODE_DELAY, Backend, ChaosError, FaultUnavailable  # noqa: E402
 from chaos.process_backend import NetnsBackend, ProcessBackend  # noqa: E402
 from kadnode.shell.dns import SeedResolutionError, resolve_seed  # noqa: E402
@@ -191,6 +192,37 @@ def test_docker_partition_heal_then_kill(cluster_name):
         print(report.render())
         assert report.ok, report.render()
         assert report.metrics["survivors"] == 6
+    finally:
+        chaos.backend.down()
+    assert not chaos.backend.exists()
+
+
+@pytest.mark.docker
+def test_docker_skewed_clocks_then_slow_nodes(cluster_name):
+    """Bounded versions of ``chaos/run.py skew`` and ``slow`` on 8 containers."""
+    reason = _docker_reason()
+    if reason:
+        pytest.skip(reason)
+    from chaos.docker_backend import DockerBackend
+
+    chaos = _chaos(DockerBackend(cluster_name, IMAGE))
+    try:
+        assert scenarios.up(chaos, 8, join_timeout=60).ok
+        report = host_faults.skew(chaos, 20.0, 0.5, 0.0, timeout=90)
+        print(report.render())
+        assert report.ok, report.render()
+        m = report.metrics
+        assert m["skewed"] == "4 of 8" and m["offset_measured_error_s"] < 5
+        assert (m["expiry_found_before"], m["expiry_found_after"]) == ("8/8", "0/8")
+        assert m["peer_records_verified_under_skew"] == m["peer_records_verified_after"] == "64/64"
+        # The running daemons saw their wall clocks step and kept their own.
+        assert max(map(abs, m["clock_step_seen_by_daemons_s"])) > 1
+        report = host_faults.slow(chaos, 0.3, 0.05, 300, 1000, duration=5, timeout=120)
+        print(report.render())
+        assert report.ok, report.render()
+        m = report.metrics
+        assert m["rtt_ms_slow_nodes"]["p50"] > m["rtt_ms_healthy_nodes"]["p50"]
+        assert m["gets_stalled"].startswith("0 ")
     finally:
         chaos.backend.down()
     assert not chaos.backend.exists()
