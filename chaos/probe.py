@@ -7,8 +7,10 @@ interpreter, so one process start serves a whole batch instead of one
 ``kadnode.client``, the client behind ``kadnode get|peers|info|ping --json``,
 and prints one JSON document::
 
-    probe BUDGET get KEY...      [{"key", "found", "value", "ms"} or {"key", "error"}, ...]
+    probe BUDGET get KEY...      [{"key", "found", "value"} or {"key", "error"}, ...]
     probe BUDGET find-peer ID... [{"id", "found", "left", "addresses", "seq", "rejected"}
+                                  or {"id", "error"}, ...]
+    probe BUDGET lookup ID...    [{"id", "found", "ms" (the daemon's elapsed_ms)}
                                   or {"id", "error"}, ...]
     probe BUDGET rtt N HOST:PORT...  [{"address", "rtt_ms": [N round trips, null if lost]}, ...]
                                   (the pings of one address RTT_GAP s apart)
@@ -48,13 +50,11 @@ def main(argv: list[str]) -> int:
         def get(key: str) -> dict:
             if time.monotonic() > deadline:
                 return {"key": key, "error": "not asked: the probe's time budget ran out"}
-            started = time.monotonic()
             try:
                 reply = client.get(key)
             except KadnodeError as exc:
                 return {"key": key, "error": str(exc)}
-            ms = round((time.monotonic() - started) * 1000, 1)
-            return {"key": key, "found": reply["found"], "value": reply["value"], "ms": ms}
+            return {"key": key, "found": reply["found"], "value": reply["value"]}
 
         with ThreadPoolExecutor(PARALLEL) as pool:
             print(json.dumps(list(pool.map(get, args))))
@@ -80,6 +80,20 @@ def main(argv: list[str]) -> int:
 
         with ThreadPoolExecutor(PARALLEL) as pool:
             print(json.dumps(list(pool.map(find_peer, args))))
+        return 0
+    if op == "lookup":
+
+        def lookup(node_id: str) -> dict:
+            if time.monotonic() > deadline:
+                return {"id": node_id, "error": "not asked: the probe's time budget ran out"}
+            try:
+                reply = client.lookup(node_id)
+            except KadnodeError as exc:
+                return {"id": node_id, "error": str(exc)}
+            return {"id": node_id, "found": reply["found"], "ms": reply["elapsed_ms"]}
+
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            print(json.dumps(list(pool.map(lookup, args))))
         return 0
     if op == "rtt":  # N pings of each address, RTT_GAP s apart
 
