@@ -140,6 +140,27 @@ def _found_from(chaos: Chaos, nodes: list[Node], key: str) -> int:
     return sum(chaos.each(nodes, found).values())
 
 
+def _check_expiry(
+    chaos: Chaos, report: Report, nodes: list[Node], key: str, expires: float, skew_s: float
+) -> None:
+    """``key``, stored to expire at ``expires`` (the harness's monotonic clock), is found
+    from every node at expires - skew - margin and from none at expires + skew + margin."""
+    with report.phase("expiry") as p:
+        _sleep_until(chaos, expires - skew_s - EXPIRY_MARGIN, "T - S - margin")
+        before = _found_from(chaos, nodes, key)
+        _sleep_until(chaos, expires + skew_s + EXPIRY_MARGIN, "T + S + margin")
+        after = _found_from(chaos, nodes, key)
+        p["detail"] = f"found by {before} before, {after} after"
+    report.metrics["expiry_found_before"] = f"{before}/{len(nodes)}"
+    report.metrics["expiry_found_after"] = f"{after}/{len(nodes)}"
+    if before < len(nodes):
+        report.violations.append(
+            f"the ttl value expired early: {len(nodes) - before} nodes missed it at T - S"
+        )
+    if after:
+        report.violations.append(f"the ttl value outlived T + S: {after} nodes found it")
+
+
 def _sleep_until(chaos: Chaos, at: float, what: str) -> None:
     left = at - time.monotonic()
     if left > 0:
@@ -148,8 +169,9 @@ def _sleep_until(chaos: Chaos, at: float, what: str) -> None:
 
 
 def skew(
-    chaos: Chaos, max_seconds: float, fraction: float, drift_ppm: float, timeout: float
-) -> Report:
+    chaos: Chaos, max_seconds: float, fraction: float, drift_ppm: float, timeout: float,
+    expiry: bool = True,
+) -> Report:  # fmt: skip
     _need(chaos, "skew")
     backend = chaos.backend
     report = chaos.report(f"skew +-{max_seconds:.0f} s")
@@ -160,14 +182,18 @@ def skew(
         p["detail"] = f"{len(records)} records, one from each node"
     ttl = 2 * max_seconds + 2 * EXPIRY_MARGIN
     expiring = f"chaos/{chaos.run_id}/expiring"
-    with report.phase("put with a ttl") as p:
-        writer = chaos.rng.choice(nodes)
-        argv = [backend.kadnode, "put", "--json", "--ttl", f"{ttl:.0f}", expiring, "x"]
-        code, _, err = backend.exec(writer, argv, 60)
-        put_at = time.monotonic()
-        if code != 0:
-            report.violations.append(f"put --ttl from {writer.name}: {err.strip()}")
-        p["detail"] = f"{expiring} from {writer.name}, ttl {ttl:.0f} s"
+    writer = chaos.rng.choice(nodes)  # drawn either way: --no-expiry keeps the seed's choices
+    put_at = time.monotonic()
+    if expiry:
+        with report.phase("put with a ttl") as p:
+            argv = [backend.kadnode, "put", "--json", "--ttl", f"{ttl:.0f}", expiring, "x"]
+            code, _, err = backend.exec(writer, argv, 60)
+            put_at = time.monotonic()
+            if code != 0:
+                report.violations.append(f"put --ttl from {writer.name}: {err.strip()}")
+            p["detail"] = f"{expiring} from {writer.name}, ttl {ttl:.0f} s"
+    else:
+        report.notes.append(f"expiry not checked (--no-expiry): its T would be {ttl:.0f} s")
     count = max(1, min(len(nodes), round(fraction * len(nodes))))
     skewed = sorted(chaos.rng.sample(nodes, count), key=lambda n: n.name)
     offsets = {n.name: round(chaos.rng.uniform(-max_seconds, max_seconds)) for n in skewed}
@@ -213,20 +239,8 @@ def skew(
         report.metrics["records_found"] = f"{wait.first_round_ok:.1%} in the first round" + (
             f", all after {wait.seconds} s" if wait.seconds is not None else ", not all"
         )
-        with report.phase("expiry") as p:
-            _sleep_until(chaos, put_at + ttl - max_seconds - EXPIRY_MARGIN, "T - S - margin")
-            before = _found_from(chaos, nodes, expiring)
-            _sleep_until(chaos, put_at + ttl + max_seconds + EXPIRY_MARGIN, "T + S + margin")
-            after = _found_from(chaos, nodes, expiring)
-            p["detail"] = f"found by {before} before, {after} after"
-        report.metrics["expiry_found_before"] = f"{before}/{len(nodes)}"
-        report.metrics["expiry_found_after"] = f"{after}/{len(nodes)}"
-        if before < len(nodes):
-            report.violations.append(
-                f"the ttl value expired early: {len(nodes) - before} nodes missed it at T - S"
-            )
-        if after:
-            report.violations.append(f"the ttl value outlived T + S: {after} nodes found it")
+        if expiry:
+            _check_expiry(chaos, report, nodes, expiring, put_at + ttl, max_seconds)
     finally:
         with report.phase("clocks put right") as p:
             chaos.each(skewed, lambda n: backend.set_clock(n, 0.0))

@@ -135,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=positive, default=300.0, help="(default %(default)s)")
     p.add_argument("--fraction", type=fraction, default=0.5, help="(default %(default)s)")
     p.add_argument("--drift-ppm", type=float, default=0.0, help="clock rate error (default 0)")
+    p.add_argument(
+        "--no-expiry",
+        action="store_true",
+        help="skip the ttl value's check (its T is 2S + 60 s: for a large S, hours)",
+    )
     p.add_argument("--timeout", type=float, default=120.0)
     p = sub.add_parser("slow", help="CPU-starved and paused nodes")
     p.add_argument("--fraction", type=fraction, default=0.3, help="(default %(default)s)")
@@ -171,8 +176,9 @@ def run(args: argparse.Namespace) -> scenarios.Report:
         return scenarios.churn(chaos, args.rounds, args.interval, args.timeout)
     if args.command == "skew":
         return host_faults.skew(
-            chaos, args.max_seconds, args.fraction, args.drift_ppm, args.timeout
-        )
+            chaos, args.max_seconds, args.fraction, args.drift_ppm, args.timeout,
+            expiry=not args.no_expiry,
+        )  # fmt: skip
     if args.command == "slow":
         if not 0 <= args.pause_ms < args.period_ms:
             raise ChaosError("--pause-ms must be at least 0 and less than --period-ms")

@@ -1,7 +1,8 @@
 """Scenario ``skew``: what wrong clocks do to values and peer records. No I/O
 but progress on stderr.
 
-A daemon's core runs on its machine's wall clock, so a node whose clock is
+A daemon's core runs on its machine's wall clock (read when it starts, then carried
+on by the monotonic clock: kadnode.shell.clock), so a node whose clock is
 wrong runs all of itself on that wrong clock. Plain values travel with a
 relative TTL (each replica counts it down on its own clock); signed peer
 records carry an absolute ``expires`` in the signer's clock (``now`` +
@@ -359,11 +360,9 @@ def _report(world, nodes, seed, rows, details, pairs, fraction, drift_ppm, sampl
         " when it was written, else not found.",
         "T = max(600 s, 2 S + 300 s); the expiry value is read by the sample at put time"
         " + T - S - 60 s (all must find it) and + T + S + 60 s (none may). Its publisher"
-        " keeps running, and keeps serving its own value past a TTL shorter than a day until"
-        " its daily republish (kadnode/core/upkeep.py, maintain_record); anti-entropy pushes"
-        " that copy to the publisher's neighbours with the extended life, and reads cache it"
-        " on: the live copies in the second table. Skew aside, a read after T finds the value"
-        " when its lookup meets one of them.",
+        " keeps running and holds it as a replica does, never republishing it (a put with a"
+        " ttl: kadnode.core.node.NodeCore.put); the second table counts any copy still live,"
+        " from anti-entropy or read caching.",
         *_threshold_notes(pairs, lifetime),
     ]
     for row in rows:
