@@ -35,6 +35,7 @@ import json
 import statistics
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from .cluster import Node
@@ -83,14 +84,13 @@ def _registrations(chaos: Chaos, nodes: list[Node], report: Report, tag: str) ->
         except ValueError:
             return {"error": (err.strip().splitlines() or [f"exit {code}"])[-1]}
 
-    refusals: dict[str, int] = {}
+    refusals: Counter[str] = Counter()
     for name, reply in chaos.each(nodes, reg).items():
-        for reason in reply.get("refused") or []:
-            refusals[reason] = refusals.get(reason, 0) + 1
+        refusals.update(reply.get("refused") or [])
         if "error" in reply:
             report.violations.append(f"register on {name} {tag}: {reply['error']}")
-            refusals[reply["error"]] = refusals.get(reply["error"], 0) + 1
-    report.metrics[f"register_refused_{tag}"] = refusals or None
+            refusals[reply["error"]] += 1
+    report.metrics[f"register_refused_{tag}"] = dict(refusals) or None
 
 
 def _peer_records(
@@ -103,7 +103,7 @@ def _peer_records(
         return chaos.backend.probe(node, ["find-peer", *by_id], PROBE_BUDGET)
 
     verified = tried = 0
-    refused: dict[str, int] = {}
+    refused: Counter[str] = Counter()
     for name, replies in chaos.each(nodes, find).items():
         if isinstance(replies, dict):  # the whole probe failed
             refused[replies.get("error", "probe failed")] = len(by_id)
@@ -123,11 +123,11 @@ def _peer_records(
             else:
                 verified += 1
                 continue
-            refused[why] = refused.get(why, 0) + 1
+            refused[why] += 1
             if len(report.violations) < 200:
                 report.violations.append(f"find-peer {tag} from {name} of {want}: {why}")
     report.metrics[f"peer_records_verified_{tag}"] = f"{verified}/{tried}"
-    report.metrics[f"peer_records_refused_{tag}"] = refused or None
+    report.metrics[f"peer_records_refused_{tag}"] = dict(refused) or None
 
 
 def _found_from(chaos: Chaos, nodes: list[Node], key: str) -> int:
