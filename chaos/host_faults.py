@@ -207,6 +207,7 @@ def skew(
             p["detail"] = f"{count} of {len(nodes)} nodes, while their daemons run"
         report.metrics["skewed"] = f"{count} of {len(nodes)}"
         report.metrics["offset_s"] = [min(offsets.values()), max(offsets.values())]
+        report.notes.append("offsets: " + ", ".join(f"{n} {o:+d} s" for n, o in offsets.items()))
         report.metrics["drift_ppm"] = drift_ppm
         worst = max(abs(measured[n] - offsets[n]) for n in offsets)
         report.metrics["offset_measured_error_s"] = round(worst, 2)

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from kadnode.core import records
 from kadnode.inputs import format_hostport
 
 
@@ -92,7 +93,8 @@ def _show_get(r: dict[str, Any]) -> str:
 def _show_register(r: dict[str, Any]) -> str:
     record = r["record"]
     at = f" at {_addresses(record)} (seq {record['seq']})" if record else ""
-    return f"registered {r['key']}{at}: on {_held_by(r)}"
+    refused = records.refusals(r.get("refused") or [])
+    return f"registered {r['key']}{at}: on {_held_by(r)}" + (f"; {refused}" if refused else "")
 
 
 def _show_deregister(r: dict[str, Any]) -> str:

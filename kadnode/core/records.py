@@ -214,6 +214,28 @@ def verify_record(record: PeerRecord, now: float, key_id: int | None = None) -> 
         raise RecordRejected(BAD_SIGNATURE)
 
 
+def refusals(reasons: Iterable[str]) -> str:
+    """Replicas' refusals of a write in one phrase, most common first ("" for none).
+
+    A record's expiry is read on each replica's own clock, so "expired" or
+    "expires too far ahead" from a replica means its clock and the signer's
+    differ by more than the record's lifetime (docs/chaos.md): the phrase
+    says to look at the clocks.
+    """
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    if not counts:
+        return ""
+    text = ", ".join(f"{n} {why}" for why, n in sorted(counts.items(), key=lambda e: -e[1]))
+    if EXPIRED in counts or TOO_FAR_AHEAD in counts:
+        text += (
+            " (a replica reads a record's expiry on its own clock: its clock and this"
+            " node's differ by more than the record's lifetime; check both)"
+        )
+    return f"refused by {text}"
+
+
 def newer(held: PeerRecord | None, incoming: PeerRecord) -> bool:
     """Whether ``incoming`` should replace ``held``: only a strictly higher seq does.
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from kadnode import __version__
 from kadnode.config import MAX_RECORD_ADDRESSES, REJOIN_CONTACTS, Config
+from kadnode.core import records
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Addr
 from kadnode.errors import KadnodeError, LocalProtocolError
@@ -294,15 +295,17 @@ class Daemon(NodeService):
         except KadnodeError as exc:
             log.warning("registration failed: %s", exc)
             return
-        say = log.info if result.quorum else log.warning
+        refused = records.refusals(result.refused)
+        say = log.info if result.quorum and not refused else log.warning
         say(
-            "registered %s at %s: %d of %d replicas acknowledged (quorum %d, %d more pending)",
+            "registered %s at %s: %d of %d replicas acknowledged (quorum %d, %d more pending)%s",
             to_hex(self.server.id),
             where,
             result.acks,
             result.replica_set,
             result.needed,
             result.pending,
+            f"; {refused}" if refused else "",
         )
 
     async def persist(self) -> None:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kadnode.config import MAX_DATAGRAM, MAX_RECORD_ADDRESSES, MAX_RECORD_LIFETIME
+from kadnode.core import records
 from kadnode.core.identity import Identity
 from kadnode.core.records import (
     BAD_SIGNATURE,
@@ -402,3 +403,11 @@ def test_a_forged_deregistration_is_refused():
     wrong = PeerRecord(ME.node_id, ME.public_key, (), 6, NOW + HOUR, forged.signature)
     with pytest.raises(RecordRejected, match="bad signature"):
         accept(record(seq=5), wrong, NOW)
+
+
+def test_refusals_are_counted_and_an_expiry_refusal_points_at_the_clocks():
+    assert records.refusals([]) == ""
+    said = records.refusals([records.EXPIRED, records.OLDER_SEQ, records.EXPIRED])
+    assert said.startswith(f"refused by 2 {records.EXPIRED}, 1 {records.OLDER_SEQ} (")
+    assert "clock" in said
+    assert "clock" not in records.refusals([records.OLDER_SEQ])

@@ -77,3 +77,11 @@ def test_info_shows_a_clock_step_only_when_there_was_one():
     assert "clock step" not in SHOW["info"]({**info, "clock_step_s": 0.002})
     shown = SHOW["info"]({**info, "clock_step_s": -300.4})
     assert "clock step  -300 s since start (the node keeps its clock until restarted)" in shown
+
+
+def test_a_registration_some_replicas_refused_as_expired_says_to_check_the_clocks():
+    reply = {"key": "ab" * 20, "stored": 12, "local": False, "pending": 0,
+             "refused": ["expired"] * 3, "record": None}  # fmt: skip
+    shown = SHOW["register"](reply)
+    assert shown.startswith("registered " + "ab" * 20 + ": on 12 nodes; refused by 3 expired (")
+    assert "clock" in shown
