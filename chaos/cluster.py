@@ -141,9 +141,9 @@ class Backend(ABC):
             raise FaultUnavailable(f"{node.name}: kadnode fault: {reason}")
 
     # Clock and CPU faults; only the docker backend has them (see DockerBackend).
-    def set_clock(self, node: Node, offset_s: float, drift_ppm: float = 0.0) -> str:
-        """Make the node's wall clock read ``offset_s`` seconds off, running ``drift_ppm``
-        fast (negative: slow); the mechanism used. 0, 0 puts it right."""
+    def set_clock(self, node: Node, offset_s: float) -> str:
+        """Make the node's wall clock read ``offset_s`` seconds off; the mechanism used.
+        0 puts it right."""
         raise FaultUnavailable(f"the {self.name} backend cannot set a node's clock")
 
     def clock_offset(self, node: Node) -> float:

@@ -251,12 +251,15 @@ class DockerBackend(NetnsFaults, Backend):
             reason = (out.decode(errors="replace").strip().splitlines() or [f"exit {code}"])[-1]
             raise FaultUnavailable(f"{node.name}: {reason}")
 
-    def set_clock(self, node: Node, offset_s: float, drift_ppm: float = 0.0) -> str:
-        if not offset_s and not drift_ppm:
+    def set_clock(self, node: Node, offset_s: float) -> str:
+        if not offset_s:
             self._root_sh(node, f"rm -f {CLOCK_FILE}")
             return CLOCK_MECHANISM
-        # libfaketime's relative form: "+S" or "-S" seconds, then " xRATE" for drift.
-        spec = f"{offset_s:+.0f}" + (f" x{1 + drift_ppm / 1e6:.9f}" if drift_ppm else "")
+        # libfaketime's relative form, "+S" or "-S" seconds. No drift: libfaketime's
+        # rate ("xR") runs from each process's own start, and a daemon reads the wall
+        # clock once (kadnode/shell/clock.py), so a drifting wall clock never reaches
+        # it; faking CLOCK_MONOTONIC with a rate hangs Python's timed waits.
+        spec = f"{offset_s:+.0f}"
         self._root_sh(
             node,
             f"test -e {FAKETIME_LIB} || {{ echo 'the image has no libfaketime:"

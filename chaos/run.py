@@ -134,7 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("skew", help="wrong clocks (libfaketime), then put right")
     p.add_argument("--max-seconds", type=positive, default=300.0, help="(default %(default)s)")
     p.add_argument("--fraction", type=fraction, default=0.5, help="(default %(default)s)")
-    p.add_argument("--drift-ppm", type=float, default=0.0, help="clock rate error (default 0)")
     p.add_argument(
         "--no-expiry",
         action="store_true",
@@ -176,7 +175,7 @@ def run(args: argparse.Namespace) -> scenarios.Report:
         return scenarios.churn(chaos, args.rounds, args.interval, args.timeout)
     if args.command == "skew":
         return host_faults.skew(
-            chaos, args.max_seconds, args.fraction, args.drift_ppm, args.timeout,
+            chaos, args.max_seconds, args.fraction, args.timeout,
             expiry=not args.no_expiry,
         )  # fmt: skip
     if args.command == "slow":

@@ -208,7 +208,7 @@ def test_docker_skewed_clocks_then_slow_nodes(cluster_name):
     chaos = _chaos(DockerBackend(cluster_name, IMAGE))
     try:
         assert scenarios.up(chaos, 8, join_timeout=60).ok
-        report = host_faults.skew(chaos, 20.0, 0.5, 0.0, timeout=90)
+        report = host_faults.skew(chaos, 20.0, 0.5, timeout=90)
         print(report.render())
         assert report.ok, report.render()
         m = report.metrics
