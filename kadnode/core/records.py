@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -222,12 +223,10 @@ def refusals(reasons: Iterable[str]) -> str:
     differ by more than the record's lifetime (docs/chaos.md): the phrase
     says to look at the clocks.
     """
-    counts: dict[str, int] = {}
-    for reason in reasons:
-        counts[reason] = counts.get(reason, 0) + 1
+    counts = Counter(reasons)
     if not counts:
         return ""
-    text = ", ".join(f"{n} {why}" for why, n in sorted(counts.items(), key=lambda e: -e[1]))
+    text = ", ".join(f"{n} {why}" for why, n in counts.most_common())
     if EXPIRED in counts or TOO_FAR_AHEAD in counts:
         text += (
             " (a replica reads a record's expiry on its own clock: its clock and this"

@@ -8,8 +8,8 @@ resumed), and the core's timers and deadlines are times on its clock: a step
 forward fires at once every timer due within the step and times out every
 request in flight (its contacts count failures, held values expire early); a
 step back holds upkeep (stabilize, refresh, republish) for the length of the
-step. ``chaos/run.py skew`` steps the clocks of running containers with
-libfaketime to show it.
+step (seen with ``chaos/run.py skew``, which steps the clocks of running
+containers with libfaketime; docs/chaos.md).
 
 So the daemon reads the wall clock once, when it starts, and counts on from
 there with ``CLOCK_MONOTONIC``, which never steps (NTP slews its rate, so it
