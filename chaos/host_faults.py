@@ -407,10 +407,7 @@ def slow(
         record_violations(report, wait, "from the slow nodes")
         report.metrics["slow_nodes_puts"] = f"{len(own)}/{len(victims)} in {put_s:.1f} s"
         report.metrics["slow_nodes_all_found_after_s"] = wait.seconds
-        left = duration - (time.monotonic() - start)
-        if left > 0:
-            chaos.progress(f"holding the slow nodes for {left:.0f} s more")
-            time.sleep(left)
+        _sleep_until(chaos, start + duration, "the end of --duration")
     finally:
         with report.phase("clear") as p:
             if cycle is not None:

@@ -28,6 +28,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from kadnode.cli.client import ApiClient, api_token, default_data_dir
@@ -38,6 +39,25 @@ PARALLEL = 4
 RTT_GAP = 0.15  # seconds between pings of one address: 10 of them span a pause cycle
 
 
+def _found(reply: dict) -> dict:
+    return {"found": reply["found"], "value": reply["value"]}
+
+
+def _record(reply: dict) -> dict:
+    record = reply.get("record") or {}
+    return {
+        "found": reply["found"],
+        "left": reply.get("left", False),
+        "addresses": [f"{a['host']}:{a['port']}" for a in record.get("addresses", [])],
+        "seq": record.get("seq"),
+        "rejected": reply.get("rejected", 0),
+    }
+
+
+def _timed(reply: dict) -> dict:
+    return {"found": reply["found"], "ms": reply["elapsed_ms"]}
+
+
 def main(argv: list[str]) -> int:
     # The token (a ping is a POST) from $KADNODE_API_TOKEN or $KADNODE_DATA_DIR, as the CLI's.
     token = api_token(default_data_dir())
@@ -45,56 +65,30 @@ def main(argv: list[str]) -> int:
     client = ApiClient(api, token=token, timeout=CALL_TIMEOUT)
     deadline = time.monotonic() + float(argv[0])
     op, args = argv[1], argv[2:]
-    if op == "get":
 
-        def get(key: str) -> dict:
-            if time.monotonic() > deadline:
-                return {"key": key, "error": "not asked: the probe's time budget ran out"}
-            try:
-                reply = client.get(key)
-            except KadnodeError as exc:
-                return {"key": key, "error": str(exc)}
-            return {"key": key, "found": reply["found"], "value": reply["value"]}
-
+    def each(run: Callable[[str], dict], items: list[str]) -> int:
         with ThreadPoolExecutor(PARALLEL) as pool:
-            print(json.dumps(list(pool.map(get, args))))
+            print(json.dumps(list(pool.map(run, items))))
         return 0
-    if op == "find-peer":
 
-        def find_peer(node_id: str) -> dict:
+    # A batch: one call per argument, each answer named by the argument it asked.
+    batches = {
+        "get": ("key", client.get, _found),
+        "find-peer": ("id", client.find_peer, _record),
+        "lookup": ("id", client.lookup, _timed),
+    }
+    if op in batches:
+        name, call, shape = batches[op]
+
+        def ask(arg: str) -> dict:
             if time.monotonic() > deadline:
-                return {"id": node_id, "error": "not asked: the probe's time budget ran out"}
+                return {name: arg, "error": "not asked: the probe's time budget ran out"}
             try:
-                reply = client.find_peer(node_id)
+                return {name: arg, **shape(call(arg))}
             except KadnodeError as exc:
-                return {"id": node_id, "error": str(exc)}
-            record = reply.get("record") or {}
-            return {
-                "id": node_id,
-                "found": reply["found"],
-                "left": reply.get("left", False),
-                "addresses": [f"{a['host']}:{a['port']}" for a in record.get("addresses", [])],
-                "seq": record.get("seq"),
-                "rejected": reply.get("rejected", 0),
-            }
+                return {name: arg, "error": str(exc)}
 
-        with ThreadPoolExecutor(PARALLEL) as pool:
-            print(json.dumps(list(pool.map(find_peer, args))))
-        return 0
-    if op == "lookup":
-
-        def lookup(node_id: str) -> dict:
-            if time.monotonic() > deadline:
-                return {"id": node_id, "error": "not asked: the probe's time budget ran out"}
-            try:
-                reply = client.lookup(node_id)
-            except KadnodeError as exc:
-                return {"id": node_id, "error": str(exc)}
-            return {"id": node_id, "found": reply["found"], "ms": reply["elapsed_ms"]}
-
-        with ThreadPoolExecutor(PARALLEL) as pool:
-            print(json.dumps(list(pool.map(lookup, args))))
-        return 0
+        return each(ask, args)
     if op == "rtt":  # N pings of each address, RTT_GAP s apart
 
         def rtts(address: str) -> dict:
@@ -111,9 +105,7 @@ def main(argv: list[str]) -> int:
                 times.append(reply.get("rtt_ms") if reply.get("alive") else None)
             return {"address": address, "rtt_ms": times}
 
-        with ThreadPoolExecutor(PARALLEL) as pool:
-            print(json.dumps(list(pool.map(rtts, args[1:]))))
-        return 0
+        return each(rtts, args[1:])
     calls = {
         "peers": client.peers,
         "info": client.info,

@@ -176,7 +176,6 @@ class SimNetwork:
         self._rate: list[float] = []
         self._offset: list[float] = []
         self._last_local: list[float] = []
-        self._own_clocks = False  # some host got its clock from clock_for
         self.sent = 0
         self.delivered = 0
         self.dropped = 0
@@ -202,7 +201,6 @@ class SimNetwork:
         node_id = self.rng.getrandbits(160) if node_id is None else node_id
         if self.clock_for is not None:
             offset, rate = self.clock_for(index)
-            self._own_clocks = True
         elif self.clock_skew > 0:
             rate = 1.0 + self.rng.uniform(-self.clock_skew, self.clock_skew)
             offset = self.rng.uniform(0.0, 1e6)
@@ -277,7 +275,7 @@ class SimNetwork:
     @property
     def local_clocks(self) -> bool:
         """Whether hosts' clocks differ from the network's (``now``)."""
-        return self.clock_skew > 0 or self._own_clocks
+        return self.clock_skew > 0 or self.clock_for is not None
 
     def local_time(self, index: int) -> float:
         """What host ``index``'s clock reads now (never going backwards)."""

@@ -172,8 +172,9 @@ def _docker_reason() -> str | None:
     return None
 
 
-@pytest.mark.docker
-def test_docker_partition_heal_then_kill(cluster_name):
+@pytest.fixture
+def docker_chaos(cluster_name) -> Iterator[scenarios.Chaos]:
+    """8 containers up and joined; removed afterwards, pass or fail."""
     reason = _docker_reason()
     if reason:
         pytest.skip(reason)
@@ -183,49 +184,43 @@ def test_docker_partition_heal_then_kill(cluster_name):
     try:
         report = scenarios.up(chaos, 8, join_timeout=60)
         assert report.ok, report.render()
-        report = scenarios.partition(chaos, duration=15, heal_timeout=90)
-        print(report.render())
-        assert report.ok, report.render()
-        found, total = report.metrics["records_found_after_heal"].split("/")
-        assert found == total and int(total) >= 64  # as for netns above
-        report = scenarios.kill(chaos, 0.3, restart=False, timeout=60)
-        print(report.render())
-        assert report.ok, report.render()
-        assert report.metrics["survivors"] == 6
+        yield chaos
     finally:
         chaos.backend.down()
     assert not chaos.backend.exists()
 
 
 @pytest.mark.docker
-def test_docker_skewed_clocks_then_slow_nodes(cluster_name):
-    """Bounded versions of ``chaos/run.py skew`` and ``slow`` on 8 containers."""
-    reason = _docker_reason()
-    if reason:
-        pytest.skip(reason)
-    from chaos.docker_backend import DockerBackend
+def test_docker_partition_heal_then_kill(docker_chaos):
+    report = scenarios.partition(docker_chaos, duration=15, heal_timeout=90)
+    print(report.render())
+    assert report.ok, report.render()
+    found, total = report.metrics["records_found_after_heal"].split("/")
+    assert found == total and int(total) >= 64  # as for netns above
+    report = scenarios.kill(docker_chaos, 0.3, restart=False, timeout=60)
+    print(report.render())
+    assert report.ok, report.render()
+    assert report.metrics["survivors"] == 6
 
-    chaos = _chaos(DockerBackend(cluster_name, IMAGE))
-    try:
-        assert scenarios.up(chaos, 8, join_timeout=60).ok
-        report = host_faults.skew(chaos, 20.0, 0.5, timeout=90)
-        print(report.render())
-        assert report.ok, report.render()
-        m = report.metrics
-        assert m["skewed"] == "4 of 8" and m["offset_measured_error_s"] < 5
-        assert (m["expiry_found_before"], m["expiry_found_after"]) == ("8/8", "0/8")
-        assert m["peer_records_verified_under_skew"] == m["peer_records_verified_after"] == "64/64"
-        # The running daemons saw their wall clocks step and kept their own.
-        assert max(map(abs, m["clock_step_seen_by_daemons_s"])) > 1
-        report = host_faults.slow(chaos, 0.3, 0.05, 300, 1000, duration=5, timeout=120)
-        print(report.render())
-        assert report.ok, report.render()
-        m = report.metrics
-        assert m["rtt_ms_slow_nodes"]["p95"] > m["rtt_ms_healthy_nodes"]["p95"]
-        assert m["lookups_stalled"].startswith("0 ")
-    finally:
-        chaos.backend.down()
-    assert not chaos.backend.exists()
+
+@pytest.mark.docker
+def test_docker_skewed_clocks_then_slow_nodes(docker_chaos):
+    """Bounded versions of ``chaos/run.py skew`` and ``slow`` on 8 containers."""
+    report = host_faults.skew(docker_chaos, 20.0, 0.5, timeout=90)
+    print(report.render())
+    assert report.ok, report.render()
+    m = report.metrics
+    assert m["skewed"] == "4 of 8" and m["offset_measured_error_s"] < 5
+    assert (m["expiry_found_before"], m["expiry_found_after"]) == ("8/8", "0/8")
+    assert m["peer_records_verified_under_skew"] == m["peer_records_verified_after"] == "64/64"
+    # The running daemons saw their wall clocks step and kept their own.
+    assert max(map(abs, m["clock_step_seen_by_daemons_s"])) > 1
+    report = host_faults.slow(docker_chaos, 0.3, 0.05, 300, 1000, duration=5, timeout=120)
+    print(report.render())
+    assert report.ok, report.render()
+    m = report.metrics
+    assert m["rtt_ms_slow_nodes"]["p95"] > m["rtt_ms_healthy_nodes"]["p95"]
+    assert m["lookups_stalled"].startswith("0 ")
 
 
 def test_seed_dns_serves_the_example_zone_to_kadnode():
