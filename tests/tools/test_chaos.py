@@ -213,7 +213,8 @@ def test_docker_skewed_clocks_then_slow_nodes(docker_chaos):
     assert m["skewed"] == "4 of 8" and m["offset_measured_error_s"] < 5
     assert (m["expiry_found_before"], m["expiry_found_after"]) == ("8/8", "0/8")
     assert m["peer_records_verified_under_skew"] == m["peer_records_verified_after"] == "64/64"
-    # The running daemons saw their wall clocks step and kept their own.
+    # The running daemons measured the step (clock_step_s); that they kept their
+    # own clocks is tests/shell/test_clock.py's to show.
     assert max(map(abs, m["clock_step_seen_by_daemons_s"])) > 1
     report = host_faults.slow(docker_chaos, 0.3, 0.05, 300, 1000, duration=5, timeout=120)
     print(report.render())
