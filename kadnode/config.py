@@ -320,6 +320,46 @@ DNS_SEED_TIMEOUT = 3.0
 # Sends per DNS question; resolv.conf(5) default "attempts" is 2.
 DNS_SEED_TRIES = 2
 
+# What the network sees of a node (kadnode.core.reach, issue 17).
+# A node adopts the address peers see it at once proven peers on this many
+# distinct /24s (/48s) agree, as issue 17 asks ("at least 3"): one peer, or
+# one subnet of them, cannot tell it where it is. BEP 42 and libp2p identify
+# report the observed address; libp2p's ObservedAddrManager also waits for
+# several observers (ActivationThresh = 4) before it trusts one.
+OBSERVED_QUORUM = 3
+# Votes kept, one per responder subnet (the oldest is dropped), and how long
+# one counts: a NAT reboot or a new DHCP lease moves the address.
+OBSERVED_VOTES = 16
+OBSERVED_FOR = 3600.0
+# Native contacts on distinct subnets pinged to learn the observed address,
+# a few seconds after the node starts and then every REACH_INTERVAL.
+OBSERVE_PINGS = 6
+OBSERVE_FIRST = 5.0
+# Reachability, AutoNAT-style (go-libp2p p2p/host/autonat): a node that a
+# peer sees at an address not its own asks REACH_HELPERS contacts on
+# distinct subnets to have a node it never contacted send it one datagram.
+# None arrives within REACH_WAIT (with the helpers' acknowledgements): not
+# reachable, client mode. Re-checked every REACH_INTERVAL (autonat's
+# AutoNATRefreshInterval is 15 minutes) and whenever the address moves.
+REACH_HELPERS = 3
+REACH_WAIT = 10.0
+REACH_INTERVAL = 900.0
+# A check that proved nothing (no helper could ask, or only hosts this node
+# had sent to dialed back) is tried again sooner: autonat's retry interval.
+REACH_RETRY = 90.0
+# Dial-backs served, as a helper (kn_reach) and as the dialer (kn_dial), per
+# minute in all: go-libp2p autonat's service throttle (30 a minute, 3 per
+# peer). Past it a request is acknowledged false and nothing is sent.
+DIALS_PER_MINUTE = 30
+# Hosts this node sent a request to in the last NAT_MAPPING_FOR seconds: a
+# dial-back from one of them proves nothing, since a port-restricted NAT lets
+# it through. Linux conntrack keeps a UDP mapping 30 s, 120 s once answered
+# (nf_conntrack_udp_timeout_stream); at most SENT_HOSTS are remembered.
+NAT_MAPPING_FOR = 180.0
+SENT_HOSTS = 4096
+# Clock offsets against peers (their ping replies' clock), one per subnet.
+CLOCK_SAMPLES = 16
+
 # Signed peer records (kadnode.core.records).
 # A record may claim at most 7 days of life, bmuller/kademlia's value lifetime
 # (604800 s, ForgetfulStorage): the bound on how long a record can outlive the

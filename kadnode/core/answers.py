@@ -36,13 +36,15 @@ from kadnode.config import (
     TOKEN_BYTES,
     WELCOME_DELAY,
 )
-from kadnode.core import codec, kinds, quotas, wire
+from kadnode.core import codec, kinds, quotas, reach, wire
 from kadnode.core.addresses import subnet_of
 from kadnode.core.codec import Request
 from kadnode.core.messages import (
     Ack,
     Addr,
     Contact,
+    Dial,
+    Dialed,
     Digest,
     FindNode,
     FindSuccessor,
@@ -56,6 +58,7 @@ from kadnode.core.messages import (
     PingReply,
     Put,
     PutReply,
+    Reach,
     ReplyMessage,
     RingQuery,
     RingReply,
@@ -75,6 +78,9 @@ if TYPE_CHECKING:
 
 # Replies that carry a write token: the ones a writer reads before writing.
 TOKEN_REPLIES = (FindNode, FindValue, Has, Ping, RingQuery)
+# Requests that never put their sender in the table nor get it pinged back:
+# a goodbye, and a dial-back (its sender is a stranger by design).
+NOT_ADMITTING = (Goodbye, Dialed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +111,19 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
         proof.received(host, size)
     kind = type(message)
     sender_id = message.sender_id
+    if node.reach.active and not node.reach.contacted(host, now):
+        node.stats["unsolicited_in"] += 1  # a stranger reached us: kadnode doctor
     # A contact enters the table, or is refreshed there, on a request that
     # echoes our token or comes from the very id and address we know; any
     # other sender (a forged one, too) is pinged back at the address it gave.
     vouched_for = vouched or node.table.holds(sender_id, addr)
-    if vouched_for and kind is not Goodbye:
+    if request.client:
+        # A client (kadnode.core.reach) enters no table, and leaves ours if
+        # it was there: it may not be reachable by anyone we tell of it.
+        if node.table.holds(sender_id, addr):
+            node.forget(sender_id)
+        vouched_for = True  # nothing to prove for a table: no ping back
+    elif vouched_for and kind not in NOT_ADMITTING:
         # Before the request itself: a newcomer's welcome must not echo back
         # the value it is storing with us right now.
         node.welcomes.pop(addr)
@@ -117,6 +131,8 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     native = request.native
     token = node.tokens.token_for(host) if native and kind in TOKEN_REPLIES else None
     reply = ANSWERS[kind](node, message, Asker(addr, native, proven, token, vouched), now)
+    if reply is None:
+        return  # a dial-back: answering it would open our NAT to its sender
     data = codec.encode(request.msg_id, reply)
     if len(data) > node.config.max_datagram:
         node.stats["replies_too_large"] += 1
@@ -129,7 +145,11 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     # Not interned (wire.contact_of): a flood of made-up ids must not fill the
     # shared contact cache.
     sender = None if vouched_for else Contact(sender_id, host, addr[1], request.native)
-    dial = sender is not None and kind is not Goodbye and (not proven or node.table.admits(sender))
+    dial = (
+        sender is not None
+        and kind not in NOT_ADMITTING
+        and (not proven or node.table.admits(sender))
+    )
     if dial and proven and request.native:
         dial = False
         if addr not in node.welcomes and node.table.wants(sender_id, now):
@@ -141,6 +161,8 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
         data = _fit(node, request, reply, host, keep)
     if data is not None:
         node.send_reply(data, addr)
+        if node.reach.active:  # a reply keeps the asker's way through our NAT open too
+            node.reach.sent_to(host, now)
     if dial and sender is not None:
         _dial_back(node, sender, now)
 
@@ -209,7 +231,7 @@ def welcome_due(node: NodeCore, now: float) -> None:
 
 
 def _welcomed(node: NodeCore, sender: Contact, reply: PingReply, at: float) -> None:
-    if reply.node_id == sender.node_id:  # else another node answers there
+    if reply.node_id == sender.node_id and not reply.client:  # else another node answers there
         node.saw(sender, at, asked=True)
 
 
@@ -236,6 +258,8 @@ def _dial_back(node: NodeCore, sender: Contact, now: float) -> None:
         # enter the table and be owed the join handoff (the one pinged only
         # if it is the node that answered there).
         for contact in dialing.pop(host, ()):
+            if reply.client:
+                break  # it says it is a client: proven, but in no table
             if contact is not sender or reply.node_id == sender.node_id:
                 node.saw(contact, at, asked=True)
 
@@ -288,7 +312,11 @@ def _held(
 
 
 def ping(node: NodeCore, message: Ping, asker: Asker, now: float) -> PingReply:
-    return PingReply(node.id, asker.token)
+    """Our id and, to a native asker, its write token, the address we see it
+    at, our clock and whether we are a client (kadnode.core.reach)."""
+    if not asker.native:
+        return PingReply(node.id, None)
+    return PingReply(node.id, asker.token, asker.addr, max(0, int(now)), node.reach.client)
 
 
 def store(node: NodeCore, message: Store, asker: Asker, now: float) -> Ack:
@@ -431,7 +459,7 @@ def find_successor(node: NodeCore, message: FindSuccessor, asker: Asker, now: fl
     return SuccessorReply(*node.route_step(message.key))
 
 
-ANSWERS: dict[type, Callable[..., ReplyMessage]] = {
+ANSWERS: dict[type, Callable[..., ReplyMessage | None]] = {
     FindNode: find_node,
     FindValue: find_value,
     Has: has,
@@ -443,4 +471,7 @@ ANSWERS: dict[type, Callable[..., ReplyMessage]] = {
     Put: put,
     FindSuccessor: find_successor,
     Goodbye: goodbye,
+    Reach: reach.answer_reach,
+    Dial: reach.answer_dial,
+    Dialed: reach.answer_dialed,
 }

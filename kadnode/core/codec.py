@@ -28,6 +28,7 @@ else.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,7 +46,10 @@ from kadnode.core.ids import ID_BYTES, to_bytes
 from kadnode.core.messages import (
     VALUE_TYPES,
     Ack,
+    Addr,
     BucketList,
+    Dial,
+    Dialed,
     Digest,
     FindNode,
     FindReply,
@@ -60,6 +64,7 @@ from kadnode.core.messages import (
     PingReply,
     Put,
     PutReply,
+    Reach,
     ReplyMessage,
     RequestMessage,
     RingQuery,
@@ -84,6 +89,10 @@ REQUEST = 0x00
 RESPONSE = 0x01
 HEADER = 1 + ID_BYTES
 NATIVE_MAGIC = b"kdn\x01"
+# A kadnode node in client mode (kadnode.core.reach): native, and never to be
+# put in a routing table, since it may not be reachable at its address.
+CLIENT_MAGIC = b"kdc\x01"
+NONCE_BYTES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +104,11 @@ class Request:
 
     @property
     def native(self) -> bool:
-        return self.msg_id.startswith(NATIVE_MAGIC)
+        return self.msg_id.startswith(NATIVE_MAGIC) or self.msg_id.startswith(CLIENT_MAGIC)
+
+    @property
+    def client(self) -> bool:
+        return self.msg_id.startswith(CLIENT_MAGIC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +249,46 @@ def _parse_goodbye(args: list) -> Goodbye:
     return Goodbye(_id(args[0]), token)
 
 
+def _nonce(raw: object) -> bytes:
+    if type(raw) is not bytes or len(raw) != NONCE_BYTES:
+        raise DecodeError("nonce is not 8 bytes")
+    return raw
+
+
+def pack_addr(addr: Addr) -> bytes | None:
+    """BEP 42's compact address: 4 (IPv4) or 16 (IPv6) bytes and a 2-byte
+    port; None for a host that is not an IP literal."""
+    try:
+        return ipaddress.ip_address(addr[0]).packed + addr[1].to_bytes(2, "big")
+    except ValueError:
+        return None
+
+
+def unpack_addr(raw: object) -> Addr:
+    """:func:`pack_addr`'s inverse; DecodeError for anything else."""
+    if type(raw) is not bytes or len(raw) not in (6, 18):
+        raise DecodeError("address is not 6 or 18 bytes")
+    port = int.from_bytes(raw[-2:], "big")
+    if port == 0:
+        raise DecodeError("address has port 0")
+    return str(ipaddress.ip_address(raw[:-2])), port
+
+
+def _parse_reach(args: list) -> Reach:
+    proof = _proof(args, 2)
+    return Reach(_id(args[0]), _nonce(args[1]), proof)
+
+
+def _parse_dial(args: list) -> Dial:
+    proof = _proof(args, 3)
+    return Dial(_id(args[0]), unpack_addr(args[1]), _nonce(args[2]), proof)
+
+
+def _parse_dialed(args: list) -> Dialed:
+    _arity(args, 2)
+    return Dialed(_id(args[0]), _nonce(args[1]))
+
+
 def _parse_find_successor(args: list) -> FindSuccessor:
     proof = _proof(args, 2)
     return FindSuccessor(_id(args[0]), _id(args[1]), proof)
@@ -297,6 +350,9 @@ _REQUEST_DECODERS: dict[str, Callable[[list], RequestMessage]] = {
     "kn_keys": _parse_key_list,
     "kn_put": _parse_put,
     "kn_bye": _parse_goodbye,
+    "kn_reach": _parse_reach,
+    "kn_dial": _parse_dial,
+    "kn_dialed": _parse_dialed,
 }
 
 
@@ -378,11 +434,24 @@ def _decode_bucket_list(body: object) -> BucketList:
     return BucketList(body)
 
 
+_PING_REPLY_KEYS = {"id", "token", "ip", "t", "cl"}
+
+
 def _decode_ping_reply(body: object) -> PingReply:
+    """bmuller's bare id, or native ``{id, token}`` with, optionally, ``ip``
+    (the asker's address as seen, :func:`pack_addr`), ``t`` (the responder's
+    clock, whole seconds) and ``cl`` (true: the responder is a client)."""
     if type(body) is dict:
-        if set(body) != {"id", "token"}:
-            raise DecodeError("native ping reply is not {id, token}")
-        return PingReply(_id(body["id"]), _token(body))
+        if not {"id", "token"} <= set(body) <= _PING_REPLY_KEYS:
+            raise DecodeError("native ping reply is not {id, token[, ip, t, cl]}")
+        seen = unpack_addr(body["ip"]) if "ip" in body else None
+        clock = body.get("t")
+        if clock is not None and (type(clock) is not int or not 0 <= clock < 2**40):
+            raise DecodeError("ping reply clock is not whole seconds")
+        client = body.get("cl", False)
+        if type(client) is not bool:
+            raise DecodeError("ping reply client flag is not true or false")
+        return PingReply(_id(body["id"]), _token(body), seen, clock, client)
     return PingReply(_id(body), None)
 
 
@@ -416,6 +485,9 @@ _REPLY_DECODERS: dict[type, Callable[[object], ReplyMessage]] = {
     KeyList: _decode_bucket_list,
     Put: _decode_put_reply,
     Goodbye: _decode_ack,
+    Reach: _decode_ack,
+    Dial: _decode_ack,
+    Dialed: _decode_ack,
 }
 
 
@@ -484,6 +556,12 @@ _REQUEST_ENCODERS: dict[type, Callable[..., tuple[str, list]]] = {
         "kn_put",
         [to_bytes(m.sender_id), m.key, m.kind, m.payload, m.ttl, m.token],
     ),
+    Reach: lambda m: ("kn_reach", _proven([to_bytes(m.sender_id), m.nonce], m.proof)),
+    Dial: lambda m: (
+        "kn_dial",
+        _proven([to_bytes(m.sender_id), pack_addr(m.addr), m.nonce], m.proof),
+    ),
+    Dialed: lambda m: ("kn_dialed", [to_bytes(m.sender_id), m.nonce]),
 }
 
 
@@ -509,7 +587,17 @@ def _value_body(reply: ValueReply) -> object:
 
 def _ping_body(reply: PingReply) -> object:
     node_id = to_bytes(reply.node_id)
-    return node_id if reply.token is None else {"id": node_id, "token": reply.token}
+    if reply.token is None:
+        return node_id
+    body: dict = {"id": node_id, "token": reply.token}
+    seen = None if reply.seen is None else pack_addr(reply.seen)
+    if seen is not None:
+        body["ip"] = seen
+    if reply.clock is not None:
+        body["t"] = reply.clock
+    if reply.client:
+        body["cl"] = True
+    return body
 
 
 def _ring_body(reply: RingReply) -> object:

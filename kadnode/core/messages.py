@@ -173,6 +173,37 @@ class Goodbye:
     token: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """Native: "have a node I never contacted send ``nonce`` to the address you
+    see me at" (the AutoNAT-style dial-back, kadnode.core.reach). Only from
+    a sender that echoes a token the receiver gave its address."""
+
+    sender_id: int
+    nonce: bytes
+    proof: bytes | None = None  # see Ping
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """Native: "send ``nonce`` to ``addr``" -- asked by the node a Reach went
+    to, of a contact of its own, which answers with one Dialed datagram no
+    larger than the Reach that started it."""
+
+    sender_id: int
+    addr: Addr
+    nonce: bytes
+    proof: bytes | None = None  # see Ping
+
+
+@dataclass(frozen=True, slots=True)
+class Dialed:
+    """Native: the dial-back itself; arriving at all is what it says."""
+
+    sender_id: int
+    nonce: bytes
+
+
 RequestMessage = (
     Ping
     | Store
@@ -185,6 +216,9 @@ RequestMessage = (
     | KeyList
     | Put
     | Goodbye
+    | Reach
+    | Dial
+    | Dialed
 )
 
 
@@ -195,6 +229,13 @@ RequestMessage = (
 class PingReply:
     node_id: int
     token: bytes | None  # native replies carry a write token
+    # Native only (kadnode.core.reach): the address the responder saw the
+    # ping come from (BEP 42's "ip", libp2p identify's observed address);
+    # its clock, whole seconds of the Unix epoch; and whether it is a client
+    # (not to be put in any routing table: it may not be reachable).
+    seen: Addr | None = None
+    clock: int | None = None
+    client: bool = False
 
 
 @dataclass(frozen=True, slots=True)

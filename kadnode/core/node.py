@@ -28,8 +28,8 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
-from kadnode.config import NETWORK_MARK, Config
-from kadnode.core import answers, codec, operations, reads, sync, upkeep, values
+from kadnode.config import MAX_RECORD_ADDRESSES, NETWORK_MARK, Config
+from kadnode.core import answers, codec, operations, reach, reads, sync, upkeep, values
 from kadnode.core.addresses import Exempt
 from kadnode.core.background import Background
 from kadnode.core.codec import Response
@@ -66,6 +66,8 @@ class NodeCore:
             raise LocalProtocolError("the node id must derive from the identity's key")
         self.identity = identity
         self.addresses: tuple[Addr, ...] = ()  # what register() advertises
+        # Set by the operator (--advertise): the observed address does not replace them.
+        self.addresses_fixed = False
         # Of the last peer record we signed: a restart reopens the store that
         # holds it. A record's seq is the clock in ms, so without this a node
         # that signed while its clock ran ahead, restarted on the right time,
@@ -117,6 +119,34 @@ class NodeCore:
         self.welcomes = Welcomes(self.table.exempt)
         self.ping_size = len(codec.encode(bytes(ID_BYTES), Ping(node_id)))
         self.network_tag = codec.network_tag(cfg.network_id)  # b"": the default network
+        self.reach = reach.Reachability(now)
+
+    def set_local_hosts(self, hosts: Iterable[str]) -> None:
+        """This host's own addresses: with them, the node learns the address
+        peers see it at, and goes client mode behind NAT (kadnode.core.reach)."""
+        self.reach.local_hosts = frozenset(hosts)
+        self.requests.on_sent = self.reach.sent_to if self.reach.local_hosts else None
+
+    def client_mode(self, client: bool) -> None:
+        """Say, in every request, that we are a client (or no longer are)."""
+        magic = codec.CLIENT_MAGIC if client else codec.NATIVE_MAGIC
+        if magic != self.requests.magic:
+            self.requests.magic = magic
+            self.stats["mode_changes"] += 1
+
+    def readdress(self, now: float) -> None:
+        """Put the adopted observed address first in what we register, unless
+        the operator set the addresses; re-register if we had registered."""
+        adopted = self.reach.address
+        if self.addresses_fixed or adopted is None or self.addresses[:1] == (adopted,):
+            return
+        rest = [a for a in self.addresses if a != adopted]
+        self.addresses = (adopted, *rest)[:MAX_RECORD_ADDRESSES]
+        self.stats["readdressed"] += 1
+        held = self.store.get(self.id_bytes)
+        registered = held is not None and held.kind == Kind.PEER and held.origin
+        if self.identity is not None and self.listed and registered and not self.busy():
+            self.register_now(now)
 
     # ---- the I/O interface ----------------------------------------------------
 
@@ -371,7 +401,10 @@ class NodeCore:
         self.send_ping(oldest.addr, oldest, done, done, now)
 
     def saw_pinged(self, reply: PingReply, addr: Addr, now: float) -> None:
-        """A ping to a bare address answered: a contact, native if it sent a token."""
+        """A ping to a bare address answered: a contact, native if it sent a
+        token; a client is no contact."""
+        if reply.client:
+            return
         native = reply.token is not None
         self.saw(contact_of(reply.node_id, addr[0], addr[1], native), now)
         if native:
@@ -434,8 +467,15 @@ class NodeCore:
             return
         pending, reply = matched
         contact = pending.contact
-        if type(reply) is PingReply and contact is not None and reply.node_id != contact.node_id:
-            contact = None  # another node answers at that address: it is not this contact
+        if type(reply) is PingReply:
+            if contact is not None and reply.node_id != contact.node_id:
+                contact = None  # another node answers at that address: it is not this contact
+            if reply.client:  # not reachable for others: in no table
+                if self.table.holds(reply.node_id, addr):
+                    self.forget(reply.node_id)
+                contact = None
+            if reply.token is not None:
+                reach.observed(self, reply, addr, now)
         if contact is not None:
             token = getattr(reply, "token", None)
             native = getattr(reply, "native", False) or token is not None

@@ -39,6 +39,7 @@ from kadnode.core.codec import NATIVE_MAGIC, Response
 from kadnode.core.messages import (
     Addr,
     Contact,
+    Dial,
     Digest,
     FindNode,
     FindSuccessor,
@@ -46,6 +47,7 @@ from kadnode.core.messages import (
     Has,
     KeyList,
     Ping,
+    Reach,
     ReplyMessage,
     RequestMessage,
     RingQuery,
@@ -58,7 +60,7 @@ OnReply = Callable[[ReplyMessage, float], None]
 OnTime = Callable[[float], None]
 # Native requests that carry a proof of our address; those whose reply may be
 # large are padded when we have no token to prove us.
-PROVABLE = (Ping, FindNode, FindValue, Has, RingQuery, FindSuccessor, Digest, KeyList)
+PROVABLE = (Ping, FindNode, FindValue, Has, RingQuery, FindSuccessor, Digest, KeyList, Reach, Dial)
 PADDED = (FindNode, FindValue, Has, RingQuery)
 # Every field but the last, the proof, of each provable kind, found once
 # (dataclasses.replace would look them up for every request sent).
@@ -123,6 +125,10 @@ class Requests:
         self._rttvar = 0.0
         self._resent = 0.0  # share of answered requests sent more than once
         self._padding: dict[tuple, bytes] = {}  # what each padded shape needs
+        # Our message ids start with it: NATIVE_MAGIC, or CLIENT_MAGIC in client mode.
+        self.magic = NATIVE_MAGIC
+        # Told the host of every request sent (kadnode.core.reach), when set.
+        self.on_sent: Callable[[str, float], None] | None = None
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -175,7 +181,9 @@ class Requests:
             self.stats["requests_refused"] += 1
             on_fail(now)
             return 0
-        msg_id = NATIVE_MAGIC + self.rng.getrandbits(128).to_bytes(16, "big")
+        msg_id = self.magic + self.rng.getrandbits(128).to_bytes(16, "big")
+        if self.on_sent is not None:
+            self.on_sent(addr[0], now)
         if contact is not None and contact.native and type(message) in PROVABLE:
             message = self._with_proof(msg_id, message, contact, now)
         datagram = codec.encode(msg_id, message)
@@ -281,6 +289,8 @@ class Requests:
             pending.retransmitted = True
             self.out.append((pending.datagram, pending.addr))
             self.stats["retransmits"] += 1
+            if self.on_sent is not None:
+                self.on_sent(pending.addr[0], now)
 
     def _back_off(self, pending: Pending, now: float) -> None:
         pending.rto = min(pending.rto * 2, self.config.rto_ceil)

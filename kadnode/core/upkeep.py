@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from kadnode.config import DUE_BATCH, HANDOFF_SCAN, REFRESH_BUCKETS
+from kadnode.core import reach
 from kadnode.core.answers import welcome_due
 from kadnode.core.ids import in_open, to_bytes
 from kadnode.core.messages import Contact, Kind, RingQuery, RingReply
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 
 def tick(node: NodeCore, now: float) -> None:
     """Everything due at ``now``, in a fixed order: background work, records,
-    refresh, stabilize, token rotation, anti-entropy."""
+    refresh, stabilize, token rotation, anti-entropy, what the network sees
+    of us (kadnode.core.reach)."""
     if now >= node.background.at:
         node.stats["background_records"] += node.background.run(now)
     if node.welcomes:
@@ -54,6 +56,7 @@ def tick(node: NodeCore, now: float) -> None:
         near = [c for c in node.table.closest(node.id, node.config.k) if c.native]
         if near and len(node.store):
             Sync(node, node.rng.choice(near), now, ignore)
+    reach.tick(node, now)
 
 
 def next_due(node: NodeCore) -> float:
@@ -63,6 +66,8 @@ def next_due(node: NodeCore) -> float:
     )
     if (first := node.welcomes.first()) is not None:
         timer = min(timer, first[1])
+    if (seeing := reach.due(node)) is not None:
+        timer = min(timer, seeing)
     due = node.store.next_due()
     return due if due is not None and due < timer else timer
 

@@ -143,6 +143,12 @@ def _constant_latency(_rng: random.Random) -> float:
     return 0.01
 
 
+# How long the simulator's NATs keep a mapping open after the host's last
+# datagram out: Linux's nf_conntrack_udp_timeout_stream (120 s), for a flow
+# that has seen replies.
+SIM_NAT_MAPPING = 120.0
+
+
 @dataclass
 class SimNetwork:
     seed: int = 0
@@ -176,6 +182,13 @@ class SimNetwork:
         self._rate: list[float] = []
         self._offset: list[float] = []
         self._last_local: list[float] = []
+        # NAT (add_node's ``nat``): the address each host's datagrams arrive
+        # from (its mapping, behind NAT); mapped address -> host; and each NATed
+        # host's pinholes, (host, remote address) -> last datagram out.
+        self.seen_as: list[Addr] = []
+        self.mapped: dict[Addr, int] = {}
+        self.cones: dict[int, str] = {}
+        self.holes: dict[tuple[int, Addr], float] = {}
         self.sent = 0
         self.delivered = 0
         self.dropped = 0
@@ -193,10 +206,18 @@ class SimNetwork:
 
     # ---- hosts -------------------------------------------------------------------
 
-    def add_node(self, node_id: int | None = None, store=None) -> NodeCore:
+    def add_node(
+        self, node_id: int | None = None, store=None, nat: str | None = None, cone: str = "port"
+    ) -> NodeCore:
+        """A host with a node. Each host has its own /24, as on the internet:
+        the per-subnet limits of kadnode.core.routing and kadnode.core.limits
+        apply as they would. ``nat``: the host sits behind a NAT whose public
+        address is ``nat``; its datagrams leave from a port of its own there,
+        and (``cone`` "port", as Linux MASQUERADE behaves) only datagrams from
+        an address it sent to in the last SIM_NAT_MAPPING seconds come back in;
+        "full": anything sent to its mapping does (a forwarded port). Nobody
+        outside reaches its private address."""
         index = len(self.cores)
-        # Each host in its own /24, as on the internet: the per-subnet limits
-        # of kadnode.core.routing and kadnode.core.limits apply as they would.
         addr = (f"{10 + (index >> 16)}.{index >> 8 & 255}.{index & 255}.1", 4000)
         node_id = self.rng.getrandbits(160) if node_id is None else node_id
         if self.clock_for is not None:
@@ -212,6 +233,13 @@ class SimNetwork:
         self._wake.append(INF)
         self.addrs.append(addr)
         self.index[addr] = index
+        if nat is None:
+            self.seen_as.append(addr)
+        else:
+            mapped = (nat, 40000 + index)
+            self.seen_as.append(mapped)
+            self.mapped[mapped] = index
+            self.cones[index] = cone
         self.cores.append(None)  # type: ignore[arg-type]
         if self._group is not None:
             self._group.append(0)
@@ -335,7 +363,7 @@ class SimNetwork:
                 index, loss, wire, group = self.index, self.loss, self.rng, self._group
                 delay, queue = self._delay, self._queue
                 for data, dest in out:
-                    j = index.get(dest)
+                    j = self._route(i, dest) if self.mapped else index.get(dest)
                     if (
                         j is None
                         or dest in down
@@ -370,6 +398,22 @@ class SimNetwork:
             self._wake[i] = at
             self._push(at if at > self.now else self.now, TIMER, i, at, timer)
 
+    def _route(self, i: int, dest: Addr) -> int | None:
+        """The host a datagram from host ``i`` to ``dest`` reaches through the
+        NATs (add_node), if any; it opens ``i``'s pinhole towards ``dest``."""
+        if i in self.cones:
+            self.holes[(i, dest)] = self.now
+        j = self.mapped.get(dest)
+        if j is not None:
+            if self.cones[j] == "full":
+                return j
+            opened = self.holes.get((j, self.seen_as[i]))
+            return j if opened is not None and self.now - opened < SIM_NAT_MAPPING else None
+        j = self.index.get(dest)
+        if j is not None and j in self.cones and self.seen_as[i][0] != self.seen_as[j][0]:
+            return None  # a private address, from outside its NAT
+        return j
+
     def step(self) -> bool:
         if not self._queue:
             return False
@@ -390,7 +434,7 @@ class SimNetwork:
             self.trace.update(_TRACE_HEADER.pack(self.now, src, dest))
             self.trace.update(a)
             local = self.local_time(dest) if self.local_clocks else self.now
-            self.cores[dest].receive_datagram(a, self.addrs[src], local)
+            self.cores[dest].receive_datagram(a, self.seen_as[src], local)
             self._flush(dest)
         elif kind == TIMER:
             i = a
