@@ -15,6 +15,7 @@ import pytest
 from kadnode.core import signed
 from kadnode.core.ids import key_id, to_hex
 from kadnode.errors import LocalProtocolError
+from kadnode.shell import examples as ex
 from kadnode.shell.messages import QUESTIONS
 
 NODE_ID = "ab" * 20
@@ -106,6 +107,9 @@ class FakeService:
 
     async def info(self) -> dict[str, Any]:
         return self._answer("info", INFO)
+
+    async def doctor(self) -> dict[str, Any]:
+        return self._answer("doctor", ex.DOCTOR)
 
     async def lookup(self, target: int) -> dict[str, Any]:
         closest = [{**PEER, "answered": True}]

@@ -34,10 +34,34 @@ def _show_info(r: dict[str, Any]) -> str:
         "values": r["values"],
         "uptime": f"{r['uptime_s']:.0f} s",
         **_clock_step(r.get("clock_step_s")),
+        **_reach_rows(r.get("reach")),
         **dict(sorted(r["stats"].items())),
     }
     width = max(map(len, rows))
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows.items())
+
+
+def _reach_rows(reach: dict[str, Any] | None) -> dict[str, str]:
+    """The address peers see, and whether others can reach the node."""
+    if reach is None:
+        return {}
+    seen = reach["observed"]
+    observed = (
+        f"{_address(seen)} (peers on {reach['observers']} subnets agree)"
+        if seen
+        else f"not yet agreed ({reach['votes']} subnets have answered)"
+    )
+    nat = f"behind NAT, {reach['reachability']}" if reach["nat"] else "not behind NAT"
+    return {"observed": observed, "mode": f"{reach['mode']} ({nat})"}
+
+
+def _show_doctor(r: dict[str, Any]) -> str:
+    lines = []
+    for c in r["checks"]:
+        lines.append(f"{c['verdict'].upper():<4}  {c['check']}: {c['finding']}")
+        if c["advice"]:
+            lines.append(f"      -> {c['advice']}")
+    return "\n".join(lines)
 
 
 def _clock_step(step: float | None) -> dict[str, str]:
@@ -296,6 +320,7 @@ def _show_watch_signed(r: dict[str, Any]) -> str:
 # How each operation's reply reads to a person; one not named prints its JSON.
 SHOW: dict[str, Callable[[dict[str, Any]], str]] = {
     "info": _show_info,
+    "doctor": _show_doctor,
     "lookup": _show_lookup,
     "put": _show_put,
     "put_shared": _show_put,

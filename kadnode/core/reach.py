@@ -146,7 +146,8 @@ def observed(node: NodeCore, reply: PingReply, addr: Addr, now: float) -> None:
     if reply.clock is not None:
         subnet = subnet_of(addr[0])
         reach.offsets.pop(subnet, None)
-        reach.offsets[subnet] = reply.clock - now
+        # Its clock is whole seconds, cut down: on average half a second behind.
+        reach.offsets[subnet] = reply.clock + 0.5 - now
         while len(reach.offsets) > CLOCK_SAMPLES:
             del reach.offsets[next(iter(reach.offsets))]
     if reply.seen is None:

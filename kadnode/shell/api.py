@@ -57,6 +57,20 @@ OPERATIONS: tuple[Operation, ...] = (
         command="info",
     ),
     Operation(
+        "doctor",
+        "GET",
+        "/doctor",
+        "Check why this node may be lonely, and what to do",
+        (Reply("each check with its verdict and advice", ex.DOCTOR),),
+        messages.Doctor,
+        "Pings each configured seed now, and judges what the node knows: its routing"
+        " table, the address proven peers on 3 or more /24s see it at, whether it is behind"
+        " NAT and reachable (a dial-back from a node it never contacted) or runs as a"
+        " client, its clock against its peers', and whether any stranger has reached it.",
+        command="doctor",
+        missed=lambda reply: any(c["verdict"] == "fail" for c in reply["checks"]),
+    ),
+    Operation(
         "lookup",
         "GET",
         "/lookup/{id}",

@@ -20,12 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from kadnode import __version__
 from kadnode.config import MAX_RECORD_ADDRESSES, REJOIN_CONTACTS, Config
 from kadnode.core import records
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Addr
 from kadnode.errors import KadnodeError, LocalProtocolError
+from kadnode.inputs import format_hostport
 from kadnode.shell.apiguard import TOKEN_ENV, Guard, check_token, is_loopback
 from kadnode.shell.datadir import DataDir
 from kadnode.shell.dns import resolve_host, resolve_seeds
@@ -112,6 +115,21 @@ async def advertised(host: str, port: int, configured: list[Addr]) -> tuple[Addr
     families = (socket.AF_INET,) if host == "0.0.0.0" else (socket.AF_INET, socket.AF_INET6)
     found = [h for h in dict.fromkeys(await local_addresses(families)) if reachable(h)]
     return tuple((h, port) for h in found[:MAX_RECORD_ADDRESSES])
+
+
+def own_hosts(host: str) -> list[str]:
+    """Every address this host has, on every interface (``host`` alone when
+    the node is bound to one): a peer that sees the node at none of them
+    tells it it is behind NAT (kadnode.core.reach)."""
+    if host not in EVERY_INTERFACE:
+        return [host]
+    families = (socket.AF_INET,) if host == "0.0.0.0" else (socket.AF_INET, socket.AF_INET6)
+    return [
+        a.address.split("%")[0]
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family in families
+    ]
 
 
 def say_advertised(addresses: tuple[Addr, ...], options: DaemonOptions) -> None:
@@ -226,21 +244,27 @@ class Daemon(NodeService):
         entries = list(self.server.core.table.entries())
         self.store.save_contacts([(e.contact, e.last_seen) for e in entries])
 
-    async def seeds(self) -> list[Addr]:
+    async def seed_list(self) -> tuple[list[Addr], list[str]]:
+        """--bootstrap and --dns-seed resolved, and a line for each that did not."""
         opts = self.options
-        seeds = []
+        seeds, errors = [], []
         for host, port in opts.bootstrap:
             try:
                 seeds.append((await resolve_host(host), port))
             except KadnodeError as exc:
-                log.warning("bootstrap %s:%d: %s", host, port, exc)
+                errors.append(f"bootstrap {format_hostport(host, port)}: {exc}")
         if opts.dns_seeds:
-            found, errors = await resolve_seeds(
+            found, bad = await resolve_seeds(
                 opts.dns_seeds, DEFAULT_PORT, nameservers=opts.dns_nameservers
             )
-            for line in errors:
-                log.warning("%s", line)
             seeds += found
+            errors += bad
+        return seeds, errors
+
+    async def seeds(self) -> list[Addr]:
+        seeds, errors = await self.seed_list()
+        for line in errors:
+            log.warning("%s", line)
         seeds += [c.addr for c in self.store.load_contacts()[:REJOIN_CONTACTS]]
         own = self.server.address
         return [s for s in dict.fromkeys(seeds) if s != own]
@@ -377,7 +401,10 @@ async def run_daemon(
             )
             signals = stop is None
             stop = stop or asyncio.Event()
-            server.core.addresses = await advertised(*server.address, options.advertise)
+            core = server.core
+            core.addresses = await advertised(*server.address, options.advertise)
+            core.addresses_fixed = bool(options.advertise)
+            core.set_local_hosts(own_hosts(options.host))
             try:
                 async with asyncio.TaskGroup() as tasks:
                     daemon = Daemon(server, data, options, stop, tasks, guard)

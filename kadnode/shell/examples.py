@@ -49,3 +49,36 @@ SIBLINGS = [
 ]
 CONTEXT = [[ID, 1], [WRITER, 1]]
 BELOW_QUORUM = "Fewer acknowledgements than the write quorum (needed) is an error (503)."
+
+REACH = {
+    "observed": {"host": "203.0.113.9", "port": 40122},
+    "observers": 4,
+    "votes": 5,
+    "seen": [{"host": "203.0.113.9", "port": 40122}],
+    "local": ["10.0.0.5", "127.0.0.1"],
+    "nat": True,
+    "reachability": "private",
+    "mode": "client",
+    "dialed_from": None,
+    "advertised": [{"host": "203.0.113.9", "port": 40122}, {"host": "10.0.0.5", "port": 8467}],
+    "clock_offset_s": 0.4,
+    "clock_samples": 5,
+}
+DOCTOR = {
+    "seeds": [{"address": "192.0.2.7:8467", "answered": True, "rtt_ms": 41.2}],
+    "seed_errors": [],
+    "peers": 38,
+    "port": 8467,
+    "uptime_s": 1800.0,
+    "unsolicited_in": 0,
+    "reach": REACH,
+    "checks": [
+        {
+            "check": "reachability",
+            "verdict": "warn",
+            "finding": "behind NAT (peers see 203.0.113.9:40122): no dial-back from a node it"
+            " never contacted arrived; it runs as a client",
+            "advice": "to serve others, forward UDP port 8467 on the router to this host",
+        }
+    ],
+}

@@ -149,6 +149,58 @@ class Record(Message):
     public_key: str = Field(pattern="^[0-9a-f]{64}$", description="ed25519; id = SHA-1 of it")
 
 
+class Reach(Message):
+    """What the network sees of the node (kadnode.core.reach)."""
+
+    observed: Address | None = Field(
+        description="the address proven peers on 3 or more distinct /24s (/48s) see this"
+        " node at; null until they agree"
+    )
+    observers: Count = Field(description="subnets whose peers see it at the observed address")
+    votes: Count = Field(description="subnets whose peers have said where they see it")
+    seen: list[Address] = Field(description="every address those peers see it at")
+    local: list[str] = Field(description="this host's own addresses; empty: not known")
+    nat: bool = Field(description="a peer sees it at an address that is none of its own")
+    reachability: Literal["unknown", "public", "private"] = Field(
+        description="public: a node it never contacted reached it; private: helpers asked"
+        " for such a dial-back and none arrived"
+    )
+    mode: Literal["server", "client"] = Field(
+        description="client: behind NAT and not reachable; no node keeps its address"
+    )
+    dialed_from: str | None = Field(description="the host whose dial-back proved it reachable")
+    advertised: list[Address] = Field(description="the addresses its peer record names")
+    clock_offset_s: float | None = Field(
+        description="the median of peers' clocks minus this node's, one sample per subnet"
+    )
+    clock_samples: Count
+
+
+class Check(Message):
+    check: str
+    verdict: Literal["ok", "warn", "fail"]
+    finding: str
+    advice: str = Field(description="what to do about it; empty when all is well")
+
+
+class SeedAnswer(Message):
+    address: str
+    answered: bool
+    rtt_ms: float | None = None
+    error: str | None = None
+
+
+class Doctor(Message):
+    seeds: list[SeedAnswer] = Field(description="each configured seed, pinged just now")
+    seed_errors: list[str] = Field(description="seeds that did not resolve, a line each")
+    peers: Count
+    port: Port
+    uptime_s: Seconds
+    unsolicited_in: Count = Field(description="requests from hosts it had not sent to")
+    reach: Reach
+    checks: list[Check]
+
+
 class Info(Message):
     id: HexId
     host: str
@@ -168,6 +220,7 @@ class Info(Message):
     network_id: str | None = Field(
         None, description='the private network this node is in; "" for the default network'
     )
+    reach: Reach | None = None
 
 
 class LookupContact(Contact):

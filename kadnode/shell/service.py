@@ -25,7 +25,8 @@ from kadnode.core.events import PutResult, ReadResult
 from kadnode.core.ids import to_hex
 from kadnode.core.messages import Contact, Kind, Value
 from kadnode.errors import KadnodeError, LocalProtocolError, QuorumError
-from kadnode.shell import clock
+from kadnode.inputs import format_hostport
+from kadnode.shell import clock, doctor
 from kadnode.shell.dns import resolve_host
 from kadnode.shell.library import Server, storage_key
 from kadnode.shell.messages import QUESTIONS
@@ -49,6 +50,31 @@ NO_ADDRESS = (
 
 def contact_json(contact: Contact) -> dict[str, Any]:
     return {"id": to_hex(contact.node_id), "host": contact.host, "port": contact.port}
+
+
+def reach_json(core) -> dict[str, Any]:
+    """What the network sees of the node (kadnode.core.reach)."""
+    seen = core.reach
+    offset = seen.clock_offset()
+    votes = [a for a, _ in seen.votes.values()]
+    return {
+        "observed": None if seen.address is None else address_json(seen.address),
+        "observers": votes.count(seen.address) if seen.address else 0,
+        "votes": len(votes),
+        "seen": [address_json(a) for a in dict.fromkeys(votes)],
+        "local": sorted(seen.local_hosts),
+        "nat": seen.nat,
+        "reachability": seen.status,
+        "mode": "client" if seen.client else "server",
+        "dialed_from": seen.dialed_from,
+        "advertised": [address_json(a) for a in core.addresses],
+        "clock_offset_s": None if offset is None else round(offset, 1),
+        "clock_samples": len(seen.offsets),
+    }
+
+
+def address_json(addr: tuple[str, int]) -> dict[str, Any]:
+    return {"host": addr[0], "port": addr[1]}
 
 
 def record_json(record: records.PeerRecord) -> dict[str, Any]:
@@ -197,8 +223,41 @@ class NodeService:
             "clock_step_s": round(clock.wall_step(), 3),
             "data_dir": str(self.options.data_dir),
             "network_id": core.config.network_id,
+            "reach": reach_json(core),
             "stats": self.counters(),
         }
+
+    async def seed_list(self) -> tuple[list[tuple[str, int]], list[str]]:
+        """The seeds the operator configured, resolved, and one line per one
+        that did not resolve (the daemon's; none here)."""
+        return [], []
+
+    async def doctor(self) -> dict[str, Any]:
+        """Why this node may be lonely: each configured seed pinged now, and
+        what the node knows of its address, reachability and clock, each
+        judged with what to do about it (kadnode.shell.doctor)."""
+        found, errors = await self.seed_list()
+        pings = await asyncio.gather(*(self.ping(h, p) for h, p in found), return_exceptions=True)
+        seeds = []
+        for (host, port), got in zip(found, pings, strict=True):
+            entry: dict[str, Any] = {"address": format_hostport(host, port)}
+            if isinstance(got, KadnodeError):
+                seeds.append({**entry, "answered": False, "error": str(got)})
+            elif isinstance(got, BaseException):
+                raise got
+            else:
+                seeds.append({**entry, "answered": got["alive"], "rtt_ms": got["rtt_ms"]})
+        core = self.server.core
+        facts = {
+            "seeds": seeds,
+            "seed_errors": errors,
+            "peers": len(core.table),
+            "port": self.server.address[1],
+            "uptime_s": round(clock.now() - self.started, 3),
+            "unsolicited_in": core.stats["unsolicited_in"],
+            "reach": reach_json(core),
+        }
+        return {**facts, "checks": doctor.diagnose(facts)}
 
     def counters(self) -> dict[str, int]:
         """The node's counters, the store's (``corrupt_records``) and the service's."""

@@ -269,7 +269,9 @@ def test_info_json_and_human(capsys, live):
         ["values", "0"],
     ]
     assert rows[5][0] == "uptime"
-    stats = [name for name, _ in rows[6:]]
+    # What peers see of it: on loopback, where it listens; no NAT.
+    assert rows[6][0] == "observed" and rows[7] == ["mode", "server (not behind NAT)"]
+    stats = [name for name, _ in rows[8:]]
     assert stats == sorted(stats) and "requests_in" in stats
     # One column of values.
     assert len({len(line) - len(value) for line, (_, value) in zip(lines, rows, strict=True)}) == 1

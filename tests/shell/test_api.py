@@ -1307,6 +1307,7 @@ async def test_the_document_has_exactly_the_operations_and_says_which_need_the_t
     }
     assert {path for _, path in documented} == {
         "/info",
+        "/doctor",
         "/lookup/{id}",
         "/values/{key}",
         "/peers",
