@@ -19,10 +19,10 @@ NAT). ``probe`` runs no daemon: it is the stranger that tells whether an address
 in a routing table answers anyone but the nodes it already talks to.
 
 Every daemon listens on 0.0.0.0:8467 with its control API on 127.0.0.1:8468,
-each namespace having a loopback of its own, and advertises its own interface
-address (what ``kadnode run`` finds by itself on a real host: its default
-route's source). The public ones join through pub1, the private ones through
-pub1 and pub2.
+each namespace having a loopback of its own, with no --advertise: each finds
+its own interface address (its default route's source), and a private one
+learns the NAT's mapping from what its peers see (kadnode.core.reach). The
+public ones join through pub1, the private ones through pub1 and pub2.
 
 For the tests' assertions: :meth:`NatNet.info`, :meth:`NatNet.contacts`,
 :meth:`NatNet.cli` (any API verb, as JSON), :meth:`NatNet.private_entries`,
@@ -210,7 +210,7 @@ class NatNet:
         host.data_dir.mkdir(parents=True, exist_ok=True)
         argv = ["ip", "netns", "exec", host.ns, *KADNODE, "run",
                 "--host", "0.0.0.0", "--port", str(PORT), "--data-dir", str(host.data_dir),
-                "--api", API, "--advertise", host.addr, *self.extra]  # fmt: skip
+                "--api", API, *self.extra]  # fmt: skip
         for seed in seeds:
             argv += ["--bootstrap", seed.addr]
         with host.log_path.open("ab") as log:
@@ -260,9 +260,10 @@ class NatNet:
     def run_in(self, ns: str, argv: Sequence[str], timeout: float = CLI_TIMEOUT):
         return run(["ip", "netns", "exec", ns, *argv], timeout=timeout)
 
-    def cli_run(self, host: Host, *args: str, timeout: float = CLI_TIMEOUT):
-        """``kadnode --json ARGS`` against ``host``'s daemon; the finished process."""
-        argv = [*KADNODE, "--api", API, "--data-dir", str(host.data_dir), "--json", *args]
+    def cli_run(self, host: Host, *args: str, timeout: float = CLI_TIMEOUT, json: bool = True):
+        """``kadnode [--json] ARGS`` against ``host``'s daemon; the finished process."""
+        argv = [*KADNODE, "--api", API, "--data-dir", str(host.data_dir)]
+        argv += ["--json", *args] if json else list(args)
         return self.run_in(host.ns, argv, timeout)
 
     def cli(self, host: Host, *args: str, timeout: float = CLI_TIMEOUT) -> Any:

@@ -147,7 +147,8 @@ def _reachability(facts: dict[str, Any]) -> dict[str, str]:
         )
     state = {
         "private": "no dial-back from a node it never contacted arrived",
-        "unknown": "not yet checked (it needs contacts that gave it a token)",
+        "unknown": "not settled yet (only nodes it had contacted dialed back, or no helper"
+        " could ask; it tries again every 90 s)",
     }[reach["reachability"]]
     return _check(
         "reachability",

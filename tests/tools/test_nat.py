@@ -6,14 +6,16 @@ NAT router with no port forwarding (tests/natnet.py draws the topology). It show
 - the NAT is real: a private host's datagrams leave from the NAT's WAN address,
   and nothing a stranger sends reaches a private host, neither at its LAN
   address nor at the mapping the NAT made for someone else;
-- what works today from behind it, every reply returning through the binding
-  the private node's request made: put and get of a plain value, register and
-  find-peer (from a public node), lookup, and a public node's get of a value put
-  from behind the NAT;
-- what the public nodes' tables hold for the private nodes, and how many
-  entries there a stranger cannot reach (printed with ``-s``; nothing asserted
-  yet: those are the entries observed-address learning and reachability
-  checking are to mend).
+- what peers see (kadnode.core.reach): every node learns the address peers on
+  3 or more /24s see it at; a private node's is the NAT's mapping, so it knows
+  it is behind NAT and runs as a client; the public ones are servers;
+- no public table, replacement cache or ring holds a private node's address,
+  LAN or mapped, and no entry there fails to answer a stranger;
+- everything works from behind the NAT, every reply returning through the
+  binding the private node's request made: put and get of a plain value,
+  register (its record names the mapping first) and find-peer from a public
+  node, lookup, and a public node's get of a value put from behind the NAT;
+- ``kadnode doctor`` on a private node says so, with what to do.
 
 Needs root, ``ip`` and ``iptables``; skipped without them, except that with
 CI_REQUIRE_NETNS set (.ci/run installs iptables and sets it) it fails instead.
@@ -29,7 +31,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from daemons import wait_for
 from natnet import NAT_WAN, NatNet, missing
+
+# The first observe round is 5 s after a start; a few more for its replies.
+LEARN_TIMEOUT = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +84,42 @@ def test_put_and_get_from_behind_the_nat_and_from_a_public_node(net):
     assert net.cli(priv2, "get", "nat/public")["value"] == "in the open"
 
 
-def test_register_behind_the_nat_then_find_peer_from_a_public_node(net):
+def test_every_node_learns_where_peers_see_it_and_private_ones_go_client(net):
+    def agreed(host) -> bool:
+        return net.info(host)["reach"]["observed"] is not None
+
+    for host in net.hosts:
+        wait_for(lambda h=host: agreed(h), LEARN_TIMEOUT, f"{host.name} to learn its address")
+    for host in net.public:
+        reach = net.info(host)["reach"]
+        seen = (reach["observed"]["host"], reach["nat"], reach["mode"])
+        assert seen == (host.ip, False, "server")
+    for host in net.private:
+        reach = net.info(host)["reach"]
+        print(f"{host.name}: peers on {reach['observers']} subnets see it at {reach['observed']};"
+              f" {reach['reachability']}, {reach['mode']} mode")  # fmt: skip
+        assert reach["observed"]["host"] == NAT_WAN and reach["observers"] >= 3
+        assert reach["nat"] and reach["mode"] == "client"
+        assert reach["reachability"] != "public"  # nothing gets through this NAT unasked
+
+
+def test_register_behind_the_nat_names_the_mapping_and_find_peer_returns_it(net):
     priv1 = net.private[0]
+    mapped = net.info(priv1)["reach"]["observed"]
     registered = net.cli(priv1, "register")
     assert registered["stored"] >= registered["needed"] > 0, registered
     found = net.cli(net.public[3], "find-peer", priv1.id)
     assert found["found"], found
-    # The record carries the addresses priv1 advertises: today, its LAN address.
-    print(f"find-peer {priv1.name} from {net.public[3].name}: {found['record']}")
+    assert found["record"]["addresses"][0] == mapped
+    print(f"find-peer {priv1.name} from {net.public[3].name}: {found['record']['addresses']}")
+
+
+def test_doctor_behind_the_nat_says_client_and_what_to_do(net):
+    done = net.cli_run(net.private[0], "doctor", json=False)
+    print(f"kadnode doctor on {net.private[0].name}:\n{done.stdout}")
+    assert done.returncode == 0, done.stderr
+    assert "WARN  reachability: behind NAT" in done.stdout and "client" in done.stdout
+    assert "forward UDP port 8467" in done.stdout
 
 
 def test_lookup_from_behind_the_nat(net):
@@ -113,9 +147,9 @@ def test_what_private_nodes_hold_for_each_other(net):
             print(f"{host.name} holds no private node")
 
 
-def test_what_public_tables_hold_for_private_nodes(net):
-    """Printed, not asserted (yet): where the public tables say private nodes are,
-    and how many public-table entries a stranger gets no answer from."""
+def test_no_public_table_holds_a_private_node_and_every_entry_answers_a_stranger(net):
+    """Where the public tables say private nodes are (nowhere: they are clients),
+    and how many public-table entries a stranger gets no answer from (none)."""
     held = net.private_entries()
     for table, entries in held.items():
         shown = ", ".join(f"{e['node']} at {e['host']}:{e['port']}" for e in entries)
@@ -125,5 +159,5 @@ def test_what_public_tables_hold_for_private_nodes(net):
           f"{len(unreachable)}")  # fmt: skip
     for entry in unreachable:
         print(f"  in {entry['table']}: {entry['node']} at {entry['host']}:{entry['port']}")
-    # The probe itself works: every entry naming a public node answers it.
-    assert all(entry["node"] not in {h.name for h in net.public} for entry in unreachable)
+    assert held == {h.name: [] for h in net.public}
+    assert unreachable == []
