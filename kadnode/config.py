@@ -357,6 +357,12 @@ DIALS_PER_MINUTE = 30
 # (nf_conntrack_udp_timeout_stream); at most SENT_HOSTS are remembered.
 NAT_MAPPING_FOR = 180.0
 SENT_HOSTS = 4096
+# A client (behind NAT) names RELAYS peers in its peer record, peers it keeps
+# a NAT binding with by pinging each every RELAY_KEEPALIVE seconds: WireGuard's
+# PersistentKeepalive (25 s), under the 30 s after which many NATs drop an
+# idle UDP mapping (RFC 4787 REQ-5 asks for 2 minutes; not every NAT does).
+RELAYS = 3
+RELAY_KEEPALIVE = 25.0
 # Clock offsets against peers (their ping replies' clock), one per subnet.
 CLOCK_SAMPLES = 16
 

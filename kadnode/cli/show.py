@@ -146,6 +146,12 @@ def _show_find_peer(r: dict[str, Any]) -> str:
         [
             f"{record['id']} seq {record['seq']}, signed by its key; verified addresses:",
             *(f"  {_address(a)}" for a in record["addresses"]),
+            *(
+                ["behind NAT; its relays (peers it keeps a binding with):"]
+                + [f"  {_contact(c)}" for c in record["relays"]]
+                if record.get("relays")
+                else []
+            ),
             _replies(r),
         ]
     )

@@ -112,8 +112,11 @@ class Lookup:
         until_found: bool = False,
         per_subnet: int | None = None,
         exempt: Exempt | None = None,
+        replica_self: bool = True,
     ):
         self.target = target
+        # Whether the asker counts among the replicas when it is that near.
+        self.replica_self = replica_self
         self.until_found = until_found
         # At most this many candidates from one /24 (/48), outside the exempt
         # ranges: a subnet full of ids placed next to the target cannot crowd
@@ -304,7 +307,7 @@ class Lookup:
         unheard: list[int] = []
         replicas: list[int] = []
         mine = self.self_id ^ self.target
-        placed = False  # the asker itself, in distance order
+        placed = not self.replica_self  # the asker itself, in distance order
         nearest_without = None
         hops = 0
         holders = {c.node_id for c, _ in self.values}
@@ -339,7 +342,7 @@ class Lookup:
                 c.contact.node_id: c.token for c in self._candidates.values() if c.token is not None
             },
             replica_ids=tuple(replicas),
-            self_replica=placed,
+            self_replica=placed and self.replica_self,
             value=self.value,
             value_from=self.value_from,
             ttl=self.ttl,

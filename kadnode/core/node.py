@@ -143,6 +143,11 @@ class NodeCore:
         rest = [a for a in self.addresses if a != adopted]
         self.addresses = (adopted, *rest)[:MAX_RECORD_ADDRESSES]
         self.stats["readdressed"] += 1
+        self.reregister(now)
+
+    def reregister(self, now: float) -> None:
+        """Sign and publish our peer record again, if we had registered one:
+        what it says (addresses, relays) changed."""
         held = self.store.get(self.id_bytes)
         registered = held is not None and held.kind == Kind.PEER and held.origin
         if self.identity is not None and self.listed and registered and not self.busy():

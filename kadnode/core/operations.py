@@ -94,6 +94,8 @@ def run_lookup(
         until_found=until_found,
         per_subnet=cfg.per_subnet_bucket,
         exempt=node.exempt,
+        # A client's own copy is no replica: nobody else can read it there.
+        replica_self=not node.reach.client,
     )
     node.table.touch(node.table.bucket_index(target), now)
     key = target.to_bytes(ID_BYTES, "big")

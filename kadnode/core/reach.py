@@ -22,6 +22,10 @@ reach it, client mode, its clock against theirs. Pure.
   registers. A dial-back a helper acknowledged never came: PRIVATE, a
   client. No helper could, or only hosts it had sent to dialed back (a NAT
   lets those in): UNKNOWN, still a client, tried again after REACH_RETRY.
+- **Relays**: a client keeps RELAYS peers on distinct subnets as relays,
+  pinging each every RELAY_KEEPALIVE seconds so that its NAT keeps their way
+  in open, and names them in its signed peer record: ``find-peer`` tells who
+  can still reach it.
 - **Clock**: a ping reply carries the responder's clock; the median offset
   over one sample per subnet is what ``kadnode doctor`` compares.
 
@@ -48,6 +52,8 @@ from kadnode.config import (
     REACH_INTERVAL,
     REACH_RETRY,
     REACH_WAIT,
+    RELAY_KEEPALIVE,
+    RELAYS,
     SENT_HOSTS,
 )
 from kadnode.core.addresses import subnet_of
@@ -88,6 +94,9 @@ class Reachability:
         self.sent: dict[str, float] = {}  # host -> when we last sent it a request
         self.offsets: dict[str, float] = {}  # responder subnet -> its clock minus ours
         self.serving = Bucket(DIALS_PER_MINUTE, now)  # dial-backs served, a minute's
+        # As a client: the peers it keeps a NAT binding with, named in its record.
+        self.relays: tuple[Contact, ...] = ()
+        self.keepalive_at: float | None = None
 
     def serve(self, now: float) -> bool:
         """One more dial-back served, within DIALS_PER_MINUTE."""
@@ -169,6 +178,8 @@ def due(node: NodeCore) -> float | None:
     if not reach.active:
         return None
     times = [reach.observe_at]
+    if reach.client or reach.relays:
+        times.append(reach.keepalive_at or 0.0)
     if reach.check_ends is not None:
         times.append(reach.check_ends)
     elif reach.check_at is not None:
@@ -193,18 +204,45 @@ def tick(node: NodeCore, now: float) -> None:
             settle(node, settled, now)
     elif reach.check_at is not None and now >= reach.check_at:
         check(node, now)
+    keeping = reach.client or reach.relays
+    if keeping and (reach.keepalive_at is None or now >= reach.keepalive_at):
+        keep_relays(node, now)
+
+
+def keep_relays(node: NodeCore, now: float) -> None:
+    """As a client, keep RELAYS peers on distinct subnets as relays, each pinged
+    every RELAY_KEEPALIVE seconds so that its way through our NAT stays open
+    (a dead one fails out of the table and is replaced); our record names
+    them, and is signed again when they change. No longer a client: none."""
+    reach, table = node.reach, node.table
+    kept: list[Contact] = []
+    if reach.client:
+        kept = [c for c in reach.relays if table.holds(c.node_id, c.addr)]
+        avoid = {subnet_of(c.host) for c in kept}
+        more = [c for c in table.contacts() if c not in kept]
+        kept += _spread(more, RELAYS - len(kept), avoid)
+        for relay in kept:
+            node.send_ping(relay.addr, relay, ignore, ignore, now)
+    changed = set(kept) != set(reach.relays)
+    reach.relays = tuple(kept)
+    # Short of relays (a client still joining): look again soon.
+    again = RELAY_KEEPALIVE if len(kept) == RELAYS else OBSERVE_FIRST
+    reach.keepalive_at = now + again if reach.client else None
+    if changed:
+        node.stats["relays_changed"] += 1
+        node.reregister(now)
 
 
 def _spread(contacts: list[Contact], count: int, avoid: set[str]) -> list[Contact]:
     """Up to ``count`` native contacts on distinct subnets, none in ``avoid``."""
-    out = []
+    out: list[Contact] = []
     for contact in contacts:
+        if len(out) >= count:
+            break
         subnet = subnet_of(contact.host)
         if contact.native and subnet not in avoid:
             avoid.add(subnet)
             out.append(contact)
-            if len(out) == count:
-                break
     return out
 
 

@@ -11,8 +11,11 @@ Wire form, a msgpack array::
 
     [node_id (20 B), public_key (32 B), [[host, port], ...], seq, expires, signature (64 B)]
 
-The signature covers the msgpack encoding of ``[DOMAIN, public_key,
-[[host, port], ...], seq, expires]``. The leading :data:`DOMAIN` tag keeps a
+and, for a node behind NAT (kadnode.core.reach), a seventh element: its
+relays, ``[[node_id (20 B), host, port], ...]``, peers it keeps a NAT binding
+with, through whom it can be reached. The signature covers the msgpack
+encoding of ``[DOMAIN, public_key, [[host, port], ...], seq, expires]``, with
+the relays as a sixth element when there are any. The leading :data:`DOMAIN` tag keeps a
 record signature from ever being valid for anything else the key signs
 (domain separation). The node id is not signed: it is a function of the key,
 checked by :func:`verify_record`. Hosts are IP literals (IPv4 or IPv6) in
@@ -51,6 +54,8 @@ TOO_FAR_AHEAD = "expires too far ahead"
 OLDER_SEQ = "older sequence than the one held"
 
 Address = tuple[str, int]
+Relay = tuple[int, str, int]  # node id, host, port
+MAX_RELAYS = 3
 
 
 class RecordRejected(RemoteProtocolError):
@@ -69,6 +74,8 @@ class PeerRecord:
     seq: int  # the signer's version counter: higher replaces lower
     expires: float  # unix seconds
     signature: bytes
+    # Peers the node keeps a NAT binding with (none: it is reachable itself).
+    relays: tuple[Relay, ...] = ()
 
     @property
     def deleted(self) -> bool:
@@ -77,10 +84,34 @@ class PeerRecord:
 
 
 def signed_bytes(
-    public_key: bytes, addresses: tuple[Address, ...], seq: int, expires: float
+    public_key: bytes,
+    addresses: tuple[Address, ...],
+    seq: int,
+    expires: float,
+    relays: tuple[Relay, ...] = (),
 ) -> bytes:
     """The exact bytes a record's signature covers."""
-    return pack([DOMAIN, public_key, [[host, port] for host, port in addresses], seq, expires])
+    signed = [DOMAIN, public_key, [[host, port] for host, port in addresses], seq, expires]
+    if relays:
+        signed.append(_relays_wire(relays))
+    return pack(signed)
+
+
+def _relays_wire(relays: tuple[Relay, ...]) -> list:
+    return [[to_bytes(node_id), host, port] for node_id, host, port in relays]
+
+
+def _relays(raw: object, error: type[KadnodeError]) -> tuple[Relay, ...]:
+    if not isinstance(raw, list | tuple) or not 0 < len(raw) <= MAX_RELAYS:
+        raise error(f"a record names 1 to {MAX_RELAYS} relays")
+    relays = []
+    for entry in raw:
+        if not isinstance(entry, list | tuple) or len(entry) != 3 or not _is_address(*entry[1:]):
+            raise error("record relay is not [id, IP literal, port 1..65535]")
+        relays.append((decode_id(entry[0], "relay id"), entry[1], entry[2]))
+    if len({r[0] for r in relays}) != len(relays):
+        raise error("record names a relay twice")
+    return tuple(relays)
 
 
 # ---- field checks, shared by sign_record (our mistake) and from_wire (theirs) ----
@@ -123,15 +154,22 @@ def _check_seq_expires(seq: object, expires: object, error: type[KadnodeError]) 
 
 
 def sign_record(
-    identity: Identity, addresses: Iterable[Address], seq: int, expires: float
+    identity: Identity,
+    addresses: Iterable[Address],
+    seq: int,
+    expires: float,
+    relays: Iterable[Relay] = (),
 ) -> PeerRecord:
-    """A record for ``identity`` listening on ``addresses``, signed by its key."""
+    """A record for ``identity`` listening on ``addresses`` (and reached
+    through ``relays``, behind NAT), signed by its key."""
     addrs = _addresses(tuple(addresses), LocalProtocolError)
+    via = tuple(relays)
+    via = _relays(_relays_wire(via), LocalProtocolError) if via else ()
     if type(expires) is int:
         expires = float(expires)
     _check_seq_expires(seq, expires, LocalProtocolError)
-    signature = identity.sign(signed_bytes(identity.public_key, addrs, seq, expires))
-    return PeerRecord(identity.node_id, identity.public_key, addrs, seq, expires, signature)
+    signature = identity.sign(signed_bytes(identity.public_key, addrs, seq, expires, via))
+    return PeerRecord(identity.node_id, identity.public_key, addrs, seq, expires, signature, via)
 
 
 def deregistration(identity: Identity, seq: int, expires: float) -> PeerRecord:
@@ -140,7 +178,7 @@ def deregistration(identity: Identity, seq: int, expires: float) -> PeerRecord:
 
 
 def to_wire(record: PeerRecord) -> list:
-    return [
+    wire = [
         to_bytes(record.node_id),
         record.public_key,
         [[host, port] for host, port in record.addresses],
@@ -148,6 +186,9 @@ def to_wire(record: PeerRecord) -> list:
         record.expires,
         record.signature,
     ]
+    if record.relays:
+        wire.append(_relays_wire(record.relays))
+    return wire
 
 
 def from_wire(obj: object) -> PeerRecord:
@@ -156,9 +197,10 @@ def from_wire(obj: object) -> PeerRecord:
     This checks shape and sizes only; :func:`verify_record` decides whether
     the record may be believed.
     """
-    if type(obj) is not list or len(obj) != 6:
-        raise DecodeError("peer record is not a 6-element list")
-    raw_id, public_key, raw_addresses, seq, expires, signature = obj
+    if type(obj) is not list or len(obj) not in (6, 7):
+        raise DecodeError("peer record is not a 6-element list (7 with relays)")
+    raw_id, public_key, raw_addresses, seq, expires, signature = obj[:6]
+    relays = _relays(obj[6], DecodeError) if len(obj) == 7 else ()
     node_id = decode_id(raw_id, "record node id")
     if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
         raise DecodeError(f"record public key is not {PUBLIC_KEY_BYTES} bytes")
@@ -166,7 +208,7 @@ def from_wire(obj: object) -> PeerRecord:
         raise DecodeError(f"record signature is not {SIGNATURE_BYTES} bytes")
     addresses = _addresses(raw_addresses, DecodeError)
     _check_seq_expires(seq, expires, DecodeError)
-    return PeerRecord(node_id, public_key, addresses, seq, expires, signature)
+    return PeerRecord(node_id, public_key, addresses, seq, expires, signature, relays)
 
 
 def encode_record(record: PeerRecord) -> bytes:
@@ -210,7 +252,9 @@ def verify_record(record: PeerRecord, now: float, key_id: int | None = None) -> 
         raise RecordRejected(EXPIRED)
     if record.expires > now + MAX_RECORD_LIFETIME:
         raise RecordRejected(TOO_FAR_AHEAD)
-    data = signed_bytes(record.public_key, record.addresses, record.seq, record.expires)
+    data = signed_bytes(
+        record.public_key, record.addresses, record.seq, record.expires, record.relays
+    )
     if not verify(record.public_key, record.signature, data):
         raise RecordRejected(BAD_SIGNATURE)
 

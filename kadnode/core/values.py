@@ -288,8 +288,9 @@ def register(node: NodeCore, now: float, wide: bool = False) -> int:
     # Sequence numbers from the clock in milliseconds: higher after a
     # restart too, with nothing to persist.
     node.seq = max(node.seq + 1, int(now * 1000))
+    relays = [(c.node_id, c.host, c.port) for c in node.reach.relays]
     record = records.sign_record(
-        node.identity, node.addresses, node.seq, now + cfg.register_lifetime
+        node.identity, node.addresses, node.seq, now + cfg.register_lifetime, relays
     )
     payload = records.to_wire(record)
     resend_at = now + cfg.register_lifetime / 2

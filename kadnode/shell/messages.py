@@ -147,6 +147,11 @@ class Record(Message):
     seq: Count = Field(description="the signer's version: the highest valid one wins")
     expires: Seconds = Field(description="unix seconds")
     public_key: str = Field(pattern="^[0-9a-f]{64}$", description="ed25519; id = SHA-1 of it")
+    relays: list[Contact] | None = Field(
+        None,
+        description="a node behind NAT: peers it keeps a binding with, through whom it is"
+        " still reached (kadnode doctor says whether it is)",
+    )
 
 
 class Reach(Message):

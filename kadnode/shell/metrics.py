@@ -57,6 +57,7 @@ COUNTERS: dict[str, str] = {
     "dials_sent": "Dial-back datagrams sent for a helper.",
     "dials_refused": "Dial requests refused (not vouched, or throttled).",
     "dialed_in": "Dial-backs that proved this node reachable.",
+    "relays_changed": "Times a client's set of relays (named in its record) changed.",
     "dialed_ignored": "Dial-backs that proved nothing (no check, or from a host it contacted).",
     "puts_in": "Native writes (peer records, shared values) received.",
     "puts_refused": "Native writes refused.",

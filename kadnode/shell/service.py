@@ -84,6 +84,11 @@ def record_json(record: records.PeerRecord) -> dict[str, Any]:
         "seq": record.seq,
         "expires": record.expires,
         "public_key": record.public_key.hex(),
+        **(
+            {"relays": [{"id": to_hex(i), "host": h, "port": p} for i, h, p in record.relays]}
+            if record.relays
+            else {}
+        ),
     }
 
 

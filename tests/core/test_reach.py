@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from kadnode.config import OBSERVED_QUORUM, REACH_WAIT, Config
+from kadnode.config import OBSERVED_QUORUM, REACH_WAIT, RELAYS, Config
 from kadnode.core import codec, records
 from kadnode.core.codec import CLIENT_MAGIC, NATIVE_MAGIC
 from kadnode.core.identity import Identity
@@ -140,6 +140,7 @@ def test_nodes_behind_nat_learn_their_mapping_go_client_and_are_in_no_public_tab
     writer, reader = private
     put = net.call(writer, lambda c, now: c.put(key_digest("nat"), "from behind", now))
     assert put.acks >= put.needed and not put.refused
+    assert not put.local  # a client's own copy is no replica: nobody can read it there
     assert net.call(public[5], lambda c, now: c.get(key_digest("nat"), now)).value == (
         "from behind"
     )
@@ -149,6 +150,10 @@ def test_nodes_behind_nat_learn_their_mapping_go_client_and_are_in_no_public_tab
     found = net.call(public[3], lambda c, now: c.read(writer.id_bytes, Kind.PEER, now))
     record = records.from_wire(found.payload)
     assert record.addresses == (writer.reach.address, writer.addr)
+    # ... and the relays it keeps a binding with: public nodes on distinct subnets.
+    relays = {(h, p) for _, h, p in record.relays}
+    assert len(relays) == RELAYS and relays <= {n.addr for n in public}
+    assert relays == {c.addr for c in writer.reach.relays}
 
 
 def test_behind_a_nat_that_drops_strangers_the_verdict_is_private_once_dialers_are_strangers():
@@ -169,6 +174,7 @@ def test_a_node_behind_a_forwarded_port_is_proven_reachable_and_serves_at_its_ma
         assert node.reach.status == PUBLIC and not node.reach.client
         assert node.reach.dialed_from is not None
         assert node.requests.magic == NATIVE_MAGIC
+        assert node.reach.relays == ()  # reachable itself: no relay to name
     mapped = {net.seen_as[net.index[n.addr]] for n in private}
     net.run_until(net.now + 120)  # its next requests are admitted as a server's
     assert held_addresses(public) & mapped
@@ -224,3 +230,18 @@ def test_without_its_hosts_addresses_a_node_learns_nothing_and_sends_no_more():
     """The simulator's and the library's nodes: nothing of this runs."""
     node = NodeCore(1, MemoryStore())
     assert not node.reach.active and node.requests.on_sent is None
+
+
+def test_a_client_keeps_its_relays_bindings_open_and_replaces_a_dead_one():
+    net, _public, private = network()
+    node = private[0]
+    relays = node.reach.relays
+    assert len(relays) == RELAYS
+    dead = relays[0]
+    net.kill([dead.addr])
+    net.run_until(net.now + 300)  # its pings fail: out of the table, replaced
+    assert dead not in node.reach.relays and len(node.reach.relays) == RELAYS
+    assert node.stats["relays_changed"] >= 2
+    # Every relay still reaches it through the NAT, unasked: the binding is open.
+    for relay in node.reach.relays:
+        assert net._route(net.index[relay.addr], net.seen_as[net.index[node.addr]]) is not None

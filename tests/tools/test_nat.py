@@ -13,8 +13,9 @@ NAT router with no port forwarding (tests/natnet.py draws the topology). It show
   LAN or mapped, and no entry there fails to answer a stranger;
 - everything works from behind the NAT, every reply returning through the
   binding the private node's request made: put and get of a plain value,
-  register (its record names the mapping first) and find-peer from a public
-  node, lookup, and a public node's get of a value put from behind the NAT;
+  register (its record names the mapping first, and the relays it keeps a
+  binding with) and find-peer from a public node, lookup, and a public node's
+  get of a value put from behind the NAT;
 - ``kadnode doctor`` on a private node says so, with what to do.
 
 Needs root, ``ip`` and ``iptables``; skipped without them, except that with
@@ -103,15 +104,22 @@ def test_every_node_learns_where_peers_see_it_and_private_ones_go_client(net):
         assert reach["reachability"] != "public"  # nothing gets through this NAT unasked
 
 
-def test_register_behind_the_nat_names_the_mapping_and_find_peer_returns_it(net):
+def test_register_behind_the_nat_names_the_mapping_and_relays_and_find_peer_returns_them(net):
     priv1 = net.private[0]
     mapped = net.info(priv1)["reach"]["observed"]
     registered = net.cli(priv1, "register")
     assert registered["stored"] >= registered["needed"] > 0, registered
     found = net.cli(net.public[3], "find-peer", priv1.id)
     assert found["found"], found
-    assert found["record"]["addresses"][0] == mapped
-    print(f"find-peer {priv1.name} from {net.public[3].name}: {found['record']['addresses']}")
+    record = found["record"]
+    assert record["addresses"][0] == mapped
+    # Its relays: public nodes it keeps a binding with (pinged every 25 s).
+    relays = {net.name_of(r["id"]) for r in record["relays"]}
+    assert len(relays) == 3 and relays <= {h.name for h in net.public}, record
+    print(f"find-peer {priv1.name} from {net.public[3].name}: {record['addresses']},"
+          f" relays {sorted(relays)}")  # fmt: skip
+    shown = net.cli_run(net.public[3], "find-peer", priv1.id, json=False).stdout
+    assert "behind NAT; its relays" in shown, shown
 
 
 def test_doctor_behind_the_nat_says_client_and_what_to_do(net):
