@@ -165,8 +165,10 @@ class Lookup:
 
     def next_requests(self) -> list[Contact]:
         """Contacts to ask now; each is marked WAITING."""
-        if self.finished:
-            return []
+        return [] if self.finished else self.asks()
+
+    def asks(self) -> list[Contact]:
+        """:meth:`next_requests` for a caller that knows the lookup has not finished."""
         out: list[Contact] = []
         seen_alive = 0
         limit = self.width if self.converged else self.alpha
