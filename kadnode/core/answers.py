@@ -100,6 +100,7 @@ class Asker:
 def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float) -> None:
     """Answer one request of ``size`` bytes from ``addr`` (see the module docstring)."""
     message = request.message
+    native = request.native
     host = addr[0]
     proof = node.proof
     echoed = getattr(message, "proof", None) or getattr(message, "token", None)
@@ -127,8 +128,7 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
         # Before the request itself: a newcomer's welcome must not echo back
         # the value it is storing with us right now.
         node.welcomes.pop(addr)
-        node.saw(contact_of(sender_id, host, addr[1], request.native), now, asked=True)
-    native = request.native
+        node.saw(contact_of(sender_id, host, addr[1], native), now, asked=True)
     token = node.tokens.token_for(host) if native and kind in TOKEN_REPLIES else None
     reply = ANSWERS[kind](node, message, Asker(addr, native, proven, token, vouched), now)
     if reply is None:
@@ -144,13 +144,13 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     # or its bucket has no place for it (routing.RoutingTable.wants).
     # Not interned (wire.contact_of): a flood of made-up ids must not fill the
     # shared contact cache.
-    sender = None if vouched_for else Contact(sender_id, host, addr[1], request.native)
+    sender = None if vouched_for else Contact(sender_id, host, addr[1], native)
     dial = (
         sender is not None
         and kind not in NOT_ADMITTING
         and (not proven or node.table.admits(sender))
     )
-    if dial and proven and request.native:
+    if dial and proven and native:
         dial = False
         if addr not in node.welcomes and node.table.wants(sender_id, now):
             node.welcomes.add(addr, now + WELCOME_DELAY, sender)  # if there is room

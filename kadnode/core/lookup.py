@@ -53,6 +53,17 @@ class State(Enum):
     STALLED = 4  # past its soft timeout: no longer holds a slot, may still answer
 
 
+# As module names: the loops below run for every reply, and a global is read
+# faster than a class attribute.
+FRESH, WAITING, ANSWERED, FAILED, STALLED = (
+    State.FRESH,
+    State.WAITING,
+    State.ANSWERED,
+    State.FAILED,
+    State.STALLED,
+)
+
+
 @dataclass(slots=True)
 class Candidate:
     contact: Contact
@@ -168,32 +179,37 @@ class Lookup:
 
     def next_requests(self) -> list[Contact]:
         """Contacts to ask now; each is marked WAITING."""
-        if self.finished:
-            return []
+        return [] if self.finished else self.asks()
+
+    def asks(self) -> list[Contact]:
+        """:meth:`next_requests` for a caller that knows the lookup has not finished."""
         out: list[Contact] = []
-        seen_alive = 0
-        limit = self.width if self.converged else self.alpha
+        candidates = self._candidates
+        left = self.k  # alive candidates still to look at
+        room = (self.width if self.converged else self.alpha) - self.in_flight
         for _, node_id in self._order:
-            if self.in_flight >= limit or seen_alive >= self.k:
+            if room <= 0 or left <= 0:
                 break
-            cand = self._candidates[node_id]
-            if cand.state is State.FAILED or cand.state is State.STALLED:
+            cand = candidates[node_id]
+            state = cand.state
+            if state is FAILED or state is STALLED:
                 continue  # a stalled one may answer yet: ask past it meanwhile
-            seen_alive += 1
-            if cand.state is State.FRESH:
-                cand.state = State.WAITING
-                self.in_flight += 1
-                self.queried += 1
+            left -= 1
+            if state is FRESH:
+                cand.state = WAITING
+                room -= 1
                 out.append(cand.contact)
+        self.in_flight += len(out)
+        self.queried += len(out)
         return out
 
     def _settle(self, node_id: int, state: State) -> Candidate | None:
         cand = self._candidates.get(node_id)
         if cand is None:
             return None
-        if cand.state is State.WAITING:
+        if cand.state is WAITING:
             self.in_flight -= 1
-        elif cand.state is not State.STALLED:
+        elif cand.state is not STALLED:
             return None
         cand.state = state
         return cand
@@ -207,14 +223,14 @@ class Lookup:
         until and unless they do respond").
         """
         cand = self._candidates.get(node_id)
-        if cand is not None and cand.state is State.WAITING:
-            cand.state = State.STALLED
+        if cand is not None and cand.state is WAITING:
+            cand.state = STALLED
             self.in_flight -= 1
 
     def answered_nodes(
         self, responder: Contact, contacts: Iterable[Contact], token: bytes | None = None
     ) -> None:
-        cand = self._settle(responder.node_id, State.ANSWERED)
+        cand = self._settle(responder.node_id, ANSWERED)
         if cand is None:
             return
         cand.token = token
@@ -236,7 +252,7 @@ class Lookup:
     ) -> None:
         """A value; with the ``contacts`` a native reply names beside it (a
         quorum read goes on to every replica)."""
-        cand = self._settle(responder.node_id, State.ANSWERED)
+        cand = self._settle(responder.node_id, ANSWERED)
         if cand is None:
             return
         cand.token = token
@@ -266,21 +282,23 @@ class Lookup:
         self.answered_nodes(responder, contacts, token)
 
     def failed_request(self, node_id: int) -> None:
-        if self._settle(node_id, State.FAILED) is not None:
+        if self._settle(node_id, FAILED) is not None:
             self.failed += 1
 
     def answered_nearest(self) -> list[Candidate]:
         """Those among the k nearest that have not failed that answered."""
         out: list[Candidate] = []
-        alive = 0
+        candidates = self._candidates
+        left = self.k
         for _, node_id in self._order:
-            cand = self._candidates[node_id]
-            if cand.state is State.FAILED:
+            cand = candidates[node_id]
+            state = cand.state
+            if state is FAILED:
                 continue
-            if cand.state is State.ANSWERED:
+            if state is ANSWERED:
                 out.append(cand)
-            alive += 1
-            if alive >= self.k:
+            left -= 1
+            if left <= 0:
                 break
         return out
 
@@ -288,17 +306,19 @@ class Lookup:
     def finished(self) -> bool:
         if self.want_value and self.value is not None:
             return True
-        answered = 0
+        candidates = self._candidates
+        left = self.enough  # answers still needed
+        until_found = self.until_found
         for distance, node_id in self._order:
-            state = self._candidates[node_id].state
-            if distance == 0 and self.until_found and state is State.ANSWERED:
+            state = candidates[node_id].state
+            if distance == 0 and until_found and state is ANSWERED:
                 return True
-            if state is State.FAILED:
+            if state is FAILED:
                 continue
-            if state is not State.ANSWERED:
+            if state is not ANSWERED:
                 return False
-            answered += 1
-            if answered >= self.enough:
+            left -= 1
+            if left <= 0:
                 return True
         return True  # everyone known answered or failed
 
@@ -313,17 +333,17 @@ class Lookup:
         holders = {c.node_id for c, _ in self.values}
         for distance, node_id in self._order:
             cand = self._candidates[node_id]
-            if cand.state is State.ANSWERED or cand.state is State.FAILED:
+            if cand.state is ANSWERED or cand.state is FAILED:
                 if not placed and mine < distance and len(replicas) < self.k:
                     replicas.append(self.self_id)
                     placed = True
                 if len(replicas) < self.k:
                     replicas.append(node_id)
-            if cand.state is not State.FAILED and len(closest) < self.k:
+            if cand.state is not FAILED and len(closest) < self.k:
                 closest.append(cand.contact)
-                if cand.state is not State.ANSWERED:
+                if cand.state is not ANSWERED:
                     unheard.append(node_id)
-            if cand.state is not State.ANSWERED:
+            if cand.state is not ANSWERED:
                 continue
             hops = hops or cand.hops
             if node_id not in holders and nearest_without is None:

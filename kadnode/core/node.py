@@ -385,14 +385,15 @@ class NodeCore:
         table = self.table
         node_id = contact.node_id
         addr = contact.addr
-        if node_id not in table and not table.holds(node_id, addr):  # a newcomer here
+        held = table.holds(node_id, addr)  # then it still is after seen()
+        if not held and node_id not in table:  # a newcomer here
             contact = contact_of(node_id, contact.host, contact.port, contact.native)
         refused = table.refused
         oldest = table.seen(contact, now)
         if table.refused != refused:  # the admission limits turned it away
             self.stats["contacts_refused"] += 1
             return
-        if table.holds(node_id, addr):  # admitted: the ring takes only those
+        if held or table.holds(node_id, addr):  # admitted: the ring takes only those
             self.offer_ring(contact)
         if asked:
             upkeep.welcome(self, contact, now)

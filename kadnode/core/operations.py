@@ -129,21 +129,31 @@ class LookupRun:
     def pump(self, at: float) -> None:
         if self.finished:
             return
-        node, lookup, message = self.node, self.lookup, self.message
-        attempts = node.requests.lookup_attempts()
-        for contact in lookup.next_requests():
-            stock_has = type(message) is Has and not contact.native  # bmuller has no kn_has
-            node.requests.send(
-                contact.addr,
-                contact,
-                FindValue(message.sender_id, message.key) if stock_has else message,
-                partial(self.replied, contact),
-                partial(self.failed, contact),
-                at,
-                attempts,
-                partial(self.stalled, contact),
-            )
-        if lookup.finished and not self.finished:
+        lookup = self.lookup
+        # Sending changes nothing the end rule reads (a candidate asked now
+        # was not answered before either), unless a send is refused at once:
+        # its failure pumps again, and the end is looked at once more then.
+        if not lookup.finished:
+            node, message = self.node, self.message
+            requests = node.requests
+            attempts = requests.lookup_attempts()
+            has = type(message) is Has
+            refused = False
+            for contact in lookup.asks():
+                stock_has = has and not contact.native  # bmuller has no kn_has
+                refused |= not requests.send(
+                    contact.addr,
+                    contact,
+                    FindValue(message.sender_id, message.key) if stock_has else message,
+                    partial(self.replied, contact),
+                    partial(self.failed, contact),
+                    at,
+                    attempts,
+                    partial(self.stalled, contact),
+                )
+            if not refused or self.finished or not lookup.finished:
+                return
+        if not self.finished:
             self.finished = True
             self.done(lookup.outcome(), at)
 

@@ -136,5 +136,12 @@ class Welcomes:
             return addr, due, sender
         return None
 
+    def next_due(self) -> float | None:
+        """When the next one is due, or None (:meth:`first` without the tuple:
+        the node's timer asks after every datagram)."""
+        for due, _ in self._due.values():
+            return due
+        return None
+
     def _subnet(self, addr: Addr) -> str | None:
         return None if addr[0] in self.exempt else subnet_of(addr[0])

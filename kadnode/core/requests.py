@@ -124,6 +124,7 @@ class Requests:
         self._srtt: float | None = None  # over all contacts, for unknown ones
         self._rttvar = 0.0
         self._resent = 0.0  # share of answered requests sent more than once
+        self._attempts_for = (-1.0, 0)  # (_resent, lookup_attempts() for it)
         self._padding: dict[tuple, bytes] = {}  # what each padded shape needs
         # Our message ids start with it: NATIVE_MAGIC, or CLIENT_MAGIC in client mode.
         self.magic = NATIVE_MAGIC
@@ -158,10 +159,15 @@ class Requests:
         """Sends for a lookup's request: LOOKUP_ATTEMPTS, or more (up to
         LOOKUP_ATTEMPTS_MAX) when the loss this node has seen would make a
         live contact missed LOOKUP_MISS of the time or more (kadnode.config)."""
+        resent = self._resent
+        if resent == self._attempts_for[0]:
+            return self._attempts_for[1]  # no loss seen since: every lookup's pump asks
         least = self.config.lookup_attempts
-        share = min(max(self._resent, 1e-9), 0.999)
+        share = min(max(resent, 1e-9), 0.999)
         needed = math.ceil(math.log(LOOKUP_MISS) / math.log(share))
-        return min(max(needed, least), max(LOOKUP_ATTEMPTS_MAX, least))
+        attempts = min(max(needed, least), max(LOOKUP_ATTEMPTS_MAX, least))
+        self._attempts_for = (resent, attempts)
+        return attempts
 
     # ---- out ------------------------------------------------------------------------
 

@@ -129,7 +129,9 @@ class RoutingTable:
         entry = self._by_id.get(node_id)
         if entry is not None:
             old = entry.contact
-            if old.addr != contact.addr:
+            if old is contact:  # the usual case: contacts are shared (wire.contact_of)
+                pass
+            elif old.addr != contact.addr:
                 if entry.failures == 0:
                     # Same id from another address while the known one answers:
                     # keep the proven address (no hijack by claiming an id).
@@ -145,8 +147,9 @@ class RoutingTable:
                 entry.contact = contact
             entry.last_seen = now
             entry.failures = 0
-            bucket.remove(entry)
-            bucket.append(entry)
+            if bucket[-1] is not entry:  # to the tail: most recently seen last
+                bucket.remove(entry)
+                bucket.append(entry)
             return None
         cache = self._replacements[index]
         if self._by_addr.get(contact.addr) == node_id:

@@ -64,10 +64,11 @@ def next_due(node: NodeCore) -> float:
     timer = min(
         node.background.at, node.refresh_at, node.stabilize_at, node.sync_at, node.tokens.rotate_at
     )
-    if (first := node.welcomes.first()) is not None:
-        timer = min(timer, first[1])
-    if (seeing := reach.due(node)) is not None:
-        timer = min(timer, seeing)
+    welcome = node.welcomes.next_due()
+    if welcome is not None and welcome < timer:
+        timer = welcome
+    if (seeing := reach.due(node)) is not None and seeing < timer:
+        timer = seeing
     due = node.store.next_due()
     return due if due is not None and due < timer else timer
 

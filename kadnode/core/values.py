@@ -212,8 +212,10 @@ class Publish:
 
     def replied(self, lookup: Lookup, at: float) -> None:
         if lookup.converged:
+            sent = self.sent
             for cand in lookup.answered_nearest():
-                self.store(cand.contact, cand.token, at)
+                if cand.contact.node_id not in sent:  # most were written already
+                    self.store(cand.contact, cand.token, at)
 
     def store(self, contact: Contact, token: bytes | None, at: float) -> None:
         node_id = contact.node_id
