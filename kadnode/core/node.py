@@ -28,7 +28,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
-from kadnode.config import MAX_RECORD_ADDRESSES, NETWORK_MARK, Config
+from kadnode.config import MAX_RECORD_ADDRESSES, NETWORK_MARK, TOKEN_BYTES, Config
 from kadnode.core import answers, codec, operations, reach, reads, sync, upkeep, values
 from kadnode.core.addresses import Exempt
 from kadnode.core.background import Background
@@ -117,7 +117,9 @@ class NodeCore:
         self.dialing: dict[str, list[Contact]] = {}  # host pinged back -> its senders
         # Newcomers on a proven host, pinged back at ``due`` unless vouched for first.
         self.welcomes = Welcomes(self.table.exempt)
-        self.ping_size = len(codec.encode(bytes(ID_BYTES), Ping(node_id)))
+        # The largest ping back to prove a sender: one carrying the token the
+        # contact it names gave us (kadnode.core.answers keeps room for it).
+        self.ping_size = len(codec.encode(bytes(ID_BYTES), Ping(node_id, bytes(TOKEN_BYTES))))
         self.network_tag = codec.network_tag(cfg.network_id)  # b"": the default network
         self.reach = reach.Reachability(now)
 

@@ -320,3 +320,32 @@ def test_forged_newcomers_from_one_proven_subnet_hold_at_most_a_tables_worth_of_
     assert honest in pinged
     assert sum(host == VICTIM[0] for host, _ in pinged) == PER_SUBNET_TABLE
     assert len(node.welcomes) == 0
+
+
+def test_a_forged_request_naming_a_contact_that_gave_us_a_token_stays_within_3x():
+    """The reply's fit keeps room for the ping back with a token in it: the id
+    named is a contact whose token we hold, and the ping carries it (room for a
+    bare ping made kn_ring 3.01x in `python -m chaos.attacks amplify`)."""
+    from kadnode.core.tokens import proving
+    from kadnode.sim.network import SimNetwork
+
+    net = SimNetwork(seed=4, config=Config(**QUIET))
+    nodes = [net.add_node() for _ in range(25)]
+    for other in nodes[1:]:
+        net.call(other, lambda c, now: c.bootstrap([nodes[0].addr], now))
+    node = nodes[5]
+    known = next(c for c in node.table.contacts() if proving(node.table, c.node_id, net.now))
+    for method, args in [("kn_ring", [None]), ("find_node", [bytes(20)]), ("ping", [])]:
+        node.datagrams_to_send()
+        request = codec.encode_request(
+            NATIVE_MAGIC + bytes(16), method, [known.node_id.to_bytes(20, "big"), *args]
+        )
+        node.receive_datagram(request, VICTIM, net.now)
+        out = [(d, a) for d, a in node.datagrams_to_send() if a == VICTIM]
+        assert len(out) == 2, method  # the reply, and the ping back
+        # The ping back is no larger than what the reply's fit kept room for.
+        assert len(out[1][0]) <= node.ping_size, method
+        sent = sum(wire_bytes(len(d), VICTIM[0]) for d, _ in out)
+        assert sent <= AMPLIFICATION * wire_bytes(len(request), VICTIM[0]), (method, sent)
+        node.dialing.clear()  # the next request's ping back is a first one again
+        node.proof = Proof()
