@@ -31,8 +31,11 @@ import time
 from collections.abc import Callable
 
 from kadnode.config import AE_BUCKETS, AE_HASH_BYTES, MAX_DATAGRAM, TOKEN_BYTES
+from kadnode.core.codec import NONCE_BYTES
 from kadnode.core.ids import to_bytes
 from kadnode.core.messages import (
+    Dial,
+    Dialed,
     Digest,
     FindNode,
     FindSuccessor,
@@ -42,6 +45,7 @@ from kadnode.core.messages import (
     Kind,
     Ping,
     Put,
+    Reach,
     RequestMessage,
     RingQuery,
     Store,
@@ -57,6 +61,9 @@ ATTACKER = host(66, 0, 1)
 VICTIM_PORT = 0  # any free port: two runs at once do not collide
 REQUEST_SETTLE = 0.3  # seconds before checking the node counted the request
 LARGE_VALUE = MAX_DATAGRAM - 200  # bytes: what one STORE datagram can carry
+# Where a forged kn_dial asks the node to send its dial-back: on loopback,
+# like every address here; the row counts what reaches the forged source.
+DIAL_TARGET = host(77, 250, 1), 9
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -106,6 +113,11 @@ def requests(large_key: bytes) -> list[tuple[str, bool, Make]]:
         ("kn_digest", True, lambda s, r, _: Digest(s, [bytes(AE_HASH_BYTES)] * AE_BUCKETS)),
         ("kn_keys (all buckets)", True, lambda s, r, _: KeyList(s, list(range(AE_BUCKETS)), [])),
         ("kn_bye", True, lambda s, r, _: Goodbye(s, token(r))),
+        # The reachability dial-back (kadnode.core.reach): a forger asks the
+        # node to have a stranger dial it, or to dial an address itself.
+        ("kn_reach", True, lambda s, r, _: Reach(s, r.randbytes(NONCE_BYTES), token(r))),
+        ("kn_dial", True, lambda s, r, _: Dial(s, DIAL_TARGET, r.randbytes(NONCE_BYTES), token(r))),
+        ("kn_dialed", True, lambda s, r, _: Dialed(s, r.randbytes(NONCE_BYTES))),
     ]
 
 
