@@ -72,6 +72,14 @@ PUBLIC = "public"
 PRIVATE = "private"
 
 
+def _latest(kept: dict, key, value, limit: int) -> None:
+    """``kept[key] = value`` as its newest entry; the oldest go past ``limit``."""
+    kept.pop(key, None)
+    kept[key] = value
+    while len(kept) > limit:
+        del kept[next(iter(kept))]
+
+
 class Reachability:
     """One node's view of itself from outside (see the module docstring)."""
 
@@ -116,11 +124,7 @@ class Reachability:
         return statistics.median(self.offsets.values()) if self.offsets else None
 
     def sent_to(self, host: str, now: float) -> None:
-        sent = self.sent
-        sent.pop(host, None)
-        sent[host] = now
-        if len(sent) > SENT_HOSTS:
-            del sent[next(iter(sent))]
+        _latest(self.sent, host, now, SENT_HOSTS)
 
     def contacted(self, host: str, now: float) -> bool:
         at = self.sent.get(host)
@@ -129,14 +133,9 @@ class Reachability:
     def vote(self, responder: str, seen: Addr, now: float) -> bool:
         """A proven peer at ``responder`` saw us at ``seen``; True when the
         adopted address or the NAT verdict changed."""
-        subnet = subnet_of(responder)
-        votes = self.votes
-        votes.pop(subnet, None)
-        votes[subnet] = (seen, now)
-        while len(votes) > OBSERVED_VOTES:
-            del votes[next(iter(votes))]
+        _latest(self.votes, subnet_of(responder), (seen, now), OBSERVED_VOTES)
         counts: dict[Addr, int] = {}
-        for addr, at in votes.values():
+        for addr, at in self.votes.values():
             if now - at < OBSERVED_FOR:
                 counts[addr] = counts.get(addr, 0) + 1
         best = max(counts, key=counts.__getitem__)
@@ -153,12 +152,9 @@ def observed(node: NodeCore, reply: PingReply, addr: Addr, now: float) -> None:
     if not reach.active:
         return
     if reply.clock is not None:
-        subnet = subnet_of(addr[0])
-        reach.offsets.pop(subnet, None)
         # Its clock is whole seconds, cut down: on average half a second behind.
-        reach.offsets[subnet] = reply.clock + 0.5 - now
-        while len(reach.offsets) > CLOCK_SAMPLES:
-            del reach.offsets[next(iter(reach.offsets))]
+        offset = reply.clock + 0.5 - now
+        _latest(reach.offsets, subnet_of(addr[0]), offset, CLOCK_SAMPLES)
     if reply.seen is None:
         return
     was_nat, was = reach.nat, reach.address
