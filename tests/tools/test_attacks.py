@@ -33,7 +33,7 @@ async def test_amplify_no_request_returns_more_than_3x_to_a_forged_source():
     result = await amplify.run(args)
     assert result.held is not None, result.render()
     ratios = [(r["request"], r["x"]) for r in rows(result)]
-    assert len(ratios) == 16  # every request type was sent, with known and new ids
+    assert len(ratios) == 19  # every request type was sent, with known and new ids
     assert result.figures["max amplification"] <= amplify.LIMIT, result.render()
 
 
