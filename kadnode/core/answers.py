@@ -120,8 +120,9 @@ def respond(node: NodeCore, request: Request, addr: Addr, size: int, now: float)
     vouched_for = vouched or node.table.holds(sender_id, addr)
     if request.client:
         # A client (kadnode.core.reach) enters no table, and leaves ours if
-        # it was there: it may not be reachable by anyone we tell of it.
-        if node.table.holds(sender_id, addr):
+        # it was there and proves it is the one asking (a forged source must
+        # not unlist a node): it may not be reachable by anyone we tell of it.
+        if vouched and node.table.holds(sender_id, addr):
             node.forget(sender_id)
         vouched_for = True  # nothing to prove for a table: no ping back
     elif vouched_for and kind not in NOT_ADMITTING:

@@ -96,7 +96,6 @@ class Reachability:
         self.acks = 0  # helpers that said they asked a dialer
         self.tainted = 0  # dial-backs from hosts we had sent to: they prove nothing
         self.dialed_from: str | None = None  # host of the dial-back that proved us
-        self.checked_at: float | None = None
         self.observe_at = now + OBSERVE_FIRST
         self.check_at: float | None = None  # next reachability check, once behind NAT
         self.sent: dict[str, float] = {}  # host -> when we last sent it a request
@@ -281,7 +280,6 @@ def settle(node: NodeCore, status: str, now: float) -> None:
     reach = node.reach
     reach.status = status
     reach.nonce = reach.check_ends = None
-    reach.checked_at = now
     reach.check_at = now + (REACH_RETRY if status == UNKNOWN else REACH_INTERVAL)
     node.client_mode(reach.client)
     node.readdress(now)

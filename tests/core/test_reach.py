@@ -222,7 +222,8 @@ def test_a_client_that_was_in_a_table_leaves_it_when_it_says_it_is_a_client():
     a, b = public[2], public[3]
     assert b.table.holds(a.id, a.addr)
     a.client_mode(True)
-    net.call(a, lambda c, now: c.ping(b.addr, now))
+    # Its requests to its contacts echo their tokens: b knows it is a asking.
+    net.call(a, lambda c, now: c.lookup(b.id, now))
     assert not b.table.holds(a.id, a.addr)
 
 
@@ -245,3 +246,19 @@ def test_a_client_keeps_its_relays_bindings_open_and_replaces_a_dead_one():
     # Every relay still reaches it through the NAT, unasked: the binding is open.
     for relay in node.reach.relays:
         assert net._route(net.index[relay.addr], net.seen_as[net.index[node.addr]]) is not None
+
+
+def test_a_forged_client_request_from_a_contacts_address_does_not_unlist_it():
+    """Only a client request that echoes our token (so comes from that address)
+    takes its sender out of the table; one forged from a node's real address
+    and id, without the token, changes nothing."""
+    net, public, _ = network(private=0)
+    a, b = public[2], public[3]
+    assert b.table.holds(a.id, a.addr)
+    forged = codec.encode(CLIENT_MAGIC + bytes(16), Reach(a.id, bytes(8)))
+    b.receive_datagram(forged, a.addr, net.now)
+    assert b.table.holds(a.id, a.addr)
+    token = b.tokens.token_for(a.addr[0])
+    genuine = codec.encode(CLIENT_MAGIC + bytes(16), Reach(a.id, bytes(8), token))
+    b.receive_datagram(genuine, a.addr, net.now)
+    assert not b.table.holds(a.id, a.addr)
